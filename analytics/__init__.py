@@ -1,0 +1,1 @@
+"""Delivery history: the ClickHouse store, the outcomes sink, queries and the management API."""

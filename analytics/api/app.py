@@ -1,0 +1,56 @@
+"""The management API application: routers, error translation, the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from analytics.api import dispatches, health, rules
+from analytics.api.deps import Services
+from analytics.errors import StoreError
+from producers import http as ingest
+from producers.publish import Publisher
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+
+
+def create_app(svc: Services, publisher: Publisher) -> FastAPI:
+    """The FastAPI app over the given services."""
+    app = FastAPI(title="disparo management API", version="1")
+    app.state.services = svc
+    app.state.publisher = publisher
+    for router in (health.router, rules.router, dispatches.router, ingest.router):
+        app.include_router(router)
+    _add_error_handlers(app)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(WEB / "index.html")
+
+    return app
+
+
+def _readable(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _readable(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(StoreError)
+    async def store_down(_: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"error": f"history store unavailable: {exc}"}, status_code=503)

@@ -1,0 +1,29 @@
+"""Objects the routers share, held on the app's state by the service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from collections.abc import Callable
+
+from fastapi import Request
+from kafka import KafkaProducer
+
+from analytics.store import Store
+from disparo.rules_view import RulesView
+from disparo.topics import Topics
+
+
+@dataclass
+class Services:
+    """The store, the rules view and the producer behind the API."""
+
+    store: Store
+    rules: RulesView
+    producer: KafkaProducer
+    topics: Topics
+    ready: Callable[[], bool] | None = None
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found

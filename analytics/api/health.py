@@ -1,0 +1,40 @@
+"""Health, readiness and metrics of the analytics service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from analytics.api.deps import Services, services
+from analytics.errors import StoreError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(svc: Annotated[Services, Depends(services)], response: Response) -> dict[str, object]:
+    """Kafka and ClickHouse both answer."""
+    checks: dict[str, object] = {}
+    try:
+        svc.store.select("SELECT 1 AS one")
+        checks["clickhouse"] = "ok"
+    except StoreError as exc:
+        checks["clickhouse"] = str(exc)
+    checks["kafka"] = "ok" if svc.ready is None or svc.ready() else "not consuming yet"
+    ready = all(v == "ok" for v in checks.values())
+    response.status_code = 200 if ready else 503
+    return {"ready": ready, **checks}
+
+
+@router.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics of this process."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,113 @@
+"""Rules: `/api/v1/rules` writes to the compacted rules topic and reads the rules view."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Response
+from kafka.errors import KafkaError
+from pydantic import Field, field_validator
+
+from analytics.api.deps import Services, services
+from disparo.schemas import Rule, RuleFields, check_secret, generate_secret
+
+router = APIRouter(tags=["rules"])
+_id_lock = threading.Lock()
+FIRST_RULE_ID = 1000
+
+
+class RuleCreate(RuleFields):
+    """A new rule; `id` and `secret` are generated when left out."""
+
+    id: int | None = Field(None, gt=0, lt=2**53)
+    secret: str | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_ok(cls, value: str | None) -> str | None:
+        return None if value is None else check_secret(value)
+
+
+class RuleUpdate(RuleFields):
+    """A full replacement of a rule's fields; the secret is kept when left out."""
+
+    secret: str | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_ok(cls, value: str | None) -> str | None:
+        return None if value is None else check_secret(value)
+
+
+def masked(secret: str) -> str:
+    """A secret shown without revealing it: prefix and four characters."""
+    return secret[:10] + "…"
+
+
+def view(rule: Rule, reveal: bool = False) -> dict[str, Any]:
+    """The API form of a rule; the secret only in full when just created."""
+    out = rule.model_dump(mode="json")
+    out["secret"] = rule.secret if reveal else masked(rule.secret)
+    return out
+
+
+def _write(svc: Services, rule_id: int, value: bytes | None) -> None:
+    try:
+        meta = svc.producer.send(svc.topics.rules, key=str(rule_id).encode(), value=value).get(30)
+    except KafkaError as exc:
+        raise HTTPException(503, f"rule not saved, Kafka is unavailable: {exc}") from exc
+    svc.rules.wait_for(meta.partition, meta.offset, timeout_s=10)
+
+
+def _found(svc: Services, rule_id: int) -> Rule:
+    rule = svc.rules.get(rule_id)
+    if rule is None:
+        raise HTTPException(404, f"no rule with id {rule_id}; GET /api/v1/rules lists them")
+    return rule
+
+
+@router.post("/api/v1/rules", status_code=201)
+def create_rule(body: RuleCreate, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    """Create a rule; the response is the only place its secret is shown in full."""
+    with _id_lock:
+        taken = {r.id for r in svc.rules.all()}
+        if body.id is not None and body.id in taken:
+            raise HTTPException(409, f"rule id {body.id} exists; leave 'id' out to get a new one")
+        rule_id = body.id or max(taken | {FIRST_RULE_ID - 1}) + 1
+        fields = body.model_dump(exclude={"id", "secret"})
+        rule = Rule(id=rule_id, secret=body.secret or generate_secret(), **fields)
+        _write(svc, rule.id, rule.model_dump_json().encode())
+    return view(rule, reveal=True)
+
+
+@router.get("/api/v1/rules")
+def list_rules(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    """Every rule, secrets masked."""
+    return {"items": [view(r) for r in svc.rules.all()]}
+
+
+@router.get("/api/v1/rules/{rule_id}")
+def get_rule(rule_id: int, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    """One rule, secret masked."""
+    return view(_found(svc, rule_id))
+
+
+@router.put("/api/v1/rules/{rule_id}")
+def update_rule(
+    rule_id: int, body: RuleUpdate, svc: Annotated[Services, Depends(services)]
+) -> dict[str, Any]:
+    """Replace a rule's fields (activate/deactivate with `active`)."""
+    current = _found(svc, rule_id)
+    fields = body.model_dump(exclude={"secret"})
+    rule = Rule(id=rule_id, secret=body.secret or current.secret, **fields)
+    _write(svc, rule_id, rule.model_dump_json().encode())
+    return view(rule)
+
+
+@router.delete("/api/v1/rules/{rule_id}", status_code=204)
+def delete_rule(rule_id: int, svc: Annotated[Services, Depends(services)]) -> Response:
+    """Delete a rule (a tombstone on the compacted topic)."""
+    _found(svc, rule_id)
+    _write(svc, rule_id, None)
+    return Response(status_code=204)

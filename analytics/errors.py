@@ -1,0 +1,15 @@
+"""The analytics package's exception hierarchy."""
+
+from disparo.errors import DisparoError
+
+
+class AnalyticsError(DisparoError):
+    """Root of the errors the analytics service raises."""
+
+
+class StoreError(AnalyticsError):
+    """ClickHouse (embedded or server) refused or failed a statement."""
+
+
+class BadQuery(AnalyticsError):
+    """A history query's parameters cannot be answered; the message says how to fix them."""

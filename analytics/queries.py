@@ -1,0 +1,138 @@
+"""History queries as (SQL, parameters): pure builders, tested without ClickHouse."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from analytics import schema
+from analytics.errors import BadQuery
+
+StatusFilter = Literal["all", "success", "failure"]
+MAX_LIMIT = 500
+_TS = "DateTime64(3, 'UTC')"
+ITEM_COLUMNS = (
+    "dispatch_id, toString(attempt_id) AS attempt_id, attempt, order_id, order_status, "
+    "event_type, rule_id, dispatched_at, "
+    "toString(status) AS status, http_status, error, reason, url, duration_ms, manual, final"
+)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open time range [start, end) within the retained history."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def parse(
+        cls, start: datetime | None, end: datetime | None, now: datetime, default_days: int = 7
+    ) -> Period:
+        """Validate a from/to pair (defaults: the last `default_days` days up to now)."""
+        end = _utc(end) if end else now
+        start = _utc(start) if start else end - timedelta(days=default_days)
+        if start >= end:
+            raise BadQuery(f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
+        oldest = now - timedelta(days=schema.RETENTION_DAYS, hours=1)
+        if start < oldest:
+            raise BadQuery(
+                f"'from' is older than the {schema.RETENTION_DAYS} days of history kept; "
+                f"use a date after {oldest.date().isoformat()}"
+            )
+        return cls(start, end)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the last row's time and attempt id (rows go newest first)."""
+
+    at: datetime
+    attempt_id: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.at.isoformat(), self.attempt_id]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            at, attempt_id = json.loads(raw)
+            return cls(_utc(datetime.fromisoformat(at)), str(uuid.UUID(attempt_id)))
+        except (ValueError, TypeError, binascii.Error):
+            raise BadQuery("'cursor' is not one this API returned; start again without it") from None
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _where(
+    period: Period, status: StatusFilter, order_id: str | None
+) -> tuple[list[str], dict[str, Any]]:
+    clauses = [f"dispatched_at >= {{start:{_TS}}}", f"dispatched_at < {{end:{_TS}}}"]
+    params: dict[str, Any] = {"start": _ts(period.start), "end": _ts(period.end)}
+    if status != "all":
+        clauses.append("status = {status:String}")
+        params["status"] = status
+    if order_id:
+        clauses.append("order_id = {order_id:String}")
+        params["order_id"] = order_id
+    return clauses, params
+
+
+def dispatches(
+    database: str, period: Period, status: StatusFilter = "all", order_id: str | None = None,
+    limit: int = 50, cursor: Cursor | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """One page of attempts, newest first; fetches one extra row to know if more follow."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadQuery(f"'limit' must be between 1 and {MAX_LIMIT}")
+    clauses, params = _where(period, status, order_id)
+    if cursor is not None:
+        clauses.append(f"(dispatched_at, attempt_id) < ({{c_at:{_TS}}}, {{c_id:UUID}})")
+        params.update(c_at=_ts(cursor.at), c_id=cursor.attempt_id)
+    sql = (
+        f"SELECT {ITEM_COLUMNS} FROM {database}.{schema.TABLE} WHERE {' AND '.join(clauses)} "
+        f"ORDER BY dispatched_at DESC, attempt_id DESC LIMIT {limit + 1}"
+    )
+    return sql, params
+
+
+def summary(
+    database: str, period: Period, order_id: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Total attempts and failed attempts in a period."""
+    clauses, params = _where(period, "all", order_id)
+    sql = (
+        "SELECT count() AS total, countIf(status = 'failure') AS failed "
+        f"FROM {database}.{schema.TABLE} WHERE {' AND '.join(clauses)}"
+    )
+    return sql, params
+
+
+def attempts_of(database: str, dispatch_id: str) -> tuple[str, dict[str, Any]]:
+    """Every attempt of one dispatch, oldest first, with request and response excerpts."""
+    sql = (
+        f"SELECT {ITEM_COLUMNS}, request_excerpt, response_excerpt "
+        f"FROM {database}.{schema.TABLE} WHERE dispatch_id = {{dispatch_id:String}} "
+        "ORDER BY dispatched_at, attempt_id LIMIT 1000"
+    )
+    return sql, {"dispatch_id": dispatch_id}
+
+
+def failure_rate(total: int, failed: int) -> float:
+    """Failed share of attempts, 0.0 for an empty period, rounded to 4 places."""
+    return round(failed / total, 4) if total else 0.0

@@ -1,0 +1,35 @@
+"""Settings of the analytics service (outcomes sink + management API)."""
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from disparo.settings import KernelSettings
+
+
+class AnalyticsSettings(KernelSettings):
+    """DISPARO_* settings the analytics service reads."""
+
+    clickhouse_url: str = Field(
+        "", description="clickhouse://host:9000/db for a server; empty = chdb under DISPARO_HOME"
+    )
+    api_host: str = Field("127.0.0.1", description="address the management API listens on")
+    api_port: int = Field(8080, ge=1, le=65535, description="port of the management API and page")
+    sink_group: str = Field("disparo-analytics-sink", description="consumer group of the sink")
+    sink_batch: int = Field(5000, ge=1, le=100000, description="rows per ClickHouse insert")
+    sink_linger_ms: int = Field(250, ge=0, le=60000, description="longest wait to fill a batch")
+    rules_group: str = Field("", description="unused; the rules view reads without a group")
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("clickhouse://", "clickhouses://", "chdb://")):
+            raise ValueError("use clickhouse://host:port/database, or chdb:///path, or leave empty")
+        return value
+
+    @property
+    def chdb_path(self) -> Path:
+        """Where the embedded engine keeps its data."""
+        if self.clickhouse_url.startswith("chdb://"):
+            return Path(self.clickhouse_url.removeprefix("chdb://"))
+        return self.home / "clickhouse"

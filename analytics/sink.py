@@ -1,0 +1,167 @@
+"""The outcomes sink: batches attempt outcomes from Kafka into the attempts table."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import Counter
+
+from analytics import schema
+from analytics.settings import AnalyticsSettings
+from analytics.store import Row, Store
+from disparo.errors import InvalidMessage
+from disparo.kafka import dead_letter_headers
+from disparo.schemas import AttemptOutcome, parse_outcome
+from disparo.topics import Topics
+
+log = logging.getLogger(__name__)
+ROWS = Counter("disparo_sink_rows_total", "Attempt rows written to ClickHouse by the sink.")
+BATCHES = Counter("disparo_sink_batches_total", "Inserts the sink made into ClickHouse.")
+
+
+def row_of(outcome: AttemptOutcome, partition: int, offset: int) -> Row:
+    """The attempts-table row of one outcome read at a Kafka partition and offset."""
+    return {
+        "dispatched_at": outcome.dispatched_at,
+        "attempt_id": outcome.attempt_id,
+        "dispatch_id": outcome.dispatch_id,
+        "attempt": outcome.attempt,
+        "manual": outcome.manual,
+        "final": outcome.final,
+        "order_id": outcome.order_id,
+        "order_status": outcome.order_status or "",
+        "event_id": outcome.event_id,
+        "event_type": outcome.event_type,
+        "rule_id": outcome.rule_id,
+        "url": outcome.url,
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "http_status": outcome.http_status or 0,
+        "error": outcome.error or "",
+        "duration_ms": outcome.duration_ms,
+        "request_excerpt": outcome.request_excerpt,
+        "response_excerpt": outcome.response_excerpt,
+        "kafka_partition": partition,
+        "kafka_offset": offset,
+    }
+
+
+def dedup_token(ranges: dict[int, tuple[int, int]]) -> str:
+    """A token naming exactly which offsets a batch holds, so a retried insert is dropped."""
+    text = ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class _SeekPastStored(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, skip offsets whose rows are already stored (crash after insert)."""
+
+    def __init__(self, sink: OutcomeSink) -> None:
+        self.sink = sink
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        stored = self.sink.stored_offsets()
+        for tp in assigned:
+            if tp.partition in stored:
+                committed = self.sink.consumer.committed(tp) or 0
+                if stored[tp.partition] + 1 > committed:
+                    self.sink.consumer.seek(tp, stored[tp.partition] + 1)
+
+
+class OutcomeSink:
+    """Consumes `outcomes`, inserts batches, commits offsets after each insert."""
+
+    def __init__(
+        self, settings: AnalyticsSettings, store: Store, producer: KafkaProducer
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.producer = producer
+        self.topics = Topics(settings.topic_prefix)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=settings.sink_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.sink_batch,
+            client_id="disparo-sink",
+        )
+        self.consumer.subscribe([self.topics.outcomes], listener=_SeekPastStored(self))
+        self._stop = threading.Event()
+        self.rows_written = 0
+
+    def stored_offsets(self) -> dict[int, int]:
+        """The highest Kafka offset stored per outcomes partition."""
+        rows = self.store.select(
+            f"SELECT kafka_partition AS p, max(kafka_offset) AS o "
+            f"FROM {self.store.database}.{schema.TABLE} GROUP BY kafka_partition"
+        )
+        return {int(r["p"]): int(r["o"]) for r in rows}
+
+    def run(self) -> None:
+        """Consume and insert until `stop()`; the last partial batch is flushed."""
+        pending: list[Any] = []
+        started = time.monotonic()
+        while not self._stop.is_set():
+            polled = self.consumer.poll(timeout_ms=100, max_records=self.settings.sink_batch)
+            for records in polled.values():
+                pending.extend(records)
+            full = len(pending) >= self.settings.sink_batch
+            due = time.monotonic() - started >= self.settings.sink_linger_ms / 1000
+            if pending and (full or due):
+                self.flush(pending)
+                pending = []
+            if not pending:
+                started = time.monotonic()
+        if pending:
+            self.flush(pending)
+        self.consumer.close()
+
+    def consuming(self) -> bool:
+        """True once the sink holds partitions of the outcomes topic."""
+        return not self._stop.is_set() and bool(self.consumer.assignment())
+
+    def stop(self) -> None:
+        """Ask `run()` to flush and return."""
+        self._stop.set()
+
+    def flush(self, records: list[Any]) -> None:
+        """Insert one batch (de-duplicated by its offsets), then commit those offsets."""
+        rows: list[Row] = []
+        ranges: dict[int, tuple[int, int]] = {}
+        for r in records:
+            lo, hi = ranges.get(r.partition, (r.offset, r.offset))
+            ranges[r.partition] = (min(lo, r.offset), max(hi, r.offset))
+            try:
+                rows.append(row_of(parse_outcome(r.value), r.partition, r.offset))
+            except InvalidMessage as exc:
+                self._dead_letter(r, exc.reason)
+        self.store.insert(schema.TABLE, rows, dedup_token(ranges))
+        self.producer.flush()
+        ROWS.inc(len(rows))
+        BATCHES.inc()
+        self.rows_written += len(rows)
+        offsets = {
+            TopicPartition(self.topics.outcomes, p): OffsetAndMetadata(hi + 1, "", -1)
+            for p, (_, hi) in ranges.items()
+        }
+        try:
+            self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            log.warning("sink commit refused after a rebalance (rows are stored): %s", exc)
+
+    def _dead_letter(self, record: Any, reason: str) -> None:
+        log.warning("dead-lettered outcome %s/%s: %s", record.partition, record.offset, reason)
+        headers = dead_letter_headers(reason, "sink", record.topic, record.partition,
+                                      record.offset)
+        self.producer.send(self.topics.dead_letter, key=record.key, value=record.value,
+                           headers=headers)

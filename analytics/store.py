@@ -1,0 +1,143 @@
+"""The ClickHouse store behind one interface: chdb embedded, or a server via clickhouse-driver."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from analytics import schema
+from analytics.errors import StoreError
+
+Row = dict[str, Any]
+
+
+class Store(Protocol):
+    """What the sink and the queries need from ClickHouse."""
+
+    database: str
+
+    def command(self, sql: str) -> None: ...
+
+    def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
+
+    def insert(self, table: str, rows: Sequence[Row], dedup_token: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def ensure_schema(store: Store) -> None:
+    """Create the database and the attempts table when missing."""
+    for statement in schema.ddl(store.database):
+        store.command(statement)
+
+
+class ChdbStore:
+    """The embedded engine: one process owns the data path, so calls are serialised."""
+
+    def __init__(self, path: Path, database: str = schema.DATABASE) -> None:
+        from chdb import session
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.database = database
+        self._lock = threading.Lock()
+        try:
+            self._session = session.Session(str(path))
+        except Exception as exc:  # chdb raises plain errors when a path is locked
+            raise StoreError(f"cannot open chdb at {path} (is another process using it?): {exc}")
+
+    def command(self, sql: str) -> None:
+        self._run(sql, "CSV", None)
+
+    def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        text = self._run(sql, "JSONEachRow", params)
+        return [json.loads(line) for line in text.splitlines() if line]
+
+    def insert(self, table: str, rows: Sequence[Row], dedup_token: str) -> None:
+        if not rows:
+            return
+        body = "\n".join(json.dumps(r, default=_json_default) for r in rows)
+        sql = (
+            f"INSERT INTO {self.database}.{table} SETTINGS "
+            f"insert_deduplication_token = '{_sql_token(dedup_token)}', "
+            "date_time_input_format = 'best_effort' FORMAT JSONEachRow\n" + body
+        )
+        self._run(sql, "CSV", None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+    def _run(self, sql: str, fmt: str, params: Mapping[str, Any] | None) -> str:
+        with self._lock:
+            try:
+                result = self._session.query(sql, fmt, params=dict(params or {}))
+            except Exception as exc:
+                raise StoreError(f"ClickHouse (chdb) error: {exc}") from exc
+        return str(result.bytes().decode()) if result is not None else ""
+
+
+class ServerStore:
+    """A ClickHouse server over the native protocol (clickhouse-driver)."""
+
+    def __init__(self, url: str) -> None:
+        from clickhouse_driver import Client
+
+        parts = urlsplit(url)
+        self.database = (parts.path or "/").strip("/") or schema.DATABASE
+        base = url.replace(parts.path, "", 1) if parts.path else url
+        self._client = Client.from_url(
+            base, settings={"server_side_params": True}, compression=True
+        )
+        self._lock = threading.Lock()
+
+    def command(self, sql: str) -> None:
+        self._execute(sql)
+
+    def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        rows, columns = self._execute(sql, dict(params or {}), with_column_types=True)
+        names = [c[0] for c in columns]
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def insert(self, table: str, rows: Sequence[Row], dedup_token: str) -> None:
+        if not rows:
+            return
+        names = list(rows[0])
+        data = [tuple(r[n] for n in names) for r in rows]
+        self._execute(
+            f"INSERT INTO {self.database}.{table} ({', '.join(names)}) VALUES", data,
+            settings={"insert_deduplication_token": dedup_token},
+        )
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+    def _execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        from clickhouse_driver.errors import Error
+
+        with self._lock:
+            try:
+                return self._client.execute(sql, *args, **kwargs)
+            except (Error, OSError, EOFError) as exc:
+                raise StoreError(f"ClickHouse server error: {exc}") from exc
+
+
+def open_store(clickhouse_url: str, chdb_path: Path) -> Store:
+    """The store a settings object names: a server URL, else chdb on a local path."""
+    if clickhouse_url.startswith(("clickhouse://", "clickhouses://")):
+        return ServerStore(clickhouse_url)
+    return ChdbStore(chdb_path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _sql_token(token: str) -> str:
+    return "".join(c for c in token if c.isalnum() or c in "-_:.")

@@ -1,0 +1,164 @@
+"""The `disparo` command: run the local stack, a single service, or publish events."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from disparo.errors import DisparoError
+from disparo.settings import KernelSettings, load
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from analytics.settings import AnalyticsSettings
+    from disparo.local import stack
+
+    settings = load(AnalyticsSettings)
+    stack.up(settings, settings.api_port, demo_data=not args.no_demo)
+    return 0
+
+
+def cmd_down(_: argparse.Namespace) -> int:
+    from disparo.local import stack
+
+    stack.down(load(KernelSettings))
+    return 0
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    from disparo.local import stack
+
+    return stack.status(load(KernelSettings))
+
+
+def cmd_topics(_: argparse.Namespace) -> int:
+    from disparo.kafka import ensure_topics
+
+    created = ensure_topics(load(KernelSettings))
+    print(f"created {len(created)} topics: {', '.join(created) or '-'}")
+    return 0
+
+
+def cmd_dispatcher(_: argparse.Namespace) -> int:
+    from dispatcher.app import run
+    from dispatcher.settings import DispatcherSettings
+
+    run(load(DispatcherSettings))
+    return 0
+
+
+def cmd_worker(_: argparse.Namespace) -> int:
+    from consumers.settings import WorkerSettings
+    from consumers.worker import serve
+
+    settings = load(WorkerSettings)
+    _logging(settings.log_level)
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_analytics(_: argparse.Namespace) -> int:
+    from analytics.service import run
+    from analytics.settings import AnalyticsSettings
+
+    settings = load(AnalyticsSettings)
+    _logging(settings.log_level)
+    run(settings)
+    return 0
+
+
+def cmd_demo_receiver(args: argparse.Namespace) -> int:
+    from disparo.local.demo import serve_receiver
+
+    _logging("INFO")
+    serve_receiver(args.port)
+    return 0
+
+
+def _events_from(stream: TextIO) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(stream, 1):
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DisparoError(f"line {number} is not JSON: {exc}") from None
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from disparo.schemas import now_utc
+    from producers.publish import Publisher
+
+    publisher = Publisher(load(KernelSettings))
+    if args.file:
+        stream = sys.stdin if args.file == "-" else open(args.file)  # noqa: SIM115
+        events: list[dict[str, Any]] = list(_events_from(stream))
+    else:
+        if not (args.order_id and args.event_type):
+            raise DisparoError("give --order-id and --event-type, or --file with JSON lines")
+        events = [{
+            "event_id": str(uuid.uuid4()), "event_type": args.event_type,
+            "order_id": args.order_id, "order_status": args.status,
+            "occurred_at": now_utc().isoformat(), "payload": json.loads(args.payload),
+        }]
+    for start in range(0, len(events), 1000):
+        publisher.publish_many(events[start:start + 1000])
+        print(f"published {min(start + 1000, len(events))}/{len(events)}", file=sys.stderr)
+    publisher.close()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="disparo", description="Webhook dispatch for order events. Settings: DISPARO_* "
+        "environment variables (see README).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = sub.add_parser("up", help="start Kafka, the services and the demo in the background")
+    up.add_argument("--no-demo", action="store_true", help="skip the demo receiver and events")
+    up.set_defaults(run=cmd_up)
+    sub.add_parser("down", help="stop everything `up` started").set_defaults(run=cmd_down)
+    sub.add_parser("status", help="which local processes run").set_defaults(run=cmd_status)
+    sub.add_parser("topics", help="create the topics if missing").set_defaults(run=cmd_topics)
+    sub.add_parser("dispatcher", help="run the rule-matching processor (faust)").set_defaults(
+        run=cmd_dispatcher)
+    sub.add_parser("worker", help="run a delivery worker").set_defaults(run=cmd_worker)
+    sub.add_parser("analytics", help="run the outcomes sink and management API").set_defaults(
+        run=cmd_analytics)
+    demo = sub.add_parser("demo-receiver", help="run the demo webhook receiver")
+    demo.add_argument("--port", type=int, default=8090)
+    demo.set_defaults(run=cmd_demo_receiver)
+    produce = sub.add_parser("produce", help="publish order events to Kafka")
+    produce.add_argument("--order-id")
+    produce.add_argument("--event-type", help="e.g. order.dispatched")
+    produce.add_argument("--status", help="order status at the time of the event")
+    produce.add_argument("--payload", default="{}", help="JSON object")
+    produce.add_argument("--file", help="JSON lines of OrderEvents ('-' for stdin)")
+    produce.set_defaults(run=cmd_produce)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except DisparoError as exc:
+        print(f"disparo: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

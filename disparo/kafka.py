@@ -1,0 +1,101 @@
+"""Kafka clients configured the one way disparo uses them; errors translated here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from disparo.errors import KafkaUnavailable
+from disparo.settings import KernelSettings
+from disparo.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def make_producer(settings: KernelSettings, **overrides: Any) -> KafkaProducer:
+    """A durable producer: acks from all in-sync replicas, idempotent, lightly batched."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "compression_type": None,
+        "client_id": "disparo",
+    }
+    options.update(overrides)
+    try:
+        return KafkaProducer(**options)
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+
+
+def make_admin(settings: KernelSettings, timeout_s: float = 30.0) -> KafkaAdminClient:
+    """An admin client, retried until the cluster answers or the timeout passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return KafkaAdminClient(
+                bootstrap_servers=settings.bootstrap_servers, client_id="disparo-admin"
+            )
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(
+                    f"Kafka at {settings.kafka_bootstrap} did not answer in {timeout_s:.0f}s: {exc}"
+                ) from exc
+            time.sleep(0.5)
+
+
+def ensure_topics(settings: KernelSettings, replication: int = 1) -> list[str]:
+    """Create the contract's topics that do not exist yet; return the names created."""
+    admin = make_admin(settings)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [s for s in Topics(settings.topic_prefix).specs() if s.name not in existing]
+        created = []
+        for spec in wanted:
+            topic = NewTopic(spec.name, spec.partitions, replication, topic_configs=spec.config)
+            try:
+                admin.create_topics([topic])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+        _wait_for_leaders(admin, [s.name for s in wanted])
+        return created
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"cannot create topics: {exc}") from exc
+    finally:
+        admin.close()
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while names and time.monotonic() < deadline:
+        described = admin.describe_topics(names)
+        if all(
+            t.get("error_code", 0) == 0 and t["partitions"]
+            and all(p.get("leader_id", -1) >= 0 for p in t["partitions"])
+            for t in described
+        ):
+            return
+        time.sleep(0.2)
+    if names:
+        raise KafkaUnavailable(f"topics {names} have no leader after {timeout_s:.0f}s")
+
+
+def dead_letter_headers(
+    reason: str, stage: str, topic: str, partition: int, offset: int
+) -> list[tuple[str, bytes]]:
+    """Kafka headers that say where a dead-lettered message came from and why."""
+    return [
+        ("disparo.reason", reason[:2000].encode()),
+        ("disparo.stage", stage.encode()),
+        ("disparo.source.topic", topic.encode()),
+        ("disparo.source.partition", str(partition).encode()),
+        ("disparo.source.offset", str(offset).encode()),
+    ]

@@ -1,0 +1,144 @@
+"""A real single-node Apache Kafka broker (KRaft), its jars resolved from Maven Central."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from disparo.errors import DisparoError
+from disparo.local.processes import ProcessTable
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KAFKA_FILES = REPO_ROOT / "deploy" / "local" / "kafka"
+
+
+class ProvisioningError(DisparoError):
+    """The broker could not be provisioned or started."""
+
+
+def provision_jars(cache_dir: Path) -> Path:
+    """Resolve the broker's jars with Maven into `cache_dir/libs` once per pom version."""
+    pom = KAFKA_FILES / "pom.xml"
+    stamp_value = hashlib.sha256(pom.read_bytes()).hexdigest()
+    libs = cache_dir / "libs"
+    stamp = cache_dir / "libs.stamp"
+    if stamp.exists() and stamp.read_text() == stamp_value and any(libs.glob("kafka_2.13-*.jar")):
+        return libs
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise ProvisioningError("Kafka needs `java` (17+) and `mvn` on PATH; run `make system`")
+    print(f"resolving Kafka jars from Maven Central into {libs} ...", file=sys.stderr, flush=True)
+    shutil.rmtree(libs, ignore_errors=True)
+    cmd = [
+        "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+        "-DincludeScope=runtime", f"-DoutputDirectory={libs}",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ProvisioningError(f"mvn failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    stamp.write_text(stamp_value)
+    return libs
+
+
+@dataclass
+class KafkaNode:
+    """One broker+controller node: config, storage format, process, readiness."""
+
+    libs: Path
+    data_dir: Path
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "768m"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def config_file(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    def write_config(self) -> None:
+        """Write server.properties for a single KRaft node on loopback."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir / "logs"),
+            "num.partitions": "6",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "6",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+        }
+        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+
+    def java(self, main: str, *args: str) -> list[str]:
+        return [
+            "java", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={KAFKA_FILES / 'log4j2.properties'}",
+            "-cp", f"{self.libs}/*", main, *args,
+        ]
+
+    def format_storage(self) -> None:
+        """Format the log dir once; a formatted node keeps its data across restarts."""
+        if (self.data_dir / "logs" / "meta.properties").exists():
+            return
+        self.write_config()
+        cluster_id = self._run(self.java("kafka.tools.StorageTool", "random-uuid")).split()[-1]
+        self._run(self.java(
+            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)
+        ))
+
+    def start(self, processes: ProcessTable, name: str = "kafka") -> int:
+        """Start the broker in the background (formatting first) unless it already runs."""
+        running = processes.pid(name)
+        if running is not None:
+            return running
+        self.format_storage()
+        self.write_config()
+        return processes.start(name, self.java("kafka.Kafka", str(self.config_file)), os.environ)
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Block until the broker answers a metadata request, or raise."""
+        deadline = time.monotonic() + timeout_s
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                admin = KafkaAdminClient(
+                    bootstrap_servers=[self.bootstrap], request_timeout_ms=3000,
+                )
+                try:
+                    admin.list_topics()
+                    return
+                finally:
+                    admin.close()
+            except (KafkaError, OSError) as exc:
+                last = exc
+                time.sleep(0.3)
+        raise ProvisioningError(f"Kafka at {self.bootstrap} not ready after {timeout_s}s: {last}")
+
+    @staticmethod
+    def _run(cmd: list[str]) -> str:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise ProvisioningError(f"{' '.join(cmd[-4:])} failed: {done.stderr[-2000:]}")
+        return done.stdout

@@ -1,0 +1,130 @@
+"""`disparo up` / `down` / `status`: the whole system on one machine, in the background."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from disparo.errors import DisparoError
+from disparo.kafka import ensure_topics
+from disparo.local import demo
+from disparo.local.kafka import KafkaNode, provision_jars
+from disparo.local.processes import ProcessTable
+from disparo.settings import KernelSettings
+
+SERVICES = ("analytics", "dispatcher", "worker")
+DEMO_RECEIVER_PORT = 8090
+
+
+def say(text: str) -> None:
+    print(f"disparo: {text}", file=sys.stderr, flush=True)
+
+
+def _table(home: Path) -> ProcessTable:
+    return ProcessTable(home / "run")
+
+
+def _node(settings: KernelSettings) -> KafkaNode:
+    host, _, port = settings.bootstrap_servers[0].rpartition(":")
+    if host not in {"127.0.0.1", "localhost"}:
+        raise DisparoError(f"`disparo up` runs its own broker on loopback, not {host}")
+    libs = provision_jars(settings.home / "kafka")
+    return KafkaNode(libs=libs, data_dir=settings.home / "kafka" / "data",
+                     port=int(port), controller_port=int(port) + 1)
+
+
+def service_env(settings: KernelSettings) -> dict[str, str]:
+    """The environment every service of the local stack gets."""
+    env = dict(os.environ)
+    env.update(DISPARO_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+               DISPARO_TOPIC_PREFIX=settings.topic_prefix,
+               DISPARO_HOME=str(settings.home.resolve()))
+    env.setdefault("DISPARO_ALLOW_PRIVATE_TARGETS", "true")
+    return env
+
+
+def wait_http(url: str, timeout_s: float, what: str, table: ProcessTable, name: str) -> None:
+    """Wait until a GET on url answers 200; fail early if the process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if table.pid(name) is None:
+            tail = table.log_file(name).read_text(errors="replace")[-3000:]
+            raise DisparoError(f"{what} exited during start; its log ends:\n{tail}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise DisparoError(f"{what} not ready at {url} after {timeout_s:.0f}s; see {table.log_file(name)}")
+
+
+def up(settings: KernelSettings, api_port: int, demo_data: bool = True) -> None:
+    """Provision and start Kafka, the services and the demo; return with them running."""
+    table = _table(settings.home)
+    say("provisioning Kafka (jars from Maven Central, cached under "
+        f"{settings.home / 'kafka'}) ...")
+    node = _node(settings)
+    node.start(table)
+    say(f"waiting for Kafka at {node.bootstrap} ...")
+    node.wait_ready(90)
+    created = ensure_topics(settings)
+    say(f"topics ready ({len(created)} created)")
+    env = service_env(settings)
+    exe = str(Path(sys.executable).with_name("disparo"))
+    for name in SERVICES:
+        if table.pid(name) is None:
+            table.start(name, [exe, name], env)
+            say(f"started {name} (log: {table.log_file(name)})")
+    wait_http(f"http://127.0.0.1:{api_port}/readyz", 60, "analytics", table, "analytics")
+    dispatcher_port = os.environ.get("DISPARO_DISPATCHER_PORT", "8081")
+    wait_http(f"http://127.0.0.1:{dispatcher_port}/healthz", 90, "dispatcher", table, "dispatcher")
+    if demo_data:
+        _demo(table, env, exe, api_port)
+    say("up. Management page: "
+        f"http://127.0.0.1:{api_port}/  API: http://127.0.0.1:{api_port}/docs")
+    say("logs and pids under " f"{table.run_dir}; stop everything with `make down`")
+
+
+def _demo(table: ProcessTable, env: dict[str, str], exe: str, api_port: int) -> None:
+    if table.pid("demo-receiver") is None:
+        table.start("demo-receiver", [exe, "demo-receiver", "--port", str(DEMO_RECEIVER_PORT)], env)
+    receiver = f"http://127.0.0.1:{DEMO_RECEIVER_PORT}"
+    wait_http(f"{receiver}/healthz", 30, "demo receiver", table, "demo-receiver")
+    api = f"http://127.0.0.1:{api_port}/api/v1"
+    existing = {r["name"] for r in httpx.get(f"{api}/rules", timeout=10).json()["items"]}
+    for rule in demo.demo_rules(receiver):
+        if rule["name"] not in existing:
+            created = httpx.post(f"{api}/rules", json=rule, timeout=30)
+            created.raise_for_status()
+            say(f"demo rule {created.json()['id']}: {rule['name']}")
+    sent = httpx.post(f"{api}/events", json=demo.demo_events(), timeout=30)
+    sent.raise_for_status()
+    say(f"published {sent.json()['accepted']} demo events (half go to a failing endpoint)")
+
+
+def down(settings: KernelSettings) -> None:
+    """Stop everything `up` started, services first and Kafka last."""
+    table = _table(settings.home)
+    order = ["demo-receiver", *reversed(SERVICES), "kafka"]
+    others = [n for n in table.names() if n not in order]
+    for name in others + order:
+        if table.stop(name, grace_s=30):
+            say(f"stopped {name}")
+    say("down")
+
+
+def status(settings: KernelSettings) -> int:
+    """Print which local processes run; exit code 0 when all of them do."""
+    table = _table(settings.home)
+    names = ["kafka", *SERVICES, "demo-receiver"]
+    running = 0
+    for name in names:
+        pid = table.pid(name)
+        running += pid is not None
+        print(f"{name:14} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    return 0 if running == len(names) else 1

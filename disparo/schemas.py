@@ -1,0 +1,230 @@
+"""Message schemas of the topic contracts (see shared design notes)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import (
+    AnyHttpUrl,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from disparo.errors import InvalidMessage
+
+_NAMESPACE = uuid.UUID("5b0b7c4e-5d52-4c1e-9a53-6f0d1d6a0c11")
+SECRET_PREFIX = "whsec_"
+Status = Literal["success", "failure"]
+M = TypeVar("M", bound=BaseModel)
+
+
+def now_utc() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class OrderEvent(BaseModel):
+    """One order or logistics event as platform teams publish it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: uuid.UUID
+    event_type: str = Field(min_length=1, max_length=200)
+    order_id: str = Field(min_length=1, max_length=200)
+    order_status: str | None = Field(None, max_length=200)
+    occurred_at: AwareDatetime
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+def generate_secret() -> str:
+    """A new random signing secret in Standard Webhooks form."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_bytes(secret: str) -> bytes:
+    """The raw key behind a `whsec_<base64>` secret."""
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+
+
+def check_secret(value: str) -> str:
+    """Validate a `whsec_<base64>` secret of 24 to 64 bytes."""
+    if not value.startswith(SECRET_PREFIX):
+        raise ValueError("must start with 'whsec_' followed by base64")
+    try:
+        raw = secret_bytes(value)
+    except (binascii.Error, ValueError):
+        raise ValueError("the part after 'whsec_' is not valid base64") from None
+    if not 24 <= len(raw) <= 64:
+        raise ValueError(f"must encode 24 to 64 bytes, not {len(raw)}")
+    return value
+
+
+class RuleFields(BaseModel):
+    """What a person sets on a rule; shared by the API's create and update bodies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    event_types: list[str] = Field(min_length=1, max_length=100)
+    filters: dict[str, list[str]] = Field(default_factory=dict)
+    url: AnyHttpUrl
+    headers: dict[str, str] = Field(default_factory=dict)
+    active: bool = True
+    timeout_s: float = Field(10.0, gt=0, le=60)
+    max_attempts: int = Field(6, ge=1, le=20)
+
+    @field_validator("event_types")
+    @classmethod
+    def _types_not_blank(cls, value: list[str]) -> list[str]:
+        if any(not t.strip() for t in value):
+            raise ValueError("event types must not be blank; use '*' for all")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"}
+        clash = sorted(k for k in value if k.lower() in reserved)
+        if clash:
+            raise ValueError(f"headers {clash} are set by disparo and cannot be overridden")
+        return value
+
+
+class Rule(RuleFields):
+    """A routing rule: which events go to which endpoint, signed with which secret."""
+
+    id: int = Field(gt=0)
+    secret: str
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_well_formed(cls, value: str) -> str:
+        return check_secret(value)
+
+
+class DeliveryTarget(BaseModel):
+    """The part of a rule a delivery needs, snapshotted into each job."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule_id: int
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret: str
+    timeout_s: float
+    max_attempts: int
+
+    @classmethod
+    def of(cls, rule: Rule) -> DeliveryTarget:
+        """The delivery target of a rule."""
+        return cls(
+            rule_id=rule.id,
+            url=str(rule.url),
+            headers=rule.headers,
+            secret=rule.secret,
+            timeout_s=rule.timeout_s,
+            max_attempts=rule.max_attempts,
+        )
+
+
+def dispatch_id_for(event_id: uuid.UUID, rule_id: int) -> str:
+    """The stable id of one (event, rule) pair, sent as `webhook-id`."""
+    return f"msg_{uuid.uuid5(_NAMESPACE, f'{event_id}/{rule_id}').hex}"
+
+
+def attempt_id_for(dispatch_id: str, attempt: int, resend_id: str | None) -> str:
+    """The id of one attempt; replays of the same attempt share it."""
+    return str(uuid.uuid5(_NAMESPACE, f"{dispatch_id}/{attempt}/{resend_id or ''}"))
+
+
+class DispatchJob(BaseModel):
+    """One webhook to deliver: an event for one rule's endpoint."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dispatch_id: str
+    attempt: int = Field(1, ge=1)
+    manual: bool = False
+    resend_id: str | None = None
+    event: OrderEvent
+    target: DeliveryTarget
+    created_at: AwareDatetime = Field(default_factory=now_utc)
+
+    @classmethod
+    def first(cls, event: OrderEvent, rule: Rule) -> DispatchJob:
+        """The first-attempt job for an event matched by a rule."""
+        return cls(
+            dispatch_id=dispatch_id_for(event.event_id, rule.id),
+            event=event,
+            target=DeliveryTarget.of(rule),
+        )
+
+    @property
+    def attempt_id(self) -> str:
+        return attempt_id_for(self.dispatch_id, self.attempt, self.resend_id)
+
+
+class AttemptOutcome(BaseModel):
+    """The record of one delivery attempt."""
+
+    attempt_id: str
+    dispatch_id: str
+    attempt: int
+    manual: bool
+    order_id: str
+    order_status: str | None
+    event_id: str
+    event_type: str
+    rule_id: int
+    url: str
+    dispatched_at: AwareDatetime
+    status: Status
+    reason: str
+    http_status: int | None = None
+    error: str | None = None
+    duration_ms: int
+    final: bool
+    request_excerpt: str = ""
+    response_excerpt: str = ""
+
+
+def parse_event(raw: bytes | None) -> OrderEvent:
+    """Parse an OrderEvent, raising InvalidMessage with a readable reason."""
+    return _parse(OrderEvent, raw, "order event")
+
+
+def parse_job(raw: bytes | None) -> DispatchJob:
+    """Parse a DispatchJob, raising InvalidMessage with a readable reason."""
+    return _parse(DispatchJob, raw, "dispatch job")
+
+
+def parse_outcome(raw: bytes | None) -> AttemptOutcome:
+    """Parse an AttemptOutcome, raising InvalidMessage with a readable reason."""
+    return _parse(AttemptOutcome, raw, "attempt outcome")
+
+
+def _parse(model: type[M], raw: bytes | None, what: str) -> M:
+    if raw is None:
+        raise InvalidMessage(f"{what}: empty message (null value)")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidMessage(f"{what}: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    """One line naming each bad field and what is wrong with it."""
+    parts = []
+    for err in exc.errors()[:10]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,65 @@
+"""Typed settings from DISPARO_* environment variables, one object per service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from disparo.errors import SettingsError
+
+S = TypeVar("S", bound="KernelSettings")
+
+
+class KernelSettings(BaseSettings):
+    """Settings every disparo process shares."""
+
+    model_config = SettingsConfigDict(env_prefix="DISPARO_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
+    topic_prefix: str = Field("disparo.", description="prefix of every topic name")
+    home: Path = Field(Path(".local"), description="state, logs and pid files of the local stack")
+    log_level: str = Field("INFO", description="Python logging level")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_legal(cls, value: str) -> str:
+        legal = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not set(value) <= legal:
+            raise ValueError("may only hold letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level_known(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
+        return value.upper()
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """The bootstrap list as the Kafka clients want it."""
+        return [s.strip() for s in self.kafka_bootstrap.split(",")]
+
+
+def load(cls: type[S], **overrides: Any) -> S:
+    """Build settings from the environment, turning validation errors into one clear message."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"DISPARO_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"bad settings: {problems}") from None

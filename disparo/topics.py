@@ -1,0 +1,64 @@
+"""Topic names and their shapes, derived from one prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ORDER_EVENT_PARTITIONS = 6
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic's name, partition count and broker-side configuration."""
+
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic name of the contract, for one prefix."""
+
+    prefix: str = "disparo."
+
+    @property
+    def order_events(self) -> str:
+        return f"{self.prefix}order-events"
+
+    @property
+    def rules(self) -> str:
+        return f"{self.prefix}rules"
+
+    @property
+    def dispatch_jobs(self) -> str:
+        return f"{self.prefix}dispatch-jobs"
+
+    @property
+    def resend(self) -> str:
+        return f"{self.prefix}resend"
+
+    @property
+    def outcomes(self) -> str:
+        return f"{self.prefix}outcomes"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}dead-letter"
+
+    def retry(self, tier: str) -> str:
+        """The delay-tier topic for one retry tier such as `5s` or `1h`."""
+        return f"{self.prefix}retry.{tier}"
+
+    def specs(self) -> list[TopicSpec]:
+        """The topics the pipeline needs, with partitions and configs."""
+        p = ORDER_EVENT_PARTITIONS
+        # One rules partition keeps rule changes totally ordered for the dispatcher.
+        return [
+            TopicSpec(self.order_events, p, {}),
+            TopicSpec(self.rules, 1, {"cleanup.policy": "compact"}),
+            TopicSpec(self.dispatch_jobs, p, {}),
+            TopicSpec(self.resend, p, {}),
+            TopicSpec(self.outcomes, p, {}),
+            TopicSpec(self.dead_letter, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        ]

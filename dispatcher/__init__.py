@@ -1,0 +1,1 @@
+"""The rule-matching stream processor: order events in, dispatch jobs out."""

@@ -1,0 +1,145 @@
+"""The faust app: the rules table, and the agent turning order events into dispatch jobs."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from disparo.errors import InvalidMessage
+from disparo.kafka import dead_letter_headers
+from disparo.schemas import DispatchJob, Rule, describe, parse_event
+from disparo.topics import ORDER_EVENT_PARTITIONS, Topics
+from dispatcher import metrics
+from dispatcher.matching import matching_rules
+from dispatcher.rule_cache import RuleCache
+from dispatcher.settings import DispatcherSettings
+
+log = logging.getLogger(__name__)
+RAW = {"key_serializer": "raw", "value_serializer": "raw"}
+
+
+def create_app(settings: DispatcherSettings) -> faust.App:
+    """Build the dispatcher app for one set of settings (topic prefix, group, ports)."""
+    topics = Topics(settings.topic_prefix)
+    data_dir = settings.dispatcher_data_dir or str(settings.home / "dispatcher")
+    app = faust.App(
+        settings.dispatcher_group,
+        broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
+        store="memory://",
+        datadir=data_dir,
+        topic_partitions=ORDER_EVENT_PARTITIONS,
+        topic_allow_declare=True,
+        producer_acks=-1,
+        producer_linger=0.005,
+        producer_max_batch_size=256 * 1024,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        web_enabled=settings.dispatcher_port > 0,
+        web_port=settings.dispatcher_port or 6066,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+    )
+    events_topic = app.topic(topics.order_events, **RAW)
+    rules_topic = app.topic(topics.rules, **RAW)
+    jobs_topic = app.topic(topics.dispatch_jobs, **RAW)
+    dead_letter = app.topic(topics.dead_letter, **RAW)
+    # Every instance needs every rule: a global table, fed by the agent below from the
+    # compacted rules topic (the source of truth), holding each rule's JSON by id.
+    table = app.GlobalTable("rules", key_type=str, value_type=str, partitions=1)
+    cache = RuleCache()
+
+    async def to_dead_letter(event: Any, reason: str, what: str) -> None:
+        msg = event.message
+        headers = dead_letter_headers(reason, "dispatcher", msg.topic, msg.partition, msg.offset)
+        await dead_letter.send(key=msg.key, value=msg.value, headers=headers)
+        metrics.DEAD_LETTERS.labels("dispatcher", what).inc()
+        log.warning("dead-lettered %s@%s/%s: %s", msg.topic, msg.partition, msg.offset, reason)
+
+    @app.agent(rules_topic)
+    @_fatal_on_crash
+    async def apply_rules(stream: Any) -> None:
+        async for event in stream.events():
+            await _apply_rule(event, table, to_dead_letter)
+
+    @app.agent(events_topic)
+    @_fatal_on_crash
+    async def route_events(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                order_event = parse_event(event.message.value)
+            except InvalidMessage as exc:
+                await to_dead_letter(event, exc.reason, "invalid_event")
+                metrics.EVENTS.labels("dead_lettered").inc()
+                continue
+            rules = matching_rules(cache.rules(table.items()), order_event)
+            for rule in rules:
+                job = DispatchJob.first(order_event, rule)
+                await jobs_topic.send(key=event.message.key, value=job.model_dump_json().encode())
+            metrics.JOBS.inc(len(rules))
+            metrics.EVENTS.labels("routed" if rules else "unmatched").inc()
+
+    _add_pages(app)
+    return app
+
+
+def _fatal_on_crash(agent: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    """Stop the worker when an agent crashes: faust would keep running without it."""
+
+    @functools.wraps(agent)
+    async def guarded(stream: Any) -> None:
+        try:
+            await agent(stream)
+        except Exception:
+            log.exception("agent %s crashed; stopping the dispatcher", agent.__name__)
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise
+
+    return guarded
+
+
+async def _apply_rule(event: Any, table: Any, to_dead_letter: Any) -> None:
+    key = event.message.key.decode() if event.message.key else ""
+    raw = event.message.value
+    if raw is None:
+        table.pop(key, None)
+        metrics.RULE_CHANGES.labels("deleted").inc()
+        return
+    try:
+        rule = Rule.model_validate_json(raw)
+    except ValidationError as exc:
+        await to_dead_letter(event, f"rule: {describe(exc)}", "invalid_rule")
+        return
+    if str(rule.id) != key:
+        await to_dead_letter(event, f"rule: key {key!r} differs from id {rule.id}", "invalid_rule")
+        return
+    table[key] = raw.decode()
+    metrics.RULE_CHANGES.labels("upserted").inc()
+
+
+def _add_pages(app: faust.App) -> None:
+    @app.page("/metrics")
+    async def prometheus_metrics(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+
+def run(settings: DispatcherSettings) -> None:
+    """Run the dispatcher worker until stopped by a signal."""
+    Path(settings.dispatcher_data_dir or settings.home / "dispatcher").mkdir(
+        parents=True, exist_ok=True
+    )
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower())
+    worker.execute_from_commandline()

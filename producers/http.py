@@ -1,0 +1,43 @@
+"""HTTP ingest: `POST /api/v1/events` with one OrderEvent or a list of them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from pydantic import TypeAdapter, ValidationError
+
+from disparo.errors import KafkaUnavailable
+from disparo.schemas import OrderEvent, describe
+from producers.publish import Publisher
+
+router = APIRouter(tags=["events"])
+MAX_EVENTS = 1000
+_events = TypeAdapter(list[OrderEvent])
+
+
+def get_publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+@router.post("/api/v1/events", status_code=202)
+def ingest_events(
+    body: Annotated[Any, Body(description="One OrderEvent, or a list of up to 1,000")],
+    publisher: Annotated[Publisher, Depends(get_publisher)],
+) -> dict[str, Any]:
+    """Validate every event, publish them all, and answer once Kafka has them."""
+    items = body if isinstance(body, list) else [body]
+    if not items:
+        raise HTTPException(422, "send one event or a non-empty list of events")
+    if len(items) > MAX_EVENTS:
+        raise HTTPException(413, f"at most {MAX_EVENTS} events per request, got {len(items)}")
+    try:
+        events = _events.validate_python(items)
+    except ValidationError as exc:
+        raise HTTPException(422, f"invalid event: {describe(exc)}") from None
+    try:
+        publisher.publish_many(events)
+    except KafkaUnavailable as exc:
+        raise HTTPException(503, f"events not accepted, Kafka is unavailable: {exc}") from exc
+    return {"accepted": len(events), "event_ids": [str(e.event_id) for e in events]}
