@@ -66,7 +66,9 @@ class Cursor:
             at, attempt_id = json.loads(raw)
             return cls(_utc(datetime.fromisoformat(at)), str(uuid.UUID(attempt_id)))
         except (ValueError, TypeError, binascii.Error):
-            raise BadQuery("'cursor' is not one this API returned; start again without it") from None
+            raise BadQuery(
+                "'cursor' is not one this API returned; start again without it"
+            ) from None
 
 
 def _utc(value: datetime) -> datetime:
@@ -94,8 +96,12 @@ def _where(
 
 
 def dispatches(
-    database: str, period: Period, status: StatusFilter = "all", order_id: str | None = None,
-    limit: int = 50, cursor: Cursor | None = None,
+    database: str,
+    period: Period,
+    status: StatusFilter = "all",
+    order_id: str | None = None,
+    limit: int = 50,
+    cursor: Cursor | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """One page of attempts, newest first; fetches one extra row to know if more follow."""
     if not 1 <= limit <= MAX_LIMIT:

@@ -5,10 +5,27 @@ TABLE = "attempts"
 RETENTION_DAYS = 30
 
 COLUMNS = (
-    "dispatched_at", "attempt_id", "dispatch_id", "attempt", "manual", "final", "order_id",
-    "order_status", "event_id", "event_type", "rule_id", "url", "status", "reason",
-    "http_status", "error", "duration_ms", "request_excerpt", "response_excerpt",
-    "kafka_partition", "kafka_offset",
+    "dispatched_at",
+    "attempt_id",
+    "dispatch_id",
+    "attempt",
+    "manual",
+    "final",
+    "order_id",
+    "order_status",
+    "event_id",
+    "event_type",
+    "rule_id",
+    "url",
+    "status",
+    "reason",
+    "http_status",
+    "error",
+    "duration_ms",
+    "request_excerpt",
+    "response_excerpt",
+    "kafka_partition",
+    "kafka_offset",
 )
 
 

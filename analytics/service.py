@@ -33,14 +33,23 @@ def run(settings: AnalyticsSettings) -> None:
     sink = OutcomeSink(settings, store, producer)
     sink_thread = threading.Thread(target=_guarded(sink.run), name="sink", daemon=True)
     sink_thread.start()
-    svc = Services(store=store, rules=rules, producer=producer,
-                   topics=Topics(settings.topic_prefix),
-                   ready=lambda: sink_thread.is_alive() and sink.consuming())
+    svc = Services(
+        store=store,
+        rules=rules,
+        producer=producer,
+        topics=Topics(settings.topic_prefix),
+        ready=lambda: sink_thread.is_alive() and sink.consuming(),
+    )
     app = create_app(svc, Publisher(settings, producer))
     log.info("management API on http://%s:%d/", settings.api_host, settings.api_port)
     try:
-        uvicorn.run(app, host=settings.api_host, port=settings.api_port,
-                    log_level=settings.log_level.lower(), access_log=False)
+        uvicorn.run(
+            app,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
     finally:
         sink.stop()
         sink_thread.join(timeout=30)

@@ -80,9 +80,7 @@ class _SeekPastStored(ConsumerRebalanceListener):  # type: ignore[misc]
 class OutcomeSink:
     """Consumes `outcomes`, inserts batches, commits offsets after each insert."""
 
-    def __init__(
-        self, settings: AnalyticsSettings, store: Store, producer: KafkaProducer
-    ) -> None:
+    def __init__(self, settings: AnalyticsSettings, store: Store, producer: KafkaProducer) -> None:
         self.settings = settings
         self.store = store
         self.producer = producer
@@ -161,7 +159,7 @@ class OutcomeSink:
 
     def _dead_letter(self, record: Any, reason: str) -> None:
         log.warning("dead-lettered outcome %s/%s: %s", record.partition, record.offset, reason)
-        headers = dead_letter_headers(reason, "sink", record.topic, record.partition,
-                                      record.offset)
-        self.producer.send(self.topics.dead_letter, key=record.key, value=record.value,
-                           headers=headers)
+        headers = dead_letter_headers(reason, "sink", record.topic, record.partition, record.offset)
+        self.producer.send(
+            self.topics.dead_letter, key=record.key, value=record.value, headers=headers
+        )

@@ -48,7 +48,9 @@ class ChdbStore:
         try:
             self._session = session.Session(str(path))
         except Exception as exc:  # chdb raises plain errors when a path is locked
-            raise StoreError(f"cannot open chdb at {path} (is another process using it?): {exc}")
+            raise StoreError(
+                f"cannot open chdb at {path} (is another process using it?): {exc}"
+            ) from exc
 
     def command(self, sql: str) -> None:
         self._run(sql, "CSV", None)
@@ -109,7 +111,8 @@ class ServerStore:
         names = list(rows[0])
         data = [tuple(r[n] for n in names) for r in rows]
         self._execute(
-            f"INSERT INTO {self.database}.{table} ({', '.join(names)}) VALUES", data,
+            f"INSERT INTO {self.database}.{table} ({', '.join(names)}) VALUES",
+            data,
             settings={"insert_deduplication_token": dedup_token},
         )
 

@@ -19,8 +19,19 @@ TARGET_REFUSED = "target_refused"
 INVALID_URL = "invalid_url"
 OTHER = "other"
 
-REASONS = (SUCCESS, HTTP_4XX, HTTP_5XX, HTTP_OTHER, TIMEOUT, CONNECTION, DNS, TLS,
-           TARGET_REFUSED, INVALID_URL, OTHER)
+REASONS = (
+    SUCCESS,
+    HTTP_4XX,
+    HTTP_5XX,
+    HTTP_OTHER,
+    TIMEOUT,
+    CONNECTION,
+    DNS,
+    TLS,
+    TARGET_REFUSED,
+    INVALID_URL,
+    OTHER,
+)
 
 
 def reason_for_status(status: int) -> str:
@@ -37,9 +48,9 @@ def reason_for_status(status: int) -> str:
 def reason_for_error(exc: BaseException) -> str:
     """The reason of a transport error, looking through httpx's wrapping to the cause."""
     chain = _chain(exc)
-    if any(isinstance(e, (httpx.TimeoutException, TimeoutError)) for e in chain):
-        if not any(_looks_like_refusal(e) for e in chain):
-            return TIMEOUT
+    timed_out = any(isinstance(e, (httpx.TimeoutException, TimeoutError)) for e in chain)
+    if timed_out and not any(_looks_like_refusal(e) for e in chain):
+        return TIMEOUT
     if any(isinstance(e, ssl.SSLError) for e in chain):
         return TLS
     if any(_looks_like_dns(e) for e in chain):

@@ -70,8 +70,15 @@ class Deliverer:
         )
 
     def _outcome(
-        self, job: DispatchJob, started_at: datetime, elapsed: float, status: int | None,
-        reason: str, error: str | None, body: bytes, answer: bytes = b"",
+        self,
+        job: DispatchJob,
+        started_at: datetime,
+        elapsed: float,
+        status: int | None,
+        reason: str,
+        error: str | None,
+        body: bytes,
+        answer: bytes = b"",
     ) -> AttemptOutcome:
         ok = reason == classify.SUCCESS
         metrics.DELIVERIES.labels("success" if ok else "failure", reason).inc()

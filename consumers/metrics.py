@@ -6,10 +6,12 @@ DELIVERIES = Counter(
     "disparo_deliveries_total", "Delivery attempts by outcome and reason.", ["outcome", "reason"]
 )
 DELIVERY_SECONDS = Histogram(
-    "disparo_delivery_seconds", "Duration of one webhook POST, from send to answer.",
+    "disparo_delivery_seconds",
+    "Duration of one webhook POST, from send to answer.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 DEAD_LETTERS = Counter(
-    "disparo_dead_letters_total", "Messages sent to the dead-letter topic, by stage and reason.",
+    "disparo_dead_letters_total",
+    "Messages sent to the dead-letter topic, by stage and reason.",
     ["stage", "reason"],
 )

@@ -20,6 +20,8 @@ def make_client(max_connections: int) -> httpx.AsyncClient:
     )
     transport = AiohttpTransport(limits=limits, trust_env=False)
     return httpx.AsyncClient(
-        transport=transport, follow_redirects=False, trust_env=False,
+        transport=transport,
+        follow_redirects=False,
+        trust_env=False,
         headers={"user-agent": "disparo-webhooks/0.1"},
     )

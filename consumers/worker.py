@@ -30,7 +30,10 @@ class DeliveryWorker:
     """Consumes dispatch and resend jobs; offsets advance only once outcomes are durable."""
 
     def __init__(
-        self, settings: WorkerSettings, consumer: KafkaConsumer, producer: KafkaProducer,
+        self,
+        settings: WorkerSettings,
+        consumer: KafkaConsumer,
+        producer: KafkaProducer,
         deliverer: Deliverer,
     ) -> None:
         self.settings = settings
@@ -74,17 +77,24 @@ class DeliveryWorker:
         async with self.limit:
             outcome = await self.deliverer.deliver(job)
         if outcome.status == "failure":
-            log.info("attempt failed dispatch_id=%s order_id=%s reason=%s error=%s",
-                     outcome.dispatch_id, outcome.order_id, outcome.reason, outcome.error)
+            log.info(
+                "attempt failed dispatch_id=%s order_id=%s reason=%s error=%s",
+                outcome.dispatch_id,
+                outcome.order_id,
+                outcome.reason,
+                outcome.error,
+            )
         return self.producer.send(
-            self.topics.outcomes, key=outcome.dispatch_id.encode(),
+            self.topics.outcomes,
+            key=outcome.dispatch_id.encode(),
             value=outcome.model_dump_json().encode(),
         )
 
     def _dead_letter(self, record: Any, reason: str) -> Any:
         metrics.DEAD_LETTERS.labels("delivery", "invalid_job").inc()
-        log.warning("dead-lettered %s@%s/%s: %s", record.topic, record.partition, record.offset,
-                    reason)
+        log.warning(
+            "dead-lettered %s@%s/%s: %s", record.topic, record.partition, record.offset, reason
+        )
         headers = dead_letter_headers(
             reason, "delivery", record.topic, record.partition, record.offset
         )
@@ -109,7 +119,8 @@ def make_consumer(settings: WorkerSettings) -> KafkaConsumer:
     """The worker's consumer of first-attempt and resend jobs."""
     topics = Topics(settings.topic_prefix)
     return KafkaConsumer(
-        topics.dispatch_jobs, topics.resend,
+        topics.dispatch_jobs,
+        topics.resend,
         bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.worker_group,
         enable_auto_commit=False,
@@ -129,8 +140,9 @@ async def serve(settings: WorkerSettings) -> None:
         raise SystemExit(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     producer = make_producer(settings, client_id="disparo-worker")
     client = make_client(settings.worker_concurrency)
-    deliverer = Deliverer(client, allow_private=settings.allow_private_targets,
-                          excerpt_bytes=settings.excerpt_bytes)
+    deliverer = Deliverer(
+        client, allow_private=settings.allow_private_targets, excerpt_bytes=settings.excerpt_bytes
+    )
     worker = DeliveryWorker(settings, consumer, producer, deliverer)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,7 +17,8 @@ from disparo.settings import KernelSettings, load
 
 def _logging(level: str) -> None:
     logging.basicConfig(
-        level=level, stream=sys.stderr,
+        level=level,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
 
@@ -108,13 +109,18 @@ def cmd_produce(args: argparse.Namespace) -> int:
     else:
         if not (args.order_id and args.event_type):
             raise DisparoError("give --order-id and --event-type, or --file with JSON lines")
-        events = [{
-            "event_id": str(uuid.uuid4()), "event_type": args.event_type,
-            "order_id": args.order_id, "order_status": args.status,
-            "occurred_at": now_utc().isoformat(), "payload": json.loads(args.payload),
-        }]
+        events = [
+            {
+                "event_id": str(uuid.uuid4()),
+                "event_type": args.event_type,
+                "order_id": args.order_id,
+                "order_status": args.status,
+                "occurred_at": now_utc().isoformat(),
+                "payload": json.loads(args.payload),
+            }
+        ]
     for start in range(0, len(events), 1000):
-        publisher.publish_many(events[start:start + 1000])
+        publisher.publish_many(events[start : start + 1000])
         print(f"published {min(start + 1000, len(events))}/{len(events)}", file=sys.stderr)
     publisher.close()
     return 0
@@ -122,7 +128,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="disparo", description="Webhook dispatch for order events. Settings: DISPARO_* "
+        prog="disparo",
+        description="Webhook dispatch for order events. Settings: DISPARO_* "
         "environment variables (see README).",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -133,10 +140,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="which local processes run").set_defaults(run=cmd_status)
     sub.add_parser("topics", help="create the topics if missing").set_defaults(run=cmd_topics)
     sub.add_parser("dispatcher", help="run the rule-matching processor (faust)").set_defaults(
-        run=cmd_dispatcher)
+        run=cmd_dispatcher
+    )
     sub.add_parser("worker", help="run a delivery worker").set_defaults(run=cmd_worker)
     sub.add_parser("analytics", help="run the outcomes sink and management API").set_defaults(
-        run=cmd_analytics)
+        run=cmd_analytics
+    )
     demo = sub.add_parser("demo-receiver", help="run the demo webhook receiver")
     demo.add_argument("--port", type=int, default=8090)
     demo.set_defaults(run=cmd_demo_receiver)

@@ -78,7 +78,8 @@ def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], timeout_s: floa
     while names and time.monotonic() < deadline:
         described = admin.describe_topics(names)
         if all(
-            t.get("error_code", 0) == 0 and t["partitions"]
+            t.get("error_code", 0) == 0
+            and t["partitions"]
             and all(p.get("leader_id", -1) >= 0 for p in t["partitions"])
             for t in described
         ):

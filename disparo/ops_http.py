@@ -24,9 +24,9 @@ async def start_ops_server(port: int, ready: Callable[[], bool]) -> web.AppRunne
         return web.json_response({"ready": ok}, status=200 if ok else 503)
 
     app = web.Application()
-    app.add_routes([
-        web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)
-    ])
+    app.add_routes(
+        [web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)]
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

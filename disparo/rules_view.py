@@ -23,8 +23,10 @@ class RulesView:
     def __init__(self, settings: KernelSettings) -> None:
         self.topic = Topics(settings.topic_prefix).rules
         self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-            group_id=None, client_id="disparo-rules-view",
+            bootstrap_servers=settings.bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            client_id="disparo-rules-view",
         )
         partitions = self._consumer.partitions_for_topic(self.topic)
         if not partitions:

@@ -18,7 +18,9 @@ class KernelSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DISPARO_", extra="ignore", frozen=True)
 
-    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated"
+    )
     topic_prefix: str = Field("disparo.", description="prefix of every topic name")
     home: Path = Field(Path(".local"), description="state, logs and pid files of the local stack")
     log_level: str = Field("INFO", description="Python logging level")

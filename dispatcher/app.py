@@ -24,7 +24,6 @@ from dispatcher.rule_cache import RuleCache
 from dispatcher.settings import DispatcherSettings
 
 log = logging.getLogger(__name__)
-RAW = {"key_serializer": "raw", "value_serializer": "raw"}
 
 
 def create_app(settings: DispatcherSettings) -> faust.App:
@@ -48,10 +47,10 @@ def create_app(settings: DispatcherSettings) -> faust.App:
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
     )
-    events_topic = app.topic(topics.order_events, **RAW)
-    rules_topic = app.topic(topics.rules, **RAW)
-    jobs_topic = app.topic(topics.dispatch_jobs, **RAW)
-    dead_letter = app.topic(topics.dead_letter, **RAW)
+    events_topic = app.topic(topics.order_events, key_serializer="raw", value_serializer="raw")
+    rules_topic = app.topic(topics.rules, key_serializer="raw", value_serializer="raw")
+    jobs_topic = app.topic(topics.dispatch_jobs, key_serializer="raw", value_serializer="raw")
+    dead_letter = app.topic(topics.dead_letter, key_serializer="raw", value_serializer="raw")
     # Every instance needs every rule: a global table, fed by the agent below from the
     # compacted rules topic (the source of truth), holding each rule's JSON by id.
     table = app.GlobalTable("rules", key_type=str, value_type=str, partitions=1)

@@ -12,6 +12,7 @@ RULE_CHANGES = Counter(
     "disparo_rule_changes_total", "Rule records applied to the rules table, by kind.", ["kind"]
 )
 DEAD_LETTERS = Counter(
-    "disparo_dead_letters_total", "Messages sent to the dead-letter topic, by stage and reason.",
+    "disparo_dead_letters_total",
+    "Messages sent to the dead-letter topic, by stage and reason.",
     ["stage", "reason"],
 )

@@ -34,8 +34,9 @@ def as_event(event: OrderEvent | Mapping[str, Any]) -> OrderEvent:
 class Publisher:
     """A durable publisher of order events (acks=all, idempotent)."""
 
-    def __init__(self, settings: KernelSettings | None = None,
-                 producer: KafkaProducer | None = None) -> None:
+    def __init__(
+        self, settings: KernelSettings | None = None, producer: KafkaProducer | None = None
+    ) -> None:
         self.settings = settings or load(KernelSettings)
         self.topic = Topics(self.settings.topic_prefix).order_events
         self._producer = producer or make_producer(self.settings, client_id="disparo-publisher")
@@ -51,8 +52,9 @@ class Publisher:
         """Publish one event and wait until Kafka has it; returns its record metadata."""
         return self.publish_many([event], timeout_s)[0]
 
-    def publish_many(self, events: Iterable[OrderEvent | Mapping[str, Any]],
-                     timeout_s: float = 30.0) -> list[Any]:
+    def publish_many(
+        self, events: Iterable[OrderEvent | Mapping[str, Any]], timeout_s: float = 30.0
+    ) -> list[Any]:
         """Publish events and wait until Kafka has all of them."""
         futures = [self.send(e) for e in events]
         self._producer.flush(timeout=timeout_s)

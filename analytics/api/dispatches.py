@@ -58,9 +58,7 @@ def list_dispatches(
     period = _period(start, end)
     try:
         after = queries.Cursor.decode(cursor) if cursor else None
-        sql, params = queries.dispatches(
-            svc.store.database, period, status, order_id, limit, after
-        )
+        sql, params = queries.dispatches(svc.store.database, period, status, order_id, limit, after)
     except BadQuery as exc:
         raise HTTPException(400, str(exc)) from None
     rows = [_item(r) for r in svc.store.select(sql, params)]

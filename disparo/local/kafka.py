@@ -38,8 +38,14 @@ def provision_jars(cache_dir: Path) -> Path:
     print(f"resolving Kafka jars from Maven Central into {libs} ...", file=sys.stderr, flush=True)
     shutil.rmtree(libs, ignore_errors=True)
     cmd = [
-        "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={libs}",
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={libs}",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -93,9 +99,15 @@ class KafkaNode:
 
     def java(self, main: str, *args: str) -> list[str]:
         return [
-            "java", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            "java",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={KAFKA_FILES / 'log4j2.properties'}",
-            "-cp", f"{self.libs}/*", main, *args,
+            "-cp",
+            f"{self.libs}/*",
+            main,
+            *args,
         ]
 
     def format_storage(self) -> None:
@@ -104,9 +116,11 @@ class KafkaNode:
             return
         self.write_config()
         cluster_id = self._run(self.java("kafka.tools.StorageTool", "random-uuid")).split()[-1]
-        self._run(self.java(
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)
-        ))
+        self._run(
+            self.java(
+                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)
+            )
+        )
 
     def start(self, processes: ProcessTable, name: str = "kafka") -> int:
         """Start the broker in the background (formatting first) unless it already runs."""
@@ -124,7 +138,8 @@ class KafkaNode:
         while time.monotonic() < deadline:
             try:
                 admin = KafkaAdminClient(
-                    bootstrap_servers=[self.bootstrap], request_timeout_ms=3000,
+                    bootstrap_servers=[self.bootstrap],
+                    request_timeout_ms=3000,
                 )
                 try:
                     admin.list_topics()

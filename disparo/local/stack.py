@@ -33,16 +33,22 @@ def _node(settings: KernelSettings) -> KafkaNode:
     if host not in {"127.0.0.1", "localhost"}:
         raise DisparoError(f"`disparo up` runs its own broker on loopback, not {host}")
     libs = provision_jars(settings.home / "kafka")
-    return KafkaNode(libs=libs, data_dir=settings.home / "kafka" / "data",
-                     port=int(port), controller_port=int(port) + 1)
+    return KafkaNode(
+        libs=libs,
+        data_dir=settings.home / "kafka" / "data",
+        port=int(port),
+        controller_port=int(port) + 1,
+    )
 
 
 def service_env(settings: KernelSettings) -> dict[str, str]:
     """The environment every service of the local stack gets."""
     env = dict(os.environ)
-    env.update(DISPARO_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-               DISPARO_TOPIC_PREFIX=settings.topic_prefix,
-               DISPARO_HOME=str(settings.home.resolve()))
+    env.update(
+        DISPARO_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        DISPARO_TOPIC_PREFIX=settings.topic_prefix,
+        DISPARO_HOME=str(settings.home.resolve()),
+    )
     env.setdefault("DISPARO_ALLOW_PRIVATE_TARGETS", "true")
     return env
 
@@ -60,14 +66,15 @@ def wait_http(url: str, timeout_s: float, what: str, table: ProcessTable, name: 
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise DisparoError(f"{what} not ready at {url} after {timeout_s:.0f}s; see {table.log_file(name)}")
+    raise DisparoError(
+        f"{what} not ready at {url} after {timeout_s:.0f}s; see {table.log_file(name)}"
+    )
 
 
 def up(settings: KernelSettings, api_port: int, demo_data: bool = True) -> None:
     """Provision and start Kafka, the services and the demo; return with them running."""
     table = _table(settings.home)
-    say("provisioning Kafka (jars from Maven Central, cached under "
-        f"{settings.home / 'kafka'}) ...")
+    say(f"provisioning Kafka (jars from Maven Central, cached under {settings.home / 'kafka'}) ...")
     node = _node(settings)
     node.start(table)
     say(f"waiting for Kafka at {node.bootstrap} ...")
@@ -85,9 +92,8 @@ def up(settings: KernelSettings, api_port: int, demo_data: bool = True) -> None:
     wait_http(f"http://127.0.0.1:{dispatcher_port}/healthz", 90, "dispatcher", table, "dispatcher")
     if demo_data:
         _demo(table, env, exe, api_port)
-    say("up. Management page: "
-        f"http://127.0.0.1:{api_port}/  API: http://127.0.0.1:{api_port}/docs")
-    say("logs and pids under " f"{table.run_dir}; stop everything with `make down`")
+    say(f"up. Management page: http://127.0.0.1:{api_port}/  API: http://127.0.0.1:{api_port}/docs")
+    say(f"logs and pids under {table.run_dir}; stop everything with `make down`")
 
 
 def _demo(table: ProcessTable, env: dict[str, str], exe: str, api_port: int) -> None:

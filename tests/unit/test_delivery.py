@@ -1,0 +1,105 @@
+import asyncio
+import json
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from consumers import classify
+from consumers.delivery import Deliverer
+from disparo.schemas import AttemptOutcome, DispatchJob
+from tests.factories import job
+
+
+def _deliver(handler: object, j: DispatchJob, allow_private: bool = False) -> AttemptOutcome:
+    async def go() -> AttemptOutcome:
+        transport = httpx.MockTransport(handler)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await Deliverer(client, allow_private=allow_private).deliver(j)
+
+    return asyncio.run(go())
+
+
+def test_2xx_is_success_with_a_verifiable_standard_webhooks_signature() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    j = job()
+    outcome = _deliver(handler, j)
+    assert (outcome.status, outcome.reason, outcome.http_status) == ("success", "ok", 204)
+    request = seen[0]
+    assert request.headers["webhook-id"] == j.dispatch_id
+    body = Webhook(j.target.secret).verify(request.content, dict(request.headers))
+    assert body["type"] == "order.dispatched"
+    assert body["data"]["order_id"] == j.event.order_id
+    assert json.loads(outcome.request_excerpt)["data"]["event_id"] == str(j.event.event_id)
+    assert outcome.dispatch_id == j.dispatch_id
+    assert outcome.attempt_id == j.attempt_id
+
+
+def test_rule_headers_are_sent_alongside_signature_headers() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    _deliver(handler, job(headers={"x-tenant": "acme"}))
+    assert seen[0].headers["x-tenant"] == "acme"
+    assert seen[0].headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(503, classify.HTTP_5XX), (410, classify.HTTP_4XX), (302, "http_other")]
+)
+def test_non_2xx_is_a_failure_with_status_and_response_excerpt(status: int, reason: str) -> None:
+    outcome = _deliver(lambda r: httpx.Response(status, text="busy"), job())
+    assert (outcome.status, outcome.reason, outcome.http_status) == ("failure", reason, status)
+    assert outcome.error == f"HTTP {status}"
+    assert outcome.response_excerpt == "busy"
+
+
+def test_connection_refused_is_classified_as_connection() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    outcome = _deliver(handler, job())
+    assert (outcome.status, outcome.reason, outcome.http_status) == ("failure", "connection", None)
+    assert "refused" in (outcome.error or "")
+
+
+def test_timeout_is_classified_as_timeout_and_names_the_limit() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    outcome = _deliver(handler, job(timeout_s=2.5))
+    assert outcome.reason == classify.TIMEOUT
+    assert "2.5s" in (outcome.error or "")
+
+
+def test_slow_endpoint_hits_the_overall_deadline() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200)
+
+    outcome = _deliver(handler, job(timeout_s=0.2))
+    assert outcome.reason == classify.TIMEOUT
+    assert outcome.duration_ms < 2000
+
+
+def test_private_targets_are_refused_unless_allowed() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200)
+
+    refused = _deliver(handler, job(url="http://127.0.0.1:9/hook"))
+    assert (refused.status, refused.reason) == ("failure", classify.TARGET_REFUSED)
+    assert "DISPARO_ALLOW_PRIVATE_TARGETS" in (refused.error or "")
+    assert calls == []
+    allowed = _deliver(handler, job(url="http://127.0.0.1:9/hook"), allow_private=True)
+    assert allowed.status == "success"

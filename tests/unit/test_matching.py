@@ -1,0 +1,53 @@
+from dispatcher.matching import field_value, matches, matching_rules, passes_filters
+from tests.factories import event, rule
+
+
+def test_rule_matches_listed_event_type_only() -> None:
+    r = rule(event_types=["order.dispatched"])
+    assert matches(r, event(event_type="order.dispatched"))
+    assert not matches(r, event(event_type="tracking.updated"))
+
+
+def test_star_matches_every_event_type() -> None:
+    r = rule(event_types=["*"])
+    assert matches(r, event(event_type="pre_invoice.created"))
+    assert matches(r, event(event_type="anything.else"))
+
+
+def test_inactive_rule_matches_nothing() -> None:
+    assert not matches(rule(active=False, event_types=["*"]), event())
+
+
+def test_filters_on_event_fields_and_nested_payload() -> None:
+    e = event(order_status="dispatched", payload={"carrier": "acme", "weight": {"kg": 2}})
+    assert passes_filters(e, {"order_status": ["dispatched", "delivered"]})
+    assert passes_filters(e, {"payload.carrier": ["acme"], "payload.weight.kg": ["2"]})
+    assert not passes_filters(e, {"payload.carrier": ["other"]})
+    assert not passes_filters(e, {"payload.missing": ["x"]})
+    assert not passes_filters(e, {"order_status": ["cancelled"]})
+
+
+def test_filter_on_absent_optional_field_does_not_match() -> None:
+    assert not passes_filters(event(order_status=None), {"order_status": ["dispatched"]})
+
+
+def test_field_value_rejects_unknown_paths() -> None:
+    e = event()
+    assert field_value(e, "order_id") == "ORD-1"
+    assert not passes_filters(e, {"no_such_field": ["x"]})
+
+
+def test_boolean_payload_values_compare_as_lowercase_text() -> None:
+    e = event(payload={"express": True})
+    assert passes_filters(e, {"payload.express": ["true"]})
+    assert not passes_filters(e, {"payload.express": ["True"]})
+
+
+def test_matching_rules_returns_every_match_in_id_order() -> None:
+    rules = [
+        rule(id=3, event_types=["*"]),
+        rule(id=1, event_types=["order.dispatched"]),
+        rule(id=2, event_types=["tracking.updated"]),
+        rule(id=4, event_types=["*"], active=False),
+    ]
+    assert [r.id for r in matching_rules(rules, event())] == [1, 3]
