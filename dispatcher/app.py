@@ -86,7 +86,7 @@ def create_app(settings: DispatcherSettings) -> faust.App:
             metrics.JOBS.inc(len(rules))
             metrics.EVENTS.labels("routed" if rules else "unmatched").inc()
 
-    _add_pages(app)
+    _add_pages(app, table, cache)
     return app
 
 
@@ -124,7 +124,12 @@ async def _apply_rule(event: Any, table: Any, to_dead_letter: Any) -> None:
     metrics.RULE_CHANGES.labels("upserted").inc()
 
 
-def _add_pages(app: faust.App) -> None:
+def _add_pages(app: faust.App, table: Any, cache: RuleCache) -> None:
+    @app.page("/rules")
+    async def applied_rules(web: Any, request: Any) -> Any:
+        rules = cache.rules(table.items())
+        return web.json({"rules": [{"id": r.id, "active": r.active} for r in rules]})
+
     @app.page("/metrics")
     async def prometheus_metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])

@@ -1,0 +1,171 @@
+"""Session fixtures: a real Kafka broker (Maven Central jars) and per-test disparo stacks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from disparo.kafka import ensure_topics
+from disparo.local.kafka import REPO_ROOT, KafkaNode, provision_jars
+from disparo.local.processes import ProcessTable
+from disparo.settings import KernelSettings
+from disparo.topics import Topics
+from producers.publish import Publisher
+from tests.integration.receiver import Receiver
+
+KAFKA_CACHE = REPO_ROOT / ".local" / "kafka"
+DISPARO = str(Path(sys.executable).with_name("disparo"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def eventually(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real single-node Kafka broker for the whole session, stopped at the end."""
+    libs = provision_jars(KAFKA_CACHE)
+    home = tmp_path_factory.mktemp("kafka")
+    node = KafkaNode(
+        libs=libs,
+        data_dir=home / "data",
+        port=free_port(),
+        controller_port=free_port(),
+        heap="512m",
+    )
+    table = ProcessTable(home / "run")
+    node.start(table)
+    try:
+        node.wait_ready(90)
+        yield node.bootstrap
+    finally:
+        table.stop("kafka", grace_s=20)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@dataclass
+class Stack:
+    """One disparo deployment on its own topic prefix, groups, ports and chdb path."""
+
+    settings: KernelSettings
+    api: str
+    dispatcher: str
+    table: ProcessTable
+    publisher: Publisher
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.settings.topic_prefix)
+
+    def create_rule(self, **fields: Any) -> dict[str, Any]:
+        response = httpx.post(f"{self.api}/api/v1/rules", json=fields, timeout=30)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    def wait_rule_applied(self, rule_id: int, active: bool, timeout_s: float = 30) -> None:
+        """Wait until the dispatcher's rules table holds the rule in that state."""
+
+        def applied() -> bool:
+            rules = httpx.get(f"{self.dispatcher}/rules", timeout=5).json()["rules"]
+            return {"id": rule_id, "active": active} in rules
+
+        eventually(applied, timeout_s, f"dispatcher to apply rule {rule_id} active={active}")
+
+    def dispatches(self, **params: Any) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.api}/api/v1/dispatches", params=params, timeout=10)
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    def log_tail(self, name: str, chars: int = 4000) -> str:
+        return self.table.log_file(name).read_text(errors="replace")[-chars:]
+
+
+def _wait_http(url: str, table: ProcessTable, name: str, timeout_s: float = 90) -> None:
+    def up() -> bool:
+        assert table.pid(name) is not None, f"{name} died:\n{table.log_file(name).read_text()}"
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    eventually(up, timeout_s, f"{name} at {url}")
+
+
+@pytest.fixture
+def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
+    """Dispatcher, delivery worker and analytics as real processes, stopped after the test."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    ports = {name: free_port() for name in ("api", "dispatcher", "worker")}
+    env = dict(os.environ)
+    env.update(
+        {
+            "DISPARO_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "DISPARO_TOPIC_PREFIX": prefix,
+            "DISPARO_HOME": str(tmp_path),
+            "DISPARO_CLICKHOUSE_URL": "",
+            "DISPARO_DISPATCHER_GROUP": f"{prefix}dispatcher",
+            "DISPARO_WORKER_GROUP": f"{prefix}delivery",
+            "DISPARO_SINK_GROUP": f"{prefix}sink",
+            "DISPARO_API_PORT": str(ports["api"]),
+            "DISPARO_DISPATCHER_PORT": str(ports["dispatcher"]),
+            "DISPARO_WORKER_PORT": str(ports["worker"]),
+            "DISPARO_ALLOW_PRIVATE_TARGETS": "true",
+            "DISPARO_SINK_LINGER_MS": "100",
+        }
+    )
+    settings = KernelSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, home=tmp_path)
+    ensure_topics(settings)
+    table = ProcessTable(tmp_path / "run")
+    names = ["analytics", "dispatcher", "worker"]
+    publisher = Publisher(settings)
+    try:
+        for name in names:
+            table.start(name, [DISPARO, name], env)
+        api = f"http://127.0.0.1:{ports['api']}"
+        dispatcher = f"http://127.0.0.1:{ports['dispatcher']}"
+        _wait_http(f"{api}/readyz", table, "analytics")
+        _wait_http(f"{dispatcher}/healthz", table, "dispatcher")
+        _wait_http(f"http://127.0.0.1:{ports['worker']}/readyz", table, "worker")
+        yield Stack(settings, api, dispatcher, table, publisher, names)
+    finally:
+        publisher.close()
+        for name in reversed(names):
+            table.stop(name, grace_s=20)
+        for name in names:
+            print(
+                f"----- {name} log -----\n{table.log_file(name).read_text(errors='replace')[-3000:]}"
+            )

@@ -1,0 +1,73 @@
+"""A webhook receiver for tests: records every request; /ok answers 200, /fail 503."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    """Runs in a thread on 127.0.0.1; `wait_for` blocks until enough requests arrive."""
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self._cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                with receiver._cond:
+                    receiver.requests.append(
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                    receiver._cond.notify_all()
+                status = 503 if self.path.startswith("/fail") else 200
+                reply = b'{"ok":true}' if status == 200 else b'{"error":"down"}'
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def on(self, path: str) -> list[Received]:
+        with self._cond:
+            return [r for r in self.requests if r.path == path]
+
+    def wait_for(self, path: str, count: int, timeout_s: float = 30.0) -> list[Received]:
+        """Requests to `path`, once at least `count` arrived; fails the test on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                got = [r for r in self.requests if r.path == path]
+                left = deadline - time.monotonic()
+                if len(got) >= count or left <= 0:
+                    break
+                self._cond.wait(left)
+        assert len(got) >= count, f"{path}: {len(got)} requests after {timeout_s}s, wanted {count}"
+        return got
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
