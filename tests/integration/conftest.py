@@ -166,6 +166,5 @@ def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
         for name in reversed(names):
             table.stop(name, grace_s=20)
         for name in names:
-            print(
-                f"----- {name} log -----\n{table.log_file(name).read_text(errors='replace')[-3000:]}"
-            )
+            tail = table.log_file(name).read_text(errors="replace")[-3000:]
+            print(f"----- {name} log -----\n{tail}")
