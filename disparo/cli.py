@@ -21,6 +21,9 @@ def _logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # One line per POST from httpx, and per connection from kafka-python, drown the signal.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ def _iso(value: datetime | str) -> str:
 
 def _item(row: dict[str, Any]) -> dict[str, Any]:
     row["dispatched_at"] = _iso(row["dispatched_at"])
+    row["attempt_id"] = str(row["attempt_id"])
     row["http_status"] = row["http_status"] or None
     row["error"] = row["error"] or None
     row["order_status"] = row["order_status"] or None

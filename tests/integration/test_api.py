@@ -1,0 +1,143 @@
+"""The management API on the real stack: ingest, rules, history, and 4xx for bad input."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from disparo.schemas import generate_secret, now_utc
+from tests.integration.conftest import Stack, eventually
+from tests.integration.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+
+def _event(order_id: str) -> dict[str, object]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "pre_invoice.created",
+        "order_id": order_id,
+        "occurred_at": now_utc().isoformat(),
+    }
+
+
+def test_http_ingest_accepts_a_list_and_every_event_is_delivered(
+    stack: Stack, receiver: Receiver
+) -> None:
+    rule = stack.create_rule(
+        name="invoices", event_types=["pre_invoice.created"], url=f"{receiver.url}/ok"
+    )
+    stack.wait_rule_applied(rule["id"], active=True)
+    events = [_event(f"ORD-H-{i}") for i in range(5)]
+    response = httpx.post(f"{stack.api}/api/v1/events", json=events, timeout=30)
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 5
+    got = receiver.wait_for("/ok", 5)
+    eventually(lambda: len(stack.dispatches(limit=10)) == 5, 30, "5 attempt rows")
+    rows = stack.dispatches(limit=10)
+    assert {r.headers["webhook-id"] for r in got} == {r["dispatch_id"] for r in rows}
+    assert {r["order_id"] for r in rows} == {f"ORD-H-{i}" for i in range(5)}
+
+
+def test_pagination_walks_every_row_once_with_the_cursor(stack: Stack, receiver: Receiver) -> None:
+    rule = stack.create_rule(name="pages", event_types=["*"], url=f"{receiver.url}/ok")
+    stack.wait_rule_applied(rule["id"], active=True)
+    httpx.post(f"{stack.api}/api/v1/events", json=[_event(f"P-{i}") for i in range(7)], timeout=30)
+    eventually(lambda: len(stack.dispatches()) == 7, 30, "7 rows")
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = httpx.get(f"{stack.api}/api/v1/dispatches", params=params, timeout=10).json()
+        seen.extend(item["attempt_id"] for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 7
+    assert len(set(seen)) == 7
+
+
+def test_rule_secret_is_shown_once_then_masked_and_rules_can_be_deleted(stack: Stack) -> None:
+    secret = generate_secret()
+    created = stack.create_rule(
+        name="s", event_types=["*"], url="https://example.com/h", secret=secret
+    )
+    assert created["secret"] == secret
+    assert created["id"] >= 1000
+    fetched = httpx.get(f"{stack.api}/api/v1/rules/{created['id']}", timeout=10).json()
+    assert fetched["secret"] != secret
+    assert fetched["secret"].endswith("…")
+    listed = httpx.get(f"{stack.api}/api/v1/rules", timeout=10).json()["items"]
+    assert [r["id"] for r in listed] == [created["id"]]
+    generated = stack.create_rule(name="g", event_types=["*"], url="https://example.com/g")
+    assert generated["secret"].startswith("whsec_")
+    assert generated["id"] == created["id"] + 1
+    assert httpx.delete(f"{stack.api}/api/v1/rules/{created['id']}", timeout=30).status_code == 204
+    gone = httpx.get(f"{stack.api}/api/v1/rules/{created['id']}", timeout=10)
+    assert gone.status_code == 404
+
+
+BAD_REQUESTS = [
+    ("POST", "/api/v1/events", [], 422, "non-empty"),
+    ("POST", "/api/v1/events", {"order_id": "x"}, 422, "event_id: Field required"),
+    (
+        "POST",
+        "/api/v1/rules",
+        {"name": "x", "event_types": ["*"], "url": "https://e.com", "secret": "nope"},
+        422,
+        "whsec_",
+    ),
+    (
+        "POST",
+        "/api/v1/rules",
+        {"name": "x", "event_types": [], "url": "https://e.com"},
+        422,
+        "event_types",
+    ),
+    ("POST", "/api/v1/rules", {"name": "x", "event_types": ["*"], "url": "not a url"}, 422, "url"),
+    ("GET", "/api/v1/rules/424242", None, 404, "no rule with id 424242"),
+    (
+        "PUT",
+        "/api/v1/rules/424242",
+        {"name": "x", "event_types": ["*"], "url": "https://e.com"},
+        404,
+        "no rule",
+    ),
+    ("GET", "/api/v1/dispatches?status=maybe", None, 422, "status"),
+    ("GET", "/api/v1/dispatches?cursor=zzz", None, 400, "cursor"),
+    ("GET", "/api/v1/dispatches?limit=0", None, 422, "limit"),
+    ("GET", "/api/v1/dispatches?from=yesterday", None, 422, "from"),
+    ("GET", "/api/v1/dispatches/msg_nothing", None, 404, "no attempts"),
+]
+
+
+def test_bad_requests_get_a_4xx_with_a_message(stack: Stack) -> None:
+    wrong = []
+    for method, path, body, status, needle in BAD_REQUESTS:
+        response = httpx.request(method, f"{stack.api}{path}", json=body, timeout=30)
+        error = response.json().get("error", "") if response.content else ""
+        if response.status_code != status or needle not in str(error):
+            wrong.append(f"{method} {path}: {response.status_code} {response.text}")
+    assert wrong == []
+
+
+def test_time_range_errors_say_what_to_change(stack: Stack) -> None:
+    now = now_utc()
+    reversed_range = {"from": now.isoformat(), "to": (now - timedelta(days=1)).isoformat()}
+    r = httpx.get(f"{stack.api}/api/v1/dispatches/summary", params=reversed_range, timeout=10)
+    assert r.status_code == 400
+    assert "must be before" in r.json()["error"]
+    too_old = {"from": (now - timedelta(days=45)).isoformat()}
+    r = httpx.get(f"{stack.api}/api/v1/dispatches", params=too_old, timeout=10)
+    assert r.status_code == 400
+    assert "30 days" in r.json()["error"]
+    malformed = httpx.post(
+        f"{stack.api}/api/v1/rules",
+        content=b"{oops",
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert malformed.status_code == 422
+    assert "JSON" in malformed.json()["error"]

@@ -1,0 +1,75 @@
+"""Malformed order events go to the dead-letter topic with a reason; good ones keep flowing."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from disparo.schemas import now_utc
+from tests.integration.conftest import Stack
+from tests.integration.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+
+def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> list[object]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        records: list[object] = []
+        deadline = time.monotonic() + timeout_s
+        while len(records) < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def test_malformed_events_are_dead_lettered_with_reasons_and_processing_continues(
+    stack: Stack, receiver: Receiver
+) -> None:
+    rule = stack.create_rule(name="all", event_types=["*"], url=f"{receiver.url}/ok")
+    stack.wait_rule_applied(rule["id"], active=True)
+    bootstrap = stack.settings.kafka_bootstrap
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    topic = stack.topics.order_events
+    missing_order = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "order.dispatched",
+        "occurred_at": now_utc().isoformat(),
+    }
+    producer.send(topic, key=b"K1", value=b"{not json")
+    producer.send(topic, key=b"K1", value=json.dumps(missing_order).encode())
+    producer.send(topic, key=b"K1", value=b'{"event_id": 5}')
+    producer.flush()
+    producer.close()
+    stack.publisher.publish(
+        {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "order.dispatched",
+            "order_id": "K1",
+            "occurred_at": now_utc().isoformat(),
+        }
+    )
+
+    [good] = receiver.wait_for("/ok", 1)
+    assert json.loads(good.body)["data"]["order_id"] == "K1"
+    dead = read_all(bootstrap, stack.topics.dead_letter, 3)
+    assert len(dead) == 3
+    reasons = [dict(r.headers)["disparo.reason"].decode() for r in dead]  # type: ignore[attr-defined]
+    assert "Invalid JSON" in reasons[0]
+    assert "order_id: Field required" in reasons[1]
+    assert "event_id: UUID input should be a string" in reasons[2]
+    first = dead[0]
+    assert first.value == b"{not json"  # type: ignore[attr-defined]
+    headers = dict(first.headers)  # type: ignore[attr-defined]
+    assert headers["disparo.stage"] == b"dispatcher"
+    assert headers["disparo.source.topic"] == topic.encode()
+    assert len(receiver.on("/ok")) == 1
