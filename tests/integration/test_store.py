@@ -1,0 +1,132 @@
+"""The attempts table and history queries on the real embedded ClickHouse (chdb)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from analytics import queries, schema
+from analytics.sink import dedup_token, row_of
+from analytics.store import ChdbStore, Row, ensure_schema
+from disparo.schemas import AttemptOutcome
+
+pytestmark = pytest.mark.integration
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
+    # chdb allows one data path per process, so this module owns the only in-process store.
+    opened = ChdbStore(Path(tmp_path_factory.mktemp("chdb")), database="store_test")
+    ensure_schema(opened)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(autouse=True)
+def empty_table(store: ChdbStore) -> None:
+    store.command(f"TRUNCATE TABLE {store.database}.{schema.TABLE}")
+
+
+def outcome(
+    order_id: str, at: datetime, status: str = "success", **extra: object
+) -> AttemptOutcome:
+    fields: dict[str, object] = {
+        "attempt_id": str(uuid.uuid4()),
+        "dispatch_id": f"msg_{uuid.uuid4().hex}",
+        "attempt": 1,
+        "manual": False,
+        "order_id": order_id,
+        "order_status": "dispatched",
+        "event_id": str(uuid.uuid4()),
+        "event_type": "order.dispatched",
+        "rule_id": 61856,
+        "url": "https://hooks.example.com/in",
+        "dispatched_at": at,
+        "status": status,
+        "reason": "ok" if status == "success" else "http_5xx",
+        "http_status": 200 if status == "success" else 503,
+        "duration_ms": 12,
+        "final": True,
+    }
+    fields.update(extra)
+    return AttemptOutcome.model_validate(fields)
+
+
+def rows(outcomes: list[AttemptOutcome]) -> list[Row]:
+    return [row_of(o, 0, offset) for offset, o in enumerate(outcomes)]
+
+
+def test_a_retried_batch_with_the_same_token_is_stored_once(store: ChdbStore) -> None:
+    batch = rows([outcome("A", NOW - timedelta(minutes=i)) for i in range(5)])
+    token = dedup_token({0: (0, 4)})
+    store.insert(schema.TABLE, batch, token)
+    store.insert(schema.TABLE, batch, token)
+    [count] = store.select(f"SELECT count() AS n FROM {store.database}.{schema.TABLE}")
+    assert int(count["n"]) == 5
+    store.insert(schema.TABLE, batch[:2], dedup_token({0: (0, 1)}))
+    [count] = store.select(f"SELECT count() AS n FROM {store.database}.{schema.TABLE}")
+    assert int(count["n"]) == 7
+
+
+def test_summary_counts_failures_in_the_period_only(store: ChdbStore) -> None:
+    inside = [
+        outcome("A", NOW - timedelta(hours=h), "failure" if h % 4 == 0 else "success")
+        for h in range(1, 13)
+    ]
+    outside = [outcome("A", NOW - timedelta(days=9), "failure")]
+    store.insert(schema.TABLE, rows(inside + outside), "t1")
+    period = queries.Period(NOW - timedelta(days=7), NOW)
+    [row] = store.select(*queries.summary(store.database, period))
+    assert (int(row["total"]), int(row["failed"])) == (12, 3)
+
+
+def test_order_search_and_status_filter(store: ChdbStore) -> None:
+    batch = [
+        outcome("ORD-1", NOW - timedelta(minutes=1)),
+        outcome("ORD-1", NOW - timedelta(minutes=2), "failure"),
+        outcome("ORD-2", NOW - timedelta(minutes=3), "failure"),
+    ]
+    store.insert(schema.TABLE, rows(batch), "t2")
+    period = queries.Period(NOW - timedelta(days=1), NOW + timedelta(seconds=1))
+    found = store.select(*queries.dispatches(store.database, period, "all", "ORD-1"))
+    assert [r["order_id"] for r in found] == ["ORD-1", "ORD-1"]
+    failed = store.select(*queries.dispatches(store.database, period, "failure"))
+    assert sorted(r["order_id"] for r in failed) == ["ORD-1", "ORD-2"]
+
+
+def test_keyset_pages_are_newest_first_without_gaps_or_repeats(store: ChdbStore) -> None:
+    same_time = NOW - timedelta(minutes=5)  # ties on time are broken by attempt id
+    batch = [outcome("P", same_time) for _ in range(4)]
+    batch += [outcome("P", NOW - timedelta(minutes=m)) for m in range(6, 12)]
+    store.insert(schema.TABLE, rows(batch), "t3")
+    period = queries.Period(NOW - timedelta(days=1), NOW)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = store.select(*queries.dispatches(store.database, period, limit=3, cursor=cursor))
+        seen.extend(str(r["attempt_id"]) for r in page[:3])
+        if len(page) <= 3:
+            break
+        last = page[2]
+        cursor = queries.Cursor(
+            datetime.fromisoformat(last["dispatched_at"]).replace(tzinfo=UTC),
+            str(last["attempt_id"]),
+        )
+    assert len(seen) == 10
+    assert set(seen) == {o.attempt_id for o in batch}
+    times = [o.dispatched_at for o in sorted(batch, key=lambda o: seen.index(o.attempt_id))]
+    assert times == sorted(times, reverse=True)
+
+
+def test_table_has_thirty_day_ttl_and_daily_partitions(store: ChdbStore) -> None:
+    [ddl] = store.select(
+        "SELECT create_table_query AS q FROM system.tables "
+        f"WHERE database = '{store.database}' AND name = '{schema.TABLE}'"
+    )
+    assert "TTL toDateTime(dispatched_at) + toIntervalDay(30)" in ddl["q"]
+    assert "PARTITION BY toDate(dispatched_at)" in ddl["q"]
