@@ -43,7 +43,7 @@ test: check
 
 bench: install
 	@bash deploy/local/ensure-system.sh nginx
-	$(BIN)/python bench/e2e.py
+	$(BIN)/python -m bench.e2e
 
 clean: down
 	rm -rf .local $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -12,6 +12,7 @@ import httpx
 from consumers import classify, metrics
 from consumers.signing import webhook_headers
 from consumers.targets import refusal
+from consumers.transport import parsed_url
 from disparo.schemas import AttemptOutcome, DispatchJob, now_utc
 
 
@@ -26,13 +27,40 @@ def webhook_body(job: DispatchJob) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
+USER_AGENT = "disparo-webhooks/0.1"
+MAX_READ_BYTES = 64 * 1024
+
+
+async def _read_some(response: httpx.Response, limit: int) -> bytes:
+    """Up to `limit` bytes of the response body; the rest is not read."""
+    try:
+        return response.content[:limit]  # a response whose body is already in memory
+    except httpx.ResponseNotRead:
+        pass
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_raw():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+    finally:
+        await response.aclose()
+    return b"".join(chunks)
+
+
 class Deliverer:
-    """Delivers dispatch jobs over one shared httpx client."""
+    """Delivers dispatch jobs through one shared httpx transport."""
 
     def __init__(
-        self, client: httpx.AsyncClient, *, allow_private: bool, excerpt_bytes: int = 1024
+        self,
+        transport: httpx.AsyncBaseTransport,
+        *,
+        allow_private: bool,
+        excerpt_bytes: int = 1024,
     ) -> None:
-        self.client = client
+        self.transport = transport
         self.allow_private = allow_private
         self.excerpt_bytes = excerpt_bytes
 
@@ -44,17 +72,11 @@ class Deliverer:
         refused = refusal(job.target.url, self.allow_private)
         if refused is not None:
             return self._outcome(job, started_at, 0.0, None, classify.TARGET_REFUSED, refused, body)
-        headers = {
-            **job.target.headers,
-            "content-type": "application/json",
-            **webhook_headers(job.target.secret, job.dispatch_id, int(time.time()), body),
-        }
+        request = self._request(job, body)
         try:
             async with asyncio.timeout(job.target.timeout_s):
-                response = await self.client.post(
-                    job.target.url, content=body, headers=headers, timeout=job.target.timeout_s
-                )
-                answer = response.content[: self.excerpt_bytes]
+                response = await self.transport.handle_async_request(request)
+                answer = await _read_some(response, MAX_READ_BYTES)
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
             elapsed = time.perf_counter() - started
             reason = classify.reason_for_error(exc)
@@ -66,7 +88,32 @@ class Deliverer:
         reason = classify.reason_for_status(response.status_code)
         error = None if reason == classify.SUCCESS else f"HTTP {response.status_code}"
         return self._outcome(
-            job, started_at, elapsed, response.status_code, reason, error, body, answer
+            job,
+            started_at,
+            elapsed,
+            response.status_code,
+            reason,
+            error,
+            body,
+            answer[: self.excerpt_bytes],
+        )
+
+    @staticmethod
+    def _request(job: DispatchJob, body: bytes) -> httpx.Request:
+        timeout = job.target.timeout_s
+        headers = {
+            "user-agent": USER_AGENT,
+            **job.target.headers,
+            "content-type": "application/json",
+            **webhook_headers(job.target.secret, job.dispatch_id, int(time.time()), body),
+        }
+        limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        return httpx.Request(
+            "POST",
+            parsed_url(job.target.url),
+            content=body,
+            headers=headers,
+            extensions={"timeout": limits},
         )
 
     def _outcome(

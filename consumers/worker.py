@@ -16,7 +16,7 @@ from consumers import metrics
 from consumers.delivery import Deliverer
 from consumers.errors import OutcomeNotRecorded
 from consumers.settings import WorkerSettings
-from consumers.transport import make_client
+from consumers.transport import make_transport
 from disparo.errors import InvalidMessage
 from disparo.kafka import dead_letter_headers, make_producer
 from disparo.ops_http import start_ops_server
@@ -139,9 +139,11 @@ async def serve(settings: WorkerSettings) -> None:
     except KafkaError as exc:
         raise SystemExit(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     producer = make_producer(settings, client_id="disparo-worker")
-    client = make_client(settings.worker_concurrency)
+    transport = make_transport(settings.worker_concurrency)
     deliverer = Deliverer(
-        client, allow_private=settings.allow_private_targets, excerpt_bytes=settings.excerpt_bytes
+        transport,
+        allow_private=settings.allow_private_targets,
+        excerpt_bytes=settings.excerpt_bytes,
     )
     worker = DeliveryWorker(settings, consumer, producer, deliverer)
     loop = asyncio.get_running_loop()
@@ -152,7 +154,7 @@ async def serve(settings: WorkerSettings) -> None:
     try:
         await worker.run()
     finally:
-        await client.aclose()
+        await transport.aclose()
         if ops is not None:
             await ops.cleanup()
         await asyncio.to_thread(producer.close, 10)

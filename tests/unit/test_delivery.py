@@ -14,8 +14,7 @@ from tests.factories import job
 def _deliver(handler: object, j: DispatchJob, allow_private: bool = False) -> AttemptOutcome:
     async def go() -> AttemptOutcome:
         transport = httpx.MockTransport(handler)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport) as client:
-            return await Deliverer(client, allow_private=allow_private).deliver(j)
+        return await Deliverer(transport, allow_private=allow_private).deliver(j)
 
     return asyncio.run(go())
 

@@ -1,0 +1,176 @@
+"""End-to-end delivery benchmark against nginx on loopback, with the raw aiohttp ceiling.
+
+Publishes N order events, each matching one rule whose endpoint is nginx, and measures
+deliveries/s from the first publish until the N-th attempt row is visible in ClickHouse
+through the API, plus event-to-POST latency (publish time -> nginx's receive time).
+In the same run a bare aiohttp POST loop with the same bodies gives the ceiling.
+Usage: python -m bench.e2e [--events 20000] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import httpx
+
+from bench.harness import broker, nginx, say, services
+from consumers.delivery import webhook_body
+from disparo.schemas import DispatchJob, OrderEvent, Rule, dispatch_id_for, generate_secret
+from disparo.settings import KernelSettings
+from producers.publish import Publisher
+
+
+def make_events(n: int) -> list[dict[str, object]]:
+    return [
+        {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "order.dispatched",
+            "order_id": f"B-{i:07d}",
+            "order_status": "dispatched",
+            "occurred_at": "2026-11-28T12:00:00Z",
+            "payload": {
+                "carrier": "acme-logistics",
+                "tracking_code": f"BR{i:010d}",
+                "items": [{"sku": "SKU-1", "qty": 2}],
+                "address": {"city": "Recife"},
+            },
+        }
+        for i in range(n)
+    ]
+
+
+async def raw_ceiling(url: str, bodies: list[bytes], concurrency: int = 64) -> float:
+    """Requests/s of a bare aiohttp POST loop with the given bodies."""
+    queue = iter(bodies)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def loop() -> None:
+            for body in queue:
+                async with session.post(
+                    url, data=body, headers={"content-type": "application/json"}
+                ) as r:
+                    await r.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(concurrency)))
+        return len(bodies) / (time.perf_counter() - started)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=20000)
+    p.add_argument("--workers", type=int, default=1, help="delivery worker processes")
+    args = p.parse_args()
+    n = args.events
+    events = make_events(n)
+    rule = Rule(id=1, name="bench", event_types=["*"], url="http://x/", secret=generate_secret())
+    bodies = [webhook_body(DispatchJob.first(OrderEvent.model_validate(e), rule)) for e in events]
+    with nginx() as receiver, tempfile.TemporaryDirectory(prefix="disparo-bench-") as tmp:
+        say(f"raw ceiling: {n} bare aiohttp POSTs to {receiver.url} ...")
+        ceiling = asyncio.run(raw_ceiling(f"{receiver.url}/hook", bodies))
+        say(f"raw ceiling {ceiling:,.0f} req/s")
+        receiver.access_log.write_text("")
+        home = Path(tmp)
+        with broker(home) as bootstrap, services(bootstrap, home, args.workers) as svc:
+            say(f"bootstrap {bootstrap}")
+            created = httpx.post(
+                f"{svc.api}/api/v1/rules",
+                timeout=30,
+                json={"name": "bench", "event_types": ["*"], "url": f"{receiver.url}/hook"},
+            ).json()
+            _wait_rule(svc.dispatcher, created["id"])
+            publisher = Publisher(
+                KernelSettings(kafka_bootstrap=bootstrap, topic_prefix="bench.", home=home)
+            )
+            say(f"publishing {n} events ...")
+            sent_at: dict[str, float] = {}
+            started = time.time()
+            for start in range(0, n, 2000):
+                chunk = events[start : start + 2000]
+                now = time.time()
+                for e in chunk:
+                    sent_at[dispatch_id_for(uuid.UUID(str(e["event_id"])), created["id"])] = now
+                publisher.publish_many(chunk)
+            published = time.time()
+            say(f"published in {published - started:.1f}s; waiting for {n} attempt rows ...")
+            total = _wait_rows(svc.api, n, timeout_s=max(120, n / 100))
+            finished = time.time()
+            publisher.close()
+        time.sleep(1.5)  # nginx flushes its access log every second
+        latencies = _latencies(receiver.access_log, sent_at)
+    rate = total / (finished - started)
+    print(
+        f"machine: {platform.node()} {platform.machine()} cpus={_cpus()} "
+        f"python={platform.python_version()}"
+    )
+    print(
+        f"events={n} workers={args.workers} delivered_rows={total} "
+        f"posts_seen_by_nginx={len(latencies)}"
+    )
+    print(
+        f"e2e_deliveries_per_s={rate:,.0f} (publish -> row in ClickHouse, "
+        f"{finished - started:.1f}s)"
+    )
+    print(f"raw_ceiling_per_s={ceiling:,.0f} (bare aiohttp, 64 connections)")
+    if latencies:
+        print(
+            f"event_to_post_ms p50={statistics.median(latencies):.0f} "
+            f"p99={percentile(latencies, 0.99):.0f}"
+        )
+    print(f"ratio={rate / ceiling:.3f}")
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 0
+
+
+def _wait_rule(dispatcher: str, rule_id: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        rules = httpx.get(f"{dispatcher}/rules", timeout=5).json()["rules"]
+        if any(r["id"] == rule_id for r in rules):
+            return
+        time.sleep(0.2)
+    raise SystemExit("the dispatcher never applied the bench rule")
+
+
+def _wait_rows(api: str, n: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    total, last_report = 0, 0.0
+    while time.monotonic() < deadline:
+        total = httpx.get(f"{api}/api/v1/dispatches/summary", timeout=30).json()["total"]
+        if total >= n:
+            return int(total)
+        if time.monotonic() - last_report > 5:
+            say(f"  {total}/{n} rows")
+            last_report = time.monotonic()
+        time.sleep(0.1)
+    raise SystemExit(f"only {total}/{n} rows after {timeout_s:.0f}s")
+
+
+def _latencies(access_log: Path, sent_at: dict[str, float]) -> list[float]:
+    out = []
+    for line in access_log.read_text().splitlines():
+        stamp, _, webhook_id = line.partition(" ")
+        if webhook_id in sent_at:
+            out.append((float(stamp) - sent_at[webhook_id]) * 1000)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Pieces the benchmarks share: nginx as the receiver, a broker, disparo's processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from disparo.kafka import ensure_topics
+from disparo.local.kafka import REPO_ROOT, KafkaNode, provision_jars
+from disparo.local.processes import ProcessTable
+from disparo.settings import KernelSettings
+
+DISPARO = str(Path(sys.executable).with_name("disparo"))
+NGINX_CONF = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    log_format hook '$msec $http_webhook_id';
+    access_log {dir}/access.log hook buffer=256k flush=1s;
+    client_body_buffer_size 64k;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 '{{"ok":true}}'; }}
+    }}
+}}
+"""
+
+
+def say(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Nginx:
+    url: str
+    access_log: Path
+
+
+@contextmanager
+def nginx() -> Iterator[Nginx]:
+    """nginx on a free loopback port answering 200 to everything, logging webhook ids."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        raise SystemExit("nginx not found: run `make bench` (it installs nginx-light)")
+    with tempfile.TemporaryDirectory(prefix="disparo-nginx-") as tmp:
+        port = free_port()
+        conf = Path(tmp) / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=tmp, port=port))
+        subprocess.run([binary, "-c", str(conf), "-p", tmp], check=True)
+        try:
+            yield Nginx(f"http://127.0.0.1:{port}", Path(tmp) / "access.log")
+        finally:
+            subprocess.run([binary, "-c", str(conf), "-p", tmp, "-s", "stop"], check=False)
+            time.sleep(0.3)
+
+
+@contextmanager
+def broker(home: Path) -> Iterator[str]:
+    """A real Kafka broker on free ports, data under `home`."""
+    libs = provision_jars(REPO_ROOT / ".local" / "kafka")
+    node = KafkaNode(
+        libs=libs, data_dir=home / "kafka", port=free_port(), controller_port=free_port(), heap="1g"
+    )
+    table = ProcessTable(home / "run")
+    node.start(table)
+    try:
+        node.wait_ready(90)
+        yield node.bootstrap
+    finally:
+        table.stop("kafka", grace_s=20)
+
+
+@dataclass
+class Services:
+    api: str
+    dispatcher: str
+    table: ProcessTable
+
+
+@contextmanager
+def services(bootstrap: str, home: Path, workers: int = 1, **extra_env: str) -> Iterator[Services]:
+    """The dispatcher, `workers` delivery workers and analytics as background processes."""
+    prefix = "bench."
+    ports = {"api": free_port(), "dispatcher": free_port()}
+    env = dict(os.environ)
+    env.update(
+        {
+            "DISPARO_KAFKA_BOOTSTRAP": bootstrap,
+            "DISPARO_TOPIC_PREFIX": prefix,
+            "DISPARO_HOME": str(home),
+            "DISPARO_API_PORT": str(ports["api"]),
+            "DISPARO_DISPATCHER_PORT": str(ports["dispatcher"]),
+            "DISPARO_WORKER_PORT": "0",
+            "DISPARO_ALLOW_PRIVATE_TARGETS": "true",
+            "DISPARO_LOG_LEVEL": "WARNING",
+            **extra_env,
+        }
+    )
+    ensure_topics(KernelSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix, home=home))
+    table = ProcessTable(home / "run")
+    names = ["analytics", "dispatcher"] + [f"worker-{i}" for i in range(workers)]
+    try:
+        for name in names:
+            table.start(name, [DISPARO, name.split("-")[0]], env)
+        svc = Services(
+            f"http://127.0.0.1:{ports['api']}", f"http://127.0.0.1:{ports['dispatcher']}", table
+        )
+        _wait(f"{svc.api}/readyz", table, "analytics")
+        _wait(f"{svc.dispatcher}/healthz", table, "dispatcher")
+        yield svc
+    finally:
+        for name in reversed(names):
+            table.stop(name, grace_s=20)
+
+
+def _wait(url: str, table: ProcessTable, name: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if table.pid(name) is None:
+            raise SystemExit(f"{name} died:\n{table.log_file(name).read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{name} not ready at {url}")
