@@ -91,6 +91,8 @@ class OutcomeSink:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.sink_batch,
+            fetch_min_bytes=256 * 1024,
+            fetch_max_wait_ms=100,
             client_id="disparo-sink",
         )
         self.consumer.subscribe([self.topics.outcomes], listener=_SeekPastStored(self))

@@ -108,8 +108,10 @@ def main() -> None:
                 publisher.publish_many(chunk)
             published = time.time()
             say(f"published in {published - started:.1f}s; waiting for {n} attempt rows ...")
+            cpu_before = svc.cpu()
             total = _wait_rows(svc.api, n, timeout_s=max(120, n / 100))
             finished = time.time()
+            cpu = {k: v - cpu_before.get(k, 0.0) for k, v in svc.cpu().items()}
             publisher.close()
         time.sleep(1.5)  # nginx flushes its access log every second
         latencies = _latencies(receiver.access_log, sent_at)
@@ -132,6 +134,7 @@ def main() -> None:
             f"event_to_post_ms p50={statistics.median(latencies):.0f} "
             f"p99={percentile(latencies, 0.99):.0f}"
         )
+    print("cpu_seconds_while_draining " + " ".join(f"{k}={v:.1f}" for k, v in sorted(cpu.items())))
     print(f"ratio={rate / ceiling:.3f}")
 
 

@@ -91,11 +91,26 @@ def broker(home: Path) -> Iterator[str]:
         table.stop("kafka", grace_s=20)
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User+system CPU seconds a live process has used so far (0 when gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Services:
     api: str
     dispatcher: str
     table: ProcessTable
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds per running process of the stack (Kafka included when in the table)."""
+        return {name: cpu_seconds(self.table.pid(name)) for name in self.table.names()}
 
 
 @contextmanager

@@ -38,8 +38,8 @@ def create_app(settings: DispatcherSettings) -> faust.App:
         topic_partitions=ORDER_EVENT_PARTITIONS,
         topic_allow_declare=True,
         producer_acks=-1,
-        producer_linger=0.005,
-        producer_max_batch_size=256 * 1024,
+        producer_linger=0.02,
+        producer_max_batch_size=512 * 1024,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         web_enabled=settings.dispatcher_port > 0,
@@ -146,4 +146,6 @@ def run(settings: DispatcherSettings) -> None:
     )
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower())
+    # The terminal spinner turns the root logger to DEBUG, building a record per message.
+    worker.spinner = None
     worker.execute_from_commandline()
