@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
+
+from pydantic_core import to_json
 
 from analytics import schema
 from analytics.errors import StoreError
@@ -62,7 +63,7 @@ class ChdbStore:
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str) -> None:
         if not rows:
             return
-        body = "\n".join(json.dumps(r, default=_json_default) for r in rows)
+        body = "\n".join(to_json(r).decode() for r in rows)
         sql = (
             f"INSERT INTO {self.database}.{table} SETTINGS "
             f"insert_deduplication_token = '{_sql_token(dedup_token)}', "
@@ -134,12 +135,6 @@ def open_store(clickhouse_url: str, chdb_path: Path) -> Store:
     if clickhouse_url.startswith(("clickhouse://", "clickhouses://")):
         return ServerStore(clickhouse_url)
     return ChdbStore(chdb_path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
 
 
 def _sql_token(token: str) -> str:

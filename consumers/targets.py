@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from urllib.parse import urlsplit
 
@@ -27,3 +28,9 @@ def refusal(url: str, allow_private: bool) -> str | None:
     if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved:
         return f"{host} is a private address; set DISPARO_ALLOW_PRIVATE_TARGETS=true to allow it"
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def refusal_cached(url: str, allow_private: bool) -> str | None:
+    """`refusal`, remembered per URL: endpoints repeat across jobs."""
+    return refusal(url, allow_private)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -67,10 +66,11 @@ def cmd_dispatcher(_: argparse.Namespace) -> int:
 def cmd_worker(_: argparse.Namespace) -> int:
     from consumers.settings import WorkerSettings
     from consumers.worker import serve
+    from disparo.loops import run
 
     settings = load(WorkerSettings)
     _logging(settings.log_level)
-    asyncio.run(serve(settings))
+    run(serve(settings))
     return 0
 
 

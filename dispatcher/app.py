@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from disparo.errors import InvalidMessage
 from disparo.kafka import dead_letter_headers
+from disparo.loops import install_fast_loop
 from disparo.schemas import DispatchJob, Rule, describe, parse_event
 from disparo.topics import ORDER_EVENT_PARTITIONS, Topics
 from dispatcher import metrics
@@ -144,6 +145,7 @@ def run(settings: DispatcherSettings) -> None:
     Path(settings.dispatcher_data_dir or settings.home / "dispatcher").mkdir(
         parents=True, exist_ok=True
     )
+    install_fast_loop()
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower())
     # The terminal spinner turns the root logger to DEBUG, building a record per message.
