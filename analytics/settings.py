@@ -18,7 +18,6 @@ class AnalyticsSettings(KernelSettings):
     sink_group: str = Field("disparo-analytics-sink", description="consumer group of the sink")
     sink_batch: int = Field(5000, ge=1, le=100000, description="rows per ClickHouse insert")
     sink_linger_ms: int = Field(250, ge=0, le=60000, description="longest wait to fill a batch")
-    rules_group: str = Field("", description="unused; the rules view reads without a group")
 
     @field_validator("clickhouse_url")
     @classmethod

@@ -123,6 +123,17 @@ def test_bad_requests_get_a_4xx_with_a_message(stack: Stack) -> None:
     assert wrong == []
 
 
+def test_page_and_openapi_are_served(stack: Stack) -> None:
+    page = httpx.get(f"{stack.api}/", timeout=10)
+    assert page.status_code == 200
+    assert "Communication" in page.text
+    assert "Failed deliveries" in page.text
+    spec = httpx.get(f"{stack.api}/openapi.json", timeout=10).json()
+    for path in ("/api/v1/rules", "/api/v1/events", "/api/v1/dispatches",
+                 "/api/v1/dispatches/summary", "/healthz", "/readyz", "/metrics"):
+        assert path in spec["paths"], path
+
+
 def test_time_range_errors_say_what_to_change(stack: Stack) -> None:
     now = now_utc()
     reversed_range = {"from": now.isoformat(), "to": (now - timedelta(days=1)).isoformat()}
