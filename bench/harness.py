@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,10 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from disparo.kafka import ensure_topics
-from disparo.local.kafka import REPO_ROOT, KafkaNode, provision_jars
+from disparo.local.kafka import free_port, temporary_broker
 from disparo.local.processes import ProcessTable
 from disparo.settings import KernelSettings
 
@@ -44,13 +41,6 @@ def say(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Nginx:
     url: str
@@ -75,22 +65,6 @@ def nginx() -> Iterator[Nginx]:
             time.sleep(0.3)
 
 
-@contextmanager
-def broker(home: Path) -> Iterator[str]:
-    """A real Kafka broker on free ports, data under `home`."""
-    libs = provision_jars(REPO_ROOT / ".local" / "kafka")
-    node = KafkaNode(
-        libs=libs, data_dir=home / "kafka", port=free_port(), controller_port=free_port(), heap="1g"
-    )
-    table = ProcessTable(home / "run")
-    node.start(table)
-    try:
-        node.wait_ready(90)
-        yield node.bootstrap
-    finally:
-        table.stop("kafka", grace_s=20)
-
-
 def cpu_seconds(pid: int | None) -> float:
     """User+system CPU seconds a live process has used so far (0 when gone)."""
     if pid is None:
@@ -111,6 +85,9 @@ class Services:
     def cpu(self) -> dict[str, float]:
         """CPU seconds per running process of the stack (Kafka included when in the table)."""
         return {name: cpu_seconds(self.table.pid(name)) for name in self.table.names()}
+
+
+broker = temporary_broker
 
 
 @contextmanager
@@ -141,23 +118,9 @@ def services(bootstrap: str, home: Path, workers: int = 1, **extra_env: str) -> 
         svc = Services(
             f"http://127.0.0.1:{ports['api']}", f"http://127.0.0.1:{ports['dispatcher']}", table
         )
-        _wait(f"{svc.api}/readyz", table, "analytics")
-        _wait(f"{svc.dispatcher}/healthz", table, "dispatcher")
+        table.wait_http("analytics", f"{svc.api}/readyz", 90)
+        table.wait_http("dispatcher", f"{svc.dispatcher}/healthz", 90)
         yield svc
     finally:
         for name in reversed(names):
             table.stop(name, grace_s=20)
-
-
-def _wait(url: str, table: ProcessTable, name: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if table.pid(name) is None:
-            raise SystemExit(f"{name} died:\n{table.log_file(name).read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{name} not ready at {url}")

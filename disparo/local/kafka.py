@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,3 +160,27 @@ class KafkaNode:
         if done.returncode != 0:
             raise ProvisioningError(f"{' '.join(cmd[-4:])} failed: {done.stderr[-2000:]}")
         return done.stdout
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def temporary_broker(home: Path, heap: str = "512m") -> Iterator[str]:
+    """A broker on free ports with its data under `home`; yields its bootstrap address."""
+    libs = provision_jars(REPO_ROOT / ".local" / "kafka")
+    node = KafkaNode(
+        libs=libs, data_dir=home / "kafka", port=free_port(), controller_port=free_port(), heap=heap
+    )
+    table = ProcessTable(home / "run")
+    node.start(table)
+    try:
+        node.wait_ready(90)
+        yield node.bootstrap
+    finally:
+        table.stop("kafka", grace_s=20)

@@ -10,6 +10,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import httpx
+
+from disparo.errors import DisparoError
+
 
 class ProcessTable:
     """Starts, finds and stops named background processes by their pid files."""
@@ -59,6 +63,23 @@ class ProcessTable:
             return False
         terminate(pid, grace_s)
         return True
+
+    def wait_http(self, name: str, url: str, timeout_s: float = 60.0) -> None:
+        """Wait until a GET on `url` answers 200; fail early, with its log, if `name` died."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.pid(name) is None:
+                tail = self.log_file(name).read_text(errors="replace")[-3000:]
+                raise DisparoError(f"{name} exited during start; its log ends:\n{tail}")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise DisparoError(
+            f"{name} not ready at {url} after {timeout_s:.0f}s; see {self.log_file(name)}"
+        )
 
     def names(self) -> list[str]:
         """Names with a pid file, running or not."""

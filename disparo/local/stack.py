@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -53,24 +52,6 @@ def service_env(settings: KernelSettings) -> dict[str, str]:
     return env
 
 
-def wait_http(url: str, timeout_s: float, what: str, table: ProcessTable, name: str) -> None:
-    """Wait until a GET on url answers 200; fail early if the process died."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if table.pid(name) is None:
-            tail = table.log_file(name).read_text(errors="replace")[-3000:]
-            raise DisparoError(f"{what} exited during start; its log ends:\n{tail}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise DisparoError(
-        f"{what} not ready at {url} after {timeout_s:.0f}s; see {table.log_file(name)}"
-    )
-
-
 def up(settings: KernelSettings, api_port: int, demo_data: bool = True) -> None:
     """Provision and start Kafka, the services and the demo; return with them running."""
     table = _table(settings.home)
@@ -87,9 +68,9 @@ def up(settings: KernelSettings, api_port: int, demo_data: bool = True) -> None:
         if table.pid(name) is None:
             table.start(name, [exe, name], env)
             say(f"started {name} (log: {table.log_file(name)})")
-    wait_http(f"http://127.0.0.1:{api_port}/readyz", 60, "analytics", table, "analytics")
+    table.wait_http("analytics", f"http://127.0.0.1:{api_port}/readyz", 60)
     dispatcher_port = os.environ.get("DISPARO_DISPATCHER_PORT", "8081")
-    wait_http(f"http://127.0.0.1:{dispatcher_port}/healthz", 90, "dispatcher", table, "dispatcher")
+    table.wait_http("dispatcher", f"http://127.0.0.1:{dispatcher_port}/healthz", 90)
     if demo_data:
         _demo(table, env, exe, api_port)
     say(f"up. Management page: http://127.0.0.1:{api_port}/  API: http://127.0.0.1:{api_port}/docs")
@@ -100,7 +81,7 @@ def _demo(table: ProcessTable, env: dict[str, str], exe: str, api_port: int) -> 
     if table.pid("demo-receiver") is None:
         table.start("demo-receiver", [exe, "demo-receiver", "--port", str(DEMO_RECEIVER_PORT)], env)
     receiver = f"http://127.0.0.1:{DEMO_RECEIVER_PORT}"
-    wait_http(f"{receiver}/healthz", 30, "demo receiver", table, "demo-receiver")
+    table.wait_http("demo-receiver", f"{receiver}/healthz", 30)
     api = f"http://127.0.0.1:{api_port}/api/v1"
     existing = {r["name"] for r in httpx.get(f"{api}/rules", timeout=10).json()["items"]}
     for rule in demo.demo_rules(receiver):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 import uuid
@@ -16,22 +15,14 @@ import httpx
 import pytest
 
 from disparo.kafka import ensure_topics
-from disparo.local.kafka import REPO_ROOT, KafkaNode, provision_jars
+from disparo.local.kafka import free_port, temporary_broker
 from disparo.local.processes import ProcessTable
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
 from producers.publish import Publisher
 from tests.integration.receiver import Receiver
 
-KAFKA_CACHE = REPO_ROOT / ".local" / "kafka"
 DISPARO = str(Path(sys.executable).with_name("disparo"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def eventually(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
@@ -49,22 +40,8 @@ def eventually(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "c
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real single-node Kafka broker for the whole session, stopped at the end."""
-    libs = provision_jars(KAFKA_CACHE)
-    home = tmp_path_factory.mktemp("kafka")
-    node = KafkaNode(
-        libs=libs,
-        data_dir=home / "data",
-        port=free_port(),
-        controller_port=free_port(),
-        heap="512m",
-    )
-    table = ProcessTable(home / "run")
-    node.start(table)
-    try:
-        node.wait_ready(90)
-        yield node.bootstrap
-    finally:
-        table.stop("kafka", grace_s=20)
+    with temporary_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture
@@ -114,17 +91,6 @@ class Stack:
         return self.table.log_file(name).read_text(errors="replace")[-chars:]
 
 
-def _wait_http(url: str, table: ProcessTable, name: str, timeout_s: float = 90) -> None:
-    def up() -> bool:
-        assert table.pid(name) is not None, f"{name} died:\n{table.log_file(name).read_text()}"
-        try:
-            return httpx.get(url, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    eventually(up, timeout_s, f"{name} at {url}")
-
-
 @pytest.fixture
 def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
     """Dispatcher, delivery worker and analytics as real processes, stopped after the test."""
@@ -157,9 +123,9 @@ def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
             table.start(name, [DISPARO, name], env)
         api = f"http://127.0.0.1:{ports['api']}"
         dispatcher = f"http://127.0.0.1:{ports['dispatcher']}"
-        _wait_http(f"{api}/readyz", table, "analytics")
-        _wait_http(f"{dispatcher}/healthz", table, "dispatcher")
-        _wait_http(f"http://127.0.0.1:{ports['worker']}/readyz", table, "worker")
+        table.wait_http("analytics", f"{api}/readyz", 90)
+        table.wait_http("dispatcher", f"{dispatcher}/healthz", 90)
+        table.wait_http("worker", f"http://127.0.0.1:{ports['worker']}/readyz", 90)
         yield Stack(settings, api, dispatcher, table, publisher, names)
     finally:
         publisher.close()

@@ -129,8 +129,15 @@ def test_page_and_openapi_are_served(stack: Stack) -> None:
     assert "Communication" in page.text
     assert "Failed deliveries" in page.text
     spec = httpx.get(f"{stack.api}/openapi.json", timeout=10).json()
-    for path in ("/api/v1/rules", "/api/v1/events", "/api/v1/dispatches",
-                 "/api/v1/dispatches/summary", "/healthz", "/readyz", "/metrics"):
+    for path in (
+        "/api/v1/rules",
+        "/api/v1/events",
+        "/api/v1/dispatches",
+        "/api/v1/dispatches/summary",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
         assert path in spec["paths"], path
 
 
