@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import uvicorn
+from fastapi import FastAPI
 
 from analytics.api.app import create_app
 from analytics.api.deps import Services
@@ -24,15 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def run(settings: AnalyticsSettings) -> None:
-    """Run the sink in a thread and the API in the foreground until SIGTERM/SIGINT."""
+    """Serve the API; the sink and the rules view live for as long as the app does."""
     store = open_store(settings.clickhouse_url, settings.chdb_path)
     ensure_schema(store)
     producer = make_producer(settings, client_id="disparo-analytics")
     rules = RulesView(settings)
-    rules.start()
     sink = OutcomeSink(settings, store, producer)
     sink_thread = threading.Thread(target=_guarded(sink.run), name="sink", daemon=True)
-    sink_thread.start()
     svc = Services(
         store=store,
         rules=rules,
@@ -40,22 +41,30 @@ def run(settings: AnalyticsSettings) -> None:
         topics=Topics(settings.topic_prefix),
         ready=lambda: sink_thread.is_alive() and sink.consuming(),
     )
-    app = create_app(svc, Publisher(settings, producer))
-    log.info("management API on http://%s:%d/", settings.api_host, settings.api_port)
-    try:
-        uvicorn.run(
-            app,
-            host=settings.api_host,
-            port=settings.api_port,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-        )
-    finally:
+
+    # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would
+    # never run: the sink must flush, commit and leave its group in the app's lifespan.
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        rules.start()
+        sink_thread.start()
+        yield
         sink.stop()
-        sink_thread.join(timeout=30)
+        await asyncio.to_thread(sink_thread.join, 30)
         rules.stop()
         producer.close(10)
         store.close()
+        log.info("analytics stopped: sink flushed, offsets committed, group left")
+
+    app = create_app(svc, Publisher(settings, producer), lifespan=lifespan)
+    log.info("management API on http://%s:%d/", settings.api_host, settings.api_port)
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
 
 
 def _guarded(target: Callable[[], None]) -> Callable[[], None]:

@@ -17,7 +17,7 @@ from analytics import schema
 from analytics.settings import AnalyticsSettings
 from analytics.store import Row, Store
 from disparo.errors import InvalidMessage
-from disparo.kafka import dead_letter_headers
+from disparo.kafka import dead_letter_headers, subscribe_when_ready
 from disparo.schemas import AttemptOutcome, parse_outcome
 from disparo.topics import Topics
 
@@ -59,8 +59,8 @@ def dedup_token(ranges: dict[int, tuple[int, int]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-class _SeekPastStored(ConsumerRebalanceListener):  # type: ignore[misc]
-    """On assignment, skip offsets whose rows are already stored (crash after insert)."""
+class _NoteAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Flags a new assignment; the listener runs on kafka-python's IO thread, so no I/O here."""
 
     def __init__(self, sink: OutcomeSink) -> None:
         self.sink = sink
@@ -69,12 +69,7 @@ class _SeekPastStored(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        stored = self.sink.stored_offsets()
-        for tp in assigned:
-            if tp.partition in stored:
-                committed = self.sink.consumer.committed(tp) or 0
-                if stored[tp.partition] + 1 > committed:
-                    self.sink.consumer.seek(tp, stored[tp.partition] + 1)
+        self.sink.assignment_changed = True
 
 
 class OutcomeSink:
@@ -94,10 +89,15 @@ class OutcomeSink:
             fetch_min_bytes=256 * 1024,
             fetch_max_wait_ms=100,
             client_id="disparo-sink",
+            metadata_max_age_ms=30000,
         )
-        self.consumer.subscribe([self.topics.outcomes], listener=_SeekPastStored(self))
+        subscribe_when_ready(self.consumer, [self.topics.outcomes], _NoteAssignment(self))
         self._stop = threading.Event()
         self.rows_written = 0
+        self.assignment_changed = False
+        # Per partition, the highest offset whose row is already stored. A sink that crashed
+        # between insert and commit re-reads those records; they are skipped, not re-inserted.
+        self.stored: dict[int, int] = {}
 
     def stored_offsets(self) -> dict[int, int]:
         """The highest Kafka offset stored per outcomes partition."""
@@ -107,12 +107,32 @@ class OutcomeSink:
         )
         return {int(r["p"]): int(r["o"]) for r in rows}
 
+    def _stored_and_still_in_topic(self) -> dict[int, int]:
+        """Stored offsets, minus partitions whose topic was recreated since (ends went back)."""
+        stored = self.stored_offsets()
+        tps = [TopicPartition(self.topics.outcomes, p) for p in stored]
+        ends = self.consumer.end_offsets(tps) if tps else {}
+        for tp, end in ends.items():
+            if stored[tp.partition] >= end:
+                log.warning(
+                    "%s has rows up to offset %d stored but ends at %d: the topic was "
+                    "recreated; reading it from its committed offset",
+                    tp,
+                    stored[tp.partition],
+                    end,
+                )
+                del stored[tp.partition]
+        return stored
+
     def run(self) -> None:
         """Consume and insert until `stop()`; the last partial batch is flushed."""
         pending: list[Any] = []
         started = time.monotonic()
         while not self._stop.is_set():
             polled = self.consumer.poll(timeout_ms=100, max_records=self.settings.sink_batch)
+            if self.assignment_changed:
+                self.assignment_changed = False
+                self.stored = self._stored_and_still_in_topic()
             for records in polled.values():
                 pending.extend(records)
             full = len(pending) >= self.settings.sink_batch
@@ -141,6 +161,8 @@ class OutcomeSink:
         for r in records:
             lo, hi = ranges.get(r.partition, (r.offset, r.offset))
             ranges[r.partition] = (min(lo, r.offset), max(hi, r.offset))
+            if r.offset <= self.stored.get(r.partition, -1):
+                continue
             try:
                 rows.append(row_of(parse_outcome(r.value), r.partition, r.offset))
             except InvalidMessage as exc:
@@ -150,6 +172,8 @@ class OutcomeSink:
         ROWS.inc(len(rows))
         BATCHES.inc()
         self.rows_written += len(rows)
+        for p, (_, hi) in ranges.items():
+            self.stored[p] = max(hi, self.stored.get(p, -1))
         offsets = {
             TopicPartition(self.topics.outcomes, p): OffsetAndMetadata(hi + 1, "", -1)
             for p, (_, hi) in ranges.items()

@@ -18,7 +18,7 @@ from consumers.errors import OutcomeNotRecorded
 from consumers.settings import WorkerSettings
 from consumers.transport import make_transport
 from disparo.errors import InvalidMessage
-from disparo.kafka import dead_letter_headers, make_producer
+from disparo.kafka import dead_letter_headers, make_producer, subscribe_when_ready
 from disparo.ops_http import start_ops_server
 from disparo.schemas import parse_job
 from disparo.topics import Topics
@@ -118,9 +118,7 @@ class DeliveryWorker:
 def make_consumer(settings: WorkerSettings) -> KafkaConsumer:
     """The worker's consumer of first-attempt and resend jobs."""
     topics = Topics(settings.topic_prefix)
-    return KafkaConsumer(
-        topics.dispatch_jobs,
-        topics.resend,
+    consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.worker_group,
         enable_auto_commit=False,
@@ -131,7 +129,10 @@ def make_consumer(settings: WorkerSettings) -> KafkaConsumer:
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         client_id="disparo-worker",
+        metadata_max_age_ms=30000,
     )
+    subscribe_when_ready(consumer, [topics.dispatch_jobs, topics.resend])
+    return consumer
 
 
 async def serve(settings: WorkerSettings) -> None:

@@ -22,7 +22,7 @@ def _logging(level: str) -> None:
     )
     # One line per POST from httpx, and per connection from kafka-python, drown the signal.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(max(logging.INFO, logging.getLevelName(level)))
 
 
 def cmd_up(args: argparse.Namespace) -> int:

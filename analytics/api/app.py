@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -16,11 +18,12 @@ from producers import http as ingest
 from producers.publish import Publisher
 
 WEB = Path(__file__).resolve().parent.parent / "web"
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def create_app(svc: Services, publisher: Publisher) -> FastAPI:
+def create_app(svc: Services, publisher: Publisher, lifespan: Lifespan | None = None) -> FastAPI:
     """The FastAPI app over the given services."""
-    app = FastAPI(title="disparo management API", version="1")
+    app = FastAPI(title="disparo management API", version="1", lifespan=lifespan)
     app.state.services = svc
     app.state.publisher = publisher
     for router in (health.router, rules.router, dispatches.router, ingest.router):

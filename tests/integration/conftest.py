@@ -60,6 +60,7 @@ class Stack:
     dispatcher: str
     table: ProcessTable
     publisher: Publisher
+    env: dict[str, str]
     names: list[str] = field(default_factory=list)
 
     @property
@@ -86,6 +87,11 @@ class Stack:
         assert response.status_code == 200, response.text
         items: list[dict[str, Any]] = response.json()["items"]
         return items
+
+    def restart(self, name: str) -> None:
+        """Stop a service (SIGTERM) and start it again with the same settings."""
+        self.table.stop(name, grace_s=20)
+        self.table.start(name, [DISPARO, name], self.env)
 
     def log_tail(self, name: str, chars: int = 4000) -> str:
         return self.table.log_file(name).read_text(errors="replace")[-chars:]
@@ -126,7 +132,7 @@ def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
         table.wait_http("analytics", f"{api}/readyz", 90)
         table.wait_http("dispatcher", f"{dispatcher}/healthz", 90)
         table.wait_http("worker", f"http://127.0.0.1:{ports['worker']}/readyz", 90)
-        yield Stack(settings, api, dispatcher, table, publisher, names)
+        yield Stack(settings, api, dispatcher, table, publisher, env, names)
     finally:
         publisher.close()
         for name in reversed(names):
