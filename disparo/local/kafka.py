@@ -30,6 +30,8 @@ class ProvisioningError(DisparoError):
 
 def provision_jars(cache_dir: Path) -> Path:
     """Resolve the broker's jars with Maven into `cache_dir/libs` once per pom version."""
+    cache_dir = cache_dir.resolve()
+    cache_dir.mkdir(parents=True, exist_ok=True)
     pom = KAFKA_FILES / "pom.xml"
     stamp_value = hashlib.sha256(pom.read_bytes()).hexdigest()
     libs = cache_dir / "libs"
@@ -66,6 +68,9 @@ class KafkaNode:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "768m"
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.data_dir.resolve()
 
     @property
     def bootstrap(self) -> str:
