@@ -30,7 +30,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     from disparo.local import stack
 
     settings = load(AnalyticsSettings)
-    stack.up(settings, settings.api_port, demo_data=not args.no_demo)
+    try:
+        stack.up(settings, settings.api_port, demo_data=not args.no_demo)
+    except DisparoError as exc:
+        raise DisparoError(
+            f"{exc}\nWhat did start is still running; `make down` stops it."
+        ) from exc
     return 0
 
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from disparo.errors import DisparoError
+
 
 async def start_ops_server(port: int, ready: Callable[[], bool]) -> web.AppRunner | None:
     """Serve the operational endpoints on 127.0.0.1:port (0 disables); return the runner."""
@@ -29,5 +31,12 @@ async def start_ops_server(port: int, ready: Callable[[], bool]) -> web.AppRunne
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise DisparoError(
+            f"cannot serve /metrics on 127.0.0.1:{port} ({exc.strerror}); is another process "
+            "using it? Set a free port in the service's DISPARO_*_PORT setting"
+        ) from exc
     return runner

@@ -69,6 +69,8 @@ def up(settings: KernelSettings, api_port: int, demo_data: bool = True) -> None:
             table.start(name, [exe, name], env)
             say(f"started {name} (log: {table.log_file(name)})")
     table.wait_http("analytics", f"http://127.0.0.1:{api_port}/readyz", 60)
+    worker_port = os.environ.get("DISPARO_WORKER_PORT", "8082")
+    table.wait_http("worker", f"http://127.0.0.1:{worker_port}/readyz", 60)
     dispatcher_port = os.environ.get("DISPARO_DISPATCHER_PORT", "8081")
     table.wait_http("dispatcher", f"http://127.0.0.1:{dispatcher_port}/healthz", 90)
     if demo_data:
