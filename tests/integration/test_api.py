@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
 from disparo.schemas import generate_secret, now_utc
-from tests.integration.conftest import Stack, eventually
+from tests.integration.conftest import DISPARO, Stack, eventually
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -159,3 +162,38 @@ def test_time_range_errors_say_what_to_change(stack: Stack) -> None:
     )
     assert malformed.status_code == 422
     assert "JSON" in malformed.json()["error"]
+
+
+def test_cli_produce_publishes_every_line_of_a_file(
+    stack: Stack, receiver: Receiver, tmp_path: Path
+) -> None:
+    rule = stack.create_rule(name="cli", event_types=["*"], url=f"{receiver.url}/ok")
+    stack.wait_rule_applied(rule["id"], active=True)
+    lines = tmp_path / "events.jsonl"
+    lines.write_text("\n".join(json.dumps(_event(f"CLI-{i}")) for i in range(3)) + "\n")
+    done = subprocess.run(
+        [DISPARO, "produce", "--file", str(lines)],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "published 3/3" in done.stderr
+    got = receiver.wait_for("/ok", 3)
+    assert sorted(json.loads(r.body)["data"]["order_id"] for r in got) == [
+        "CLI-0",
+        "CLI-1",
+        "CLI-2",
+    ]
+    bad = subprocess.run(
+        [DISPARO, "produce", "--order-id", "X"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "--event-type" in bad.stderr
