@@ -21,7 +21,7 @@ _TS = "DateTime64(3, 'UTC')"
 ITEM_COLUMNS = (
     "dispatch_id, attempt_id, attempt, order_id, order_status, "
     "event_type, rule_id, dispatched_at, "
-    "status, http_status, error, reason, url, duration_ms, manual, final"
+    "status, http_status, error, reason, url, duration_ms, manual, final, retry_tier"
 )
 
 

@@ -64,4 +64,9 @@ ORDER BY (dispatched_at, attempt_id)
 TTL toDateTime(dispatched_at) + INTERVAL {RETENTION_DAYS} DAY
 SETTINGS non_replicated_deduplication_window = 1000
 """,
+        # Columns added after the first release, for tables created before them.
+        f"ALTER TABLE {database}.{TABLE} ADD COLUMN IF NOT EXISTS retry_tier "
+        "LowCardinality(String) COMMENT 'tier of the scheduled retry; empty when final'",
+        f"ALTER TABLE {database}.{TABLE} ADD COLUMN IF NOT EXISTS event_json String "
+        "CODEC(ZSTD(3)) COMMENT 'the order event, for resends'",
     ]

@@ -50,6 +50,8 @@ def row_of(outcome: AttemptOutcome, partition: int, offset: int) -> Row:
         "response_excerpt": outcome.response_excerpt,
         "kafka_partition": partition,
         "kafka_offset": offset,
+        "retry_tier": outcome.retry_tier or "",
+        "event_json": outcome.event.model_dump_json() if outcome.event else "",
     }
 
 

@@ -10,6 +10,7 @@ import httpx
 from pydantic_core import to_json
 
 from consumers import classify, metrics
+from consumers.retry_policy import parse_retry_after
 from consumers.signing import webhook_headers
 from consumers.targets import refusal_cached
 from consumers.transport import parsed_url
@@ -84,7 +85,7 @@ class Deliverer:
         elapsed = time.perf_counter() - started
         reason = classify.reason_for_status(response.status_code)
         error = None if reason == classify.SUCCESS else f"HTTP {response.status_code}"
-        return self._outcome(
+        outcome = self._outcome(
             job,
             started_at,
             elapsed,
@@ -94,6 +95,10 @@ class Deliverer:
             body,
             answer[: self.excerpt_bytes],
         )
+        if reason != classify.SUCCESS:
+            wait = parse_retry_after(response.headers.get("retry-after"), started_at)
+            outcome = outcome.model_copy(update={"retry_after_s": wait})
+        return outcome
 
     @staticmethod
     def _request(job: DispatchJob, body: bytes) -> httpx.Request:
@@ -146,8 +151,9 @@ class Deliverer:
             http_status=status,
             error=error,
             duration_ms=round(elapsed * 1000),
-            # No retry tier re-queues failures yet, so every attempt is its dispatch's last.
-            final=True,
+            # A success ends the dispatch; for a failure the worker's retry policy decides.
+            final=ok,
             request_excerpt=body[: self.excerpt_bytes].decode(errors="replace"),
             response_excerpt=answer.decode(errors="replace"),
+            event=job.event,
         )

@@ -15,3 +15,4 @@ DEAD_LETTERS = Counter(
     "Messages sent to the dead-letter topic, by stage and reason.",
     ["stage", "reason"],
 )
+RETRIES = Counter("disparo_retries_total", "Retries scheduled, by retry tier.", ["tier"])

@@ -1,6 +1,6 @@
 """Settings of the delivery worker."""
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from disparo.settings import KernelSettings
 
@@ -16,3 +16,19 @@ class WorkerSettings(KernelSettings):
         False, description="allow webhook URLs on loopback/private addresses (local stack: true)"
     )
     excerpt_bytes: int = Field(1024, ge=0, le=65536, description="request/response bytes kept")
+    retried_4xx: str = Field(
+        "408,429", description="4xx statuses that are retried (every other 4xx is final)"
+    )
+
+    @field_validator("retried_4xx")
+    @classmethod
+    def _statuses(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            if not (part.isdigit() and 400 <= int(part) <= 499):
+                raise ValueError(f"{part!r} is not a 4xx status; use e.g. 408,429")
+        return value
+
+    @property
+    def retried_4xx_statuses(self) -> frozenset[int]:
+        """The parsed set of retried 4xx statuses."""
+        return frozenset(int(p) for p in self.retried_4xx.split(",") if p.strip())

@@ -56,7 +56,9 @@ def ensure_topics(settings: KernelSettings, replication: int = 1) -> list[str]:
     admin = make_admin(settings)
     try:
         existing = set(admin.list_topics())
-        wanted = [s for s in Topics(settings.topic_prefix).specs() if s.name not in existing]
+        tiers = [t.name for t in settings.retry_tiers]
+        specs = Topics(settings.topic_prefix).specs(tiers)
+        wanted = [s for s in specs if s.name not in existing]
         created = []
         for spec in wanted:
             topic = NewTopic(spec.name, spec.partitions, replication, topic_configs=spec.config)

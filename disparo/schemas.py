@@ -158,6 +158,7 @@ class DispatchJob(BaseModel):
     event: OrderEvent
     target: DeliveryTarget
     created_at: AwareDatetime = Field(default_factory=now_utc)
+    not_before: AwareDatetime | None = None
 
     @classmethod
     def first(cls, event: OrderEvent, rule: Rule) -> DispatchJob:
@@ -171,6 +172,10 @@ class DispatchJob(BaseModel):
     @property
     def attempt_id(self) -> str:
         return attempt_id_for(self.dispatch_id, self.attempt, self.resend_id)
+
+    def retry_at(self, when: datetime) -> DispatchJob:
+        """The job of the next attempt, not to be delivered before `when`."""
+        return self.model_copy(update={"attempt": self.attempt + 1, "not_before": when})
 
 
 class AttemptOutcome(BaseModel):
@@ -195,6 +200,10 @@ class AttemptOutcome(BaseModel):
     final: bool
     request_excerpt: str = ""
     response_excerpt: str = ""
+    retry_after_s: float | None = None
+    retry_tier: str | None = None
+    retry_at: AwareDatetime | None = None
+    event: OrderEvent | None = None
 
 
 def parse_event(raw: bytes | None) -> OrderEvent:

@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from disparo.errors import SettingsError
+from disparo.retry_tiers import DEFAULT_SCHEDULE, Tier, parse_schedule
 
 S = TypeVar("S", bound="KernelSettings")
 
@@ -24,6 +25,9 @@ class KernelSettings(BaseSettings):
     topic_prefix: str = Field("disparo.", description="prefix of every topic name")
     home: Path = Field(Path(".local"), description="state, logs and pid files of the local stack")
     log_level: str = Field("INFO", description="Python logging level")
+    retry_schedule: str = Field(
+        DEFAULT_SCHEDULE, description="delays of the retry tiers; each names a retry.<tier> topic"
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -48,6 +52,17 @@ class KernelSettings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
         return value.upper()
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule_parses(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
+    @property
+    def retry_tiers(self) -> tuple[Tier, ...]:
+        """The parsed retry schedule."""
+        return parse_schedule(self.retry_schedule)
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 ORDER_EVENT_PARTITIONS = 6
@@ -50,9 +51,10 @@ class Topics:
         """The delay-tier topic for one retry tier such as `5s` or `1h`."""
         return f"{self.prefix}retry.{tier}"
 
-    def specs(self) -> list[TopicSpec]:
+    def specs(self, retry_tiers: Sequence[str] = ()) -> list[TopicSpec]:
         """The topics the pipeline needs, with partitions and configs."""
         p = ORDER_EVENT_PARTITIONS
+        retries = [TopicSpec(self.retry(tier), p, {}) for tier in retry_tiers]
         # One rules partition keeps rule changes totally ordered for the dispatcher.
         return [
             TopicSpec(self.order_events, p, {}),
@@ -61,4 +63,5 @@ class Topics:
             TopicSpec(self.resend, p, {}),
             TopicSpec(self.outcomes, p, {}),
             TopicSpec(self.dead_letter, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+            *retries,
         ]

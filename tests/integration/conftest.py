@@ -23,6 +23,7 @@ from producers.publish import Publisher
 from tests.integration.receiver import Receiver
 
 DISPARO = str(Path(sys.executable).with_name("disparo"))
+RETRY_SCHEDULE = "1s,2s"  # short tiers, so retry paths finish within a test
 
 
 def eventually(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
@@ -117,9 +118,15 @@ def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
             "DISPARO_WORKER_PORT": str(ports["worker"]),
             "DISPARO_ALLOW_PRIVATE_TARGETS": "true",
             "DISPARO_SINK_LINGER_MS": "100",
+            "DISPARO_RETRY_SCHEDULE": RETRY_SCHEDULE,
         }
     )
-    settings = KernelSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, home=tmp_path)
+    settings = KernelSettings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=prefix,
+        home=tmp_path,
+        retry_schedule=RETRY_SCHEDULE,
+    )
     ensure_topics(settings)
     table = ProcessTable(tmp_path / "run")
     names = ["analytics", "dispatcher", "worker"]

@@ -1,4 +1,8 @@
-"""A webhook receiver for tests: records every request; /ok answers 200, /fail 503."""
+"""A webhook receiver for tests that records every request.
+
+Paths: /ok answers 200; /fail 503; /gone 410; /flaky/N 503 to the first N requests of each
+webhook-id, then 200; /slow sleeps 3 s before answering 200.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +38,9 @@ class Receiver:
                         Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                     )
                     receiver._cond.notify_all()
-                status = 503 if self.path.startswith("/fail") else 200
+                status = receiver.status_for(self.path, self.headers.get("webhook-id", ""))
+                if self.path.startswith("/slow"):
+                    time.sleep(3)
                 reply = b'{"ok":true}' if status == 200 else b'{"error":"down"}'
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -50,6 +56,18 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
+
+    def status_for(self, path: str, webhook_id: str) -> int:
+        if path.startswith("/fail"):
+            return 503
+        if path.startswith("/gone"):
+            return 410
+        if path.startswith("/flaky/"):
+            failures = int(path.rsplit("/", 1)[1])
+            with self._cond:
+                seen = sum(1 for r in self.requests if r.headers.get("webhook-id") == webhook_id)
+            return 503 if seen <= failures else 200
+        return 200
 
     def on(self, path: str) -> list[Received]:
         with self._cond:

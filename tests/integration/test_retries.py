@@ -1,0 +1,90 @@
+"""Failure paths on the real stack: retries through delay tiers, final failures, no retry."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from disparo.schemas import now_utc
+from tests.integration.conftest import Stack, eventually
+from tests.integration.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+
+def _event(order_id: str) -> dict[str, object]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "order.dispatched",
+        "order_id": order_id,
+        "occurred_at": now_utc().isoformat(),
+    }
+
+
+def _attempts(stack: Stack, order_id: str, count: int) -> list[dict[str, Any]]:
+    def enough() -> list[dict[str, Any]] | None:
+        rows = stack.dispatches(order_id=order_id)
+        return rows if len(rows) >= count else None
+
+    rows: list[dict[str, Any]] = eventually(enough, 45, f"{count} attempts of {order_id}")
+    return sorted(rows, key=lambda r: r["attempt"])
+
+
+def test_endpoint_failing_twice_with_503_then_succeeding_gets_three_attempts_ending_in_success(
+    stack: Stack, receiver: Receiver
+) -> None:
+    rule = stack.create_rule(
+        name="flaky", event_types=["*"], url=f"{receiver.url}/flaky/2", max_attempts=5
+    )
+    stack.wait_rule_applied(rule["id"], active=True)
+    stack.publisher.publish(_event("FLAKY-1"))
+    rows = _attempts(stack, "FLAKY-1", 3)
+    assert [(r["attempt"], r["status"], r["http_status"]) for r in rows] == [
+        (1, "failure", 503),
+        (2, "failure", 503),
+        (3, "success", 200),
+    ]
+    assert [r["final"] for r in rows] == [False, False, True]
+    assert [r["retry_tier"] for r in rows] == ["1s", "2s", ""]
+    assert len({r["dispatch_id"] for r in rows}) == 1
+    webhook_ids = {r.headers["webhook-id"] for r in receiver.on("/flaky/2")}
+    assert webhook_ids == {rows[0]["dispatch_id"]}
+    assert len(receiver.on("/flaky/2")) == 3
+
+
+def test_timeouts_are_classified_and_retried_until_max_attempts_then_final(
+    stack: Stack, receiver: Receiver
+) -> None:
+    rule = stack.create_rule(
+        name="slow", event_types=["*"], url=f"{receiver.url}/slow", timeout_s=0.5, max_attempts=2
+    )
+    stack.wait_rule_applied(rule["id"], active=True)
+    stack.publisher.publish(_event("SLOW-1"))
+    rows = _attempts(stack, "SLOW-1", 2)
+    assert [(r["attempt"], r["reason"], r["final"]) for r in rows] == [
+        (1, "timeout", False),
+        (2, "timeout", True),
+    ]
+    assert all(r["http_status"] is None for r in rows)
+    assert "0.5s" in rows[0]["error"]
+
+
+def test_410_gone_is_final_after_one_attempt(stack: Stack, receiver: Receiver) -> None:
+    gone = stack.create_rule(
+        name="gone", event_types=["*"], url=f"{receiver.url}/gone", max_attempts=5
+    )
+    witness = stack.create_rule(
+        name="witness", event_types=["*"], url=f"{receiver.url}/flaky/1", max_attempts=5
+    )
+    stack.wait_rule_applied(witness["id"], active=True)
+    stack.wait_rule_applied(gone["id"], active=True)
+    stack.publisher.publish(_event("GONE-1"))
+    # The witness's retry (tier 1s) proves the retry path ran past the 410's moment.
+    receiver.wait_for("/flaky/1", 2, timeout_s=30)
+    rows = [r for r in _attempts(stack, "GONE-1", 3) if r["rule_id"] == gone["id"]]
+    assert [(r["attempt"], r["http_status"], r["reason"], r["final"]) for r in rows] == [
+        (1, 410, "http_4xx", True)
+    ]
+    assert len(receiver.on("/gone")) == 1
