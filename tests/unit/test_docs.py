@@ -11,7 +11,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_settings_table_matches_the_settings_classes() -> None:
-    documented = set(re.findall(r"^\| `(DISPARO_[A-Z_]+)` \|", README.read_text(), re.M))
+    documented = set(re.findall(r"^\| `(DISPARO_[A-Z0-9_]+)` \|", README.read_text(), re.M))
     fields = set()
     for cls in (AnalyticsSettings, DispatcherSettings, WorkerSettings):
         fields |= {f"DISPARO_{name.upper()}" for name in cls.model_fields}
