@@ -144,3 +144,75 @@ def attempts_of(database: str, dispatch_id: str) -> tuple[str, dict[str, Any]]:
 def failure_rate(total: int, failed: int) -> float:
     """Failed share of attempts, 0.0 for an empty period, rounded to 4 places."""
     return round(failed / total, 4) if total else 0.0
+
+
+_LAST = "(dispatched_at, attempt)"
+# Aliases differ from column names: ClickHouse would resolve them in WHERE (see above).
+RESEND_COLUMNS = (
+    f"dispatch_id, argMax(event_json, {_LAST}) AS last_event, any(rule_id) AS rule, "
+    "max(attempt) AS last_attempt"
+)
+
+
+def resend_candidates(
+    database: str,
+    since: datetime,
+    dispatch_id: str | None = None,
+    order_id: str | None = None,
+    event_type: str | None = None,
+    rule_id: int | None = None,
+    limit: int = 1000,
+) -> tuple[str, dict[str, Any]]:
+    """Dispatches to resend by id or by order (optionally one event type and/or rule)."""
+    clauses = [f"dispatched_at >= {{since:{_TS}}}"]
+    params: dict[str, Any] = {"since": _ts(since)}
+    for column, value, kind in (
+        ("dispatch_id", dispatch_id, "String"),
+        ("order_id", order_id, "String"),
+        ("event_type", event_type, "String"),
+        ("rule_id", rule_id, "UInt64"),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = {{{column}:{kind}}}")
+            params[column] = value
+    sql = (
+        f"SELECT {RESEND_COLUMNS} FROM {database}.{schema.TABLE} "
+        f"WHERE {' AND '.join(clauses)} GROUP BY dispatch_id LIMIT {limit + 1}"
+    )
+    return sql, params
+
+
+def final_failures(
+    database: str,
+    period: Period,
+    rule_id: int | None = None,
+    event_type: str | None = None,
+    reason: str | None = None,
+    order_id: str | None = None,
+    limit: int = 10000,
+) -> tuple[str, dict[str, Any]]:
+    """Dispatches whose last attempt, made in the period, failed for good."""
+    clauses = [f"dispatched_at >= {{start:{_TS}}}"]
+    params: dict[str, Any] = {"start": _ts(period.start), "end": _ts(period.end)}
+    for column, value, kind in (
+        ("rule_id", rule_id, "UInt64"),
+        ("event_type", event_type, "String"),
+        ("order_id", order_id, "String"),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = {{{column}:{kind}}}")
+            params[column] = value
+    having = [
+        f"argMax(status, {_LAST}) = 'failure'",
+        f"argMax(final, {_LAST})",
+        f"max(dispatched_at) < {{end:{_TS}}}",
+    ]
+    if reason is not None:
+        having.append(f"argMax(reason, {_LAST}) = {{reason:String}}")
+        params["reason"] = reason
+    sql = (
+        f"SELECT {RESEND_COLUMNS} FROM {database}.{schema.TABLE} "
+        f"WHERE {' AND '.join(clauses)} GROUP BY dispatch_id HAVING {' AND '.join(having)} "
+        f"LIMIT {limit + 1}"
+    )
+    return sql, params

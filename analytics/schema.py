@@ -2,6 +2,7 @@
 
 DATABASE = "disparo"
 TABLE = "attempts"
+RESENDS_TABLE = "resend_requests"
 RETENTION_DAYS = 30
 
 COLUMNS = (
@@ -69,4 +70,16 @@ SETTINGS non_replicated_deduplication_window = 1000
         "LowCardinality(String) COMMENT 'tier of the scheduled retry; empty when final'",
         f"ALTER TABLE {database}.{TABLE} ADD COLUMN IF NOT EXISTS event_json String "
         "CODEC(ZSTD(3)) COMMENT 'the order event, for resends'",
+        f"""
+CREATE TABLE IF NOT EXISTS {database}.{RESENDS_TABLE} (
+    requested_at DateTime64(3, 'UTC'),
+    request_id   UUID,
+    requested_by String,
+    filter       String COMMENT 'the request body, JSON',
+    queued       UInt32
+)
+ENGINE = MergeTree
+ORDER BY requested_at
+TTL toDateTime(requested_at) + INTERVAL {RETENTION_DAYS} DAY
+""",
     ]

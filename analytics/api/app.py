@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from analytics.api import dispatches, health, rules
+from analytics.api import dispatches, health, resend, rules
 from analytics.api.deps import Services
 from analytics.errors import StoreError
 from producers import http as ingest
@@ -26,7 +26,7 @@ def create_app(svc: Services, publisher: Publisher, lifespan: Lifespan | None = 
     app = FastAPI(title="disparo management API", version="1", lifespan=lifespan)
     app.state.services = svc
     app.state.publisher = publisher
-    for router in (health.router, rules.router, dispatches.router, ingest.router):
+    for router in (health.router, rules.router, dispatches.router, resend.router, ingest.router):
         app.include_router(router)
     _add_error_handlers(app)
 

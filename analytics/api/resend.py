@@ -1,0 +1,184 @@
+"""Manual resends: `POST /api/v1/resend` (one dispatch or an order) and `/resend/bulk`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException
+from kafka.errors import KafkaError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from analytics import queries, schema
+from analytics.api.deps import Services, services
+from analytics.errors import BadQuery
+from disparo.schemas import DeliveryTarget, DispatchJob, OrderEvent, now_utc
+
+router = APIRouter(tags=["resend"])
+MAX_PER_ORDER = 1000
+MAX_BULK = 10000
+
+
+class ResendRequest(BaseModel):
+    """Either one `dispatch_id`, or an `order_id` with an optional event type and rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dispatch_id: str | None = Field(None, max_length=200)
+    order_id: str | None = Field(None, max_length=200)
+    event_type: str | None = Field(None, max_length=200)
+    rule_id: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ResendRequest:
+        if (self.dispatch_id is None) == (self.order_id is None):
+            raise ValueError(
+                "give either 'dispatch_id', or 'order_id' (with optional "
+                "'event_type' and 'rule_id')"
+            )
+        if self.dispatch_id is not None and (self.event_type or self.rule_id):
+            raise ValueError("'event_type' and 'rule_id' narrow an 'order_id' resend only")
+        return self
+
+
+class BulkResendRequest(BaseModel):
+    """Every final-failed dispatch of a period, narrowed by any of the filters."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    start: datetime | None = Field(None, alias="from")
+    end: datetime | None = Field(None, alias="to")
+    rule_id: int | None = Field(None, gt=0)
+    event_type: str | None = Field(None, max_length=200)
+    reason: str | None = Field(None, max_length=50)
+    order_id: str | None = Field(None, max_length=200)
+
+
+def _jobs(svc: Services, rows: list[dict[str, Any]]) -> list[DispatchJob]:
+    jobs = []
+    for row in rows:
+        rule = svc.rules.get(int(row["rule"]))
+        if rule is None:
+            raise HTTPException(
+                409,
+                f"rule {row['rule']} of dispatch {row['dispatch_id']} "
+                "no longer exists; recreate it or leave this dispatch out",
+            )
+        if not row["last_event"]:
+            raise HTTPException(
+                409,
+                f"dispatch {row['dispatch_id']} was stored before events "
+                "were kept for resends; publish the event again instead",
+            )
+        try:
+            event = OrderEvent.model_validate_json(row["last_event"])
+        except ValidationError as exc:
+            raise HTTPException(
+                409, f"stored event of {row['dispatch_id']} is unreadable: {exc.errors()[0]['msg']}"
+            ) from None
+        jobs.append(
+            DispatchJob(
+                dispatch_id=row["dispatch_id"],
+                attempt=int(row["last_attempt"]) + 1,
+                manual=True,
+                resend_id=uuid.uuid4().hex,
+                event=event,
+                target=DeliveryTarget.of(rule),
+            )
+        )
+    return jobs
+
+
+def _queue(svc: Services, jobs: list[DispatchJob]) -> None:
+    futures = [
+        svc.producer.send(
+            svc.topics.resend, key=j.event.order_id.encode(), value=j.model_dump_json().encode()
+        )
+        for j in jobs
+    ]
+    try:
+        svc.producer.flush(timeout=30)
+        for f in futures:
+            f.get(timeout=30)
+    except KafkaError as exc:
+        raise HTTPException(503, f"resend not queued, Kafka is unavailable: {exc}") from exc
+
+
+@router.post("/api/v1/resend", status_code=202)
+def resend(body: ResendRequest, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    """Queue a new attempt of one dispatch, or of every dispatch of an order."""
+    since = now_utc() - timedelta(days=schema.RETENTION_DAYS)
+    sql, params = queries.resend_candidates(
+        svc.store.database,
+        since,
+        body.dispatch_id,
+        body.order_id,
+        body.event_type,
+        body.rule_id,
+        MAX_PER_ORDER,
+    )
+    rows = svc.store.select(sql, params)
+    if not rows:
+        what = body.dispatch_id or f"order {body.order_id!r}"
+        raise HTTPException(
+            404, f"no dispatch found for {what} in the last {schema.RETENTION_DAYS} days"
+        )
+    if len(rows) > MAX_PER_ORDER:
+        raise HTTPException(
+            422,
+            f"more than {MAX_PER_ORDER} dispatches match; narrow it with "
+            "'event_type' or 'rule_id', or use /api/v1/resend/bulk",
+        )
+    jobs = _jobs(svc, rows)
+    _queue(svc, jobs)
+    return {"queued": len(jobs), "dispatch_ids": [j.dispatch_id for j in jobs]}
+
+
+@router.post("/api/v1/resend/bulk", status_code=202)
+def resend_bulk(
+    body: BulkResendRequest,
+    svc: Annotated[Services, Depends(services)],
+    x_disparo_user: Annotated[str, Header(max_length=200)] = "anonymous",
+) -> dict[str, Any]:
+    """Queue a new attempt of every final-failed dispatch matching the filter; recorded."""
+    try:
+        period = queries.Period.parse(body.start, body.end, now_utc())
+    except BadQuery as exc:
+        raise HTTPException(400, str(exc)) from None
+    sql, params = queries.final_failures(
+        svc.store.database,
+        period,
+        body.rule_id,
+        body.event_type,
+        body.reason,
+        body.order_id,
+        MAX_BULK,
+    )
+    rows = svc.store.select(sql, params)
+    if len(rows) > MAX_BULK:
+        raise HTTPException(
+            422,
+            f"more than {MAX_BULK} final failures match; narrow the "
+            "period or add rule_id, event_type, reason or order_id",
+        )
+    jobs = _jobs(svc, rows)
+    _queue(svc, jobs)
+    request_id = str(uuid.uuid4())
+    svc.store.insert(
+        schema.RESENDS_TABLE,
+        [
+            {
+                "requested_at": now_utc(),
+                "request_id": request_id,
+                "requested_by": x_disparo_user,
+                "filter": json.dumps(
+                    body.model_dump(mode="json", by_alias=True, exclude_none=True)
+                ),
+                "queued": len(jobs),
+            }
+        ],
+        dedup_token=request_id,
+    )
+    return {"queued": len(jobs), "request_id": request_id}

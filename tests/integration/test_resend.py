@@ -1,0 +1,138 @@
+"""Manual resends on the real stack: same webhook-id, marked manual, bulk by filter."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from disparo.schemas import now_utc
+from tests.integration.conftest import Stack, eventually
+from tests.integration.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+
+def _event(order_id: str, event_type: str = "order.dispatched") -> dict[str, object]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": event_type,
+        "order_id": order_id,
+        "occurred_at": now_utc().isoformat(),
+        "payload": {"n": 1},
+    }
+
+
+def _rows(stack: Stack, count: int, **params: Any) -> list[dict[str, Any]]:
+    def enough() -> list[dict[str, Any]] | None:
+        rows = stack.dispatches(limit=100, **params)
+        return rows if len(rows) >= count else None
+
+    rows: list[dict[str, Any]] = eventually(enough, 30, f"{count} rows for {params}")
+    return rows
+
+
+def _point_rule_at(stack: Stack, rule: dict[str, Any], url: str) -> None:
+    fields = {k: rule[k] for k in ("name", "event_types", "timeout_s", "max_attempts")}
+    response = httpx.put(
+        f"{stack.api}/api/v1/rules/{rule['id']}", json={**fields, "url": url}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    stack.wait_rule_applied(rule["id"], active=True)
+
+
+def test_resend_by_dispatch_id_is_a_manual_attempt_with_the_same_webhook_id(
+    stack: Stack, receiver: Receiver
+) -> None:
+    rule = stack.create_rule(
+        name="r", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1
+    )
+    stack.wait_rule_applied(rule["id"], active=True)
+    stack.publisher.publish(_event("RS-1"))
+    [failed] = _rows(stack, 1, order_id="RS-1")
+    assert (failed["status"], failed["final"]) == ("failure", True)
+
+    _point_rule_at(stack, rule, f"{receiver.url}/ok")  # the customer fixed the endpoint
+    response = httpx.post(
+        f"{stack.api}/api/v1/resend", json={"dispatch_id": failed["dispatch_id"]}, timeout=30
+    )
+    assert response.status_code == 202, response.text
+    assert response.json() == {"queued": 1, "dispatch_ids": [failed["dispatch_id"]]}
+
+    [resent] = receiver.wait_for("/ok", 1)
+    assert resent.headers["webhook-id"] == failed["dispatch_id"]
+    rows = sorted(_rows(stack, 2, order_id="RS-1"), key=lambda r: r["attempt"])
+    assert [(r["attempt"], r["status"], r["manual"]) for r in rows] == [
+        (1, "failure", False),
+        (2, "success", True),
+    ]
+
+
+def test_resend_by_order_narrows_by_event_type(stack: Stack, receiver: Receiver) -> None:
+    rule = stack.create_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
+    stack.wait_rule_applied(rule["id"], active=True)
+    stack.publisher.publish_many(
+        [_event("RS-2", "order.dispatched"), _event("RS-2", "tracking.updated")]
+    )
+    _rows(stack, 2, order_id="RS-2")
+    response = httpx.post(
+        f"{stack.api}/api/v1/resend",
+        timeout=30,
+        json={"order_id": "RS-2", "event_type": "tracking.updated"},
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["queued"] == 1
+    rows = _rows(stack, 3, order_id="RS-2")
+    manual = [r for r in rows if r["manual"]]
+    assert [(r["event_type"], r["attempt"]) for r in manual] == [("tracking.updated", 2)]
+
+
+def test_bulk_resend_queues_only_final_failures_matching_the_filter(
+    stack: Stack, receiver: Receiver
+) -> None:
+    failing = stack.create_rule(
+        name="f", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1
+    )
+    healthy = stack.create_rule(name="h", event_types=["*"], url=f"{receiver.url}/ok")
+    stack.wait_rule_applied(failing["id"], active=True)
+    stack.wait_rule_applied(healthy["id"], active=True)
+    stack.publisher.publish_many([_event(f"BULK-{i}") for i in range(4)])
+    _rows(stack, 8)
+    response = httpx.post(
+        f"{stack.api}/api/v1/resend/bulk",
+        timeout=30,
+        headers={"x-disparo-user": "ops@example.com"},
+        json={"rule_id": failing["id"], "reason": "http_5xx"},
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["queued"] == 4
+    assert uuid.UUID(response.json()["request_id"])
+    rows = _rows(stack, 12)
+    manual = [r for r in rows if r["manual"]]
+    assert len(manual) == 4
+    assert {r["rule_id"] for r in manual} == {failing["id"]}
+    none_left = httpx.post(
+        f"{stack.api}/api/v1/resend/bulk", timeout=30, json={"rule_id": healthy["id"]}
+    )
+    assert none_left.json()["queued"] == 0
+
+
+def test_bad_resend_requests_get_a_4xx_that_says_what_to_send(stack: Stack) -> None:
+    cases = [
+        ({}, 422, "either 'dispatch_id'"),
+        ({"dispatch_id": "a", "order_id": "b"}, 422, "either 'dispatch_id'"),
+        ({"dispatch_id": "a", "rule_id": 3}, 422, "narrow an 'order_id'"),
+        ({"dispatch_id": "msg_unknown"}, 404, "no dispatch found"),
+        ({"order_id": "NOPE"}, 404, "no dispatch found"),
+    ]
+    for body, status, needle in cases:
+        response = httpx.post(f"{stack.api}/api/v1/resend", json=body, timeout=30)
+        assert response.status_code == status, (body, response.text)
+        assert needle in response.json()["error"], (body, response.text)
+    bulk = httpx.post(
+        f"{stack.api}/api/v1/resend/bulk", json={"from": "2020-01-01T00:00:00Z"}, timeout=30
+    )
+    assert bulk.status_code == 400
+    assert "30 days" in bulk.json()["error"]
