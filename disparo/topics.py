@@ -6,6 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 ORDER_EVENT_PARTITIONS = 6
+# Oversized events must reach the dispatcher to be dead-lettered with a reason, not bounce
+# off the broker; the dispatcher enforces MAX_EVENT_BYTES itself.
+LARGE_MESSAGES = {"max.message.bytes": str(10 * 1024 * 1024)}
+MAX_EVENT_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,13 @@ class Topics:
         retries = [TopicSpec(self.retry(tier), p, {}) for tier in retry_tiers]
         # One rules partition keeps rule changes totally ordered for the dispatcher.
         return [
-            TopicSpec(self.order_events, p, {}),
+            TopicSpec(self.order_events, p, dict(LARGE_MESSAGES)),
             TopicSpec(self.rules, 1, {"cleanup.policy": "compact"}),
             TopicSpec(self.dispatch_jobs, p, {}),
             TopicSpec(self.resend, p, {}),
             TopicSpec(self.outcomes, p, {}),
-            TopicSpec(self.dead_letter, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+            TopicSpec(
+                self.dead_letter, 1, {"retention.ms": str(30 * 24 * 3600 * 1000), **LARGE_MESSAGES}
+            ),
             *retries,
         ]

@@ -18,7 +18,7 @@ from disparo.errors import InvalidMessage
 from disparo.kafka import dead_letter_headers
 from disparo.loops import install_fast_loop
 from disparo.schemas import DispatchJob, Rule, describe, parse_event
-from disparo.topics import ORDER_EVENT_PARTITIONS, Topics
+from disparo.topics import MAX_EVENT_BYTES, ORDER_EVENT_PARTITIONS, Topics
 from dispatcher import metrics
 from dispatcher.matching import matching_rules
 from dispatcher.rule_cache import RuleCache
@@ -41,6 +41,8 @@ def create_app(settings: DispatcherSettings) -> faust.App:
         producer_acks=-1,
         producer_linger=0.02,
         producer_max_batch_size=512 * 1024,
+        producer_max_request_size=12 * 1024 * 1024,  # dead-lettered oversized events
+        consumer_max_fetch_size=12 * 1024 * 1024,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         web_enabled=settings.dispatcher_port > 0,
@@ -74,6 +76,16 @@ def create_app(settings: DispatcherSettings) -> faust.App:
     @_fatal_on_crash
     async def route_events(stream: Any) -> None:
         async for event in stream.events():
+            size = len(event.message.value or b"")
+            if size > MAX_EVENT_BYTES:
+                reason = (
+                    f"order event: {size / 1e6:.1f} MB is over the "
+                    f"{MAX_EVENT_BYTES / 1e6:.1f} MB limit; put large documents elsewhere "
+                    "and link them from the payload"
+                )
+                await to_dead_letter(event, reason, "too_large")
+                metrics.EVENTS.labels("dead_lettered").inc()
+                continue
             try:
                 order_event = parse_event(event.message.value)
             except InvalidMessage as exc:

@@ -32,13 +32,16 @@ def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> l
         consumer.close()
 
 
-def test_malformed_events_are_dead_lettered_with_reasons_and_processing_continues(
+def test_garbage_events_are_dead_lettered_with_reasons_and_good_ones_still_flow(
     stack: Stack, receiver: Receiver
 ) -> None:
     rule = stack.create_rule(name="all", event_types=["*"], url=f"{receiver.url}/ok")
     stack.wait_rule_applied(rule["id"], active=True)
     bootstrap = stack.settings.kafka_bootstrap
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    # A foreign producer, allowed to send what our own publish() would refuse.
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=8 * 1024 * 1024
+    )
     topic = stack.topics.order_events
     missing_order = {
         "event_id": str(uuid.uuid4()),
@@ -48,6 +51,10 @@ def test_malformed_events_are_dead_lettered_with_reasons_and_processing_continue
     producer.send(topic, key=b"K1", value=b"{not json")
     producer.send(topic, key=b"K1", value=json.dumps(missing_order).encode())
     producer.send(topic, key=b"K1", value=b'{"event_id": 5}')
+    wrong_types = {**missing_order, "order_id": ["not", "a", "string"], "payload": "text"}
+    producer.send(topic, key=b"K1", value=json.dumps(wrong_types).encode())
+    huge = {**missing_order, "order_id": "K1", "payload": {"blob": "x" * (5 * 1024 * 1024)}}
+    producer.send(topic, key=b"K1", value=json.dumps(huge).encode())
     producer.flush()
     producer.close()
     stack.publisher.publish(
@@ -61,12 +68,16 @@ def test_malformed_events_are_dead_lettered_with_reasons_and_processing_continue
 
     [good] = receiver.wait_for("/ok", 1)
     assert json.loads(good.body)["data"]["order_id"] == "K1"
-    dead = read_all(bootstrap, stack.topics.dead_letter, 3)
-    assert len(dead) == 3
+    dead = read_all(bootstrap, stack.topics.dead_letter, 5)
+    assert len(dead) == 5
     reasons = [dict(r.headers)["disparo.reason"].decode() for r in dead]  # type: ignore[attr-defined]
     assert "Invalid JSON" in reasons[0]
     assert "order_id: Field required" in reasons[1]
     assert "event_id: UUID input should be a string" in reasons[2]
+    assert "order_id: Input should be a valid string" in reasons[3]
+    assert "payload: Input should be an object" in reasons[3]
+    assert "5.2 MB is over the 1.0 MB limit" in reasons[4]
+    assert len(dead[4].value) > 5 * 1024 * 1024  # type: ignore[attr-defined]
     first = dead[0]
     assert first.value == b"{not json"  # type: ignore[attr-defined]
     headers = dict(first.headers)  # type: ignore[attr-defined]
