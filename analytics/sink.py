@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -92,6 +93,9 @@ class OutcomeSink:
             fetch_max_wait_ms=100,
             client_id="disparo-sink",
             metadata_max_age_ms=30000,
+            # A crashed member's partitions move on after 10 s instead of the 45 s default.
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=3000,
         )
         subscribe_when_ready(self.consumer, [self.topics.outcomes], _NoteAssignment(self))
         self._stop = threading.Event()
@@ -170,6 +174,8 @@ class OutcomeSink:
             except InvalidMessage as exc:
                 self._dead_letter(r, exc.reason)
         self.store.insert(schema.TABLE, rows, dedup_token(ranges))
+        if rows and os.environ.get("DISPARO_FAILPOINT") == "sink-exit-after-insert":
+            os._exit(86)  # test failpoint: die between the insert and the offset commit
         self.producer.flush()
         ROWS.inc(len(rows))
         BATCHES.inc()
