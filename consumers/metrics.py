@@ -1,6 +1,6 @@
 """Prometheus metrics of the delivery worker."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 DELIVERIES = Counter(
     "disparo_deliveries_total", "Delivery attempts by outcome and reason.", ["outcome", "reason"]
@@ -16,3 +16,11 @@ DEAD_LETTERS = Counter(
     ["stage", "reason"],
 )
 RETRIES = Counter("disparo_retries_total", "Retries scheduled, by retry tier.", ["tier"])
+CIRCUIT_STATE = Gauge(
+    "disparo_circuit_state",
+    "Circuit breaker per endpoint host:port (0 closed, 1 half-open, 2 open).",
+    ["endpoint"],
+)
+DEFERRED = Counter(
+    "disparo_deferred_total", "Jobs parked without an attempt, by reason.", ["reason"]
+)

@@ -16,6 +16,15 @@ class WorkerSettings(KernelSettings):
         False, description="allow webhook URLs on loopback/private addresses (local stack: true)"
     )
     excerpt_bytes: int = Field(1024, ge=0, le=65536, description="request/response bytes kept")
+    worker_endpoint_concurrency: int = Field(
+        64, ge=1, le=10000, description="POSTs in flight at once to one endpoint host:port"
+    )
+    breaker_failures: int = Field(
+        5, ge=1, le=1000, description="failures in a row that open an endpoint's circuit"
+    )
+    breaker_open_s: float = Field(
+        30.0, gt=0, le=3600, description="seconds an open circuit waits before one probe"
+    )
     retried_4xx: str = Field(
         "408,429", description="4xx statuses that are retried (every other 4xx is final)"
     )

@@ -1,12 +1,18 @@
-"""The delivery worker loop: poll jobs, deliver them, record outcomes and retries, then commit."""
+"""The delivery worker loop: jobs in, POSTs out, outcomes and retries recorded, then commit.
+
+Polling never waits for deliveries: each record becomes a task, and offsets are committed
+up to the first record whose results are not yet durable. A hanging endpoint holds only its
+own records (and those after them in its partition's commit point), never the poll loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import signal
-from collections import defaultdict
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -14,10 +20,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from consumers import metrics
+from consumers import classify, metrics
 from consumers.delivery import Deliverer
 from consumers.due_gate import DueGate
+from consumers.endpoints import EndpointGuard, endpoint_of
 from consumers.errors import OutcomeNotRecorded
+from consumers.offsets import OffsetTracker
 from consumers.retry_policy import RetryPolicy
 from consumers.settings import WorkerSettings
 from consumers.transport import make_transport
@@ -28,11 +36,12 @@ from disparo.schemas import AttemptOutcome, DispatchJob, now_utc, parse_job
 from disparo.topics import Topics
 
 log = logging.getLogger(__name__)
-POLL_S = 0.5
+POLL_S = 0.2
+COMMIT_EVERY_S = 0.5
 
 
 class DeliveryWorker:
-    """Consumes first-attempt, retry and resend jobs; offsets advance once results are durable."""
+    """Consumes first-attempt, retry and resend jobs; commits only what is durably recorded."""
 
     def __init__(
         self,
@@ -48,66 +57,118 @@ class DeliveryWorker:
         self.deliverer = deliverer
         self.policy = RetryPolicy(settings.retry_tiers, settings.retried_4xx_statuses)
         self.gate = DueGate(consumer)
+        self.guard = EndpointGuard(
+            settings.worker_endpoint_concurrency,
+            settings.breaker_failures,
+            settings.breaker_open_s,
+        )
+        self.offsets = OffsetTracker()
         self.limit = asyncio.Semaphore(settings.worker_concurrency)
+        self.max_in_flight = settings.worker_concurrency * 4
+        self.chains: dict[Any, asyncio.Task[None]] = {}
+        self.sends: list[Any] = []
         self.stopping = asyncio.Event()
-        self.batches = 0
+        self.throttled = False
+        self.commits = 0
 
     async def run(self) -> None:
-        """Process batches until `stop()` is called."""
+        """Poll, dispatch and commit until `stop()`; then finish what is in flight."""
+        last_commit = time.monotonic()
         while not self.stopping.is_set():
             now = now_utc()
             self.gate.release_due(now)
-            wait_ms = int(self.gate.next_release_s(now, POLL_S) * 1000)
+            self._throttle()
+            wait_s = self.gate.next_release_s(now, POLL_S)
             polled = await asyncio.to_thread(
-                self.consumer.poll, timeout_ms=wait_ms, max_records=self.settings.worker_batch
+                self.consumer.poll,
+                timeout_ms=int(wait_s * 1000),
+                max_records=self.settings.worker_batch,
             )
-            if polled:
-                await self.process(polled)
+            self._take(polled, now_utc())
+            if time.monotonic() - last_commit >= COMMIT_EVERY_S:
+                await self.commit()
+                last_commit = time.monotonic()
+        if self.chains:
+            await asyncio.wait(list(self.chains.values()), timeout=60)
+        await self.commit()
 
     def stop(self) -> None:
-        """Finish the batch in hand, commit it, and return from `run()`."""
+        """Stop polling; deliveries in flight finish and are committed."""
         self.stopping.set()
 
-    async def process(self, polled: dict[Any, list[Any]]) -> None:
-        """Deliver a polled batch, make its outcomes and retries durable, commit its offsets."""
-        now = now_utc()
-        chains: dict[bytes | None, list[tuple[Any, DispatchJob]]] = defaultdict(list)
-        done: list[Any] = []  # records whose results are sent (or dead-lettered)
-        sends: list[Any] = []
+    def _take(self, polled: dict[Any, list[Any]], now: Any) -> None:
         for tp, records in polled.items():
             for record in records:
                 try:
                     job = parse_job(record.value)
                 except InvalidMessage as exc:
-                    sends.append(self._dead_letter(record, exc.reason))
-                    done.append(record)
+                    self.offsets.take(tp, record.offset)
+                    self.sends.append(self._dead_letter(record, exc.reason))
+                    self.offsets.finish(tp, record.offset)
                     continue
                 if job.not_before is not None and job.not_before > now:
                     self.gate.hold(tp, record.offset, job.not_before)
                     break
-                chains[record.key].append((record, job))
-                done.append(record)
-        # Jobs of one order go one after another, in offset order; orders go in parallel.
-        for results in await asyncio.gather(*(self._chain(c) for c in chains.values())):
-            sends.extend(results)
-        await asyncio.to_thread(self.producer.flush)
-        for send in sends:
-            if send.failed():
-                raise OutcomeNotRecorded(f"outcome or retry not written: {send.exception}")
-        await asyncio.to_thread(self._commit, done)
-        self.batches += 1
+                self.offsets.take(tp, record.offset)
+                self._start(tp, record, job)
 
-    async def _chain(self, chain: list[tuple[Any, DispatchJob]]) -> list[Any]:
-        sends = []
-        for _, job in chain:
-            async with self.limit:
-                outcome = await self.deliverer.deliver(job)
-            sends.extend(self._record(job, outcome))
-        return sends
+    def _start(self, tp: Any, record: Any, job: DispatchJob) -> None:
+        # Jobs of one order for one rule go one after another; all others in parallel.
+        key = (record.key, job.target.rule_id)
+        previous = self.chains.get(key)
+        task = asyncio.create_task(self._deliver_after(previous, tp, record.offset, job))
+        self.chains[key] = task
+        task.add_done_callback(functools.partial(self._chain_done, key))
+
+    def _chain_done(self, key: Any, task: asyncio.Task[None]) -> None:
+        if self.chains.get(key) is task:
+            del self.chains[key]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery task failed: %r", task.exception())
+            self.stop()
+
+    async def _deliver_after(
+        self, previous: asyncio.Task[None] | None, tp: Any, offset: int, job: DispatchJob
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        endpoint = endpoint_of(job.target.url)
+        # Manual resends neither wait for nor count toward an endpoint's breaker.
+        wait_s = None if job.manual else self.guard.admit(endpoint)
+        if wait_s is None:
+            outcome = await self._attempt(job, endpoint)
+            self.sends.extend(self._record(job, outcome))
+        else:
+            self.sends.append(self._defer(job, endpoint, wait_s))
+        self.offsets.finish(tp, offset)
+
+    def _defer(self, job: DispatchJob, endpoint: str, wait_s: float) -> Any:
+        """Park a job whose endpoint's circuit is open; it is not an attempt and uses none."""
+        tier = next((t for t in self.policy.tiers if t.delay_s >= wait_s), self.policy.tiers[-1])
+        when = now_utc() + timedelta(seconds=wait_s * (1 + 0.2 * random.random()))
+        metrics.DEFERRED.labels(classify.CIRCUIT_OPEN).inc()
+        log.info(
+            "deferred dispatch_id=%s order_id=%s: circuit open for %s, next probe in %.0fs",
+            job.dispatch_id,
+            job.event.order_id,
+            endpoint,
+            wait_s,
+        )
+        return self.producer.send(
+            self.topics.retry(tier.name),
+            key=job.event.order_id.encode(),
+            value=job.model_copy(update={"not_before": when}).model_dump_json().encode(),
+        )
+
+    async def _attempt(self, job: DispatchJob, endpoint: str) -> AttemptOutcome:
+        async with self.guard.slot(endpoint), self.limit:
+            outcome = await self.deliverer.deliver(job)
+        if not job.manual:
+            self.guard.record(endpoint, outcome.reason)
+        return outcome
 
     def _record(self, job: DispatchJob, outcome: AttemptOutcome) -> list[Any]:
         """Send the outcome, and the next attempt's job when the policy retries."""
-        key = job.event.order_id.encode()
         sends = []
         if outcome.status == "failure":
             retry = None
@@ -124,10 +185,11 @@ class DeliveryWorker:
                 outcome = outcome.model_copy(update={"final": True})
             else:
                 when = outcome.dispatched_at + timedelta(seconds=retry.delay_s)
-                topic = self.topics.retry(retry.tier.name)
                 sends.append(
                     self.producer.send(
-                        topic, key=key, value=job.retry_at(when).model_dump_json().encode()
+                        self.topics.retry(retry.tier.name),
+                        key=job.event.order_id.encode(),
+                        value=job.retry_at(when).model_dump_json().encode(),
                     )
                 )
                 metrics.RETRIES.labels(retry.tier.name).inc()
@@ -152,6 +214,41 @@ class DeliveryWorker:
         )
         return sends
 
+    async def commit(self) -> None:
+        """Make every send durable, then commit each partition's finished prefix."""
+        sends, self.sends = self.sends, []
+        ready = self.offsets.committable()
+        if not sends and not ready:
+            return
+        await asyncio.to_thread(self.producer.flush)
+        for send in sends:
+            if send.failed():
+                raise OutcomeNotRecorded(f"outcome or retry not written: {send.exception}")
+        owned = self.consumer.assignment()
+        offsets = {tp: OffsetAndMetadata(o, "", -1) for tp, o in ready.items() if tp in owned}
+        self.offsets.forget(tp for tp in ready if tp not in owned)
+        if offsets:
+            await asyncio.to_thread(self._commit, offsets)
+
+    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        try:
+            self.consumer.commit(offsets)
+            self.commits += 1
+        except CommitFailedError as exc:
+            # The group rebalanced: the new owner re-delivers from the last commit.
+            log.warning("commit refused after a rebalance, records will be redelivered: %s", exc)
+
+    def _throttle(self) -> None:
+        """Pause fetching while too many deliveries are in flight; resume at half of it."""
+        in_flight = self.offsets.in_flight
+        owned = self.consumer.assignment()
+        if not self.throttled and in_flight >= self.max_in_flight:
+            self.consumer.pause(*owned)
+            self.throttled = True
+        elif self.throttled and in_flight <= self.max_in_flight // 2:
+            self.consumer.resume(*(tp for tp in owned if tp not in self.gate.waiting))
+            self.throttled = False
+
     def _dead_letter(self, record: Any, reason: str) -> Any:
         metrics.DEAD_LETTERS.labels("delivery", "invalid_job").inc()
         log.warning(
@@ -163,20 +260,6 @@ class DeliveryWorker:
         return self.producer.send(
             self.topics.dead_letter, key=record.key, value=record.value, headers=headers
         )
-
-    def _commit(self, records: list[Any]) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            if tp not in offsets or offsets[tp].offset <= r.offset:
-                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-        if not offsets:
-            return
-        try:
-            self.consumer.commit(offsets)
-        except CommitFailedError as exc:
-            # The group rebalanced: the new owner re-delivers from the last commit.
-            log.warning("commit refused after a rebalance, batch will be redelivered: %s", exc)
 
 
 def make_consumer(settings: WorkerSettings) -> KafkaConsumer:
@@ -230,4 +313,4 @@ async def serve(settings: WorkerSettings) -> None:
             await ops.cleanup()
         await asyncio.to_thread(producer.close, 10)
         await asyncio.to_thread(consumer.close)
-        log.info("delivery worker stopped after %d batches", worker.batches)
+        log.info("delivery worker stopped after %d commits", worker.commits)

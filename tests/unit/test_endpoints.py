@@ -1,0 +1,57 @@
+from consumers import classify
+from consumers.endpoints import CLOSED, HALF_OPEN, OPEN, Breaker, EndpointGuard, endpoint_of
+
+
+def test_endpoint_key_is_host_and_port() -> None:
+    assert endpoint_of("https://Hooks.Example.com/a?b") == "hooks.example.com:443"
+    assert endpoint_of("http://127.0.0.1:8090/ok") == "127.0.0.1:8090"
+    assert endpoint_of("http://example.com/x") == "example.com:80"
+
+
+def test_breaker_opens_after_consecutive_failures_and_probes_once_after_the_wait() -> None:
+    b = Breaker(threshold=3, open_s=10)
+    for t in range(3):
+        assert b.allow(t)
+        b.record(False, t)
+    assert b.state == OPEN
+    assert not b.allow(5)
+    assert b.allow(12)  # the probe
+    assert b.state == HALF_OPEN
+    assert not b.allow(12.1)  # only one probe at a time
+    b.record(False, 13)
+    assert b.state == OPEN
+    assert not b.allow(20)
+    assert b.allow(23.5)
+    b.record(True, 24)
+    assert b.state == CLOSED
+    assert b.allow(24)
+
+
+def test_a_success_resets_the_failure_count() -> None:
+    b = Breaker(threshold=3)
+    b.record(False, 0)
+    b.record(False, 1)
+    b.record(True, 2)
+    b.record(False, 3)
+    b.record(False, 4)
+    assert b.state == CLOSED
+
+
+def test_guard_counts_only_unhealthy_reasons_and_says_when_to_come_back() -> None:
+    now = [0.0]
+    guard = EndpointGuard(threshold=2, open_s=30, clock=lambda: now[0])
+    guard.record("h:80", classify.HTTP_4XX)
+    guard.record("h:80", classify.HTTP_4XX)
+    assert guard.admit("h:80") is None
+    guard.record("h:80", classify.TIMEOUT)
+    guard.record("h:80", classify.HTTP_5XX)
+    assert guard.admit("h:80") == 30
+    assert guard.admit("other:80") is None
+    now[0] = 31
+    assert guard.admit("h:80") is None
+
+
+def test_each_endpoint_has_its_own_concurrency_slot() -> None:
+    guard = EndpointGuard(per_endpoint=2)
+    assert guard.slot("a:80") is guard.slot("a:80")
+    assert guard.slot("a:80") is not guard.slot("b:80")
