@@ -1,7 +1,7 @@
 """A webhook receiver for tests that records every request.
 
 Paths: /ok answers 200; /fail 503; /gone 410; /flaky/N 503 to the first N requests of each
-webhook-id, then 200; /slow sleeps 3 s before answering 200.
+webhook-id, then 200; /slow sleeps 3 s and /hang 20 s before answering 200.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class Receiver:
                 status = receiver.status_for(self.path, self.headers.get("webhook-id", ""))
                 if self.path.startswith("/slow"):
                     time.sleep(3)
+                if self.path.startswith("/hang"):
+                    time.sleep(20)
                 reply = b'{"ok":true}' if status == 200 else b'{"error":"down"}'
                 self.send_response(status)
                 self.send_header("content-type", "application/json")

@@ -95,3 +95,26 @@ def test_sink_killed_between_insert_and_commit_leaves_exact_counts(
     assert len(rows) == 60
     assert len({r["attempt_id"] for r in rows}) == 60
     assert _total(stack) == 60
+
+
+def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(
+    stack: Stack, receiver: Receiver
+) -> None:
+    hanging = Receiver()  # its own host:port, so its own slots and breaker
+    try:
+        stuck = stack.create_rule(
+            name="stuck", event_types=["*"], url=f"{hanging.url}/hang", timeout_s=10, max_attempts=1
+        )
+        healthy = stack.create_rule(name="ok", event_types=["*"], url=f"{receiver.url}/ok")
+        stack.wait_rule_applied(stuck["id"], active=True)
+        stack.wait_rule_applied(healthy["id"], active=True)
+        stack.publisher.publish_many(_events("HANG", 50))
+        hanging.wait_for("/hang", 1, timeout_s=30)
+        receiver.wait_for("/ok", 50, timeout_s=30)
+        # Every healthy delivery is recorded while the stuck ones still wait for their 10 s
+        # timeout: the healthy endpoint never queued behind the hanging one.
+        eventually(lambda: len(_all_rows(stack, status="success")) == 50, 30, "50 successes")
+        assert _all_rows(stack, status="failure") == []
+        assert len(hanging.on("/hang")) >= 1
+    finally:
+        hanging.close()
