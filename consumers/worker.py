@@ -8,6 +8,7 @@ own records (and those after them in its partition's commit point), never the po
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -68,6 +69,8 @@ class DeliveryWorker:
         self.chains: dict[Any, asyncio.Task[None]] = {}
         self.sends: list[Any] = []
         self.stopping = asyncio.Event()
+        self.running = 0
+        self.drained = asyncio.Event()
         self.throttled = False
         self.commits = 0
 
@@ -77,7 +80,9 @@ class DeliveryWorker:
         while not self.stopping.is_set():
             now = now_utc()
             self.gate.release_due(now)
-            self._throttle()
+            if self._throttle():
+                await self._until_drained()
+                continue
             wait_s = self.gate.next_release_s(now, POLL_S)
             polled = await asyncio.to_thread(
                 self.consumer.poll,
@@ -117,10 +122,14 @@ class DeliveryWorker:
         key = (record.key, job.target.rule_id)
         previous = self.chains.get(key)
         task = asyncio.create_task(self._deliver_after(previous, tp, record.offset, job))
+        self.running += 1
         self.chains[key] = task
         task.add_done_callback(functools.partial(self._chain_done, key))
 
     def _chain_done(self, key: Any, task: asyncio.Task[None]) -> None:
+        self.running -= 1
+        if self.running <= self.max_in_flight // 2:
+            self.drained.set()
         if self.chains.get(key) is task:
             del self.chains[key]
         if not task.cancelled() and task.exception() is not None:
@@ -238,16 +247,22 @@ class DeliveryWorker:
             # The group rebalanced: the new owner re-delivers from the last commit.
             log.warning("commit refused after a rebalance, records will be redelivered: %s", exc)
 
-    def _throttle(self) -> None:
-        """Pause fetching while too many deliveries are in flight; resume at half of it."""
-        in_flight = self.offsets.in_flight
+    def _throttle(self) -> bool:
+        """Pause fetching while too many deliveries run; resume at half of it. True if paused."""
         owned = self.consumer.assignment()
-        if not self.throttled and in_flight >= self.max_in_flight:
+        if not self.throttled and self.running >= self.max_in_flight:
             self.consumer.pause(*owned)
+            self.drained.clear()
             self.throttled = True
-        elif self.throttled and in_flight <= self.max_in_flight // 2:
+        elif self.throttled and self.running <= self.max_in_flight // 2:
             self.consumer.resume(*(tp for tp in owned if tp not in self.gate.waiting))
             self.throttled = False
+        return self.throttled
+
+    async def _until_drained(self) -> None:
+        """Wait (briefly) for running deliveries to fall to half the limit."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drained.wait(), POLL_S)
 
     def _dead_letter(self, record: Any, reason: str) -> Any:
         metrics.DEAD_LETTERS.labels("delivery", "invalid_job").inc()
