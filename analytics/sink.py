@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 
@@ -104,6 +104,7 @@ class OutcomeSink:
         # Per partition, the highest offset whose row is already stored. A sink that crashed
         # between insert and commit re-reads those records; they are skipped, not re-inserted.
         self.stored: dict[int, int] = {}
+        self.uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
 
     def stored_offsets(self) -> dict[int, int]:
         """The highest Kafka offset stored per outcomes partition."""
@@ -182,14 +183,19 @@ class OutcomeSink:
         self.rows_written += len(rows)
         for p, (_, hi) in ranges.items():
             self.stored[p] = max(hi, self.stored.get(p, -1))
-        offsets = {
-            TopicPartition(self.topics.outcomes, p): OffsetAndMetadata(hi + 1, "", -1)
-            for p, (_, hi) in ranges.items()
-        }
+        for p, (_, hi) in ranges.items():
+            tp = TopicPartition(self.topics.outcomes, p)
+            self.uncommitted[tp] = OffsetAndMetadata(hi + 1, "", -1)
         try:
-            self.consumer.commit(offsets)
+            self.consumer.commit(dict(self.uncommitted))
+            self.uncommitted.clear()
         except CommitFailedError as exc:
+            self.uncommitted.clear()  # the partitions moved on; their new owner takes over
             log.warning("sink commit refused after a rebalance (rows are stored): %s", exc)
+        except KafkaError as exc:
+            # The rows are stored and `stored` keeps them from being inserted twice; the
+            # offsets are committed with the next batch, once the broker answers again.
+            log.warning("sink commit failed, retried with the next batch: %s", exc)
 
     def _dead_letter(self, record: Any, reason: str) -> None:
         log.warning("dead-lettered outcome %s/%s: %s", record.partition, record.offset, reason)

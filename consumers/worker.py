@@ -68,6 +68,7 @@ class DeliveryWorker:
         self.max_in_flight = settings.worker_concurrency * 4
         self.chains: dict[Any, asyncio.Task[None]] = {}
         self.sends: list[Any] = []
+        self.uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self.stopping = asyncio.Event()
         self.running = 0
         self.drained = asyncio.Event()
@@ -234,18 +235,24 @@ class DeliveryWorker:
             if send.failed():
                 raise OutcomeNotRecorded(f"outcome or retry not written: {send.exception}")
         owned = self.consumer.assignment()
-        offsets = {tp: OffsetAndMetadata(o, "", -1) for tp, o in ready.items() if tp in owned}
+        for tp, offset in ready.items():
+            if tp in owned:
+                self.uncommitted[tp] = OffsetAndMetadata(offset, "", -1)
         self.offsets.forget(tp for tp in ready if tp not in owned)
-        if offsets:
-            await asyncio.to_thread(self._commit, offsets)
+        if self.uncommitted:
+            await asyncio.to_thread(self._commit)
 
-    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    def _commit(self) -> None:
         try:
-            self.consumer.commit(offsets)
+            self.consumer.commit(dict(self.uncommitted))
+            self.uncommitted.clear()
             self.commits += 1
         except CommitFailedError as exc:
             # The group rebalanced: the new owner re-delivers from the last commit.
+            self.uncommitted.clear()
             log.warning("commit refused after a rebalance, records will be redelivered: %s", exc)
+        except KafkaError as exc:
+            log.warning("commit failed, retried at the next commit: %s", exc)
 
     def _throttle(self) -> bool:
         """Pause fetching while too many deliveries run; resume at half of it. True if paused."""

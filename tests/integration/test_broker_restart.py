@@ -1,0 +1,93 @@
+"""The broker restarts in the middle of deliveries: the pipeline resumes by itself."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from disparo.local.kafka import REPO_ROOT, KafkaNode, free_port, provision_jars
+from disparo.local.processes import ProcessTable
+from disparo.schemas import dispatch_id_for, now_utc
+from tests.integration.conftest import Stack, eventually
+from tests.integration.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[tuple[KafkaNode, ProcessTable]]:
+    """A broker of this test's own, so restarting it disturbs no other test."""
+    libs = provision_jars(REPO_ROOT / ".local" / "kafka")
+    node = KafkaNode(
+        libs=libs,
+        data_dir=tmp_path / "kafka",
+        port=free_port(),
+        controller_port=free_port(),
+        heap="512m",
+    )
+    table = ProcessTable(tmp_path / "kafka-run")
+    node.start(table)
+    try:
+        node.wait_ready(90)
+        yield node, table
+    finally:
+        table.stop("kafka", grace_s=20)
+
+
+@pytest.fixture
+def kafka_bootstrap(broker: tuple[KafkaNode, ProcessTable]) -> str:
+    """The stack of this module runs on the test's own broker."""
+    return broker[0].bootstrap
+
+
+def test_broker_restart_during_delivery_loses_nothing_and_recovers_unaided(
+    stack: Stack, receiver: Receiver, broker: tuple[KafkaNode, ProcessTable]
+) -> None:
+    node, table = broker
+    rule = stack.create_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
+    stack.wait_rule_applied(rule["id"], active=True)
+    events = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "order.dispatched",
+            "order_id": f"BR-{i % 50}",
+            "occurred_at": now_utc().isoformat(),
+        }
+        for i in range(600)
+    ]
+    expected = {dispatch_id_for(uuid.UUID(str(e["event_id"])), rule["id"]) for e in events}
+    stack.publisher.publish_many(events[:300])
+    receiver.wait_for("/ok", 30, timeout_s=60)
+
+    table.stop("kafka", grace_s=30)  # a clean broker shutdown while deliveries run
+    node.start(table)
+    node.wait_ready(90)
+    stack.publisher.publish_many(events[300:], timeout_s=120)
+
+    def all_delivered() -> bool:
+        return {r.headers["webhook-id"] for r in receiver.on("/ok")} >= expected
+
+    eventually(all_delivered, 180, "every event delivered after the broker restart")
+
+    def all_recorded() -> bool:
+        return {str(r["dispatch_id"]) for r in _every_row(stack)} >= expected
+
+    eventually(all_recorded, 120, "every attempt recorded after the broker restart")
+    for name in stack.names:
+        assert stack.table.pid(name) is not None, f"{name} died:\n{stack.log_tail(name)}"
+
+
+def _every_row(stack: Stack) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    cursor = None
+    while True:
+        params = {"limit": 500, "status": "success", **({"cursor": cursor} if cursor else {})}
+        page = httpx.get(f"{stack.api}/api/v1/dispatches", params=params, timeout=30).json()
+        rows.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return rows
