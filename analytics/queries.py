@@ -216,3 +216,24 @@ def final_failures(
         f"LIMIT {limit + 1}"
     )
     return sql, params
+
+
+def failing_rules(
+    database: str, since: datetime, streak_before: datetime
+) -> tuple[str, dict[str, Any]]:
+    """Rules with no success after their first failure, and that failure before a cutoff.
+
+    Only automatic attempts count: a manual resend says nothing about an endpoint's health.
+    """
+    sql = (
+        "SELECT a.rule_id AS rule, min(a.dispatched_at) AS streak_start, count() AS failures "
+        f"FROM {database}.{schema.TABLE} AS a INNER JOIN ("
+        "  SELECT rule_id, maxIf(dispatched_at, status = 'success') AS last_ok "
+        f"  FROM {database}.{schema.TABLE} "
+        f"  WHERE NOT manual AND dispatched_at >= {{since:{_TS}}} GROUP BY rule_id"
+        ") AS s ON a.rule_id = s.rule_id "
+        f"WHERE NOT a.manual AND a.status = 'failure' AND a.dispatched_at >= {{since:{_TS}}} "
+        "AND a.dispatched_at > s.last_ok "
+        f"GROUP BY a.rule_id HAVING streak_start < {{cutoff:{_TS}}}"
+    )
+    return sql, {"since": _ts(since), "cutoff": _ts(streak_before)}

@@ -15,9 +15,11 @@ from fastapi import FastAPI
 
 from analytics.api.app import create_app
 from analytics.api.deps import Services
+from analytics.api.rules import write_rule
 from analytics.settings import AnalyticsSettings
 from analytics.sink import OutcomeSink
 from analytics.store import ensure_schema, open_store
+from analytics.warden import RuleWarden
 from disparo.kafka import make_producer
 from disparo.rules_view import RulesView
 from disparo.topics import Topics
@@ -44,11 +46,17 @@ def run(settings: AnalyticsSettings) -> None:
 
     # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would
     # never run: the sink must flush, commit and leave its group in the app's lifespan.
+    warden = _warden(settings, svc)
+    warden_thread = threading.Thread(target=warden.run, name="warden", daemon=True)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         rules.start()
         sink_thread.start()
+        if warden.after is not None:
+            warden_thread.start()
         yield
+        warden.stop()
         sink.stop()
         await asyncio.to_thread(sink_thread.join, 30)
         rules.stop()
@@ -64,6 +72,15 @@ def run(settings: AnalyticsSettings) -> None:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+    )
+
+
+def _warden(settings: AnalyticsSettings, svc: Services) -> RuleWarden:
+    def write(rule_id: int, value: bytes) -> None:
+        write_rule(svc, rule_id, value)
+
+    return RuleWarden(
+        svc.store, svc.rules, write, settings.deactivate_after_delta, settings.warden_interval_s
     )
 
 

@@ -1,9 +1,11 @@
 """Settings of the analytics service (outcomes sink + management API)."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from disparo.retry_tiers import parse_schedule
 from disparo.settings import KernelSettings
 
 
@@ -18,6 +20,26 @@ class AnalyticsSettings(KernelSettings):
     sink_group: str = Field("disparo-analytics-sink", description="consumer group of the sink")
     sink_batch: int = Field(5000, ge=1, le=100000, description="rows per ClickHouse insert")
     sink_linger_ms: int = Field(250, ge=0, le=60000, description="longest wait to fill a batch")
+
+    deactivate_after: str = Field(
+        "5d",
+        description="deactivate a rule whose endpoint failed continuously this long; 0 = never",
+    )
+    warden_interval_s: float = Field(60.0, gt=0, le=3600, description="how often rules are checked")
+
+    @field_validator("deactivate_after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if value != "0":
+            parse_schedule(value)
+        return value
+
+    @property
+    def deactivate_after_delta(self) -> timedelta | None:
+        """The failing streak that deactivates a rule, or None when disabled."""
+        if self.deactivate_after == "0":
+            return None
+        return timedelta(seconds=parse_schedule(self.deactivate_after)[0].delay_s)
 
     @field_validator("clickhouse_url")
     @classmethod

@@ -104,6 +104,10 @@ class Rule(RuleFields):
 
     id: int = Field(gt=0)
     secret: str
+    deactivated_reason: str | None = Field(
+        None, description="why disparo deactivated the rule by itself; cleared on reactivation"
+    )
+    activated_at: AwareDatetime | None = Field(None, description="when it was last made active")
 
     @field_validator("secret")
     @classmethod

@@ -10,7 +10,7 @@ from kafka.errors import KafkaError
 from pydantic import Field, field_validator
 
 from analytics.api.deps import Services, services
-from disparo.schemas import Rule, RuleFields, check_secret, generate_secret
+from disparo.schemas import Rule, RuleFields, check_secret, generate_secret, now_utc
 
 router = APIRouter(tags=["rules"])
 _id_lock = threading.Lock()
@@ -52,6 +52,11 @@ def view(rule: Rule, reveal: bool = False) -> dict[str, Any]:
     return out
 
 
+def write_rule(svc: Services, rule_id: int, value: bytes | None) -> None:
+    """Publish a rule (or its tombstone) and wait until the rules view holds it."""
+    _write(svc, rule_id, value)
+
+
 def _write(svc: Services, rule_id: int, value: bytes | None) -> None:
     try:
         meta = svc.producer.send(svc.topics.rules, key=str(rule_id).encode(), value=value).get(30)
@@ -76,7 +81,9 @@ def create_rule(body: RuleCreate, svc: Annotated[Services, Depends(services)]) -
             raise HTTPException(409, f"rule id {body.id} exists; leave 'id' out to get a new one")
         rule_id = body.id or max(taken | {FIRST_RULE_ID - 1}) + 1
         fields = body.model_dump(exclude={"id", "secret"})
-        rule = Rule(id=rule_id, secret=body.secret or generate_secret(), **fields)
+        rule = Rule(
+            id=rule_id, secret=body.secret or generate_secret(), activated_at=now_utc(), **fields
+        )
         _write(svc, rule.id, rule.model_dump_json().encode())
     return view(rule, reveal=True)
 
@@ -100,7 +107,14 @@ def update_rule(
     """Replace a rule's fields (activate/deactivate with `active`)."""
     current = _found(svc, rule_id)
     fields = body.model_dump(exclude={"secret"})
-    rule = Rule(id=rule_id, secret=body.secret or current.secret, **fields)
+    reason = None if body.active else current.deactivated_reason
+    rule = Rule(
+        id=rule_id,
+        secret=body.secret or current.secret,
+        deactivated_reason=reason,
+        activated_at=now_utc() if body.active and not current.active else current.activated_at,
+        **fields,
+    )
     _write(svc, rule_id, rule.model_dump_json().encode())
     return view(rule)
 

@@ -1,0 +1,88 @@
+"""Deactivates rules whose endpoint has failed without a break for too long."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from prometheus_client import Counter
+
+from analytics import queries, schema
+from analytics.errors import StoreError
+from analytics.store import Store
+from disparo.rules_view import RulesView
+from disparo.schemas import Rule, now_utc
+
+log = logging.getLogger(__name__)
+DEACTIVATED = Counter(
+    "disparo_rules_deactivated_total", "Rules deactivated because their endpoint kept failing."
+)
+
+
+class RuleWarden:
+    """Every `interval_s`, deactivates active rules failing continuously for `after`."""
+
+    def __init__(
+        self,
+        store: Store,
+        rules: RulesView,
+        write: Callable[[int, bytes], None],
+        after: timedelta | None,
+        interval_s: float,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.write = write
+        self.after = after
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        """Check on a timer until `stop()`."""
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.check(now_utc())
+            except StoreError as exc:
+                log.warning("rule check skipped, history unavailable: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def check(self, now: datetime) -> list[int]:
+        """Deactivate what is due now; return the ids deactivated."""
+        if self.after is None:
+            return []
+        since = now - timedelta(days=schema.RETENTION_DAYS)
+        sql, params = queries.failing_rules(self.store.database, since, now - self.after)
+        done = []
+        for row in self.store.select(sql, params):
+            rule = self.rules.get(int(row["rule"]))
+            if rule is None or not rule.active:
+                continue
+            if rule.activated_at is not None and rule.activated_at > now - self.after:
+                continue  # (re)activated recently: give the endpoint its full window again
+            reason = (
+                f"deactivated automatically at {now.isoformat(timespec='seconds')}: every "
+                f"attempt since {_text(row['streak_start'])} failed ({row['failures']} "
+                f"attempts, none successful for over {self.after}); fix the endpoint and "
+                "set active=true"
+            )
+            self.write(rule.id, _deactivated(rule, reason))
+            DEACTIVATED.inc()
+            log.warning("rule %d deactivated: %s", rule.id, reason)
+            done.append(rule.id)
+        return done
+
+
+def _deactivated(rule: Rule, reason: str) -> bytes:
+    return (
+        rule.model_copy(update={"active": False, "deactivated_reason": reason})
+        .model_dump_json()
+        .encode()
+    )
+
+
+def _text(value: object) -> str:
+    return value.isoformat(timespec="seconds") if isinstance(value, datetime) else str(value)

@@ -1,0 +1,67 @@
+"""A rule whose endpoint keeps failing is deactivated, with the reason on the rule."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from disparo.schemas import now_utc
+from tests.integration.conftest import DISPARO, Stack, eventually
+from tests.integration.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+
+def _event(order_id: str) -> dict[str, object]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "order.dispatched",
+        "order_id": order_id,
+        "occurred_at": now_utc().isoformat(),
+    }
+
+
+def _rule(stack: Stack, rule_id: int) -> dict[str, Any]:
+    found: dict[str, Any] = httpx.get(f"{stack.api}/api/v1/rules/{rule_id}", timeout=10).json()
+    return found
+
+
+def test_rule_failing_continuously_is_deactivated_with_a_reason_and_gets_no_more_jobs(
+    stack: Stack, receiver: Receiver
+) -> None:
+    stack.table.stop("analytics", grace_s=20)
+    env = {**stack.env, "DISPARO_DEACTIVATE_AFTER": "2s", "DISPARO_WARDEN_INTERVAL_S": "0.5"}
+    stack.table.start("analytics", [DISPARO, "analytics"], env)
+    stack.table.wait_http("analytics", f"{stack.api}/readyz", 60)
+    dead = stack.create_rule(
+        name="dead", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1
+    )
+    witness = stack.create_rule(name="witness", event_types=["*"], url=f"{receiver.url}/ok")
+    stack.wait_rule_applied(dead["id"], active=True)
+    stack.wait_rule_applied(witness["id"], active=True)
+    stack.publisher.publish(_event("DEAD-1"))
+    receiver.wait_for("/fail", 1)
+
+    eventually(lambda: _rule(stack, dead["id"])["active"] is False, 30, "the deactivation")
+    reason = _rule(stack, dead["id"])["deactivated_reason"]
+    assert "deactivated automatically" in reason
+    assert "1 attempts" in reason
+    assert _rule(stack, witness["id"])["active"] is True
+
+    stack.wait_rule_applied(dead["id"], active=False)
+    stack.publisher.publish(_event("DEAD-2"))
+    receiver.wait_for("/ok", 2)
+    assert len(receiver.on("/fail")) == 1
+
+    fields = {k: dead[k] for k in ("name", "event_types", "url", "timeout_s", "max_attempts")}
+    reactivated = httpx.put(
+        f"{stack.api}/api/v1/rules/{dead['id']}", json={**fields, "active": True}, timeout=30
+    ).json()
+    assert reactivated["active"] is True
+    assert reactivated["deactivated_reason"] is None
+    # Reactivation gives the endpoint a full window again: not deactivated at once.
+    stack.wait_rule_applied(dead["id"], active=True)
+    assert _rule(stack, dead["id"])["active"] is True
