@@ -18,6 +18,7 @@ TLS = "tls"
 TARGET_REFUSED = "target_refused"
 INVALID_URL = "invalid_url"
 OTHER = "other"
+RESPONSE_TOO_LARGE = "response_too_large"
 CIRCUIT_OPEN = "circuit_open"  # not an attempt reason: why a job was deferred
 
 REASONS = (

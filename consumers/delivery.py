@@ -26,13 +26,13 @@ def webhook_body(job: DispatchJob) -> bytes:
 
 
 USER_AGENT = "disparo-webhooks/0.1"
-MAX_READ_BYTES = 64 * 1024
+MAX_RESPONSE_BYTES = 1024 * 1024
 
 
 async def _read_some(response: httpx.Response, limit: int) -> bytes:
-    """Up to `limit` bytes of the response body; the rest is not read."""
+    """Up to `limit` + 1 bytes of the response body (one more tells it was too large)."""
     try:
-        return response.content[:limit]  # a response whose body is already in memory
+        return response.content[: limit + 1]  # a response whose body is already in memory
     except httpx.ResponseNotRead:
         pass
     chunks: list[bytes] = []
@@ -41,7 +41,7 @@ async def _read_some(response: httpx.Response, limit: int) -> bytes:
         async for chunk in response.aiter_raw():
             chunks.append(chunk)
             size += len(chunk)
-            if size >= limit:
+            if size > limit:
                 break
     finally:
         await response.aclose()
@@ -74,7 +74,7 @@ class Deliverer:
         try:
             async with asyncio.timeout(job.target.timeout_s):
                 response = await self.transport.handle_async_request(request)
-                answer = await _read_some(response, MAX_READ_BYTES)
+                answer = await _read_some(response, MAX_RESPONSE_BYTES)
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
             elapsed = time.perf_counter() - started
             reason = classify.reason_for_error(exc)
@@ -85,6 +85,12 @@ class Deliverer:
         elapsed = time.perf_counter() - started
         reason = classify.reason_for_status(response.status_code)
         error = None if reason == classify.SUCCESS else f"HTTP {response.status_code}"
+        if len(answer) > MAX_RESPONSE_BYTES:
+            reason = classify.RESPONSE_TOO_LARGE
+            error = (
+                f"HTTP {response.status_code} with a body over "
+                f"{MAX_RESPONSE_BYTES // 1024} KiB; answer webhooks with a short body"
+            )
         outcome = self._outcome(
             job,
             started_at,

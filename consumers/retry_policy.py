@@ -9,7 +9,9 @@ from email.utils import parsedate_to_datetime
 from consumers import classify
 from disparo.retry_tiers import Tier
 
-NEVER_RETRIED = frozenset({classify.TARGET_REFUSED, classify.INVALID_URL})
+NEVER_RETRIED = frozenset(
+    {classify.TARGET_REFUSED, classify.INVALID_URL, classify.RESPONSE_TOO_LARGE}
+)
 
 
 @dataclass(frozen=True)

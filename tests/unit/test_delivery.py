@@ -102,3 +102,15 @@ def test_private_targets_are_refused_unless_allowed() -> None:
     assert calls == []
     allowed = _deliver(handler, job(url="http://127.0.0.1:9/hook"), allow_private=True)
     assert allowed.status == "success"
+
+
+def test_an_oversized_response_fails_as_response_too_large() -> None:
+    huge = "x" * (1024 * 1024 + 10)
+    outcome = _deliver(lambda r: httpx.Response(200, text=huge), job())
+    assert (outcome.status, outcome.reason, outcome.http_status) == (
+        "failure",
+        classify.RESPONSE_TOO_LARGE,
+        200,
+    )
+    assert "1024 KiB" in (outcome.error or "")
+    assert len(outcome.response_excerpt) == 1024
