@@ -154,6 +154,22 @@ RESEND_COLUMNS = (
 )
 
 
+_KINDS = {
+    "dispatch_id": "String",
+    "order_id": "String",
+    "event_type": "String",
+    "rule_id": "UInt64",
+}
+
+
+def _equal_to(filters: dict[str, Any], clauses: list[str], params: dict[str, Any]) -> None:
+    """Add `column = {column:Type}` for every filter that is set."""
+    for column, value in filters.items():
+        if value is not None:
+            clauses.append(f"{column} = {{{column}:{_KINDS[column]}}}")
+            params[column] = value
+
+
 def resend_candidates(
     database: str,
     since: datetime,
@@ -166,15 +182,13 @@ def resend_candidates(
     """Dispatches to resend by id or by order (optionally one event type and/or rule)."""
     clauses = [f"dispatched_at >= {{since:{_TS}}}"]
     params: dict[str, Any] = {"since": _ts(since)}
-    for column, value, kind in (
-        ("dispatch_id", dispatch_id, "String"),
-        ("order_id", order_id, "String"),
-        ("event_type", event_type, "String"),
-        ("rule_id", rule_id, "UInt64"),
-    ):
-        if value is not None:
-            clauses.append(f"{column} = {{{column}:{kind}}}")
-            params[column] = value
+    filters = {
+        "dispatch_id": dispatch_id,
+        "order_id": order_id,
+        "event_type": event_type,
+        "rule_id": rule_id,
+    }
+    _equal_to(filters, clauses, params)
     sql = (
         f"SELECT {RESEND_COLUMNS} FROM {database}.{schema.TABLE} "
         f"WHERE {' AND '.join(clauses)} GROUP BY dispatch_id LIMIT {limit + 1}"
@@ -194,14 +208,7 @@ def final_failures(
     """Dispatches whose last attempt, made in the period, failed for good."""
     clauses = [f"dispatched_at >= {{start:{_TS}}}"]
     params: dict[str, Any] = {"start": _ts(period.start), "end": _ts(period.end)}
-    for column, value, kind in (
-        ("rule_id", rule_id, "UInt64"),
-        ("event_type", event_type, "String"),
-        ("order_id", order_id, "String"),
-    ):
-        if value is not None:
-            clauses.append(f"{column} = {{{column}:{kind}}}")
-            params[column] = value
+    _equal_to({"rule_id": rule_id, "event_type": event_type, "order_id": order_id}, clauses, params)
     having = [
         f"argMax(status, {_LAST}) = 'failure'",
         f"argMax(final, {_LAST})",

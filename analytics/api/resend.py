@@ -106,6 +106,17 @@ def _queue(svc: Services, jobs: list[DispatchJob]) -> None:
         raise HTTPException(503, f"resend not queued, Kafka is unavailable: {exc}") from exc
 
 
+def _queue_rows(
+    svc: Services, rows: list[dict[str, Any]], limit: int, advice: str
+) -> list[DispatchJob]:
+    """Turn stored dispatches into resend jobs and queue them, refusing more than `limit`."""
+    if len(rows) > limit:
+        raise HTTPException(422, f"more than {limit} dispatches match; {advice}")
+    jobs = _jobs(svc, rows)
+    _queue(svc, jobs)
+    return jobs
+
+
 @router.post("/api/v1/resend", status_code=202)
 def resend(body: ResendRequest, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     """Queue a new attempt of one dispatch, or of every dispatch of an order."""
@@ -125,14 +136,12 @@ def resend(body: ResendRequest, svc: Annotated[Services, Depends(services)]) -> 
         raise HTTPException(
             404, f"no dispatch found for {what} in the last {schema.RETENTION_DAYS} days"
         )
-    if len(rows) > MAX_PER_ORDER:
-        raise HTTPException(
-            422,
-            f"more than {MAX_PER_ORDER} dispatches match; narrow it with "
-            "'event_type' or 'rule_id', or use /api/v1/resend/bulk",
-        )
-    jobs = _jobs(svc, rows)
-    _queue(svc, jobs)
+    jobs = _queue_rows(
+        svc,
+        rows,
+        MAX_PER_ORDER,
+        "narrow it with 'event_type' or 'rule_id', or use /api/v1/resend/bulk",
+    )
     return {"queued": len(jobs), "dispatch_ids": [j.dispatch_id for j in jobs]}
 
 
@@ -157,14 +166,9 @@ def resend_bulk(
         MAX_BULK,
     )
     rows = svc.store.select(sql, params)
-    if len(rows) > MAX_BULK:
-        raise HTTPException(
-            422,
-            f"more than {MAX_BULK} final failures match; narrow the "
-            "period or add rule_id, event_type, reason or order_id",
-        )
-    jobs = _jobs(svc, rows)
-    _queue(svc, jobs)
+    jobs = _queue_rows(
+        svc, rows, MAX_BULK, "narrow the period or add rule_id, event_type, reason or order_id"
+    )
     request_id = str(uuid.uuid4())
     svc.store.insert(
         schema.RESENDS_TABLE,

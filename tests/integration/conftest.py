@@ -17,6 +17,7 @@ import pytest
 from disparo.kafka import ensure_topics
 from disparo.local.kafka import free_port, temporary_broker
 from disparo.local.processes import ProcessTable
+from disparo.schemas import now_utc
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
 from producers.publish import Publisher
@@ -36,6 +37,26 @@ def eventually(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "c
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(0.2)
+
+
+def order_event(
+    order_id: str, event_type: str = "order.dispatched", **extra: Any
+) -> dict[str, Any]:
+    """A valid OrderEvent as a publisher sends it."""
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": event_type,
+        "order_id": order_id,
+        "order_status": "dispatched",
+        "occurred_at": now_utc().isoformat(),
+        "payload": {"carrier": "acme"},
+        **extra,
+    }
+
+
+def order_events(prefix: str, n: int, orders: int | None = None) -> list[dict[str, Any]]:
+    """`n` events spread over `orders` order ids (one each by default)."""
+    return [order_event(f"{prefix}-{i % (orders or n)}") for i in range(n)]
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +109,37 @@ class Stack:
         assert response.status_code == 200, response.text
         items: list[dict[str, Any]] = response.json()["items"]
         return items
+
+    def all_rows(self, **params: Any) -> list[dict[str, Any]]:
+        """Every attempt row matching `params`, following the cursor through all pages."""
+        rows: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            query = {"limit": 500, **params, **({"cursor": cursor} if cursor else {})}
+            page = httpx.get(f"{self.api}/api/v1/dispatches", params=query, timeout=30).json()
+            rows.extend(page["items"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return rows
+
+    def rows_eventually(self, count: int, **params: Any) -> list[dict[str, Any]]:
+        """At least `count` rows matching `params`, oldest attempt first, waiting up to 45 s."""
+
+        def enough() -> list[dict[str, Any]] | None:
+            rows = self.all_rows(**params)
+            return rows if len(rows) >= count else None
+
+        rows: list[dict[str, Any]] = eventually(enough, 45, f"{count} rows for {params}")
+        return sorted(rows, key=lambda r: (r["dispatched_at"], r["attempt"]))
+
+    def total(self) -> int:
+        """The summary's total attempts over the default period."""
+        summary = httpx.get(f"{self.api}/api/v1/dispatches/summary", timeout=30).json()
+        return int(summary["total"])
+
+    def rule(self, rule_id: int) -> dict[str, Any]:
+        found: dict[str, Any] = httpx.get(f"{self.api}/api/v1/rules/{rule_id}", timeout=10).json()
+        return found
 
     def restart(self, name: str) -> None:
         """Stop a service (SIGTERM) and start it again with the same settings."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,19 +11,10 @@ import httpx
 import pytest
 
 from disparo.schemas import generate_secret, now_utc
-from tests.integration.conftest import DISPARO, Stack, eventually
+from tests.integration.conftest import DISPARO, Stack, eventually, order_event
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
-
-
-def _event(order_id: str) -> dict[str, object]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "pre_invoice.created",
-        "order_id": order_id,
-        "occurred_at": now_utc().isoformat(),
-    }
 
 
 def test_http_ingest_accepts_a_list_and_every_event_is_delivered(
@@ -34,7 +24,7 @@ def test_http_ingest_accepts_a_list_and_every_event_is_delivered(
         name="invoices", event_types=["pre_invoice.created"], url=f"{receiver.url}/ok"
     )
     stack.wait_rule_applied(rule["id"], active=True)
-    events = [_event(f"ORD-H-{i}") for i in range(5)]
+    events = [order_event(f"ORD-H-{i}", "pre_invoice.created") for i in range(5)]
     response = httpx.post(f"{stack.api}/api/v1/events", json=events, timeout=30)
     assert response.status_code == 202
     assert response.json()["accepted"] == 5
@@ -48,7 +38,9 @@ def test_http_ingest_accepts_a_list_and_every_event_is_delivered(
 def test_pagination_walks_every_row_once_with_the_cursor(stack: Stack, receiver: Receiver) -> None:
     rule = stack.create_rule(name="pages", event_types=["*"], url=f"{receiver.url}/ok")
     stack.wait_rule_applied(rule["id"], active=True)
-    httpx.post(f"{stack.api}/api/v1/events", json=[_event(f"P-{i}") for i in range(7)], timeout=30)
+    httpx.post(
+        f"{stack.api}/api/v1/events", json=[order_event(f"P-{i}") for i in range(7)], timeout=30
+    )
     eventually(lambda: len(stack.dispatches()) == 7, 30, "7 rows")
     seen, cursor = [], None
     while True:
@@ -170,7 +162,7 @@ def test_cli_produce_publishes_every_line_of_a_file(
     rule = stack.create_rule(name="cli", event_types=["*"], url=f"{receiver.url}/ok")
     stack.wait_rule_applied(rule["id"], active=True)
     lines = tmp_path / "events.jsonl"
-    lines.write_text("\n".join(json.dumps(_event(f"CLI-{i}")) for i in range(3)) + "\n")
+    lines.write_text("\n".join(json.dumps(order_event(f"CLI-{i}")) for i in range(3)) + "\n")
     done = subprocess.run(
         [DISPARO, "produce", "--file", str(lines)],
         env=stack.env,

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from disparo.local.kafka import REPO_ROOT, KafkaNode, free_port, provision_jars
@@ -74,20 +73,8 @@ def test_broker_restart_during_delivery_loses_nothing_and_recovers_unaided(
     eventually(all_delivered, 180, "every event delivered after the broker restart")
 
     def all_recorded() -> bool:
-        return {str(r["dispatch_id"]) for r in _every_row(stack)} >= expected
+        return {str(r["dispatch_id"]) for r in stack.all_rows(status="success")} >= expected
 
     eventually(all_recorded, 120, "every attempt recorded after the broker restart")
     for name in stack.names:
         assert stack.table.pid(name) is not None, f"{name} died:\n{stack.log_tail(name)}"
-
-
-def _every_row(stack: Stack) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    cursor = None
-    while True:
-        params = {"limit": 500, "status": "success", **({"cursor": cursor} if cursor else {})}
-        page = httpx.get(f"{stack.api}/api/v1/dispatches", params=params, timeout=30).json()
-        rows.extend(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return rows

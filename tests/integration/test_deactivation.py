@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 import httpx
 import pytest
 
-from disparo.schemas import now_utc
-from tests.integration.conftest import DISPARO, Stack, eventually
+from tests.integration.conftest import DISPARO, Stack, eventually, order_event
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
-
-
-def _event(order_id: str) -> dict[str, object]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "order.dispatched",
-        "order_id": order_id,
-        "occurred_at": now_utc().isoformat(),
-    }
-
-
-def _rule(stack: Stack, rule_id: int) -> dict[str, Any]:
-    found: dict[str, Any] = httpx.get(f"{stack.api}/api/v1/rules/{rule_id}", timeout=10).json()
-    return found
 
 
 def test_rule_failing_continuously_is_deactivated_with_a_reason_and_gets_no_more_jobs(
@@ -42,17 +24,17 @@ def test_rule_failing_continuously_is_deactivated_with_a_reason_and_gets_no_more
     witness = stack.create_rule(name="witness", event_types=["*"], url=f"{receiver.url}/ok")
     stack.wait_rule_applied(dead["id"], active=True)
     stack.wait_rule_applied(witness["id"], active=True)
-    stack.publisher.publish(_event("DEAD-1"))
+    stack.publisher.publish(order_event("DEAD-1"))
     receiver.wait_for("/fail", 1)
 
-    eventually(lambda: _rule(stack, dead["id"])["active"] is False, 30, "the deactivation")
-    reason = _rule(stack, dead["id"])["deactivated_reason"]
+    eventually(lambda: stack.rule(dead["id"])["active"] is False, 30, "the deactivation")
+    reason = stack.rule(dead["id"])["deactivated_reason"]
     assert "deactivated automatically" in reason
     assert "1 attempts" in reason
-    assert _rule(stack, witness["id"])["active"] is True
+    assert stack.rule(witness["id"])["active"] is True
 
     stack.wait_rule_applied(dead["id"], active=False)
-    stack.publisher.publish(_event("DEAD-2"))
+    stack.publisher.publish(order_event("DEAD-2"))
     receiver.wait_for("/ok", 2)
     assert len(receiver.on("/fail")) == 1
 
@@ -64,4 +46,4 @@ def test_rule_failing_continuously_is_deactivated_with_a_reason_and_gets_no_more
     assert reactivated["deactivated_reason"] is None
     # Reactivation gives the endpoint a full window again: not deactivated at once.
     stack.wait_rule_applied(dead["id"], active=True)
-    assert _rule(stack, dead["id"])["active"] is True
+    assert stack.rule(dead["id"])["active"] is True

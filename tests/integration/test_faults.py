@@ -5,44 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from typing import Any
 
-import httpx
 import pytest
 
-from disparo.schemas import dispatch_id_for, now_utc
-from tests.integration.conftest import DISPARO, Stack, eventually
+from disparo.schemas import dispatch_id_for
+from tests.integration.conftest import DISPARO, Stack, eventually, order_events
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
-
-
-def _events(prefix: str, n: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "event_id": str(uuid.uuid4()),
-            "event_type": "order.dispatched",
-            "order_id": f"{prefix}-{i % 400}",
-            "occurred_at": now_utc().isoformat(),
-        }
-        for i in range(n)
-    ]
-
-
-def _all_rows(stack: Stack, **params: Any) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        query = {"limit": 500, **params, **({"cursor": cursor} if cursor else {})}
-        page = httpx.get(f"{stack.api}/api/v1/dispatches", params=query, timeout=30).json()
-        rows.extend(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return rows
-
-
-def _total(stack: Stack) -> int:
-    return int(httpx.get(f"{stack.api}/api/v1/dispatches/summary", timeout=30).json()["total"])
 
 
 def test_worker_killed_with_sigkill_mid_stream_loses_no_dispatch(
@@ -50,7 +20,7 @@ def test_worker_killed_with_sigkill_mid_stream_loses_no_dispatch(
 ) -> None:
     rule = stack.create_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
     stack.wait_rule_applied(rule["id"], active=True)
-    events = _events("KILL", 2000)
+    events = order_events("KILL", 2000, orders=400)
     expected = {dispatch_id_for(uuid.UUID(e["event_id"]), rule["id"]) for e in events}
     stack.publisher.publish_many(events)
     receiver.wait_for("/ok", 300, timeout_s=60)
@@ -62,7 +32,7 @@ def test_worker_killed_with_sigkill_mid_stream_loses_no_dispatch(
     stack.table.start("worker", [DISPARO, "worker"], stack.env)
 
     def all_final() -> bool:
-        finals = {r["dispatch_id"] for r in _all_rows(stack, status="success") if r["final"]}
+        finals = {r["dispatch_id"] for r in stack.all_rows(status="success") if r["final"]}
         return finals >= expected
 
     eventually(all_final, 120, "a final outcome for each of the 2,000 dispatches")
@@ -81,20 +51,20 @@ def test_sink_killed_between_insert_and_commit_leaves_exact_counts(
         [DISPARO, "analytics"],
         {**stack.env, "DISPARO_FAILPOINT": "sink-exit-after-insert"},
     )
-    stack.publisher.publish_many(_events("SINK", 50))
+    stack.publisher.publish_many(order_events("SINK", 50))
     receiver.wait_for("/ok", 50)
     # The sink inserts its first batch, then the process dies before committing offsets.
     eventually(lambda: stack.table.pid("analytics") is None, 60, "the failpoint to fire")
 
     stack.table.start("analytics", [DISPARO, "analytics"], stack.env)
     stack.table.wait_http("analytics", f"{stack.api}/readyz", 60)
-    eventually(lambda: _total(stack) >= 50, 30, "50 rows")
-    stack.publisher.publish_many(_events("SINK2", 10))
-    eventually(lambda: _total(stack) >= 60, 30, "60 rows")
-    rows = _all_rows(stack)
+    eventually(lambda: stack.total() >= 50, 30, "50 rows")
+    stack.publisher.publish_many(order_events("SINK2", 10))
+    eventually(lambda: stack.total() >= 60, 30, "60 rows")
+    rows = stack.all_rows()
     assert len(rows) == 60
     assert len({r["attempt_id"] for r in rows}) == 60
-    assert _total(stack) == 60
+    assert stack.total() == 60
 
 
 def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(
@@ -108,13 +78,13 @@ def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(
         healthy = stack.create_rule(name="ok", event_types=["*"], url=f"{receiver.url}/ok")
         stack.wait_rule_applied(stuck["id"], active=True)
         stack.wait_rule_applied(healthy["id"], active=True)
-        stack.publisher.publish_many(_events("HANG", 50))
+        stack.publisher.publish_many(order_events("HANG", 50))
         hanging.wait_for("/hang", 1, timeout_s=30)
         receiver.wait_for("/ok", 50, timeout_s=30)
         # Every healthy delivery is recorded while the stuck ones still wait for their 10 s
         # timeout: the healthy endpoint never queued behind the hanging one.
-        eventually(lambda: len(_all_rows(stack, status="success")) == 50, 30, "50 successes")
-        assert _all_rows(stack, status="failure") == []
+        eventually(lambda: len(stack.all_rows(status="success")) == 50, 30, "50 successes")
+        assert stack.all_rows(status="failure") == []
         assert len(hanging.on("/hang")) >= 1
     finally:
         hanging.close()

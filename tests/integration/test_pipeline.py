@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from disparo.schemas import generate_secret, now_utc
-from tests.integration.conftest import Stack, eventually
+from disparo.schemas import generate_secret
+from tests.integration.conftest import Stack, eventually, order_event
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
-
-
-def order_event(
-    order_id: str, event_type: str = "order.dispatched", **extra: Any
-) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_type": event_type,
-        "order_id": order_id,
-        "order_status": "dispatched",
-        "occurred_at": now_utc().isoformat(),
-        "payload": {"carrier": "acme"},
-        **extra,
-    }
 
 
 def test_published_event_reaches_receiver_signed_and_its_attempt_is_served_by_the_api(

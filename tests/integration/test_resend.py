@@ -8,30 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from disparo.schemas import now_utc
-from tests.integration.conftest import Stack, eventually
+from tests.integration.conftest import Stack, order_event
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
-
-
-def _event(order_id: str, event_type: str = "order.dispatched") -> dict[str, object]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_type": event_type,
-        "order_id": order_id,
-        "occurred_at": now_utc().isoformat(),
-        "payload": {"n": 1},
-    }
-
-
-def _rows(stack: Stack, count: int, **params: Any) -> list[dict[str, Any]]:
-    def enough() -> list[dict[str, Any]] | None:
-        rows = stack.dispatches(limit=100, **params)
-        return rows if len(rows) >= count else None
-
-    rows: list[dict[str, Any]] = eventually(enough, 30, f"{count} rows for {params}")
-    return rows
 
 
 def _point_rule_at(stack: Stack, rule: dict[str, Any], url: str) -> None:
@@ -50,8 +30,8 @@ def test_resend_by_dispatch_id_is_a_manual_attempt_with_the_same_webhook_id(
         name="r", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1
     )
     stack.wait_rule_applied(rule["id"], active=True)
-    stack.publisher.publish(_event("RS-1"))
-    [failed] = _rows(stack, 1, order_id="RS-1")
+    stack.publisher.publish(order_event("RS-1"))
+    [failed] = stack.rows_eventually(1, order_id="RS-1")
     assert (failed["status"], failed["final"]) == ("failure", True)
 
     _point_rule_at(stack, rule, f"{receiver.url}/ok")  # the customer fixed the endpoint
@@ -63,7 +43,7 @@ def test_resend_by_dispatch_id_is_a_manual_attempt_with_the_same_webhook_id(
 
     [resent] = receiver.wait_for("/ok", 1)
     assert resent.headers["webhook-id"] == failed["dispatch_id"]
-    rows = sorted(_rows(stack, 2, order_id="RS-1"), key=lambda r: r["attempt"])
+    rows = sorted(stack.rows_eventually(2, order_id="RS-1"), key=lambda r: r["attempt"])
     assert [(r["attempt"], r["status"], r["manual"]) for r in rows] == [
         (1, "failure", False),
         (2, "success", True),
@@ -74,9 +54,9 @@ def test_resend_by_order_narrows_by_event_type(stack: Stack, receiver: Receiver)
     rule = stack.create_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
     stack.wait_rule_applied(rule["id"], active=True)
     stack.publisher.publish_many(
-        [_event("RS-2", "order.dispatched"), _event("RS-2", "tracking.updated")]
+        [order_event("RS-2", "order.dispatched"), order_event("RS-2", "tracking.updated")]
     )
-    _rows(stack, 2, order_id="RS-2")
+    stack.rows_eventually(2, order_id="RS-2")
     response = httpx.post(
         f"{stack.api}/api/v1/resend",
         timeout=30,
@@ -84,7 +64,7 @@ def test_resend_by_order_narrows_by_event_type(stack: Stack, receiver: Receiver)
     )
     assert response.status_code == 202, response.text
     assert response.json()["queued"] == 1
-    rows = _rows(stack, 3, order_id="RS-2")
+    rows = stack.rows_eventually(3, order_id="RS-2")
     manual = [r for r in rows if r["manual"]]
     assert [(r["event_type"], r["attempt"]) for r in manual] == [("tracking.updated", 2)]
 
@@ -98,8 +78,8 @@ def test_bulk_resend_queues_only_final_failures_matching_the_filter(
     healthy = stack.create_rule(name="h", event_types=["*"], url=f"{receiver.url}/ok")
     stack.wait_rule_applied(failing["id"], active=True)
     stack.wait_rule_applied(healthy["id"], active=True)
-    stack.publisher.publish_many([_event(f"BULK-{i}") for i in range(4)])
-    _rows(stack, 8)
+    stack.publisher.publish_many([order_event(f"BULK-{i}") for i in range(4)])
+    stack.rows_eventually(8)
     response = httpx.post(
         f"{stack.api}/api/v1/resend/bulk",
         timeout=30,
@@ -109,7 +89,7 @@ def test_bulk_resend_queues_only_final_failures_matching_the_filter(
     assert response.status_code == 202, response.text
     assert response.json()["queued"] == 4
     assert uuid.UUID(response.json()["request_id"])
-    rows = _rows(stack, 12)
+    rows = stack.rows_eventually(12)
     manual = [r for r in rows if r["manual"]]
     assert len(manual) == 4
     assert {r["rule_id"] for r in manual} == {failing["id"]}

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
-import httpx
 import pytest
 
-from disparo.schemas import now_utc
-from tests.integration.conftest import Stack, eventually
+from tests.integration.conftest import Stack, eventually, order_events
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
-
-
-def _events(prefix: str, n: int) -> list[dict[str, object]]:
-    return [
-        {
-            "event_id": str(uuid.uuid4()),
-            "event_type": "order.dispatched",
-            "order_id": f"{prefix}-{i}",
-            "occurred_at": now_utc().isoformat(),
-        }
-        for i in range(n)
-    ]
-
-
-def _total(stack: Stack) -> int:
-    summary = httpx.get(f"{stack.api}/api/v1/dispatches/summary", timeout=10).json()
-    return int(summary["total"])
 
 
 def test_analytics_restart_on_stored_history_keeps_counts_exact(
@@ -36,13 +15,13 @@ def test_analytics_restart_on_stored_history_keeps_counts_exact(
 ) -> None:
     rule = stack.create_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
     stack.wait_rule_applied(rule["id"], active=True)
-    stack.publisher.publish_many(_events("BEFORE", 5))
-    eventually(lambda: _total(stack) == 5, 30, "5 rows before the restart")
+    stack.publisher.publish_many(order_events("BEFORE", 5))
+    eventually(lambda: stack.total() == 5, 30, "5 rows before the restart")
 
     stack.restart("analytics")
     stack.table.wait_http("analytics", f"{stack.api}/readyz", 60)
-    stack.publisher.publish_many(_events("AFTER", 3))
-    eventually(lambda: _total(stack) == 8, 30, "8 rows after the restart")
+    stack.publisher.publish_many(order_events("AFTER", 3))
+    eventually(lambda: stack.total() == 8, 30, "8 rows after the restart")
 
     rows = stack.dispatches(limit=50)
     assert len(rows) == 8
@@ -54,11 +33,11 @@ def test_analytics_restart_on_stored_history_keeps_counts_exact(
 def test_worker_restart_delivers_later_jobs_once(stack: Stack, receiver: Receiver) -> None:
     rule = stack.create_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
     stack.wait_rule_applied(rule["id"], active=True)
-    stack.publisher.publish_many(_events("W1", 4))
+    stack.publisher.publish_many(order_events("W1", 4))
     receiver.wait_for("/ok", 4)
     stack.restart("worker")
-    stack.publisher.publish_many(_events("W2", 4))
+    stack.publisher.publish_many(order_events("W2", 4))
     got = receiver.wait_for("/ok", 8)
-    eventually(lambda: _total(stack) == 8, 30, "8 rows")
+    eventually(lambda: stack.total() == 8, 30, "8 rows")
     assert len(got) == 8
     assert len({r.headers["webhook-id"] for r in got}) == 8

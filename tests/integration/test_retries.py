@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
 
-from disparo.schemas import now_utc
-from tests.integration.conftest import Stack, eventually
+from tests.integration.conftest import Stack, order_event
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
 
-def _event(order_id: str) -> dict[str, object]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "order.dispatched",
-        "order_id": order_id,
-        "occurred_at": now_utc().isoformat(),
-    }
-
-
-def _attempts(stack: Stack, order_id: str, count: int) -> list[dict[str, Any]]:
-    def enough() -> list[dict[str, Any]] | None:
-        rows = stack.dispatches(order_id=order_id)
-        return rows if len(rows) >= count else None
-
-    rows: list[dict[str, Any]] = eventually(enough, 45, f"{count} attempts of {order_id}")
-    return sorted(rows, key=lambda r: r["attempt"])
+def _attempts_of(stack: Stack, order_id: str, count: int) -> list[dict[str, Any]]:
+    return sorted(stack.rows_eventually(count, order_id=order_id), key=lambda r: r["attempt"])
 
 
 def test_endpoint_failing_twice_with_503_then_succeeding_gets_three_attempts_ending_in_success(
@@ -39,8 +23,8 @@ def test_endpoint_failing_twice_with_503_then_succeeding_gets_three_attempts_end
         name="flaky", event_types=["*"], url=f"{receiver.url}/flaky/2", max_attempts=5
     )
     stack.wait_rule_applied(rule["id"], active=True)
-    stack.publisher.publish(_event("FLAKY-1"))
-    rows = _attempts(stack, "FLAKY-1", 3)
+    stack.publisher.publish(order_event("FLAKY-1"))
+    rows = _attempts_of(stack, "FLAKY-1", 3)
     assert [(r["attempt"], r["status"], r["http_status"]) for r in rows] == [
         (1, "failure", 503),
         (2, "failure", 503),
@@ -61,8 +45,8 @@ def test_timeouts_are_classified_and_retried_until_max_attempts_then_final(
         name="slow", event_types=["*"], url=f"{receiver.url}/slow", timeout_s=0.5, max_attempts=2
     )
     stack.wait_rule_applied(rule["id"], active=True)
-    stack.publisher.publish(_event("SLOW-1"))
-    rows = _attempts(stack, "SLOW-1", 2)
+    stack.publisher.publish(order_event("SLOW-1"))
+    rows = _attempts_of(stack, "SLOW-1", 2)
     assert [(r["attempt"], r["reason"], r["final"]) for r in rows] == [
         (1, "timeout", False),
         (2, "timeout", True),
@@ -80,10 +64,10 @@ def test_410_gone_is_final_after_one_attempt(stack: Stack, receiver: Receiver) -
     )
     stack.wait_rule_applied(witness["id"], active=True)
     stack.wait_rule_applied(gone["id"], active=True)
-    stack.publisher.publish(_event("GONE-1"))
+    stack.publisher.publish(order_event("GONE-1"))
     # The witness's retry (tier 1s) proves the retry path ran past the 410's moment.
     receiver.wait_for("/flaky/1", 2, timeout_s=30)
-    rows = [r for r in _attempts(stack, "GONE-1", 3) if r["rule_id"] == gone["id"]]
+    rows = [r for r in _attempts_of(stack, "GONE-1", 3) if r["rule_id"] == gone["id"]]
     assert [(r["attempt"], r["http_status"], r["reason"], r["final"]) for r in rows] == [
         (1, 410, "http_4xx", True)
     ]
