@@ -33,12 +33,14 @@ check: install
 	$(BIN)/mypy
 
 unit: install
+	@bash deploy/local/ensure-system.sh prometheus
 	$(BIN)/pytest tests/unit -q
 
 integration: install
 	$(BIN)/pytest tests/integration -q
 
 test: check
+	@bash deploy/local/ensure-system.sh prometheus
 	$(BIN)/pytest tests -q
 
 bench: install

@@ -19,6 +19,7 @@ from analytics.settings import AnalyticsSettings
 from analytics.store import Row, Store
 from disparo.errors import InvalidMessage
 from disparo.kafka import dead_letter_headers, subscribe_when_ready
+from disparo.metrics import DEAD_LETTERS
 from disparo.schemas import AttemptOutcome, parse_outcome
 from disparo.topics import Topics
 
@@ -198,6 +199,7 @@ class OutcomeSink:
             log.warning("sink commit failed, retried with the next batch: %s", exc)
 
     def _dead_letter(self, record: Any, reason: str) -> None:
+        DEAD_LETTERS.labels("sink", "invalid_outcome").inc()
         log.warning("dead-lettered outcome %s/%s: %s", record.partition, record.offset, reason)
         headers = dead_letter_headers(reason, "sink", record.topic, record.partition, record.offset)
         self.producer.send(

@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from disparo import metrics as shared
+
 DELIVERIES = Counter(
     "disparo_deliveries_total", "Delivery attempts by outcome and reason.", ["outcome", "reason"]
 )
@@ -10,11 +12,7 @@ DELIVERY_SECONDS = Histogram(
     "Duration of one webhook POST, from send to answer.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-DEAD_LETTERS = Counter(
-    "disparo_dead_letters_total",
-    "Messages sent to the dead-letter topic, by stage and reason.",
-    ["stage", "reason"],
-)
+DEAD_LETTERS = shared.DEAD_LETTERS
 RETRIES = Counter("disparo_retries_total", "Retries scheduled, by retry tier.", ["tier"])
 CIRCUIT_STATE = Gauge(
     "disparo_circuit_state",
@@ -23,4 +21,9 @@ CIRCUIT_STATE = Gauge(
 )
 DEFERRED = Counter(
     "disparo_deferred_total", "Jobs parked without an attempt, by reason.", ["reason"]
+)
+RULE_DELIVERIES = Counter(
+    "disparo_rule_deliveries_total",
+    "Delivery attempts by rule and outcome (one series pair per rule: bounded by the rules).",
+    ["rule_id", "outcome"],
 )

@@ -215,6 +215,7 @@ class DeliveryWorker:
                 outcome.error,
                 outcome.retry_tier or "none (final)",
             )
+        metrics.RULE_DELIVERIES.labels(str(job.target.rule_id), outcome.status).inc()
         sends.append(
             self.producer.send(
                 self.topics.outcomes,

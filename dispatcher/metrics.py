@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter
 
+from disparo import metrics as shared
+
 EVENTS = Counter(
     "disparo_dispatcher_events_total",
     "Order events consumed by the dispatcher, by result (routed, unmatched, dead_lettered).",
@@ -11,8 +13,4 @@ JOBS = Counter("disparo_dispatch_jobs_total", "Dispatch jobs emitted by the disp
 RULE_CHANGES = Counter(
     "disparo_rule_changes_total", "Rule records applied to the rules table, by kind.", ["kind"]
 )
-DEAD_LETTERS = Counter(
-    "disparo_dead_letters_total",
-    "Messages sent to the dead-letter topic, by stage and reason.",
-    ["stage", "reason"],
-)
+DEAD_LETTERS = shared.DEAD_LETTERS

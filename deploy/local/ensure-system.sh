@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the system packages disparo needs, only those that are missing (Debian/Ubuntu).
-# Usage: ensure-system.sh [extra ...]   extras: nginx (for the benchmark)
+# Usage: ensure-system.sh [extra ...]   extras: nginx (benchmark), prometheus (promtool)
 set -euo pipefail
 
 missing=()
@@ -16,6 +16,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 for extra in "$@"; do
   case "$extra" in
     nginx) command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light) ;;
+    prometheus) command -v promtool >/dev/null 2>&1 || missing+=(prometheus) ;;
     *) echo "ensure-system: unknown extra '$extra'" >&2; exit 2 ;;
   esac
 done
