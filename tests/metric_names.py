@@ -1,0 +1,19 @@
+"""The names of every metric the services export, as Prometheus sees them."""
+
+from prometheus_client import REGISTRY
+
+import analytics.sink
+import analytics.warden
+import consumers.metrics
+import dispatcher.metrics
+
+SERVICE_METRIC_MODULES = (analytics.sink, analytics.warden, consumers.metrics, dispatcher.metrics)
+_SUFFIXES = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+
+
+def exported_metric_names() -> set[str]:
+    """Sample names of the metrics registered by importing the services' metric modules."""
+    names = set()
+    for family in REGISTRY.collect():
+        names |= {family.name + s for s in _SUFFIXES.get(family.type, [""])}
+    return names
