@@ -2,6 +2,7 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from consumers import classify
 from disparo import metrics as shared
 
 DELIVERIES = Counter(
@@ -27,3 +28,23 @@ RULE_DELIVERIES = Counter(
     "Delivery attempts by rule and outcome (one series pair per rule: bounded by the rules).",
     ["rule_id", "outcome"],
 )
+
+
+def declare_series() -> None:
+    """Create every outcome/reason series at zero, so rates see a process's first failures."""
+    DELIVERIES.labels("success", classify.SUCCESS)
+    for reason in classify.REASONS:
+        if reason != classify.SUCCESS:
+            DELIVERIES.labels("failure", reason)
+
+
+_rules_seen: set[int] = set()
+
+
+def count_rule_delivery(rule_id: int, outcome: str) -> None:
+    """Count an attempt for a rule; a new rule gets both outcome series at once."""
+    if rule_id not in _rules_seen:
+        _rules_seen.add(rule_id)
+        RULE_DELIVERIES.labels(str(rule_id), "success")
+        RULE_DELIVERIES.labels(str(rule_id), "failure")
+    RULE_DELIVERIES.labels(str(rule_id), outcome).inc()

@@ -215,7 +215,7 @@ class DeliveryWorker:
                 outcome.error,
                 outcome.retry_tier or "none (final)",
             )
-        metrics.RULE_DELIVERIES.labels(str(job.target.rule_id), outcome.status).inc()
+        metrics.count_rule_delivery(job.target.rule_id, outcome.status)
         sends.append(
             self.producer.send(
                 self.topics.outcomes,
@@ -326,6 +326,7 @@ async def serve(settings: WorkerSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
+    metrics.declare_series()
     ops = await start_ops_server(settings.worker_port, lambda: bool(consumer.assignment()))
     log.info("delivery worker started group=%s", settings.worker_group)
     try:
