@@ -19,6 +19,7 @@ from analytics.settings import AnalyticsSettings
 from analytics.store import Row, Store
 from disparo.errors import InvalidMessage
 from disparo.kafka import dead_letter_headers, subscribe_when_ready
+from disparo.lag import LagMeter
 from disparo.metrics import DEAD_LETTERS
 from disparo.schemas import AttemptOutcome, parse_outcome
 from disparo.topics import Topics
@@ -106,6 +107,7 @@ class OutcomeSink:
         # between insert and commit re-reads those records; they are skipped, not re-inserted.
         self.stored: dict[int, int] = {}
         self.uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
+        self.lag = LagMeter(self.consumer, settings.sink_group)
 
     def stored_offsets(self) -> dict[int, int]:
         """The highest Kafka offset stored per outcomes partition."""
@@ -143,6 +145,7 @@ class OutcomeSink:
                 self.stored = self._stored_and_still_in_topic()
             for records in polled.values():
                 pending.extend(records)
+            self.lag.maybe_measure()
             full = len(pending) >= self.settings.sink_batch
             due = time.monotonic() - started >= self.settings.sink_linger_ms / 1000
             if pending and (full or due):

@@ -32,6 +32,7 @@ from consumers.settings import WorkerSettings
 from consumers.transport import make_transport
 from disparo.errors import InvalidMessage
 from disparo.kafka import dead_letter_headers, make_producer, subscribe_when_ready
+from disparo.lag import LagMeter
 from disparo.ops_http import start_ops_server
 from disparo.schemas import AttemptOutcome, DispatchJob, now_utc, parse_job
 from disparo.topics import Topics
@@ -58,6 +59,7 @@ class DeliveryWorker:
         self.deliverer = deliverer
         self.policy = RetryPolicy(settings.retry_tiers, settings.retried_4xx_statuses)
         self.gate = DueGate(consumer)
+        self.lag = LagMeter(consumer, settings.worker_group)
         self.guard = EndpointGuard(
             settings.worker_endpoint_concurrency,
             settings.breaker_failures,
@@ -93,6 +95,7 @@ class DeliveryWorker:
             self._take(polled, now_utc())
             if time.monotonic() - last_commit >= COMMIT_EVERY_S:
                 await self.commit()
+                await asyncio.to_thread(self.lag.maybe_measure)
                 last_commit = time.monotonic()
         if self.chains:
             await asyncio.wait(list(self.chains.values()), timeout=60)

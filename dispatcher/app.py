@@ -151,6 +151,11 @@ def _add_pages(app: faust.App, table: Any, cache: RuleCache) -> None:
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok"})
 
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        assigned = bool(app.consumer.assignment()) if app.consumer is not None else False
+        return web.json({"ready": assigned}, status=200 if assigned else 503)
+
 
 def run(settings: DispatcherSettings) -> None:
     """Run the dispatcher worker until stopped by a signal."""

@@ -5,9 +5,16 @@ from prometheus_client import REGISTRY
 import analytics.sink
 import analytics.warden
 import consumers.metrics
+import disparo.lag
 import dispatcher.metrics
 
-SERVICE_METRIC_MODULES = (analytics.sink, analytics.warden, consumers.metrics, dispatcher.metrics)
+SERVICE_METRIC_MODULES = (
+    analytics.sink,
+    analytics.warden,
+    consumers.metrics,
+    dispatcher.metrics,
+    disparo.lag,
+)
 _SUFFIXES = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
 
 

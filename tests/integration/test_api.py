@@ -136,6 +136,29 @@ def test_page_and_openapi_are_served(stack: Stack) -> None:
         assert path in spec["paths"], path
 
 
+def test_every_service_answers_health_readiness_and_metrics(stack: Stack) -> None:
+    worker = f"http://127.0.0.1:{stack.env['DISPARO_WORKER_PORT']}"
+    for base in (stack.api, stack.dispatcher, worker):
+        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200, base
+        eventually(
+            lambda base=base: httpx.get(f"{base}/readyz", timeout=10).status_code == 200,
+            60,
+            f"{base}/readyz",
+        )
+    assert httpx.get(f"{stack.api}/readyz", timeout=10).json()["clickhouse"] == "ok"
+
+    def worker_metrics() -> str | None:
+        text = httpx.get(f"{worker}/metrics", timeout=10).text
+        return text if "disparo_consumer_lag{" in text else None
+
+    text = eventually(worker_metrics, 30, "the worker's lag gauge")
+    assert 'disparo_deliveries_total{outcome="failure",reason="timeout"} 0.0' in text
+    assert (
+        "disparo_dispatch_jobs_total" in httpx.get(f"{stack.dispatcher}/metrics", timeout=10).text
+    )
+    assert "disparo_sink_rows_total" in httpx.get(f"{stack.api}/metrics", timeout=10).text
+
+
 def test_time_range_errors_say_what_to_change(stack: Stack) -> None:
     now = now_utc()
     reversed_range = {"from": now.isoformat(), "to": (now - timedelta(days=1)).isoformat()}
