@@ -47,9 +47,18 @@ def cmd_down(_: argparse.Namespace) -> int:
 
 
 def cmd_status(_: argparse.Namespace) -> int:
+    from analytics.settings import AnalyticsSettings
+    from consumers.settings import WorkerSettings
     from disparo.local import stack
+    from dispatcher.settings import DispatcherSettings
 
-    return stack.status(load(KernelSettings))
+    settings = load(AnalyticsSettings)
+    groups = [
+        load(DispatcherSettings).dispatcher_group,
+        load(WorkerSettings).worker_group,
+        settings.sink_group,
+    ]
+    return stack.status(settings, settings.api_port, groups)
 
 
 def cmd_topics(_: argparse.Namespace) -> int:
@@ -145,7 +154,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--no-demo", action="store_true", help="skip the demo receiver and events")
     up.set_defaults(run=cmd_up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(run=cmd_down)
-    sub.add_parser("status", help="which local processes run").set_defaults(run=cmd_status)
+    sub.add_parser(
+        "status", help="local processes, consumer lag, last minute's deliveries and failure %"
+    ).set_defaults(run=cmd_status)
     sub.add_parser("topics", help="create the topics if missing").set_defaults(run=cmd_topics)
     sub.add_parser("dispatcher", help="run the rule-matching processor (faust)").set_defaults(
         run=cmd_dispatcher

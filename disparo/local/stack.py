@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -107,13 +108,59 @@ def down(settings: KernelSettings) -> None:
     say("down")
 
 
-def status(settings: KernelSettings) -> int:
-    """Print which local processes run; exit code 0 when all of them do."""
+def status(settings: KernelSettings, api_port: int, groups: list[str]) -> int:
+    """Print processes, consumer lag and the last minute's deliveries; 0 when all run."""
     table = _table(settings.home)
     names = ["kafka", *SERVICES, "demo-receiver"]
     running = 0
+    print("processes")
     for name in names:
         pid = table.pid(name)
         running += pid is not None
-        print(f"{name:14} {'running, pid ' + str(pid) if pid else 'stopped'}")
+        print(f"  {name:14} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    print("consumer lag (records behind)")
+    for group, lag in group_lags(settings, groups).items():
+        print(f"  {group:30} {lag if lag is not None else 'unknown (Kafka not reachable)'}")
+    print("last minute")
+    print(f"  {_last_minute(api_port)}")
     return 0 if running == len(names) else 1
+
+
+def group_lags(settings: KernelSettings, groups: list[str]) -> dict[str, int | None]:
+    """Total lag of each consumer group (end offsets minus committed), None if unknown."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    from disparo.kafka import make_admin
+
+    try:
+        admin = make_admin(settings, timeout_s=3)
+        consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    except (DisparoError, KafkaError):
+        return dict.fromkeys(groups)
+    try:
+        out: dict[str, int | None] = {}
+        for group, committed in admin.list_group_offsets(list(groups)).items():
+            ends = consumer.end_offsets(list(committed)) if committed else {}
+            out[group] = sum(max(0, ends[tp] - meta.offset) for tp, meta in committed.items())
+        return out
+    except KafkaError:
+        return dict.fromkeys(groups)
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def _last_minute(api_port: int) -> str:
+    since = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    try:
+        summary = httpx.get(
+            f"http://127.0.0.1:{api_port}/api/v1/dispatches/summary",
+            params={"from": since},
+            timeout=5,
+        ).json()
+    except (httpx.HTTPError, ValueError):
+        return "unknown (the management API does not answer)"
+    return (
+        f"{summary['total']} attempts, {summary['failed']} failed ({summary['failure_rate']:.1%})"
+    )

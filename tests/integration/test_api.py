@@ -212,3 +212,23 @@ def test_cli_produce_publishes_every_line_of_a_file(
     )
     assert bad.returncode == 2
     assert "--event-type" in bad.stderr
+
+
+def test_status_shows_processes_lag_and_the_last_minute(stack: Stack, receiver: Receiver) -> None:
+    rule = stack.create_rule(
+        name="s", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1
+    )
+    stack.wait_rule_applied(rule["id"], active=True)
+    stack.publisher.publish_many([order_event("ST-1"), order_event("ST-2")])
+    eventually(lambda: stack.total() == 2, 30, "2 attempts")
+    done = subprocess.run(
+        [DISPARO, "status"], env=stack.env, capture_output=True, text=True, timeout=60, check=False
+    )
+    out = done.stdout
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "worker         running, pid" in out
+    assert "analytics      running, pid" in out
+    assert "demo-receiver  stopped" in out
+    assert done.returncode == 1  # not everything of the local stack runs here
+    assert f"{stack.env['DISPARO_WORKER_GROUP']}" in out
+    assert "2 attempts, 2 failed (100.0%)" in out
