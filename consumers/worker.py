@@ -161,11 +161,16 @@ class DeliveryWorker:
         when = now_utc() + timedelta(seconds=wait_s * (1 + 0.2 * random.random()))
         metrics.DEFERRED.labels(classify.CIRCUIT_OPEN).inc()
         log.info(
-            "deferred dispatch_id=%s order_id=%s: circuit open for %s, next probe in %.0fs",
+            "deferred %s: circuit open for %s, next probe in %.0fs",
             job.dispatch_id,
-            job.event.order_id,
             endpoint,
             wait_s,
+            extra={
+                "dispatch_id": job.dispatch_id,
+                "order_id": job.event.order_id,
+                "rule_id": job.target.rule_id,
+                "endpoint": endpoint,
+            },
         )
         return self.producer.send(
             self.topics.retry(tier.name),
@@ -210,13 +215,20 @@ class DeliveryWorker:
                     update={"final": False, "retry_tier": retry.tier.name, "retry_at": when}
                 )
             log.info(
-                "attempt failed dispatch_id=%s order_id=%s attempt=%d reason=%s error=%s retry=%s",
-                outcome.dispatch_id,
-                outcome.order_id,
+                "attempt %d of %s failed: %s (%s); %s",
                 outcome.attempt,
+                outcome.dispatch_id,
                 outcome.reason,
                 outcome.error,
-                outcome.retry_tier or "none (final)",
+                f"retry via {outcome.retry_tier}" if outcome.retry_tier else "final",
+                extra={
+                    "dispatch_id": outcome.dispatch_id,
+                    "order_id": outcome.order_id,
+                    "rule_id": outcome.rule_id,
+                    "attempt": outcome.attempt,
+                    "reason": outcome.reason,
+                    "retry_tier": outcome.retry_tier,
+                },
             )
         metrics.count_rule_delivery(job.target.rule_id, outcome.status)
         sends.append(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import uuid
 from collections.abc import Iterator
@@ -14,15 +13,10 @@ from disparo.errors import DisparoError
 from disparo.settings import KernelSettings, load
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    # One line per POST from httpx, and per connection from kafka-python, drown the signal.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("kafka").setLevel(max(logging.INFO, logging.getLevelName(level)))
+def _logging(settings: KernelSettings) -> None:
+    from disparo.logs import setup
+
+    setup(settings.log_level, settings.log_format)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -83,7 +77,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from disparo.loops import run
 
     settings = load(WorkerSettings)
-    _logging(settings.log_level)
+    _logging(settings)
     run(serve(settings))
     return 0
 
@@ -93,7 +87,7 @@ def cmd_analytics(_: argparse.Namespace) -> int:
     from analytics.settings import AnalyticsSettings
 
     settings = load(AnalyticsSettings)
-    _logging(settings.log_level)
+    _logging(settings)
     run(settings)
     return 0
 
@@ -101,7 +95,7 @@ def cmd_analytics(_: argparse.Namespace) -> int:
 def cmd_demo_receiver(args: argparse.Namespace) -> int:
     from disparo.local.demo import serve_receiver
 
-    _logging("INFO")
+    _logging(load(KernelSettings))
     serve_receiver(args.port)
     return 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +25,9 @@ class KernelSettings(BaseSettings):
     topic_prefix: str = Field("disparo.", description="prefix of every topic name")
     home: Path = Field(Path(".local"), description="state, logs and pid files of the local stack")
     log_level: str = Field("INFO", description="Python logging level")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json: one object per line with dispatch_id/order_id fields; text"
+    )
     retry_schedule: str = Field(
         DEFAULT_SCHEDULE, description="delays of the retry tiers; each names a retry.<tier> topic"
     )

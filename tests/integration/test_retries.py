@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from disparo.schemas import generate_secret
 from tests.integration.conftest import Stack, order_event
 from tests.integration.receiver import Receiver
 
@@ -72,3 +74,28 @@ def test_410_gone_is_final_after_one_attempt(stack: Stack, receiver: Receiver) -
         (1, 410, "http_4xx", True)
     ]
     assert len(receiver.on("/gone")) == 1
+
+
+def test_worker_logs_are_json_with_delivery_fields_and_never_hold_the_secret(
+    stack: Stack, receiver: Receiver
+) -> None:
+    secret = generate_secret()
+    rule = stack.create_rule(
+        name="logged", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1, secret=secret
+    )
+    stack.wait_rule_applied(rule["id"], active=True)
+    stack.publisher.publish(order_event("LOG-1"))
+    [row] = _attempts_of(stack, "LOG-1", 1)
+    lines = [
+        json.loads(line)
+        for line in stack.log_tail("worker", 200_000).splitlines()
+        if line.startswith("{")
+    ]
+    failures = [line for line in lines if line.get("dispatch_id") == row["dispatch_id"]]
+    assert failures
+    assert failures[0]["order_id"] == "LOG-1"
+    assert failures[0]["rule_id"] == rule["id"]
+    assert failures[0]["reason"] == "http_5xx"
+    secret_key = secret.removeprefix("whsec_")
+    for name in stack.names:
+        assert secret_key not in stack.log_tail(name, 1_000_000), name
