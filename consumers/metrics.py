@@ -8,6 +8,12 @@ from disparo import metrics as shared
 DELIVERIES = Counter(
     "disparo_deliveries_total", "Delivery attempts by outcome and reason.", ["outcome", "reason"]
 )
+ATTEMPTS = Counter(
+    "disparo_attempts_total",
+    "Delivery attempts by attempt number (1 = first try; bounded by max_attempts <= 20) and "
+    "whether it was a manual resend.",
+    ["attempt", "manual"],
+)
 DELIVERY_SECONDS = Histogram(
     "disparo_delivery_seconds",
     "Duration of one webhook POST, from send to answer.",

@@ -231,6 +231,7 @@ class DeliveryWorker:
                 },
             )
         metrics.count_rule_delivery(job.target.rule_id, outcome.status)
+        metrics.ATTEMPTS.labels(str(job.attempt), str(job.manual).lower()).inc()
         sends.append(
             self.producer.send(
                 self.topics.outcomes,

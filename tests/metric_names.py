@@ -2,6 +2,7 @@
 
 from prometheus_client import REGISTRY
 
+import analytics.api.resend
 import analytics.sink
 import analytics.warden
 import consumers.metrics

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException
 from kafka.errors import KafkaError
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analytics import queries, schema
@@ -17,6 +18,9 @@ from analytics.errors import BadQuery
 from disparo.schemas import DeliveryTarget, DispatchJob, OrderEvent, now_utc
 
 router = APIRouter(tags=["resend"])
+RESENDS = Counter(
+    "disparo_resends_total", "Dispatches queued for a manual resend, by request kind.", ["kind"]
+)
 MAX_PER_ORDER = 1000
 MAX_BULK = 10000
 
@@ -142,6 +146,7 @@ def resend(body: ResendRequest, svc: Annotated[Services, Depends(services)]) -> 
         MAX_PER_ORDER,
         "narrow it with 'event_type' or 'rule_id', or use /api/v1/resend/bulk",
     )
+    RESENDS.labels("dispatch" if body.dispatch_id else "order").inc(len(jobs))
     return {"queued": len(jobs), "dispatch_ids": [j.dispatch_id for j in jobs]}
 
 
@@ -169,6 +174,7 @@ def resend_bulk(
     jobs = _queue_rows(
         svc, rows, MAX_BULK, "narrow the period or add rule_id, event_type, reason or order_id"
     )
+    RESENDS.labels("bulk").inc(len(jobs))
     request_id = str(uuid.uuid4())
     svc.store.insert(
         schema.RESENDS_TABLE,
