@@ -95,6 +95,12 @@ class Stack:
         created: dict[str, Any] = response.json()
         return created
 
+    def active_rule(self, **fields: Any) -> dict[str, Any]:
+        """Create a rule and wait until the dispatcher applies it."""
+        rule = self.create_rule(**fields)
+        self.wait_rule_applied(rule["id"], active=True)
+        return rule
+
     def wait_rule_applied(self, rule_id: int, active: bool, timeout_s: float = 30) -> None:
         """Wait until the dispatcher's rules table holds the rule in that state."""
 

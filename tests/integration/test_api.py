@@ -20,10 +20,9 @@ pytestmark = pytest.mark.integration
 def test_http_ingest_accepts_a_list_and_every_event_is_delivered(
     stack: Stack, receiver: Receiver
 ) -> None:
-    rule = stack.create_rule(
+    stack.active_rule(
         name="invoices", event_types=["pre_invoice.created"], url=f"{receiver.url}/ok"
     )
-    stack.wait_rule_applied(rule["id"], active=True)
     events = [order_event(f"ORD-H-{i}", "pre_invoice.created") for i in range(5)]
     response = httpx.post(f"{stack.api}/api/v1/events", json=events, timeout=30)
     assert response.status_code == 202
@@ -36,8 +35,7 @@ def test_http_ingest_accepts_a_list_and_every_event_is_delivered(
 
 
 def test_pagination_walks_every_row_once_with_the_cursor(stack: Stack, receiver: Receiver) -> None:
-    rule = stack.create_rule(name="pages", event_types=["*"], url=f"{receiver.url}/ok")
-    stack.wait_rule_applied(rule["id"], active=True)
+    stack.active_rule(name="pages", event_types=["*"], url=f"{receiver.url}/ok")
     httpx.post(
         f"{stack.api}/api/v1/events", json=[order_event(f"P-{i}") for i in range(7)], timeout=30
     )
@@ -182,8 +180,7 @@ def test_time_range_errors_say_what_to_change(stack: Stack) -> None:
 def test_cli_produce_publishes_every_line_of_a_file(
     stack: Stack, receiver: Receiver, tmp_path: Path
 ) -> None:
-    rule = stack.create_rule(name="cli", event_types=["*"], url=f"{receiver.url}/ok")
-    stack.wait_rule_applied(rule["id"], active=True)
+    stack.active_rule(name="cli", event_types=["*"], url=f"{receiver.url}/ok")
     lines = tmp_path / "events.jsonl"
     lines.write_text("\n".join(json.dumps(order_event(f"CLI-{i}")) for i in range(3)) + "\n")
     done = subprocess.run(
@@ -215,10 +212,7 @@ def test_cli_produce_publishes_every_line_of_a_file(
 
 
 def test_status_shows_processes_lag_and_the_last_minute(stack: Stack, receiver: Receiver) -> None:
-    rule = stack.create_rule(
-        name="s", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1
-    )
-    stack.wait_rule_applied(rule["id"], active=True)
+    stack.active_rule(name="s", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1)
     stack.publisher.publish_many([order_event("ST-1"), order_event("ST-2")])
     eventually(lambda: stack.total() == 2, 30, "2 attempts")
     done = subprocess.run(

@@ -47,8 +47,7 @@ def test_broker_restart_during_delivery_loses_nothing_and_recovers_unaided(
     stack: Stack, receiver: Receiver, broker: tuple[KafkaNode, ProcessTable]
 ) -> None:
     node, table = broker
-    rule = stack.create_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
-    stack.wait_rule_applied(rule["id"], active=True)
+    rule = stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
     events = [
         {
             "event_id": str(uuid.uuid4()),

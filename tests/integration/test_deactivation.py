@@ -18,11 +18,10 @@ def test_rule_failing_continuously_is_deactivated_with_a_reason_and_gets_no_more
     env = {**stack.env, "DISPARO_DEACTIVATE_AFTER": "2s", "DISPARO_WARDEN_INTERVAL_S": "0.5"}
     stack.table.start("analytics", [DISPARO, "analytics"], env)
     stack.table.wait_http("analytics", f"{stack.api}/readyz", 60)
-    dead = stack.create_rule(
+    dead = stack.active_rule(
         name="dead", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1
     )
     witness = stack.create_rule(name="witness", event_types=["*"], url=f"{receiver.url}/ok")
-    stack.wait_rule_applied(dead["id"], active=True)
     stack.wait_rule_applied(witness["id"], active=True)
     stack.publisher.publish(order_event("DEAD-1"))
     receiver.wait_for("/fail", 1)

@@ -35,8 +35,7 @@ def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> l
 def test_garbage_events_are_dead_lettered_with_reasons_and_good_ones_still_flow(
     stack: Stack, receiver: Receiver
 ) -> None:
-    rule = stack.create_rule(name="all", event_types=["*"], url=f"{receiver.url}/ok")
-    stack.wait_rule_applied(rule["id"], active=True)
+    stack.active_rule(name="all", event_types=["*"], url=f"{receiver.url}/ok")
     bootstrap = stack.settings.kafka_bootstrap
     # A foreign producer, allowed to send what our own publish() would refuse.
     producer = KafkaProducer(

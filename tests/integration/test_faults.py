@@ -18,8 +18,7 @@ pytestmark = pytest.mark.integration
 def test_worker_killed_with_sigkill_mid_stream_loses_no_dispatch(
     stack: Stack, receiver: Receiver
 ) -> None:
-    rule = stack.create_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
-    stack.wait_rule_applied(rule["id"], active=True)
+    rule = stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
     events = order_events("KILL", 2000, orders=400)
     expected = {dispatch_id_for(uuid.UUID(e["event_id"]), rule["id"]) for e in events}
     stack.publisher.publish_many(events)
@@ -43,8 +42,7 @@ def test_worker_killed_with_sigkill_mid_stream_loses_no_dispatch(
 def test_sink_killed_between_insert_and_commit_leaves_exact_counts(
     stack: Stack, receiver: Receiver
 ) -> None:
-    rule = stack.create_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
-    stack.wait_rule_applied(rule["id"], active=True)
+    stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
     stack.table.stop("analytics", grace_s=20)
     stack.table.start(
         "analytics",
@@ -72,11 +70,10 @@ def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(
 ) -> None:
     hanging = Receiver()  # its own host:port, so its own slots and breaker
     try:
-        stuck = stack.create_rule(
+        stack.active_rule(
             name="stuck", event_types=["*"], url=f"{hanging.url}/hang", timeout_s=10, max_attempts=1
         )
         healthy = stack.create_rule(name="ok", event_types=["*"], url=f"{receiver.url}/ok")
-        stack.wait_rule_applied(stuck["id"], active=True)
         stack.wait_rule_applied(healthy["id"], active=True)
         stack.publisher.publish_many(order_events("HANG", 50))
         hanging.wait_for("/hang", 1, timeout_s=30)

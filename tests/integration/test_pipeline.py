@@ -20,14 +20,13 @@ def test_published_event_reaches_receiver_signed_and_its_attempt_is_served_by_th
     stack: Stack, receiver: Receiver
 ) -> None:
     secret = generate_secret()
-    rule = stack.create_rule(
+    rule = stack.active_rule(
         name="orders",
         event_types=["order.dispatched"],
         url=f"{receiver.url}/ok",
         secret=secret,
         headers={"x-tenant": "t1"},
     )
-    stack.wait_rule_applied(rule["id"], active=True)
     event = order_event("ORD-E2E-1")
     stack.publisher.publish(event)
 
@@ -61,12 +60,11 @@ def test_published_event_reaches_receiver_signed_and_its_attempt_is_served_by_th
 def test_failing_endpoint_is_recorded_as_failure_and_counted_in_the_failure_rate(
     stack: Stack, receiver: Receiver
 ) -> None:
-    ok = stack.create_rule(name="ok", event_types=["*"], url=f"{receiver.url}/ok")
+    stack.active_rule(name="ok", event_types=["*"], url=f"{receiver.url}/ok")
     bad = stack.create_rule(
         name="bad", event_types=["tracking.updated"], url=f"{receiver.url}/fail"
     )
     stack.wait_rule_applied(bad["id"], active=True)
-    stack.wait_rule_applied(ok["id"], active=True)
     stack.publisher.publish_many(
         [
             order_event("ORD-F-1", "tracking.updated"),
@@ -100,10 +98,9 @@ def test_deactivated_rule_gets_no_dispatches_for_later_events(
     watched = stack.create_rule(
         name="watched", event_types=["order.dispatched"], url=f"{receiver.url}/ok"
     )
-    witness = stack.create_rule(
+    stack.active_rule(
         name="witness", event_types=["order.dispatched"], url=f"{receiver.url}/ok-witness"
     )
-    stack.wait_rule_applied(witness["id"], active=True)
     stack.publisher.publish(order_event("ORD-D-1"))
     receiver.wait_for("/ok", 1)
 

@@ -59,11 +59,10 @@ def _instant(prometheus: str, query: str) -> float | None:
 def test_prometheus_records_the_failure_ratio_of_what_was_sent(
     stack: Stack, receiver: Receiver, prometheus: str
 ) -> None:
-    ok = stack.create_rule(name="ok", event_types=["order.dispatched"], url=f"{receiver.url}/ok")
+    ok = stack.active_rule(name="ok", event_types=["order.dispatched"], url=f"{receiver.url}/ok")
     bad = stack.create_rule(
         name="bad", event_types=["tracking.updated"], url=f"{receiver.url}/fail", max_attempts=1
     )
-    stack.wait_rule_applied(ok["id"], active=True)
     stack.wait_rule_applied(bad["id"], active=True)
     # The worker's zeroed series must be scraped before the first delivery.
     eventually(

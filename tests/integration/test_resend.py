@@ -26,10 +26,9 @@ def _point_rule_at(stack: Stack, rule: dict[str, Any], url: str) -> None:
 def test_resend_by_dispatch_id_is_a_manual_attempt_with_the_same_webhook_id(
     stack: Stack, receiver: Receiver
 ) -> None:
-    rule = stack.create_rule(
+    rule = stack.active_rule(
         name="r", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1
     )
-    stack.wait_rule_applied(rule["id"], active=True)
     stack.publisher.publish(order_event("RS-1"))
     [failed] = stack.rows_eventually(1, order_id="RS-1")
     assert (failed["status"], failed["final"]) == ("failure", True)
@@ -51,8 +50,7 @@ def test_resend_by_dispatch_id_is_a_manual_attempt_with_the_same_webhook_id(
 
 
 def test_resend_by_order_narrows_by_event_type(stack: Stack, receiver: Receiver) -> None:
-    rule = stack.create_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
-    stack.wait_rule_applied(rule["id"], active=True)
+    stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
     stack.publisher.publish_many(
         [order_event("RS-2", "order.dispatched"), order_event("RS-2", "tracking.updated")]
     )
@@ -72,11 +70,10 @@ def test_resend_by_order_narrows_by_event_type(stack: Stack, receiver: Receiver)
 def test_bulk_resend_queues_only_final_failures_matching_the_filter(
     stack: Stack, receiver: Receiver
 ) -> None:
-    failing = stack.create_rule(
+    failing = stack.active_rule(
         name="f", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1
     )
     healthy = stack.create_rule(name="h", event_types=["*"], url=f"{receiver.url}/ok")
-    stack.wait_rule_applied(failing["id"], active=True)
     stack.wait_rule_applied(healthy["id"], active=True)
     stack.publisher.publish_many([order_event(f"BULK-{i}") for i in range(4)])
     stack.rows_eventually(8)

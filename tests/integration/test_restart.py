@@ -13,8 +13,7 @@ pytestmark = pytest.mark.integration
 def test_analytics_restart_on_stored_history_keeps_counts_exact(
     stack: Stack, receiver: Receiver
 ) -> None:
-    rule = stack.create_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
-    stack.wait_rule_applied(rule["id"], active=True)
+    stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
     stack.publisher.publish_many(order_events("BEFORE", 5))
     eventually(lambda: stack.total() == 5, 30, "5 rows before the restart")
 
@@ -31,8 +30,7 @@ def test_analytics_restart_on_stored_history_keeps_counts_exact(
 
 
 def test_worker_restart_delivers_later_jobs_once(stack: Stack, receiver: Receiver) -> None:
-    rule = stack.create_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
-    stack.wait_rule_applied(rule["id"], active=True)
+    stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
     stack.publisher.publish_many(order_events("W1", 4))
     receiver.wait_for("/ok", 4)
     stack.restart("worker")

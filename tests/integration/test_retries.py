@@ -21,10 +21,9 @@ def _attempts_of(stack: Stack, order_id: str, count: int) -> list[dict[str, Any]
 def test_endpoint_failing_twice_with_503_then_succeeding_gets_three_attempts_ending_in_success(
     stack: Stack, receiver: Receiver
 ) -> None:
-    rule = stack.create_rule(
+    stack.active_rule(
         name="flaky", event_types=["*"], url=f"{receiver.url}/flaky/2", max_attempts=5
     )
-    stack.wait_rule_applied(rule["id"], active=True)
     stack.publisher.publish(order_event("FLAKY-1"))
     rows = _attempts_of(stack, "FLAKY-1", 3)
     assert [(r["attempt"], r["status"], r["http_status"]) for r in rows] == [
@@ -43,10 +42,9 @@ def test_endpoint_failing_twice_with_503_then_succeeding_gets_three_attempts_end
 def test_timeouts_are_classified_and_retried_until_max_attempts_then_final(
     stack: Stack, receiver: Receiver
 ) -> None:
-    rule = stack.create_rule(
+    stack.active_rule(
         name="slow", event_types=["*"], url=f"{receiver.url}/slow", timeout_s=0.5, max_attempts=2
     )
-    stack.wait_rule_applied(rule["id"], active=True)
     stack.publisher.publish(order_event("SLOW-1"))
     rows = _attempts_of(stack, "SLOW-1", 2)
     assert [(r["attempt"], r["reason"], r["final"]) for r in rows] == [
@@ -58,14 +56,13 @@ def test_timeouts_are_classified_and_retried_until_max_attempts_then_final(
 
 
 def test_410_gone_is_final_after_one_attempt(stack: Stack, receiver: Receiver) -> None:
-    gone = stack.create_rule(
+    gone = stack.active_rule(
         name="gone", event_types=["*"], url=f"{receiver.url}/gone", max_attempts=5
     )
     witness = stack.create_rule(
         name="witness", event_types=["*"], url=f"{receiver.url}/flaky/1", max_attempts=5
     )
     stack.wait_rule_applied(witness["id"], active=True)
-    stack.wait_rule_applied(gone["id"], active=True)
     stack.publisher.publish(order_event("GONE-1"))
     # The witness's retry (tier 1s) proves the retry path ran past the 410's moment.
     receiver.wait_for("/flaky/1", 2, timeout_s=30)
@@ -80,10 +77,9 @@ def test_worker_logs_are_json_with_delivery_fields_and_never_hold_the_secret(
     stack: Stack, receiver: Receiver
 ) -> None:
     secret = generate_secret()
-    rule = stack.create_rule(
+    rule = stack.active_rule(
         name="logged", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1, secret=secret
     )
-    stack.wait_rule_applied(rule["id"], active=True)
     stack.publisher.publish(order_event("LOG-1"))
     [row] = _attempts_of(stack, "LOG-1", 1)
     lines = [
