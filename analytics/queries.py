@@ -83,17 +83,30 @@ def _ts(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+_KINDS = {
+    "status": "String",
+    "dispatch_id": "String",
+    "order_id": "String",
+    "event_type": "String",
+    "rule_id": "UInt64",
+}
+
+
+def _equal_to(filters: dict[str, Any], clauses: list[str], params: dict[str, Any]) -> None:
+    """Add `column = {column:Type}` for every filter that is set."""
+    for column, value in filters.items():
+        if value is not None:
+            clauses.append(f"{column} = {{{column}:{_KINDS[column]}}}")
+            params[column] = value
+
+
 def _where(
     period: Period, status: StatusFilter, order_id: str | None
 ) -> tuple[list[str], dict[str, Any]]:
     clauses = [f"dispatched_at >= {{start:{_TS}}}", f"dispatched_at < {{end:{_TS}}}"]
     params: dict[str, Any] = {"start": _ts(period.start), "end": _ts(period.end)}
-    if status != "all":
-        clauses.append("status = {status:String}")
-        params["status"] = status
-    if order_id:
-        clauses.append("order_id = {order_id:String}")
-        params["order_id"] = order_id
+    filters = {"status": None if status == "all" else status, "order_id": order_id or None}
+    _equal_to(filters, clauses, params)
     return clauses, params
 
 
@@ -152,22 +165,6 @@ RESEND_COLUMNS = (
     f"dispatch_id, argMax(event_json, {_LAST}) AS last_event, any(rule_id) AS rule, "
     "max(attempt) AS last_attempt"
 )
-
-
-_KINDS = {
-    "dispatch_id": "String",
-    "order_id": "String",
-    "event_type": "String",
-    "rule_id": "UInt64",
-}
-
-
-def _equal_to(filters: dict[str, Any], clauses: list[str], params: dict[str, Any]) -> None:
-    """Add `column = {column:Type}` for every filter that is set."""
-    for column, value in filters.items():
-        if value is not None:
-            clauses.append(f"{column} = {{{column}:{_KINDS[column]}}}")
-            params[column] = value
 
 
 def resend_candidates(

@@ -54,10 +54,6 @@ def view(rule: Rule, reveal: bool = False) -> dict[str, Any]:
 
 def write_rule(svc: Services, rule_id: int, value: bytes | None) -> None:
     """Publish a rule (or its tombstone) and wait until the rules view holds it."""
-    _write(svc, rule_id, value)
-
-
-def _write(svc: Services, rule_id: int, value: bytes | None) -> None:
     try:
         meta = svc.producer.send(svc.topics.rules, key=str(rule_id).encode(), value=value).get(30)
     except KafkaError as exc:
@@ -84,7 +80,7 @@ def create_rule(body: RuleCreate, svc: Annotated[Services, Depends(services)]) -
         rule = Rule(
             id=rule_id, secret=body.secret or generate_secret(), activated_at=now_utc(), **fields
         )
-        _write(svc, rule.id, rule.model_dump_json().encode())
+        write_rule(svc, rule.id, rule.model_dump_json().encode())
     return view(rule, reveal=True)
 
 
@@ -115,7 +111,7 @@ def update_rule(
         activated_at=now_utc() if body.active and not current.active else current.activated_at,
         **fields,
     )
-    _write(svc, rule_id, rule.model_dump_json().encode())
+    write_rule(svc, rule_id, rule.model_dump_json().encode())
     return view(rule)
 
 
@@ -123,5 +119,5 @@ def update_rule(
 def delete_rule(rule_id: int, svc: Annotated[Services, Depends(services)]) -> Response:
     """Delete a rule (a tombstone on the compacted topic)."""
     _found(svc, rule_id)
-    _write(svc, rule_id, None)
+    write_rule(svc, rule_id, None)
     return Response(status_code=204)
