@@ -17,7 +17,7 @@ import pytest
 from disparo.kafka import ensure_topics
 from disparo.local.kafka import free_port, temporary_broker
 from disparo.local.processes import ProcessTable
-from disparo.schemas import now_utc
+from disparo.schemas import dispatch_id_for, now_utc
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
 from producers.publish import Publisher
@@ -57,6 +57,11 @@ def order_event(
 def order_events(prefix: str, n: int, orders: int | None = None) -> list[dict[str, Any]]:
     """`n` events spread over `orders` order ids (one each by default)."""
     return [order_event(f"{prefix}-{i % (orders or n)}") for i in range(n)]
+
+
+def dispatch_ids(events: list[dict[str, Any]], rule_id: int) -> set[str]:
+    """The dispatch ids (webhook-ids) one rule gives these events."""
+    return {dispatch_id_for(uuid.UUID(str(e["event_id"])), rule_id) for e in events}
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +142,15 @@ class Stack:
 
         rows: list[dict[str, Any]] = eventually(enough, 45, f"{count} rows for {params}")
         return sorted(rows, key=lambda r: (r["dispatched_at"], r["attempt"]))
+
+    def wait_all_final(self, expected: set[str], timeout_s: float) -> None:
+        """Wait until every dispatch in `expected` has a final successful attempt row."""
+
+        def all_final() -> bool:
+            rows = self.all_rows(status="success")
+            return {r["dispatch_id"] for r in rows if r["final"]} >= expected
+
+        eventually(all_final, timeout_s, f"a final row for each of {len(expected)} dispatches")
 
     def total(self) -> int:
         """The summary's total attempts over the default period."""

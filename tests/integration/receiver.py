@@ -78,6 +78,10 @@ class Receiver:
         with self._cond:
             return [r for r in self.requests if r.path == path]
 
+    def webhook_ids(self, path: str) -> set[str]:
+        """The distinct `webhook-id`s received on `path`."""
+        return {r.headers["webhook-id"] for r in self.on(path)}
+
     def wait_for(self, path: str, count: int, timeout_s: float = 30.0) -> list[Received]:
         """Requests to `path`, once at least `count` arrived; fails the test on timeout."""
         deadline = time.monotonic() + timeout_s

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +9,7 @@ import pytest
 
 from disparo.local.kafka import REPO_ROOT, KafkaNode, free_port, provision_jars
 from disparo.local.processes import ProcessTable
-from disparo.schemas import dispatch_id_for, now_utc
-from tests.integration.conftest import Stack, eventually
+from tests.integration.conftest import Stack, dispatch_ids, eventually, order_events
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -48,16 +46,8 @@ def test_broker_restart_during_delivery_loses_nothing_and_recovers_unaided(
 ) -> None:
     node, table = broker
     rule = stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
-    events = [
-        {
-            "event_id": str(uuid.uuid4()),
-            "event_type": "order.dispatched",
-            "order_id": f"BR-{i % 50}",
-            "occurred_at": now_utc().isoformat(),
-        }
-        for i in range(600)
-    ]
-    expected = {dispatch_id_for(uuid.UUID(str(e["event_id"])), rule["id"]) for e in events}
+    events = order_events("BR", 600, orders=50)
+    expected = dispatch_ids(events, rule["id"])
     stack.publisher.publish_many(events[:300])
     receiver.wait_for("/ok", 30, timeout_s=60)
 
@@ -67,7 +57,7 @@ def test_broker_restart_during_delivery_loses_nothing_and_recovers_unaided(
     stack.publisher.publish_many(events[300:], timeout_s=120)
 
     def all_delivered() -> bool:
-        return {r.headers["webhook-id"] for r in receiver.on("/ok")} >= expected
+        return receiver.webhook_ids("/ok") >= expected
 
     eventually(all_delivered, 180, "every event delivered after the broker restart")
 

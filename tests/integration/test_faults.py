@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 
 import pytest
 
-from disparo.schemas import dispatch_id_for
-from tests.integration.conftest import DISPARO, Stack, eventually, order_events
+from tests.integration.conftest import DISPARO, Stack, dispatch_ids, eventually, order_events
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -20,7 +18,7 @@ def test_worker_killed_with_sigkill_mid_stream_loses_no_dispatch(
 ) -> None:
     rule = stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
     events = order_events("KILL", 2000, orders=400)
-    expected = {dispatch_id_for(uuid.UUID(e["event_id"]), rule["id"]) for e in events}
+    expected = dispatch_ids(events, rule["id"])
     stack.publisher.publish_many(events)
     receiver.wait_for("/ok", 300, timeout_s=60)
     pid = stack.table.pid("worker")
@@ -30,13 +28,8 @@ def test_worker_killed_with_sigkill_mid_stream_loses_no_dispatch(
     assert in_flight > 0, "the worker finished before it could be killed; raise the count"
     stack.table.start("worker", [DISPARO, "worker"], stack.env)
 
-    def all_final() -> bool:
-        finals = {r["dispatch_id"] for r in stack.all_rows(status="success") if r["final"]}
-        return finals >= expected
-
-    eventually(all_final, 120, "a final outcome for each of the 2,000 dispatches")
-    delivered = {r.headers["webhook-id"] for r in receiver.on("/ok")}
-    assert delivered == expected
+    stack.wait_all_final(expected, 120)
+    assert receiver.webhook_ids("/ok") == expected
 
 
 def test_sink_killed_between_insert_and_commit_leaves_exact_counts(

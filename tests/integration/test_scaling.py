@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 
 import pytest
 
 from disparo.local.kafka import free_port
-from disparo.schemas import dispatch_id_for
-from tests.integration.conftest import DISPARO, Stack, eventually, order_events
+from tests.integration.conftest import DISPARO, Stack, dispatch_ids, eventually, order_events
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -31,7 +29,7 @@ def test_three_workers_share_partitions_and_the_others_take_over_a_killed_one(
 
         rule = stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
         events = order_events("SCALE", 900, orders=150)
-        expected = {dispatch_id_for(uuid.UUID(e["event_id"]), rule["id"]) for e in events}
+        expected = dispatch_ids(events, rule["id"])
         stack.publisher.publish_many(events)
         receiver.wait_for("/ok", 100, timeout_s=60)
         victim = stack.table.pid("worker-2")
@@ -39,15 +37,11 @@ def test_three_workers_share_partitions_and_the_others_take_over_a_killed_one(
         os.kill(victim, signal.SIGKILL)
 
         def all_delivered() -> bool:
-            return {r.headers["webhook-id"] for r in receiver.on("/ok")} >= expected
+            return receiver.webhook_ids("/ok") >= expected
 
         eventually(all_delivered, 120, "the two remaining workers to deliver everything")
 
-        def all_final() -> bool:
-            rows = stack.all_rows(status="success")
-            return {r["dispatch_id"] for r in rows if r["final"]} >= expected
-
-        eventually(all_final, 60, "a final row for every dispatch")
+        stack.wait_all_final(expected, 60)
     finally:
         for name in extra:
             stack.table.stop(name, grace_s=10)
