@@ -37,10 +37,11 @@ unit: install
 	$(BIN)/pytest tests/unit -q
 
 integration: install
+	@bash deploy/local/ensure-system.sh clickhouse
 	$(BIN)/pytest tests/integration -q
 
 test: check
-	@bash deploy/local/ensure-system.sh prometheus
+	@bash deploy/local/ensure-system.sh prometheus clickhouse
 	$(BIN)/pytest tests -q
 
 bench: install

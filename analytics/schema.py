@@ -5,6 +5,10 @@ TABLE = "attempts"
 RESENDS_TABLE = "resend_requests"
 RETENTION_DAYS = 30
 
+# The oldest server with every feature the schema and the sink use: Bool (21.12),
+# insert_deduplication_token (22.2), DateTime64, TTL, codecs and skip indexes (older).
+MIN_SERVER_VERSION = (22, 3)
+
 COLUMNS = (
     "dispatched_at",
     "attempt_id",
@@ -28,6 +32,22 @@ COLUMNS = (
     "kafka_partition",
     "kafka_offset",
 )
+
+
+def version_problem(version: str) -> str | None:
+    """Why a server of this version cannot hold the schema, or None when it can."""
+    try:
+        found = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return f"cannot read the ClickHouse server version {version!r}"
+    if found >= MIN_SERVER_VERSION:
+        return None
+    need = ".".join(map(str, MIN_SERVER_VERSION))
+    return (
+        f"ClickHouse server {version} is too old for disparo's attempts table: it needs "
+        f"{need} or newer (Bool, DateTime64, TTL, insert_deduplication_token); upgrade the "
+        "server or leave DISPARO_CLICKHOUSE_URL empty to use the embedded engine"
+    )
 
 
 def ddl(database: str = DATABASE) -> list[str]:

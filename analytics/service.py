@@ -18,7 +18,7 @@ from analytics.api.deps import Services
 from analytics.api.rules import write_rule
 from analytics.settings import AnalyticsSettings
 from analytics.sink import OutcomeSink
-from analytics.store import ensure_schema, open_store
+from analytics.store import ensure_schema_when_reachable, open_store
 from analytics.warden import RuleWarden
 from disparo.kafka import make_producer
 from disparo.rules_view import RulesView
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 def run(settings: AnalyticsSettings) -> None:
     """Serve the API; the sink and the rules view live for as long as the app does."""
     store = open_store(settings.clickhouse_url, settings.chdb_path)
-    ensure_schema(store)
+    ensure_schema_when_reachable(store)
     producer = make_producer(settings, client_id="disparo-analytics")
     rules = RulesView(settings)
     sink = OutcomeSink(settings, store, producer)

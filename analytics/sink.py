@@ -15,6 +15,7 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 
 from analytics import schema
+from analytics.errors import StoreError
 from analytics.settings import AnalyticsSettings
 from analytics.store import Row, Store
 from disparo.errors import InvalidMessage
@@ -27,6 +28,10 @@ from disparo.topics import Topics
 log = logging.getLogger(__name__)
 ROWS = Counter("disparo_sink_rows_total", "Attempt rows written to ClickHouse by the sink.")
 BATCHES = Counter("disparo_sink_batches_total", "Inserts the sink made into ClickHouse.")
+INSERT_FAILURES = Counter(
+    "disparo_sink_insert_failures_total", "Inserts ClickHouse refused or lost; each is retried."
+)
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # between retries of one failed insert
 
 
 def row_of(outcome: AttemptOutcome, partition: int, offset: int) -> Row:
@@ -103,6 +108,7 @@ class OutcomeSink:
         self._stop = threading.Event()
         self.rows_written = 0
         self.assignment_changed = False
+        self.store_ok = True
         # Per partition, the highest offset whose row is already stored. A sink that crashed
         # between insert and commit re-reads those records; they are skipped, not re-inserted.
         self.stored: dict[int, int] = {}
@@ -158,8 +164,8 @@ class OutcomeSink:
         self.consumer.close()
 
     def consuming(self) -> bool:
-        """True once the sink holds partitions of the outcomes topic."""
-        return not self._stop.is_set() and bool(self.consumer.assignment())
+        """True once the sink holds partitions of the outcomes topic and can write."""
+        return not self._stop.is_set() and self.store_ok and bool(self.consumer.assignment())
 
     def stop(self) -> None:
         """Ask `run()` to flush and return."""
@@ -178,7 +184,8 @@ class OutcomeSink:
                 rows.append(row_of(parse_outcome(r.value), r.partition, r.offset))
             except InvalidMessage as exc:
                 self._dead_letter(r, exc.reason)
-        self.store.insert(schema.TABLE, rows, dedup_token(ranges))
+        if not self._insert_until_stored(rows, dedup_token(ranges)):
+            return  # stopping while ClickHouse is away: the offsets stay uncommitted
         if rows and os.environ.get("DISPARO_FAILPOINT") == "sink-exit-after-insert":
             os._exit(86)  # test failpoint: die between the insert and the offset commit
         self.producer.flush()
@@ -200,6 +207,30 @@ class OutcomeSink:
             # The rows are stored and `stored` keeps them from being inserted twice; the
             # offsets are committed with the next batch, once the broker answers again.
             log.warning("sink commit failed, retried with the next batch: %s", exc)
+
+    def _insert_until_stored(self, rows: list[Row], token: str) -> bool:
+        """Insert, retrying with backoff while ClickHouse is away; False if stopped first."""
+        failures = 0
+        while True:
+            try:
+                if failures:
+                    rows = self._not_yet_stored(rows)
+                self.store.insert(schema.TABLE, rows, token)
+                self.store_ok = True
+                return True
+            except StoreError as exc:
+                INSERT_FAILURES.inc()
+                self.store_ok = False
+                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                failures += 1
+                log.warning("insert of %d rows failed, retry in %.1f s: %s", len(rows), delay, exc)
+                if self._stop.wait(delay):
+                    return False
+
+    def _not_yet_stored(self, rows: list[Row]) -> list[Row]:
+        """Rows whose offsets are not stored: a failed insert may still have landed."""
+        self.stored = self.stored_offsets()
+        return [r for r in rows if r["kafka_offset"] > self.stored.get(r["kafka_partition"], -1)]
 
     def _dead_letter(self, record: Any, reason: str) -> None:
         DEAD_LETTERS.labels("sink", "invalid_outcome").inc()

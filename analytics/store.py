@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic_core import to_json
 
 from analytics import schema
-from analytics.errors import StoreError
+from analytics.errors import SchemaRefused, StoreError
 
 Row = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
@@ -32,7 +35,11 @@ class Store(Protocol):
 
 
 def ensure_schema(store: Store) -> None:
-    """Create the database and the attempts table when missing."""
+    """Create the database and the attempts table when missing; refuse a too-old server."""
+    version = str(store.select("SELECT version() AS v")[0]["v"])
+    problem = schema.version_problem(version)
+    if problem:
+        raise SchemaRefused(problem)
     for statement in schema.ddl(store.database):
         store.command(statement)
 
@@ -92,11 +99,22 @@ class ServerStore:
 
         parts = urlsplit(url)
         self.database = (parts.path or "/").strip("/") or schema.DATABASE
-        base = url.replace(parts.path, "", 1) if parts.path else url
-        self._client = Client.from_url(
-            base, settings={"server_side_params": True}, compression=True
+        secure = parts.scheme == "clickhouses"
+        port = parts.port or (9440 if secure else 9000)
+        self.address = f"{parts.hostname}:{port}"  # for messages: no password
+        self._client = Client(
+            parts.hostname or "127.0.0.1",
+            port=port,
+            user=unquote(parts.username or "default"),
+            password=unquote(parts.password or ""),
+            secure=secure,
+            compression=True,
+            connect_timeout=5,
+            send_receive_timeout=60,
+            settings={"server_side_params": True},
         )
         self._lock = threading.Lock()
+        self._dedup_tokens: bool | None = None
 
     def command(self, sql: str) -> None:
         self._execute(sql)
@@ -111,14 +129,23 @@ class ServerStore:
             return
         names = list(rows[0])
         data = [tuple(r[n] for n in names) for r in rows]
+        settings = {"insert_deduplication_token": dedup_token} if self._takes_tokens() else {}
         self._execute(
             f"INSERT INTO {self.database}.{table} ({', '.join(names)}) VALUES",
             data,
-            settings={"insert_deduplication_token": dedup_token},
+            settings=settings,
         )
 
     def close(self) -> None:
         self._client.disconnect()
+
+    def _takes_tokens(self) -> bool:
+        # Servers before 22.2 reject the setting. They cannot hold the full schema either;
+        # the sink still de-duplicates retried batches by their stored Kafka offsets.
+        if self._dedup_tokens is None:
+            version = str(self.select("SELECT version() AS v")[0]["v"])
+            self._dedup_tokens = tuple(int(p) for p in version.split(".")[:2]) >= (22, 2)
+        return self._dedup_tokens
 
     def _execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
         from clickhouse_driver.errors import Error
@@ -127,7 +154,27 @@ class ServerStore:
             try:
                 return self._client.execute(sql, *args, **kwargs)
             except (Error, OSError, EOFError) as exc:
-                raise StoreError(f"ClickHouse server error: {exc}") from exc
+                self._client.disconnect()  # the next call reconnects from scratch
+                detail = str(exc).split("Stack trace:")[0].strip()
+                raise StoreError(f"ClickHouse server {self.address}: {detail}") from exc
+
+
+def ensure_schema_when_reachable(store: Store, wait_s: float = 60.0) -> None:
+    """`ensure_schema`, retried with backoff while the server is unreachable."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.5
+    while True:
+        try:
+            ensure_schema(store)
+            return
+        except SchemaRefused:
+            raise
+        except StoreError as exc:
+            if time.monotonic() + delay > deadline:
+                raise StoreError(f"ClickHouse unreachable for {wait_s:.0f} s: {exc}") from exc
+            log.warning("ClickHouse not reachable yet, retry in %.1f s: %s", delay, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def open_store(clickhouse_url: str, chdb_path: Path) -> Store:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages disparo needs, only those that are missing (Debian/Ubuntu).
-# Usage: ensure-system.sh [extra ...]   extras: nginx (benchmark), prometheus (promtool)
+# Usage: ensure-system.sh [extra ...]
+#   extras: nginx (benchmark), prometheus (promtool), clickhouse (old-server driver tests)
 set -euo pipefail
 
 missing=()
@@ -17,6 +18,7 @@ for extra in "$@"; do
   case "$extra" in
     nginx) command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light) ;;
     prometheus) command -v promtool >/dev/null 2>&1 || missing+=(prometheus) ;;
+    clickhouse) [ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server) ;;
     *) echo "ensure-system: unknown extra '$extra'" >&2; exit 2 ;;
   esac
 done

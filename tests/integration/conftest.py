@@ -25,6 +25,23 @@ from tests.integration.receiver import Receiver
 
 DISPARO = str(Path(sys.executable).with_name("disparo"))
 RETRY_SCHEDULE = "1s,2s"  # short tiers, so retry paths finish within a test
+# Set to clickhouse://host:port to run every test on a ClickHouse server instead of chdb.
+SERVER_URL = os.environ.get("DISPARO_CLICKHOUSE_TEST_URL", "").rstrip("/")
+
+
+def clickhouse_url(database: str) -> str:
+    """The DISPARO_CLICKHOUSE_URL of one test: a database of its own on the test server, or ''."""
+    return f"{SERVER_URL}/{database}" if SERVER_URL else ""
+
+
+def drop_database(url: str) -> None:
+    """Remove a test's database from the test server (chdb data lives in tmp_path)."""
+    if url:
+        from analytics.store import ServerStore
+
+        store = ServerStore(url)
+        store.command(f"DROP DATABASE IF EXISTS {store.database}")
+        store.close()
 
 
 def eventually(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
@@ -181,7 +198,7 @@ def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
             "DISPARO_KAFKA_BOOTSTRAP": kafka_bootstrap,
             "DISPARO_TOPIC_PREFIX": prefix,
             "DISPARO_HOME": str(tmp_path),
-            "DISPARO_CLICKHOUSE_URL": "",
+            "DISPARO_CLICKHOUSE_URL": clickhouse_url(prefix.rstrip(".")),
             "DISPARO_DISPATCHER_GROUP": f"{prefix}dispatcher",
             "DISPARO_WORKER_GROUP": f"{prefix}delivery",
             "DISPARO_SINK_GROUP": f"{prefix}sink",
@@ -219,3 +236,4 @@ def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
         for name in names:
             tail = table.log_file(name).read_text(errors="replace")[-3000:]
             print(f"----- {name} log -----\n{tail}")
+        drop_database(env["DISPARO_CLICKHOUSE_URL"])

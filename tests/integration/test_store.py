@@ -1,4 +1,4 @@
-"""The attempts table and history queries on the real embedded ClickHouse (chdb)."""
+"""The attempts table and history queries on real ClickHouse: chdb, or a server when configured."""
 
 from __future__ import annotations
 
@@ -11,24 +11,32 @@ import pytest
 
 from analytics import queries, schema
 from analytics.sink import dedup_token, row_of
-from analytics.store import ChdbStore, Row, ensure_schema
+from analytics.store import ChdbStore, Row, ServerStore, Store, ensure_schema
 from disparo.schemas import AttemptOutcome
+from tests.integration.conftest import clickhouse_url, drop_database
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
-    # chdb allows one data path per process, so this module owns the only in-process store.
-    opened = ChdbStore(Path(tmp_path_factory.mktemp("chdb")), database="store_test")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """chdb, or the server DISPARO_CLICKHOUSE_TEST_URL names."""
+    url = clickhouse_url(f"store_test_{uuid.uuid4().hex[:8]}")
+    # chdb allows one data path per process, so this module owns the only in-process chdb.
+    opened: Store = (
+        ServerStore(url)
+        if url
+        else ChdbStore(Path(tmp_path_factory.mktemp("chdb")), database="store_test")
+    )
     ensure_schema(opened)
     yield opened
     opened.close()
+    drop_database(url)
 
 
 @pytest.fixture(autouse=True)
-def empty_table(store: ChdbStore) -> None:
+def empty_table(store: Store) -> None:
     store.command(f"TRUNCATE TABLE {store.database}.{schema.TABLE}")
 
 
@@ -61,7 +69,7 @@ def rows(outcomes: list[AttemptOutcome]) -> list[Row]:
     return [row_of(o, 0, offset) for offset, o in enumerate(outcomes)]
 
 
-def test_a_retried_batch_with_the_same_token_is_stored_once(store: ChdbStore) -> None:
+def test_a_retried_batch_with_the_same_token_is_stored_once(store: Store) -> None:
     batch = rows([outcome("A", NOW - timedelta(minutes=i)) for i in range(5)])
     token = dedup_token({0: (0, 4)})
     store.insert(schema.TABLE, batch, token)
@@ -73,7 +81,7 @@ def test_a_retried_batch_with_the_same_token_is_stored_once(store: ChdbStore) ->
     assert int(count["n"]) == 7
 
 
-def test_summary_counts_failures_in_the_period_only(store: ChdbStore) -> None:
+def test_summary_counts_failures_in_the_period_only(store: Store) -> None:
     inside = [
         outcome("A", NOW - timedelta(hours=h), "failure" if h % 4 == 0 else "success")
         for h in range(1, 13)
@@ -85,7 +93,7 @@ def test_summary_counts_failures_in_the_period_only(store: ChdbStore) -> None:
     assert (int(row["total"]), int(row["failed"])) == (12, 3)
 
 
-def test_order_search_and_status_filter(store: ChdbStore) -> None:
+def test_order_search_and_status_filter(store: Store) -> None:
     batch = [
         outcome("ORD-1", NOW - timedelta(minutes=1)),
         outcome("ORD-1", NOW - timedelta(minutes=2), "failure"),
@@ -99,7 +107,7 @@ def test_order_search_and_status_filter(store: ChdbStore) -> None:
     assert sorted(r["order_id"] for r in failed) == ["ORD-1", "ORD-2"]
 
 
-def test_keyset_pages_are_newest_first_without_gaps_or_repeats(store: ChdbStore) -> None:
+def test_keyset_pages_are_newest_first_without_gaps_or_repeats(store: Store) -> None:
     same_time = NOW - timedelta(minutes=5)  # ties on time are broken by attempt id
     batch = [outcome("P", same_time) for _ in range(4)]
     batch += [outcome("P", NOW - timedelta(minutes=m)) for m in range(6, 12)]
@@ -123,7 +131,7 @@ def test_keyset_pages_are_newest_first_without_gaps_or_repeats(store: ChdbStore)
     assert times == sorted(times, reverse=True)
 
 
-def test_table_has_thirty_day_ttl_and_daily_partitions(store: ChdbStore) -> None:
+def test_table_has_thirty_day_ttl_and_daily_partitions(store: Store) -> None:
     [ddl] = store.select(
         "SELECT create_table_query AS q FROM system.tables "
         f"WHERE database = '{store.database}' AND name = '{schema.TABLE}'"
