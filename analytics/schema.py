@@ -9,29 +9,54 @@ RETENTION_DAYS = 30
 # insert_deduplication_token (22.2), DateTime64, TTL, codecs and skip indexes (older).
 MIN_SERVER_VERSION = (22, 3)
 
-COLUMNS = (
-    "dispatched_at",
-    "attempt_id",
-    "dispatch_id",
-    "attempt",
-    "manual",
-    "final",
-    "order_id",
-    "order_status",
-    "event_id",
-    "event_type",
-    "rule_id",
-    "url",
-    "status",
-    "reason",
-    "http_status",
-    "error",
-    "duration_ms",
-    "request_excerpt",
-    "response_excerpt",
-    "kafka_partition",
-    "kafka_offset",
+# (name, type) of the attempts table, in order; the single-node and cluster DDL share them.
+ATTEMPT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("dispatched_at", "DateTime64(3, 'UTC')"),
+    ("attempt_id", "UUID"),
+    ("dispatch_id", "String"),
+    ("attempt", "UInt16"),
+    ("manual", "Bool"),
+    ("final", "Bool"),
+    ("order_id", "String"),
+    ("order_status", "LowCardinality(String)"),
+    ("event_id", "UUID"),
+    ("event_type", "LowCardinality(String)"),
+    ("rule_id", "UInt64"),
+    ("url", "String"),
+    ("status", "Enum8('success' = 1, 'failure' = 2)"),
+    ("reason", "LowCardinality(String)"),
+    ("http_status", "UInt16 COMMENT '0 when no HTTP answer came'"),
+    ("error", "String"),
+    ("duration_ms", "UInt32"),
+    ("request_excerpt", "String CODEC(ZSTD(3))"),
+    ("response_excerpt", "String CODEC(ZSTD(3))"),
+    ("kafka_partition", "UInt16"),
+    ("kafka_offset", "UInt64"),
+    ("retry_tier", "LowCardinality(String) COMMENT 'tier of a scheduled retry; empty if final'"),
+    ("event_json", "String CODEC(ZSTD(3)) COMMENT 'the order event, for resends'"),
 )
+# Columns added after the first release: tables created before them get an ALTER.
+ADDED_COLUMNS = ("retry_tier", "event_json")
+ATTEMPT_INDEXES = ("INDEX order_id_bloom order_id TYPE bloom_filter(0.01) GRANULARITY 1",)
+ATTEMPT_LAYOUT = f"""PARTITION BY toDate(dispatched_at)
+ORDER BY (dispatched_at, attempt_id)
+TTL toDateTime(dispatched_at) + INTERVAL {RETENTION_DAYS} DAY"""
+RESEND_TABLE_BODY = """(
+    requested_at DateTime64(3, 'UTC'),
+    request_id   UUID,
+    requested_by String,
+    filter       String COMMENT 'the request body, JSON',
+    queued       UInt32
+)"""
+RESEND_LAYOUT = f"""ORDER BY requested_at
+TTL toDateTime(requested_at) + INTERVAL {RETENTION_DAYS} DAY"""
+
+
+def attempt_table_body() -> str:
+    """The column and index list of the attempts table, as in CREATE TABLE (...)."""
+    lines = [f"    {name} {kind}" for name, kind in ATTEMPT_COLUMNS]
+    lines += [f"    {index}" for index in ATTEMPT_INDEXES]
+    return "(\n" + ",\n".join(lines) + "\n)"
 
 
 def version_problem(version: str) -> str | None:
@@ -54,52 +79,14 @@ def ddl(database: str = DATABASE) -> list[str]:
     """Statements that create the database and the attempts table if missing."""
     return [
         f"CREATE DATABASE IF NOT EXISTS {database}",
-        f"""
-CREATE TABLE IF NOT EXISTS {database}.{TABLE} (
-    dispatched_at    DateTime64(3, 'UTC'),
-    attempt_id       UUID,
-    dispatch_id      String,
-    attempt          UInt16,
-    manual           Bool,
-    final            Bool,
-    order_id         String,
-    order_status     LowCardinality(String),
-    event_id         UUID,
-    event_type       LowCardinality(String),
-    rule_id          UInt64,
-    url              String,
-    status           Enum8('success' = 1, 'failure' = 2),
-    reason           LowCardinality(String),
-    http_status      UInt16 COMMENT '0 when no HTTP answer came',
-    error            String,
-    duration_ms      UInt32,
-    request_excerpt  String CODEC(ZSTD(3)),
-    response_excerpt String CODEC(ZSTD(3)),
-    kafka_partition  UInt16,
-    kafka_offset     UInt64,
-    INDEX order_id_bloom order_id TYPE bloom_filter(0.01) GRANULARITY 1
-)
-ENGINE = MergeTree
-PARTITION BY toDate(dispatched_at)
-ORDER BY (dispatched_at, attempt_id)
-TTL toDateTime(dispatched_at) + INTERVAL {RETENTION_DAYS} DAY
-SETTINGS non_replicated_deduplication_window = 1000
-""",
-        # Columns added after the first release, for tables created before them.
-        f"ALTER TABLE {database}.{TABLE} ADD COLUMN IF NOT EXISTS retry_tier "
-        "LowCardinality(String) COMMENT 'tier of the scheduled retry; empty when final'",
-        f"ALTER TABLE {database}.{TABLE} ADD COLUMN IF NOT EXISTS event_json String "
-        "CODEC(ZSTD(3)) COMMENT 'the order event, for resends'",
-        f"""
-CREATE TABLE IF NOT EXISTS {database}.{RESENDS_TABLE} (
-    requested_at DateTime64(3, 'UTC'),
-    request_id   UUID,
-    requested_by String,
-    filter       String COMMENT 'the request body, JSON',
-    queued       UInt32
-)
-ENGINE = MergeTree
-ORDER BY requested_at
-TTL toDateTime(requested_at) + INTERVAL {RETENTION_DAYS} DAY
-""",
+        f"CREATE TABLE IF NOT EXISTS {database}.{TABLE} {attempt_table_body()}\n"
+        f"ENGINE = MergeTree\n{ATTEMPT_LAYOUT}\n"
+        "SETTINGS non_replicated_deduplication_window = 1000",
+        *(
+            f"ALTER TABLE {database}.{TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}"
+            for name, kind in ATTEMPT_COLUMNS
+            if name in ADDED_COLUMNS
+        ),
+        f"CREATE TABLE IF NOT EXISTS {database}.{RESENDS_TABLE} {RESEND_TABLE_BODY}\n"
+        f"ENGINE = MergeTree\n{RESEND_LAYOUT}",
     ]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from analytics import queries, schema
+from analytics.cluster_ddl import cluster_ddl
 from analytics.sink import dedup_token, row_of
 from analytics.store import ChdbStore, Row, ServerStore, Store, ensure_schema
 from disparo.schemas import AttemptOutcome
@@ -138,3 +139,19 @@ def test_table_has_thirty_day_ttl_and_daily_partitions(store: Store) -> None:
     )
     assert "TTL toDateTime(dispatched_at) + toIntervalDay(30)" in ddl["q"]
     assert "PARTITION BY toDate(dispatched_at)" in ddl["q"]
+
+
+def test_cluster_ddl_parses_and_matches_the_single_node_table(store: Store) -> None:
+    for statement in cluster_ddl():
+        one_line = " ".join(statement.split())  # parameter values cannot hold raw newlines
+        [parsed] = store.select("SELECT formatQuery({q:String}) AS f", {"q": one_line})
+        assert parsed["f"].startswith("CREATE")
+    # The replicated local table is the single-node table on another engine: same columns.
+    [local] = [s for s in cluster_ddl() if f"{schema.TABLE}_local ON CLUSTER" in s]
+    single = store.select(
+        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = 'attempts'",
+        {"db": store.database},
+    )
+    assert [r["name"] for r in single] == [name for name, _ in schema.ATTEMPT_COLUMNS]
+    for name, kind in schema.ATTEMPT_COLUMNS:
+        assert f"    {name} {kind}" in local

@@ -1,0 +1,94 @@
+"""Realistic attempt rows generated inside ClickHouse (INSERT ... SELECT FROM numbers()).
+
+One day holds `per_day` attempts spread over the day, `orders` distinct orders, `rules`
+rules, `failure_pct` % failures with a mix of reasons, and bodies shaped like disparo's own
+webhooks (Standard Webhooks envelope around the order event), so sizes and compression match
+what the sink writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from analytics import schema
+
+EVENT_TYPES = "['order.dispatched','tracking.updated','pre_invoice.created','order.delivered']"
+STATUSES = "['dispatched','in_transit','invoiced','delivered']"
+FAIL_REASONS = "['http_5xx','timeout','connection','http_4xx','dns','tls']"
+FAIL_CODES = "[503,0,0,404,0,0]"
+ERROR_PAGE = "'<html><body>503 Service Unavailable</body></html>'"
+ACK = """'{"received":true}'"""
+
+
+@dataclass(frozen=True)
+class Mix:
+    """The shape of one day of traffic."""
+
+    per_day: int = 1_000_000
+    orders: int = 200_000
+    rules: int = 500
+    failure_pct: float = 3.0
+
+
+def fill_day(database: str, day: date, mix: Mix) -> str:
+    """An INSERT ... SELECT that writes one day of attempts."""
+    n = "number"
+    order = (
+        f"concat('ORD-', toString({day.toordinal() % 1000}), '-', "
+        f"toString(cityHash64({n}, 1) % {mix.orders}))"
+    )
+    rule = f"cityHash64({n}, 14) % {mix.rules}"
+    failed = f"(cityHash64({n}, 2) % 10000) < {int(mix.failure_pct * 100)}"
+    kind = f"cityHash64({n}, 3) % 6"
+    event_type = f"{EVENT_TYPES}[1 + cityHash64({n}, 4) % 4]"
+    status_text = f"{STATUSES}[1 + cityHash64({n}, 4) % 4]"
+    at = (
+        f"toDateTime64('{day.isoformat()} 00:00:00', 3, 'UTC') "
+        f"+ toIntervalMillisecond(intDiv({n} * 86400000, {mix.per_day}))"
+    )
+    event = (
+        'concat(\'{"event_id":"\', toString(generateUUIDv4(' + n + ')), \'","event_type":"\', '
+        f'{event_type}, \'","order_id":"\', {order}, \'","order_status":"\', {status_text}, '
+        '\'","occurred_at":"\', toString(at), \'Z","payload":{"carrier":"\', '
+        f"['Correios','Jadlog','Loggi','Total Express'][1 + cityHash64({n}, 5) % 4], "
+        '\'","tracking_code":"BR\', toString(cityHash64(' + n + ", 6) % 1000000000), "
+        '\'","items":\', toString(1 + cityHash64(' + n + ", 7) % 9), "
+        "',\"total_cents\":', toString(cityHash64(" + n + ", 8) % 500000), "
+        '\',"warehouse":"WH-\', toString(cityHash64(' + n + ", 9) % 40), '\"}}')"
+    )
+    columns = {
+        "dispatched_at": "at",
+        "attempt_id": f"generateUUIDv4({n})",
+        "dispatch_id": f"concat('msg_', hex(cityHash64({n}, 10)))",
+        "attempt": f"if({failed}, 1 + cityHash64({n}, 11) % 5, 1)",
+        "manual": f"cityHash64({n}, 12) % 1000 = 0",
+        "final": f"NOT {failed} OR cityHash64({n}, 13) % 5 = 0",
+        "order_id": order,
+        "order_status": status_text,
+        "event_id": f"generateUUIDv4({n} + 1)",
+        "event_type": event_type,
+        "rule_id": f"60000 + {rule}",
+        "url": f"concat('https://hooks.customer', toString({rule}), '.example.com/disparo')",
+        "status": f"if({failed}, 'failure', 'success')",
+        "reason": f"if({failed}, {FAIL_REASONS}[1 + {kind}], 'ok')",
+        "http_status": f"if({failed}, {FAIL_CODES}[1 + {kind}], 200)",
+        "error": f"if({failed} AND {FAIL_CODES}[1 + {kind}] = 0, 'timed out after 10 s', '')",
+        "duration_ms": f"if({failed} AND {kind} = 1, 10000, 20 + cityHash64({n}, 15) % 400)",
+        "request_excerpt": (
+            f'concat(\'{{"type":"\', {event_type}, \'","timestamp":"\', toString(at), '
+            "'Z\",\"data\":', event, '}')"
+        ),
+        "response_excerpt": f"if({failed}, {ERROR_PAGE}, {ACK})",
+        "kafka_partition": f"{n} % 6",
+        "kafka_offset": n,
+        "retry_tier": f"if({failed} AND NOT (cityHash64({n}, 13) % 5 = 0), '1m', '')",
+        "event_json": "event",
+    }
+    assert set(columns) == {name for name, _ in schema.ATTEMPT_COLUMNS}
+    select = ", ".join(f"{expr} AS {name}" for name, expr in columns.items())
+    return (
+        f"INSERT INTO {database}.{schema.TABLE} ({', '.join(columns)}) "
+        f"SELECT {select} FROM (SELECT number, {at} AS at, {event} AS event "
+        f"FROM numbers({mix.per_day}))"
+    )
