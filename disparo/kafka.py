@@ -51,8 +51,11 @@ def make_admin(settings: KernelSettings, timeout_s: float = 30.0) -> KafkaAdminC
             time.sleep(0.5)
 
 
-def ensure_topics(settings: KernelSettings, replication: int = 1) -> list[str]:
+def ensure_topics(settings: KernelSettings) -> list[str]:
     """Create the contract's topics that do not exist yet; return the names created."""
+    replication = settings.topic_replication
+    # With replicas, an acks=all write needs all but one in sync: one broker may be down.
+    durability = {"min.insync.replicas": str(replication - 1)} if replication > 1 else {}
     admin = make_admin(settings)
     try:
         existing = set(admin.list_topics())
@@ -61,7 +64,8 @@ def ensure_topics(settings: KernelSettings, replication: int = 1) -> list[str]:
         wanted = [s for s in specs if s.name not in existing]
         created = []
         for spec in wanted:
-            topic = NewTopic(spec.name, spec.partitions, replication, topic_configs=spec.config)
+            config = {**spec.config, **durability}
+            topic = NewTopic(spec.name, spec.partitions, replication, topic_configs=config)
             try:
                 admin.create_topics([topic])
                 created.append(spec.name)

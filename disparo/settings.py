@@ -23,6 +23,13 @@ class KernelSettings(BaseSettings):
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated"
     )
     topic_prefix: str = Field("disparo.", description="prefix of every topic name")
+    topic_replication: int = Field(
+        1,
+        ge=1,
+        le=7,
+        description="replicas of each topic disparo creates (3 on a cluster; "
+        "min.insync.replicas = replicas - 1)",
+    )
     home: Path = Field(Path(".local"), description="state, logs and pid files of the local stack")
     log_level: str = Field("INFO", description="Python logging level")
     log_format: Literal["json", "text"] = Field(

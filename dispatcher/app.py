@@ -38,6 +38,7 @@ def create_app(settings: DispatcherSettings) -> faust.App:
         datadir=data_dir,
         topic_partitions=ORDER_EVENT_PARTITIONS,
         topic_allow_declare=True,
+        topic_replication_factor=settings.topic_replication,  # the rules table's changelog
         producer_acks=-1,
         producer_linger=0.02,
         producer_max_batch_size=512 * 1024,

@@ -1,4 +1,4 @@
-"""A real single-node Apache Kafka broker (KRaft), its jars resolved from Maven Central."""
+"""Real Apache Kafka brokers (KRaft), one node or a cluster, jars resolved from Maven Central."""
 
 from __future__ import annotations
 
@@ -68,6 +68,9 @@ class KafkaNode:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "768m"
+    node_id: int = 1
+    voters: str = ""  # controller.quorum.voters of a cluster; empty = this node alone
+    replication: int = 1  # of the broker's internal topics (offsets, transactions)
 
     def __post_init__(self) -> None:
         self.data_dir = self.data_dir.resolve()
@@ -81,12 +84,14 @@ class KafkaNode:
         return self.data_dir / "server.properties"
 
     def write_config(self) -> None:
-        """Write server.properties for a single KRaft node on loopback."""
+        """Write server.properties for a KRaft broker+controller node on loopback."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        rf, min_isr = str(self.replication), str(max(1, self.replication - 1))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters
+            or f"{self.node_id}@127.0.0.1:{self.controller_port}",
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -94,12 +99,12 @@ class KafkaNode:
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir / "logs"),
             "num.partitions": "6",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": rf,
             "offsets.topic.num.partitions": "6",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
         }
@@ -118,24 +123,29 @@ class KafkaNode:
             *args,
         ]
 
-    def format_storage(self) -> None:
+    def random_cluster_id(self) -> str:
+        return self._run(self.java("kafka.tools.StorageTool", "random-uuid")).split()[-1]
+
+    def format_storage(self, cluster_id: str | None = None) -> None:
         """Format the log dir once; a formatted node keeps its data across restarts."""
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
         self.write_config()
-        cluster_id = self._run(self.java("kafka.tools.StorageTool", "random-uuid")).split()[-1]
+        cluster_id = cluster_id or self.random_cluster_id()
         self._run(
             self.java(
                 "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)
             )
         )
 
-    def start(self, processes: ProcessTable, name: str = "kafka") -> int:
+    def start(
+        self, processes: ProcessTable, name: str = "kafka", cluster_id: str | None = None
+    ) -> int:
         """Start the broker in the background (formatting first) unless it already runs."""
         running = processes.pid(name)
         if running is not None:
             return running
-        self.format_storage()
+        self.format_storage(cluster_id)
         self.write_config()
         return processes.start(name, self.java("kafka.Kafka", str(self.config_file)), os.environ)
 
@@ -189,3 +199,53 @@ def temporary_broker(home: Path, heap: str = "512m") -> Iterator[str]:
         yield node.bootstrap
     finally:
         table.stop("kafka", grace_s=20)
+
+
+@dataclass
+class KafkaCluster:
+    """Several broker+controller nodes forming one KRaft quorum on loopback."""
+
+    nodes: list[KafkaNode]
+    processes: ProcessTable
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def name(self, node: KafkaNode) -> str:
+        return f"kafka-{node.node_id}"
+
+    def pid(self, node: KafkaNode) -> int | None:
+        return self.processes.pid(self.name(node))
+
+
+@contextmanager
+def temporary_cluster(home: Path, size: int = 3, heap: str = "384m") -> Iterator[KafkaCluster]:
+    """`size` brokers (each also a controller) with replication `size`, stopped on exit."""
+    libs = provision_jars(REPO_ROOT / ".local" / "kafka")
+    ports = [(free_port(), free_port()) for _ in range(size)]
+    voters = ",".join(f"{n}@127.0.0.1:{c}" for n, (_, c) in enumerate(ports, start=1))
+    nodes = [
+        KafkaNode(
+            libs=libs,
+            data_dir=home / f"kafka-{n}",
+            port=port,
+            controller_port=controller,
+            heap=heap,
+            node_id=n,
+            voters=voters,
+            replication=size,
+        )
+        for n, (port, controller) in enumerate(ports, start=1)
+    ]
+    cluster = KafkaCluster(nodes, ProcessTable(home / "run"))
+    cluster_id = nodes[0].random_cluster_id()
+    try:
+        for node in nodes:
+            node.start(cluster.processes, cluster.name(node), cluster_id)
+        for node in nodes:
+            node.wait_ready(120)
+        yield cluster
+    finally:
+        for node in nodes:
+            cluster.processes.stop(cluster.name(node), grace_s=20)

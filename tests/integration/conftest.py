@@ -7,6 +7,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,14 @@ class Stack:
 @pytest.fixture
 def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
     """Dispatcher, delivery worker and analytics as real processes, stopped after the test."""
+    with running_stack(kafka_bootstrap, tmp_path) as started:
+        yield started
+
+
+@contextmanager
+def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stack]:
+    """A stack on its own prefix, groups and ports; `extra_env` adds DISPARO_* settings."""
+    kafka_bootstrap, tmp_path = bootstrap, home
     prefix = f"t{uuid.uuid4().hex[:8]}."
     ports = {name: free_port() for name in ("api", "dispatcher", "worker")}
     env = dict(os.environ)
@@ -208,6 +217,7 @@ def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
             "DISPARO_ALLOW_PRIVATE_TARGETS": "true",
             "DISPARO_SINK_LINGER_MS": "100",
             "DISPARO_RETRY_SCHEDULE": RETRY_SCHEDULE,
+            **extra_env,
         }
     )
     settings = KernelSettings(
@@ -215,6 +225,7 @@ def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
         topic_prefix=prefix,
         home=tmp_path,
         retry_schedule=RETRY_SCHEDULE,
+        topic_replication=int(env.get("DISPARO_TOPIC_REPLICATION", "1")),
     )
     ensure_topics(settings)
     table = ProcessTable(tmp_path / "run")
