@@ -35,6 +35,7 @@ class RulesView:
         self._consumer.assign(self._tps)
         self._consumer.seek_to_beginning(*self._tps)
         self._rules: dict[int, Rule] = {}
+        self._snapshot: tuple[Rule, ...] | None = None  # rebuilt after a change, not per call
         self._positions: dict[int, int] = {tp.partition: 0 for tp in self._tps}
         self._changed = threading.Condition()
         self._stop = threading.Event()
@@ -55,6 +56,13 @@ class RulesView:
         """Every rule, ordered by id."""
         with self._changed:
             return sorted(self._rules.values(), key=lambda r: r.id)
+
+    def snapshot(self) -> tuple[Rule, ...]:
+        """Every rule ordered by id; the same tuple until a rule changes."""
+        with self._changed:
+            if self._snapshot is None:
+                self._snapshot = tuple(sorted(self._rules.values(), key=lambda r: r.id))
+            return self._snapshot
 
     def get(self, rule_id: int) -> Rule | None:
         with self._changed:
@@ -86,6 +94,7 @@ class RulesView:
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None or not key.decode().isdigit():
             return
+        self._snapshot = None
         if value is None:
             self._rules.pop(int(key.decode()), None)
             return

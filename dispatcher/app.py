@@ -1,4 +1,4 @@
-"""The faust app: the rules table, and the agent turning order events into dispatch jobs."""
+"""The faust app: agents turning order events into dispatch jobs and checking rule records."""
 
 from __future__ import annotations
 
@@ -17,17 +17,17 @@ from pydantic import ValidationError
 from disparo.errors import InvalidMessage
 from disparo.kafka import dead_letter_headers
 from disparo.loops import install_fast_loop
+from disparo.rules_view import RulesView
 from disparo.schemas import DispatchJob, Rule, describe, parse_event
 from disparo.topics import MAX_EVENT_BYTES, ORDER_EVENT_PARTITIONS, Topics
 from dispatcher import metrics
 from dispatcher.matching import matching_rules
-from dispatcher.rule_cache import RuleCache
 from dispatcher.settings import DispatcherSettings
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: DispatcherSettings) -> faust.App:
+def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App:
     """Build the dispatcher app for one set of settings (topic prefix, group, ports)."""
     topics = Topics(settings.topic_prefix)
     data_dir = settings.dispatcher_data_dir or str(settings.home / "dispatcher")
@@ -38,7 +38,7 @@ def create_app(settings: DispatcherSettings) -> faust.App:
         datadir=data_dir,
         topic_partitions=ORDER_EVENT_PARTITIONS,
         topic_allow_declare=True,
-        topic_replication_factor=settings.topic_replication,  # the rules table's changelog
+        topic_replication_factor=settings.topic_replication,  # faust's own internal topics
         producer_acks=-1,
         producer_linger=0.02,
         producer_max_batch_size=512 * 1024,
@@ -55,10 +55,6 @@ def create_app(settings: DispatcherSettings) -> faust.App:
     rules_topic = app.topic(topics.rules, key_serializer="raw", value_serializer="raw")
     jobs_topic = app.topic(topics.dispatch_jobs, key_serializer="raw", value_serializer="raw")
     dead_letter = app.topic(topics.dead_letter, key_serializer="raw", value_serializer="raw")
-    # Every instance needs every rule: a global table, fed by the agent below from the
-    # compacted rules topic (the source of truth), holding each rule's JSON by id.
-    table = app.GlobalTable("rules", key_type=str, value_type=str, partitions=1)
-    cache = RuleCache()
 
     async def to_dead_letter(event: Any, reason: str, what: str) -> None:
         msg = event.message
@@ -67,11 +63,14 @@ def create_app(settings: DispatcherSettings) -> faust.App:
         metrics.DEAD_LETTERS.labels("dispatcher", what).inc()
         log.warning("dead-lettered %s@%s/%s: %s", msg.topic, msg.partition, msg.offset, reason)
 
+    # Every instance matches against every rule: `rules_view` tails the whole rules topic
+    # without a group. (faust's GlobalTable stops updating all but one instance,
+    # faust-streaming#283.) This agent, one instance per record, dead-letters invalid ones.
     @app.agent(rules_topic)
     @_fatal_on_crash
-    async def apply_rules(stream: Any) -> None:
+    async def check_rules(stream: Any) -> None:
         async for event in stream.events():
-            await _apply_rule(event, table, to_dead_letter)
+            await _check_rule(event, to_dead_letter)
 
     @app.agent(events_topic)
     @_fatal_on_crash
@@ -93,14 +92,14 @@ def create_app(settings: DispatcherSettings) -> faust.App:
                 await to_dead_letter(event, exc.reason, "invalid_event")
                 metrics.EVENTS.labels("dead_lettered").inc()
                 continue
-            rules = matching_rules(cache.rules(table.items()), order_event)
+            rules = matching_rules(rules_view.snapshot(), order_event)
             for rule in rules:
                 job = DispatchJob.first(order_event, rule)
                 await jobs_topic.send(key=event.message.key, value=job.model_dump_json().encode())
             metrics.JOBS.inc(len(rules))
             metrics.EVENTS.labels("routed" if rules else "unmatched").inc()
 
-    _add_pages(app, table, cache)
+    _add_pages(app, rules_view)
     return app
 
 
@@ -119,11 +118,10 @@ def _fatal_on_crash(agent: Callable[[Any], Awaitable[None]]) -> Callable[[Any], 
     return guarded
 
 
-async def _apply_rule(event: Any, table: Any, to_dead_letter: Any) -> None:
+async def _check_rule(event: Any, to_dead_letter: Any) -> None:
     key = event.message.key.decode() if event.message.key else ""
     raw = event.message.value
     if raw is None:
-        table.pop(key, None)
         metrics.RULE_CHANGES.labels("deleted").inc()
         return
     try:
@@ -134,14 +132,13 @@ async def _apply_rule(event: Any, table: Any, to_dead_letter: Any) -> None:
     if str(rule.id) != key:
         await to_dead_letter(event, f"rule: key {key!r} differs from id {rule.id}", "invalid_rule")
         return
-    table[key] = raw.decode()
     metrics.RULE_CHANGES.labels("upserted").inc()
 
 
-def _add_pages(app: faust.App, table: Any, cache: RuleCache) -> None:
+def _add_pages(app: faust.App, rules_view: RulesView) -> None:
     @app.page("/rules")
     async def applied_rules(web: Any, request: Any) -> Any:
-        rules = cache.rules(table.items())
+        rules = rules_view.snapshot()
         return web.json({"rules": [{"id": r.id, "active": r.active} for r in rules]})
 
     @app.page("/metrics")
@@ -164,7 +161,10 @@ def run(settings: DispatcherSettings) -> None:
         parents=True, exist_ok=True
     )
     install_fast_loop()
-    app = create_app(settings)
+    # Rules first: an event routed before the view caught up would miss its rules.
+    rules_view = RulesView(settings)
+    rules_view.start(timeout_s=60)
+    app = create_app(settings, rules_view)
     worker = faust.Worker(app, loglevel=settings.log_level.lower())
     # The terminal spinner turns the root logger to DEBUG, building a record per message.
     worker.spinner = None

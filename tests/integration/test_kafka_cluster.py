@@ -1,4 +1,4 @@
-"""Three brokers, topics replicated 3 with min.insync.replicas 2; one broker SIGKILLed mid-stream."""
+"""Three brokers, topics with 3 replicas and min.insync.replicas 2; one broker SIGKILLed."""
 
 from __future__ import annotations
 
