@@ -343,7 +343,9 @@ async def serve(settings: WorkerSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     metrics.declare_series()
-    ops = await start_ops_server(settings.worker_port, lambda: bool(consumer.assignment()))
+    ops = await start_ops_server(
+        settings.ops_host, settings.worker_port, lambda: bool(consumer.assignment())
+    )
     log.info("delivery worker started group=%s", settings.worker_group)
     try:
         await worker.run()

@@ -9,9 +9,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from disparo.errors import DisparoError
 
+# Every service answers these; probes, scrape configs and manifests name them.
+METRICS_PATH = "/metrics"
+HEALTH_PATH = "/healthz"  # the process is alive: liveness
+READY_PATH = "/readyz"  # it holds partitions and its stores answer: readiness
 
-async def start_ops_server(port: int, ready: Callable[[], bool]) -> web.AppRunner | None:
-    """Serve the operational endpoints on 127.0.0.1:port (0 disables); return the runner."""
+
+async def start_ops_server(host: str, port: int, ready: Callable[[], bool]) -> web.AppRunner | None:
+    """Serve the operational endpoints on host:port (port 0 disables); return the runner."""
     if port == 0:
         return None
 
@@ -27,16 +32,20 @@ async def start_ops_server(port: int, ready: Callable[[], bool]) -> web.AppRunne
 
     app = web.Application()
     app.add_routes(
-        [web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)]
+        [
+            web.get(METRICS_PATH, metrics),
+            web.get(HEALTH_PATH, healthz),
+            web.get(READY_PATH, readyz),
+        ]
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
         raise DisparoError(
-            f"cannot serve /metrics on 127.0.0.1:{port} ({exc.strerror}); is another process "
+            f"cannot serve /metrics on {host}:{port} ({exc.strerror}); is another process "
             "using it? Set a free port in the service's DISPARO_*_PORT setting"
         ) from exc
     return runner

@@ -30,6 +30,11 @@ class KernelSettings(BaseSettings):
         description="replicas of each topic disparo creates (3 on a cluster; "
         "min.insync.replicas = replicas - 1)",
     )
+    ops_host: str = Field(
+        "127.0.0.1",
+        description="address the dispatcher's and workers' /metrics, /healthz and /readyz "
+        "listen on (0.0.0.0 in containers)",
+    )
     home: Path = Field(Path(".local"), description="state, logs and pid files of the local stack")
     log_level: str = Field("INFO", description="Python logging level")
     log_format: Literal["json", "text"] = Field(

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from disparo.errors import InvalidMessage
 from disparo.kafka import dead_letter_headers
 from disparo.loops import install_fast_loop
+from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH
 from disparo.rules_view import RulesView
 from disparo.schemas import DispatchJob, Rule, describe, parse_event
 from disparo.topics import MAX_EVENT_BYTES, ORDER_EVENT_PARTITIONS, Topics
@@ -48,8 +49,8 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
         broker_commit_interval=1.0,
         web_enabled=settings.dispatcher_port > 0,
         web_port=settings.dispatcher_port or 6066,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        web_bind=settings.ops_host,
+        web_host=settings.ops_host,
     )
     events_topic = app.topic(topics.order_events, key_serializer="raw", value_serializer="raw")
     rules_topic = app.topic(topics.rules, key_serializer="raw", value_serializer="raw")
@@ -141,15 +142,15 @@ def _add_pages(app: faust.App, rules_view: RulesView) -> None:
         rules = rules_view.snapshot()
         return web.json({"rules": [{"id": r.id, "active": r.active} for r in rules]})
 
-    @app.page("/metrics")
+    @app.page(METRICS_PATH)
     async def prometheus_metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    @app.page("/healthz")
+    @app.page(HEALTH_PATH)
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok"})
 
-    @app.page("/readyz")
+    @app.page(READY_PATH)
     async def readyz(web: Any, request: Any) -> Any:
         assigned = bool(app.consumer.assignment()) if app.consumer is not None else False
         return web.json({"ready": assigned}, status=200 if assigned else 503)

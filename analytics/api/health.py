@@ -9,17 +9,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from analytics.api.deps import Services, services
 from analytics.errors import StoreError
+from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get(HEALTH_PATH)
 def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(READY_PATH)
 def readyz(svc: Annotated[Services, Depends(services)], response: Response) -> dict[str, object]:
     """Kafka and ClickHouse both answer."""
     checks: dict[str, object] = {}
@@ -34,7 +35,7 @@ def readyz(svc: Annotated[Services, Depends(services)], response: Response) -> d
     return {"ready": ready, **checks}
 
 
-@router.get("/metrics")
+@router.get(METRICS_PATH)
 def metrics() -> Response:
     """Prometheus metrics of this process."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
