@@ -128,12 +128,13 @@ class ServerStore:
         if not rows:
             return
         names = list(rows[0])
-        data = [tuple(r[n] for n in names) for r in rows]
+        columns = [[r[n] for r in rows] for n in names]  # sent as native column blocks
         settings = {"insert_deduplication_token": dedup_token} if self._takes_tokens() else {}
         self._execute(
             f"INSERT INTO {self.database}.{table} ({', '.join(names)}) VALUES",
-            data,
+            columns,
             settings=settings,
+            columnar=True,
         )
 
     def close(self) -> None:
