@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.integration.conftest import Stack, eventually, order_events
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
+
+
+def tracebacks(log: str) -> list[str]:
+    """Log lines carrying a traceback, except kafka-python's own socket race while closing.
+
+    kafka-python 3.0 may log "Error receiving network data" with a traceback when a client
+    is closed while its IO thread still reads a socket; it happens after our last commit.
+    """
+    found = []
+    for line in log.splitlines():
+        if "Traceback" not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            found.append(line)
+            continue
+        if record.get("logger") == "kafka.net.transport" and "(closed)" in record.get("msg", ""):
+            continue
+        found.append(line)
+    return found
 
 
 def test_analytics_restart_on_stored_history_keeps_counts_exact(
@@ -25,7 +48,7 @@ def test_analytics_restart_on_stored_history_keeps_counts_exact(
     rows = stack.dispatches(limit=50)
     assert len(rows) == 8
     assert len({r["attempt_id"] for r in rows}) == 8
-    assert "Traceback" not in stack.log_tail("analytics", 20000)
+    assert tracebacks(stack.log_tail("analytics", 20000)) == []
     assert len(receiver.on("/ok")) == 8
 
 
