@@ -37,11 +37,11 @@ unit: install
 	$(BIN)/pytest tests/unit -q
 
 integration: install
-	@bash deploy/local/ensure-system.sh clickhouse
+	@bash deploy/local/ensure-system.sh clickhouse chromium
 	$(BIN)/pytest tests/integration -q
 
 test: check
-	@bash deploy/local/ensure-system.sh prometheus clickhouse
+	@bash deploy/local/ensure-system.sh prometheus clickhouse chromium
 	$(BIN)/pytest tests -q
 
 bench: install

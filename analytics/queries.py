@@ -85,6 +85,7 @@ def _ts(value: datetime) -> str:
 
 _KINDS = {
     "status": "String",
+    "reason": "String",
     "dispatch_id": "String",
     "order_id": "String",
     "event_type": "String",
@@ -101,11 +102,11 @@ def _equal_to(filters: dict[str, Any], clauses: list[str], params: dict[str, Any
 
 
 def _where(
-    period: Period, status: StatusFilter, order_id: str | None
+    period: Period, status: StatusFilter, order_id: str | None, **filters: Any
 ) -> tuple[list[str], dict[str, Any]]:
     clauses = [f"dispatched_at >= {{start:{_TS}}}", f"dispatched_at < {{end:{_TS}}}"]
     params: dict[str, Any] = {"start": _ts(period.start), "end": _ts(period.end)}
-    filters = {"status": None if status == "all" else status, "order_id": order_id or None}
+    filters.update(status=None if status == "all" else status, order_id=order_id or None)
     _equal_to(filters, clauses, params)
     return clauses, params
 
@@ -117,11 +118,15 @@ def dispatches(
     order_id: str | None = None,
     limit: int = 50,
     cursor: Cursor | None = None,
+    **filters: Any,
 ) -> tuple[str, dict[str, Any]]:
-    """One page of attempts, newest first; fetches one extra row to know if more follow."""
+    """One page of attempts, newest first; fetches one extra row to know if more follow.
+
+    `filters`: exact `reason` and/or `rule_id` (None = any).
+    """
     if not 1 <= limit <= MAX_LIMIT:
         raise BadQuery(f"'limit' must be between 1 and {MAX_LIMIT}")
-    clauses, params = _where(period, status, order_id)
+    clauses, params = _where(period, status, order_id, **filters)
     if cursor is not None:
         clauses.append(f"(dispatched_at, attempt_id) < ({{c_at:{_TS}}}, {{c_id:UUID}})")
         params.update(c_at=_ts(cursor.at), c_id=cursor.attempt_id)
@@ -132,22 +137,72 @@ def dispatches(
     return sql, params
 
 
+def counts(
+    database: str,
+    period: Period,
+    group_by: tuple[str, ...],
+    filters: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Attempt counts `n` per `group_by` columns in a period.
+
+    Whole hours are counted from the `hourly` projection (a few rows per hour instead of
+    every attempt); the partial hours at either edge, and any order search, read rows.
+    """
+    filters = {k: v for k, v in (filters or {}).items() if v is not None}
+    keys = ", ".join(group_by)
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    for n, (lo, hi, hourly) in enumerate(_slices(period, "order_id" in filters)):
+        column = "toStartOfHour(dispatched_at)" if hourly else "dispatched_at"
+        clauses = [f"{column} >= {{lo{n}:{_TS}}}", f"{column} < {{hi{n}:{_TS}}}"]
+        params.update({f"lo{n}": _ts(lo), f"hi{n}": _ts(hi)})
+        _equal_to(filters, clauses, params)
+        parts.append(
+            f"SELECT {keys}, count() AS n FROM {database}.{schema.TABLE} "
+            f"WHERE {' AND '.join(clauses)} GROUP BY {keys}"
+        )
+    # Aliases differ from column names: ClickHouse would resolve them in WHERE (see above).
+    outer = ", ".join(f"{k} AS {k}_" for k in group_by)
+    sql = f"SELECT {outer}, sum(n) AS n FROM ({' UNION ALL '.join(parts)}) GROUP BY {keys}"
+    return sql, params
+
+
+def _slices(period: Period, rows_only: bool) -> list[tuple[datetime, datetime, bool]]:
+    """[lo, hi, whole_hours] pieces covering the period: edges by row, whole hours hourly."""
+    first = period.start.replace(minute=0, second=0, microsecond=0)
+    if first < period.start:
+        first += timedelta(hours=1)
+    last = period.end.replace(minute=0, second=0, microsecond=0)
+    if rows_only or first >= last:
+        return [(period.start, period.end, False)]
+    pieces = [(first, last, True)]
+    if period.start < first:
+        pieces.append((period.start, first, False))
+    if last < period.end:
+        pieces.append((last, period.end, False))
+    return pieces
+
+
 def summary(
+    database: str, period: Period, order_id: str | None = None, **filters: Any
+) -> tuple[str, dict[str, Any]]:
+    """Attempts per status in a period (rows `status_`, `n`)."""
+    return counts(database, period, ("status",), {"order_id": order_id, **filters})
+
+
+def failure_breakdown(
     database: str, period: Period, order_id: str | None = None
 ) -> tuple[str, dict[str, Any]]:
-    """Total attempts and failed attempts in a period."""
-    clauses, params = _where(period, "all", order_id)
-    sql = (
-        "SELECT count() AS total, countIf(status = 'failure') AS failed "
-        f"FROM {database}.{schema.TABLE} WHERE {' AND '.join(clauses)}"
+    """Failed attempts per reason and rule in a period (rows `reason_`, `rule_id_`, `n`)."""
+    return counts(
+        database, period, ("reason", "rule_id"), {"status": "failure", "order_id": order_id}
     )
-    return sql, params
 
 
 def attempts_of(database: str, dispatch_id: str) -> tuple[str, dict[str, Any]]:
     """Every attempt of one dispatch, oldest first, with request and response excerpts."""
     sql = (
-        f"SELECT {ITEM_COLUMNS}, request_excerpt, response_excerpt "
+        f"SELECT {ITEM_COLUMNS}, request_excerpt, response_excerpt, request_headers "
         f"FROM {database}.{schema.TABLE} WHERE dispatch_id = {{dispatch_id:String}} "
         "ORDER BY dispatched_at, attempt_id LIMIT 1000"
     )

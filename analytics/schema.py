@@ -6,8 +6,9 @@ RESENDS_TABLE = "resend_requests"
 RETENTION_DAYS = 30
 
 # The oldest server with every feature the schema and the sink use: Bool (21.12),
-# insert_deduplication_token (22.2), DateTime64, TTL, codecs and skip indexes (older).
-MIN_SERVER_VERSION = (22, 3)
+# insert_deduplication_token (22.2), projections used by default (an LTS after 22.x),
+# DateTime64, TTL and codecs (older).
+MIN_SERVER_VERSION = (23, 3)
 
 # (name, type) of the attempts table, in order; the single-node and cluster DDL share them.
 ATTEMPT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -34,10 +35,25 @@ ATTEMPT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("kafka_offset", "UInt64"),
     ("retry_tier", "LowCardinality(String) COMMENT 'tier of a scheduled retry; empty if final'"),
     ("event_json", "String CODEC(ZSTD(3)) COMMENT 'the order event, for resends'"),
+    ("request_headers", "String CODEC(ZSTD(3)) COMMENT 'JSON object; credentials masked'"),
 )
 # Columns added after the first release: tables created before them get an ALTER.
-ADDED_COLUMNS = ("retry_tier", "event_json")
-ATTEMPT_INDEXES = ("INDEX order_id_bloom order_id TYPE bloom_filter(0.01) GRANULARITY 1",)
+ADDED_COLUMNS = ("retry_tier", "event_json", "request_headers")
+# Counts per hour, status, reason and rule: period summaries and failure breakdowns read
+# these instead of the rows (hour-aligned; the partial hours at the edges read rows).
+HOURLY_PROJECTION = (
+    "PROJECTION hourly (SELECT toStartOfHour(dispatched_at), status, reason, rule_id, count() "
+    "GROUP BY toStartOfHour(dispatched_at), status, reason, rule_id)"
+)
+# The screen's columns ordered by order: an order search seeks instead of scanning.
+BY_ORDER_PROJECTION = (
+    "PROJECTION by_order (SELECT dispatched_at, attempt_id, dispatch_id, attempt, order_id, "
+    "order_status, event_type, rule_id, status, http_status, error, reason, url, duration_ms, "
+    "manual, final, retry_tier ORDER BY order_id, dispatched_at)"
+)
+# A bloom filter on order_id (the first release) made the planner skip `by_order`: with
+# the index it counted few marks, then read the filter of every granule (55 ms vs 14 ms).
+ATTEMPT_INDEXES = (HOURLY_PROJECTION, BY_ORDER_PROJECTION)
 ATTEMPT_LAYOUT = f"""PARTITION BY toDate(dispatched_at)
 ORDER BY (dispatched_at, attempt_id)
 TTL toDateTime(dispatched_at) + INTERVAL {RETENTION_DAYS} DAY"""
@@ -70,9 +86,13 @@ def version_problem(version: str) -> str | None:
     need = ".".join(map(str, MIN_SERVER_VERSION))
     return (
         f"ClickHouse server {version} is too old for disparo's attempts table: it needs "
-        f"{need} or newer (Bool, DateTime64, TTL, insert_deduplication_token); upgrade the "
-        "server or leave DISPARO_CLICKHOUSE_URL empty to use the embedded engine"
+        f"{need} or newer (Bool, DateTime64, TTL, projections, insert_deduplication_token); "
+        "upgrade the server or leave DISPARO_CLICKHOUSE_URL empty to use the embedded engine"
     )
+
+
+def _if_not_exists(projection: str) -> str:
+    return projection.replace("PROJECTION", "PROJECTION IF NOT EXISTS", 1)
 
 
 def ddl(database: str = DATABASE) -> list[str]:
@@ -86,6 +106,12 @@ def ddl(database: str = DATABASE) -> list[str]:
             f"ALTER TABLE {database}.{TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}"
             for name, kind in ATTEMPT_COLUMNS
             if name in ADDED_COLUMNS
+        ),
+        f"ALTER TABLE {database}.{TABLE} DROP INDEX IF EXISTS order_id_bloom",
+        # Tables from before the projections get them for new parts; old parts age out.
+        *(
+            f"ALTER TABLE {database}.{TABLE} ADD {_if_not_exists(p)}"
+            for p in (HOURLY_PROJECTION, BY_ORDER_PROJECTION)
         ),
         f"CREATE TABLE IF NOT EXISTS {database}.{RESENDS_TABLE} {RESEND_TABLE_BODY}\n"
         f"ENGINE = MergeTree\n{RESEND_LAYOUT}",

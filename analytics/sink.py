@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -60,6 +61,7 @@ def row_of(outcome: AttemptOutcome, partition: int, offset: int) -> Row:
         "kafka_offset": offset,
         "retry_tier": outcome.retry_tier or "",
         "event_json": outcome.event.model_dump_json() if outcome.event else "",
+        "request_headers": json.dumps(outcome.request_headers) if outcome.request_headers else "",
     }
 
 

@@ -84,6 +84,13 @@ def fill_day(database: str, day: date, mix: Mix) -> str:
         "kafka_offset": n,
         "retry_tier": f"if({failed} AND NOT (cityHash64({n}, 13) % 5 = 0), '1m', '')",
         "event_json": "event",
+        "request_headers": (
+            "concat('{\"user-agent\": \"disparo-webhooks/0.1\", \"content-type\": "
+            "\"application/json\", \"webhook-id\": \"msg_', hex(cityHash64(number, 10)), "
+            "'\", \"webhook-timestamp\": \"', toString(toUnixTimestamp(at)), "
+            "'\", \"webhook-signature\": \"v1,', base64Encode(toString(cityHash64(number, 16))), "
+            "'\"}')"
+        ),
     }
     assert set(columns) == {name for name, _ in schema.ATTEMPT_COLUMNS}
     select = ", ".join(f"{expr} AS {name}" for name, expr in columns.items())

@@ -10,6 +10,7 @@ import httpx
 from pydantic_core import to_json
 
 from consumers import classify, metrics
+from consumers.redaction import redacted
 from consumers.retry_policy import parse_retry_after
 from consumers.signing import webhook_headers
 from consumers.targets import refusal_cached
@@ -70,7 +71,8 @@ class Deliverer:
         refused = refusal_cached(job.target.url, self.allow_private)
         if refused is not None:
             return self._outcome(job, started_at, 0.0, None, classify.TARGET_REFUSED, refused, body)
-        request = self._request(job, body)
+        headers = self._headers(job, body)
+        request = self._request(job, body, headers)
         try:
             async with asyncio.timeout(job.target.timeout_s):
                 response = await self.transport.handle_async_request(request)
@@ -81,7 +83,9 @@ class Deliverer:
             text = classify.describe_error(exc)
             if reason == classify.TIMEOUT:
                 text = f"no answer within {job.target.timeout_s:g}s ({text})"
-            return self._outcome(job, started_at, elapsed, None, reason, text, body)
+            return self._outcome(
+                job, started_at, elapsed, None, reason, text, body, headers=headers
+            )
         elapsed = time.perf_counter() - started
         reason = classify.reason_for_status(response.status_code)
         error = None if reason == classify.SUCCESS else f"HTTP {response.status_code}"
@@ -100,6 +104,7 @@ class Deliverer:
             error,
             body,
             answer[: self.excerpt_bytes],
+            headers,
         )
         if reason != classify.SUCCESS:
             wait = parse_retry_after(response.headers.get("retry-after"), started_at)
@@ -107,14 +112,17 @@ class Deliverer:
         return outcome
 
     @staticmethod
-    def _request(job: DispatchJob, body: bytes) -> httpx.Request:
-        timeout = job.target.timeout_s
-        headers = {
+    def _headers(job: DispatchJob, body: bytes) -> dict[str, str]:
+        return {
             "user-agent": USER_AGENT,
             **job.target.headers,
             "content-type": "application/json",
             **webhook_headers(job.target.secret, job.dispatch_id, int(time.time()), body),
         }
+
+    @staticmethod
+    def _request(job: DispatchJob, body: bytes, headers: dict[str, str]) -> httpx.Request:
+        timeout = job.target.timeout_s
         limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         return httpx.Request(
             "POST",
@@ -134,6 +142,7 @@ class Deliverer:
         error: str | None,
         body: bytes,
         answer: bytes = b"",
+        headers: dict[str, str] | None = None,
     ) -> AttemptOutcome:
         ok = reason == classify.SUCCESS
         metrics.DELIVERIES.labels("success" if ok else "failure", reason).inc()
@@ -161,5 +170,6 @@ class Deliverer:
             final=ok,
             request_excerpt=body[: self.excerpt_bytes].decode(errors="replace"),
             response_excerpt=answer.decode(errors="replace"),
+            request_headers=redacted(headers) if headers else {},
             event=job.event,
         )

@@ -204,6 +204,9 @@ class AttemptOutcome(BaseModel):
     final: bool
     request_excerpt: str = ""
     response_excerpt: str = ""
+    request_headers: dict[str, str] = Field(
+        default_factory=dict, description="headers sent, credential values masked"
+    )
     retry_after_s: float | None = None
     retry_tier: str | None = None
     retry_at: AwareDatetime | None = None

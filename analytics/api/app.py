@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analytics.api import dispatches, health, resend, rules
@@ -34,21 +35,27 @@ def create_app(svc: Services, publisher: Publisher, lifespan: Lifespan | None = 
     def page() -> FileResponse:
         return FileResponse(WEB / "index.html")
 
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+
     return app
 
 
-def _readable(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:10]:
+def _by_field(exc: RequestValidationError) -> dict[str, str]:
+    """First message per field path (`url`, `headers.X`; `body` for the whole request)."""
+    fields: dict[str, str] = {}
+    for err in exc.errors()[:20]:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
-        parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg')}")
-    return "; ".join(parts)
+        message = str(err.get("msg", "")).removeprefix("Value error, ")
+        fields.setdefault(".".join(loc) or "body", message)
+    return fields
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": _readable(exc)}, status_code=422)
+        fields = _by_field(exc)
+        error = "; ".join(f"{name}: {message}" for name, message in fields.items())
+        return JSONResponse({"error": error, "fields": fields}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

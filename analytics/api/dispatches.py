@@ -1,11 +1,17 @@
-"""Delivery history: `/api/v1/dispatches`, its summary, and one dispatch's attempts."""
+"""Delivery history: `/api/v1/dispatches`, its summary, breakdown, CSV export, and attempts."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import StreamingResponse
 
 from analytics import queries
 from analytics.api.deps import Services, services
@@ -45,6 +51,43 @@ def _item(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+ReasonQ = Annotated[
+    str | None, Query(max_length=64, description="failure reason, e.g. timeout or http_5xx")
+]
+RuleQ = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="event rule id")]
+EXPORT_ROWS = 100_000
+CSV_COLUMNS = (
+    "dispatched_at", "order_id", "order_status", "event_type", "rule_id", "status", "reason",
+    "http_status", "url", "attempt", "duration_ms", "manual", "final", "dispatch_id",
+    "attempt_id", "error",
+)  # fmt: skip
+
+
+def _page(
+    svc: Services,
+    period: queries.Period,
+    status: queries.StatusFilter,
+    order_id: str | None,
+    limit: int,
+    cursor: str | None,
+    **filters: Any,
+) -> tuple[list[dict[str, Any]], str | None]:
+    try:
+        after = queries.Cursor.decode(cursor) if cursor else None
+        sql, params = queries.dispatches(
+            svc.store.database, period, status, order_id, limit, after, **filters
+        )
+    except BadQuery as exc:
+        raise HTTPException(400, str(exc)) from None
+    rows = [_item(r) for r in svc.store.select(sql, params)]
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    at = datetime.fromisoformat(last["dispatched_at"])
+    return rows, queries.Cursor(at, last["attempt_id"]).encode()
+
+
 @router.get("/api/v1/dispatches")
 def list_dispatches(
     svc: Annotated[Services, Depends(services)],
@@ -54,22 +97,58 @@ def list_dispatches(
     order_id: OrderQ = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
+    reason: ReasonQ = None,
+    rule_id: RuleQ = None,
 ) -> dict[str, Any]:
     """Attempts in a period, newest first, one page at a time (follow `next_cursor`)."""
     period = _period(start, end)
-    try:
-        after = queries.Cursor.decode(cursor) if cursor else None
-        sql, params = queries.dispatches(svc.store.database, period, status, order_id, limit, after)
-    except BadQuery as exc:
-        raise HTTPException(400, str(exc)) from None
-    rows = [_item(r) for r in svc.store.select(sql, params)]
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        at = datetime.fromisoformat(last["dispatched_at"])
-        next_cursor = queries.Cursor(at, last["attempt_id"]).encode()
+    rows, next_cursor = _page(
+        svc, period, status, order_id, limit, cursor, reason=reason, rule_id=rule_id
+    )
     return {"items": rows, "next_cursor": next_cursor}
+
+
+@router.get(
+    "/api/v1/dispatches/export.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "the filtered list as CSV"}},
+)
+def export_dispatches(
+    svc: Annotated[Services, Depends(services)],
+    start: FromQ = None,
+    end: ToQ = None,
+    status: queries.StatusFilter = "all",
+    order_id: OrderQ = None,
+    reason: ReasonQ = None,
+    rule_id: RuleQ = None,
+) -> StreamingResponse:
+    """The filtered list as CSV, newest first, up to 100,000 attempts."""
+    period = _period(start, end)
+    first, cursor = _page(
+        svc, period, status, order_id, queries.MAX_LIMIT, None, reason=reason, rule_id=rule_id
+    )
+
+    def lines() -> Iterator[str]:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        rows, after, sent = first, cursor, 0
+        while True:
+            writer.writerows(rows)
+            sent += len(rows)
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+            if after is None or sent >= EXPORT_ROWS:
+                return
+            rows, after = _page(
+                svc, period, status, order_id, queries.MAX_LIMIT, after,
+                reason=reason, rule_id=rule_id,
+            )  # fmt: skip
+
+    name = f"dispatches-{period.start:%Y%m%d}-{period.end:%Y%m%d}.csv"
+    headers = {"content-disposition": f'attachment; filename="{name}"'}
+    return StreamingResponse(lines(), media_type="text/csv", headers=headers)
 
 
 @router.get("/api/v1/dispatches/summary")
@@ -78,12 +157,38 @@ def dispatch_summary(
     start: FromQ = None,
     end: ToQ = None,
     order_id: OrderQ = None,
+    reason: ReasonQ = None,
+    rule_id: RuleQ = None,
 ) -> dict[str, Any]:
     """Total attempts, failed attempts and the failure rate of a period."""
-    sql, params = queries.summary(svc.store.database, _period(start, end), order_id)
-    row = svc.store.select(sql, params)[0]
-    total, failed = int(row["total"]), int(row["failed"])
+    period = _period(start, end)
+    sql, params = queries.summary(
+        svc.store.database, period, order_id, reason=reason, rule_id=rule_id
+    )
+    by_status = {r["status_"]: int(r["n"]) for r in svc.store.select(sql, params)}
+    total, failed = sum(by_status.values()), by_status.get("failure", 0)
     return {"total": total, "failed": failed, "failure_rate": queries.failure_rate(total, failed)}
+
+
+@router.get("/api/v1/dispatches/breakdown")
+def failure_breakdown(
+    svc: Annotated[Services, Depends(services)],
+    start: FromQ = None,
+    end: ToQ = None,
+    order_id: OrderQ = None,
+) -> dict[str, Any]:
+    """The period's failed attempts by reason and by rule, largest first."""
+    sql, params = queries.failure_breakdown(svc.store.database, _period(start, end), order_id)
+    by_reason: Counter[str] = Counter()
+    by_rule: Counter[int] = Counter()
+    for row in svc.store.select(sql, params):
+        by_reason[row["reason_"]] += int(row["n"])
+        by_rule[int(row["rule_id_"])] += int(row["n"])
+    return {
+        "failed": sum(by_reason.values()),
+        "by_reason": [{"reason": k, "count": n} for k, n in by_reason.most_common()],
+        "by_rule": [{"rule_id": k, "count": n} for k, n in by_rule.most_common(50)],
+    }
 
 
 @router.get("/api/v1/dispatches/{dispatch_id}")
@@ -93,6 +198,8 @@ def dispatch_detail(
     """Every attempt of one dispatch, with request and response excerpts."""
     sql, params = queries.attempts_of(svc.store.database, dispatch_id)
     rows = [_item(r) for r in svc.store.select(sql, params)]
+    for row in rows:
+        row["request_headers"] = json.loads(row["request_headers"] or "{}")
     if not rows:
         raise HTTPException(404, f"no attempts recorded for dispatch {dispatch_id!r}")
     return {"dispatch_id": dispatch_id, "attempts": rows}

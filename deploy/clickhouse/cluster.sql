@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS disparo.attempts_local ON CLUSTER 'disparo' (
     kafka_offset UInt64,
     retry_tier LowCardinality(String) COMMENT 'tier of a scheduled retry; empty if final',
     event_json String CODEC(ZSTD(3)) COMMENT 'the order event, for resends',
-    INDEX order_id_bloom order_id TYPE bloom_filter(0.01) GRANULARITY 1
+    request_headers String CODEC(ZSTD(3)) COMMENT 'JSON object; credentials masked',
+    PROJECTION hourly (SELECT toStartOfHour(dispatched_at), status, reason, rule_id, count() GROUP BY toStartOfHour(dispatched_at), status, reason, rule_id),
+    PROJECTION by_order (SELECT dispatched_at, attempt_id, dispatch_id, attempt, order_id, order_status, event_type, rule_id, status, http_status, error, reason, url, duration_ms, manual, final, retry_tier ORDER BY order_id, dispatched_at)
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/disparo/attempts_local', '{replica}')
 PARTITION BY toDate(dispatched_at)

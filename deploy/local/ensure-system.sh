@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the system packages disparo needs, only those that are missing (Debian/Ubuntu).
 # Usage: ensure-system.sh [extra ...]
-#   extras: nginx (benchmark), prometheus (promtool), clickhouse (old-server driver tests)
+#   extras: nginx (benchmark), prometheus (promtool), clickhouse (old-server driver tests),
+#           chromium (browser tests)
 set -euo pipefail
 
 missing=()
@@ -19,6 +20,7 @@ for extra in "$@"; do
     nginx) command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light) ;;
     prometheus) command -v promtool >/dev/null 2>&1 || missing+=(prometheus) ;;
     clickhouse) [ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server) ;;
+    chromium) [ -x /usr/bin/chromium ] || missing+=(chromium) ;;
     *) echo "ensure-system: unknown extra '$extra'" >&2; exit 2 ;;
   esac
 done

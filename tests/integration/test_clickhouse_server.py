@@ -90,7 +90,7 @@ def count(store: ServerStore, what: str = "count()") -> int:
 
 def test_full_schema_is_refused_naming_the_minimum_version(old_server: ClickHouseServer) -> None:
     store = ServerStore(f"{old_server.url}/disparo_refused")
-    with pytest.raises(SchemaRefused, match=r"18\.16\.1 is too old .* needs 22\.3 or newer"):
+    with pytest.raises(SchemaRefused, match=r"18\.16\.1 is too old .* needs 23\.3 or newer"):
         ensure_schema(store)
     databases = {r["name"] for r in store.select("SHOW DATABASES")}
     assert "disparo_refused" not in databases  # refused before anything was created
@@ -104,7 +104,7 @@ def test_analytics_service_exits_with_the_version_message(old_server: ClickHouse
     )
     assert done.returncode == 2
     assert "too old for disparo's attempts table" in done.stderr
-    assert "22.3 or newer" in done.stderr
+    assert "23.3 or newer" in done.stderr
 
 
 def test_batch_inserts_and_selects_round_trip(plain_store: ServerStore) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,8 +92,41 @@ def test_summary_counts_failures_in_the_period_only(store: Store) -> None:
     outside = [outcome("A", NOW - timedelta(days=9), "failure")]
     store.insert(schema.TABLE, rows(inside + outside), "t1")
     period = queries.Period(NOW - timedelta(days=7), NOW)
-    [row] = store.select(*queries.summary(store.database, period))
-    assert (int(row["total"]), int(row["failed"])) == (12, 3)
+    assert by_status(store, period) == {"success": 9, "failure": 3}
+    assert by_status(store, period, order_id="A") == {"success": 9, "failure": 3}
+    assert by_status(store, period, order_id="B") == {}
+
+
+def by_status(store: Store, period: queries.Period, **filters: Any) -> dict[str, int]:
+    rows = store.select(*queries.summary(store.database, period, **filters))
+    return {r["status_"]: int(r["n"]) for r in rows}
+
+
+def test_hourly_projection_and_edge_rows_count_exactly_like_the_rows(store: Store) -> None:
+    # 600 attempts every 3 minutes over 30 hours; the period starts and ends mid-hour.
+    reasons = ["timeout", "http_5xx", "connection"]
+    made = [
+        outcome(
+            f"O-{i % 7}",
+            NOW - timedelta(minutes=3 * i, seconds=i % 50),
+            "failure" if i % 5 == 0 else "success",
+            reason="ok" if i % 5 else reasons[i % 3],
+            rule_id=1000 + i % 4,
+        )
+        for i in range(600)
+    ]
+    store.insert(schema.TABLE, rows(made), "hourly")
+    store.insert(schema.TABLE, rows(made), "hourly")  # a retried batch: stored once
+    period = queries.Period(NOW - timedelta(hours=20, minutes=17), NOW - timedelta(minutes=163))
+    inside = [o for o in made if period.start <= o.dispatched_at < period.end]
+    expected = Counter(o.status for o in inside)
+    assert by_status(store, period) == dict(expected)
+
+    found = store.select(*queries.failure_breakdown(store.database, period))
+    got = Counter({(r["reason_"], int(r["rule_id_"])): int(r["n"]) for r in found})
+    want = Counter((o.reason, o.rule_id) for o in inside if o.status == "failure")
+    assert got == want
+    assert sum(want.values()) == expected["failure"] > 0
 
 
 def test_order_search_and_status_filter(store: Store) -> None:

@@ -114,3 +114,24 @@ def test_an_oversized_response_fails_as_response_too_large() -> None:
     )
     assert "1024 KiB" in (outcome.error or "")
     assert len(outcome.response_excerpt) == 1024
+
+
+def test_credential_headers_are_masked_in_the_record_and_others_kept() -> None:
+    from consumers.redaction import redacted
+
+    sent = {
+        "Authorization": "Bearer abc",
+        "X-Api-Key": "k1",
+        "x-auth-token": "t",
+        "X-Tenant": "acme",
+        "webhook-id": "msg_1",
+        "webhook-signature": "v1,xyz",
+    }
+    assert redacted(sent) == {
+        "Authorization": "***",
+        "X-Api-Key": "***",
+        "x-auth-token": "***",
+        "X-Tenant": "acme",
+        "webhook-id": "msg_1",
+        "webhook-signature": "v1,xyz",
+    }

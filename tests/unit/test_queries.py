@@ -76,9 +76,85 @@ def test_limit_is_bounded() -> None:
         queries.dispatches("db", period, limit=queries.MAX_LIMIT + 1)
 
 
-def test_summary_and_failure_rate() -> None:
+def test_summary_of_an_order_reads_rows_only() -> None:
     sql, params = queries.summary("db", queries.Period(NOW - timedelta(days=1), NOW), "A-1")
-    assert "countIf(status = 'failure')" in sql
-    assert params["order_id"] == "A-1"
+    assert "toStartOfHour" not in sql  # an order search seeks by order, never by hour
+    assert sql.count("SELECT status, count() AS n") == 1
+    assert params == {
+        "lo0": "2026-11-27 12:00:00.000",
+        "hi0": "2026-11-28 12:00:00.000",
+        "order_id": "A-1",
+    }
     assert queries.failure_rate(0, 0) == 0.0
     assert queries.failure_rate(3, 1) == 0.3333
+
+
+def slices(start: datetime, end: datetime) -> list[tuple[datetime, datetime, bool]]:
+    return queries._slices(queries.Period(start, end), rows_only=False)
+
+
+def at(day: int, hour: int, minute: int = 0, second: int = 0, ms: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, second, ms * 1000, tzinfo=UTC)
+
+
+def test_whole_hours_come_from_the_projection_and_partial_edges_from_rows() -> None:
+    assert slices(at(21, 9, 41, 7, 250), at(28, 9, 41, 7, 250)) == [
+        (at(21, 10), at(28, 9), True),
+        (at(21, 9, 41, 7, 250), at(21, 10), False),
+        (at(28, 9), at(28, 9, 41, 7, 250), False),
+    ]
+
+
+def test_hour_aligned_periods_have_no_edges() -> None:
+    assert slices(at(27, 0), at(28, 0)) == [(at(27, 0), at(28, 0), True)]
+
+
+def test_a_period_within_one_hour_or_across_one_boundary_reads_rows() -> None:
+    assert slices(at(28, 9, 5), at(28, 9, 55)) == [(at(28, 9, 5), at(28, 9, 55), False)]
+    assert slices(at(28, 9, 30), at(28, 10, 30)) == [(at(28, 9, 30), at(28, 10, 30), False)]
+
+
+def test_a_local_day_in_sao_paulo_is_a_whole_utc_hour_range() -> None:
+    # The screen sends the viewer's midnight; -03:00 midnight is 03:00 UTC, still whole hours.
+    sao_paulo = timezone(timedelta(hours=-3))
+    period = queries.Period.parse(
+        datetime(2026, 11, 27, tzinfo=sao_paulo), datetime(2026, 11, 28, tzinfo=sao_paulo), NOW
+    )
+    assert queries._slices(period, rows_only=False) == [(at(27, 3), at(28, 3), True)]
+
+
+def test_a_half_hour_time_zone_day_gets_two_half_hour_edges() -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    period = queries.Period.parse(
+        datetime(2026, 11, 27, tzinfo=india), datetime(2026, 11, 28, tzinfo=india), NOW
+    )
+    assert queries._slices(period, rows_only=False) == [
+        (at(26, 19), at(27, 18), True),
+        (at(26, 18, 30), at(26, 19), False),
+        (at(27, 18), at(27, 18, 30), False),
+    ]
+
+
+def test_counts_sql_unions_slices_with_their_own_bounds_and_shared_filters() -> None:
+    period = queries.Period(at(21, 9, 30), at(28, 9, 30))
+    sql, params = queries.counts("db", period, ("reason", "rule_id"), {"status": "failure"})
+    assert sql.count(" UNION ALL ") == 2
+    assert "toStartOfHour(dispatched_at) >= {lo0:DateTime64(3, 'UTC')}" in sql
+    assert "dispatched_at >= {lo1:DateTime64(3, 'UTC')}" in sql
+    assert sql.count("status = {status:String}") == 3
+    assert sql.startswith("SELECT reason AS reason_, rule_id AS rule_id_, sum(n) AS n FROM (")
+    assert sql.endswith("GROUP BY reason, rule_id")
+    assert params["lo0"] == "2026-11-21 10:00:00.000"
+    assert params["hi0"] == "2026-11-28 09:00:00.000"
+    assert params["status"] == "failure"
+
+
+def test_breakdown_and_list_filters_by_reason_and_rule() -> None:
+    period = queries.Period(at(27, 0), at(28, 0))
+    sql, params = queries.dispatches("db", period, "failure", reason="timeout", rule_id=61856)
+    assert "reason = {reason:String}" in sql
+    assert "rule_id = {rule_id:UInt64}" in sql
+    assert (params["reason"], params["rule_id"]) == ("timeout", 61856)
+    sql, params = queries.failure_breakdown("db", period)
+    assert params["status"] == "failure"
+    assert "GROUP BY reason, rule_id" in sql

@@ -1,0 +1,477 @@
+// The management screen: Communication > Webhook (delivery history) and webhook rules.
+// Plain browser JavaScript over the v1 API; state lives in the URL hash.
+"use strict";
+
+const RETENTION_DAYS = 30;
+const PAGE_SIZE = 50;
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+const state = {
+  lang: localStorage.getItem("disparo.lang") || (navigator.language.startsWith("pt") ? "pt-BR" : "en"),
+  tab: "failure", order: "", reason: "", rule: "", from: "", to: "",
+  cursors: [null], page: 0, nextCursor: null, rules: [], fresh: new Set(), listToken: 0,
+};
+
+const tr = (key, vars) => t(state.lang, key, vars);
+const num = (n) => new Intl.NumberFormat(state.lang).format(n);
+const pct = (r) => new Intl.NumberFormat(state.lang, { style: "percent", maximumFractionDigits: 2 }).format(r);
+const when = (iso) => new Intl.DateTimeFormat(state.lang, { dateStyle: "short", timeStyle: "medium" }).format(new Date(iso));
+const el = (tag, attrs = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+};
+
+// ---- dates: the picker holds local calendar days; the API gets instants ----------------
+const isoDay = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+const localMidnight = (day) => { const [y, m, d] = day.split("-").map(Number); return new Date(y, m - 1, d); };
+const addDays = (date, n) => { const c = new Date(date); c.setDate(c.getDate() + n); return c; };
+const oldestDay = () => isoDay(addDays(new Date(), -(RETENTION_DAYS - 1)));
+
+function periodParams() {
+  if (!state.from || !state.to) return { error: tr("rangeInvalid") };
+  if (state.from > state.to) return { error: tr("rangeInvalid") };
+  if (state.from < oldestDay()) return { error: tr("rangeTooOld", { date: oldestDay() }) };
+  return { from: localMidnight(state.from).toISOString(), to: addDays(localMidnight(state.to), 1).toISOString() };
+}
+
+// ---- API ---------------------------------------------------------------------------------
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options, headers: { "content-type": "application/json", ...(options.headers || {}) },
+  });
+  const body = response.status === 204 ? null : await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = new Error((body && body.error) || `HTTP ${response.status}`);
+    error.status = response.status;
+    error.fields = (body && body.fields) || {};
+    throw error;
+  }
+  return body;
+}
+const query = (params) => new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v !== null && v !== undefined)).toString();
+
+// ---- routing -----------------------------------------------------------------------------
+function writeHash() {
+  const params = query({ tab: state.tab, order: state.order, reason: state.reason, rule: state.rule, from: state.from, to: state.to });
+  const hash = `#/webhooks?${params}`;
+  if (location.hash !== hash) history.replaceState(null, "", hash);
+}
+
+function route() {
+  const [path, search] = (location.hash.slice(1) || "/webhooks").split("?");
+  const parts = path.split("/").filter(Boolean);
+  $("#sidebar").classList.remove("open");
+  $$(".nav-item").forEach((a) => a.classList.toggle("active", a.dataset.nav === (parts[0] || "webhooks")));
+  if (parts[0] === "rules") {
+    $("#webhooks-view").hidden = true;
+    $("#rules-view").hidden = false;
+    loadRules().then(() => { if (parts[1]) openRule(Number(parts[1])); });
+    return;
+  }
+  const params = new URLSearchParams(search || "");
+  state.tab = params.get("tab") === "all" ? "all" : "failure";
+  state.order = params.get("order") || "";
+  state.reason = params.get("reason") || "";
+  state.rule = params.get("rule") || "";
+  state.from = params.get("from") || state.from || isoDay(addDays(new Date(), -6));
+  state.to = params.get("to") || state.to || isoDay(new Date());
+  $("#webhooks-view").hidden = false;
+  $("#rules-view").hidden = true;
+  refresh();
+}
+
+// ---- the webhook history -----------------------------------------------------------------
+function refresh() {
+  state.cursors = [null];
+  state.page = 0;
+  writeHash();
+  renderControls();
+  const period = periodParams();
+  if (period.error) {
+    showState("#list-state", period.error, "error");
+    $("#rows").replaceChildren();
+    return;
+  }
+  loadCounts(period);
+  loadBreakdown(period);
+  loadPage();
+}
+
+function renderControls() {
+  $("#from").value = state.from;
+  $("#to").value = state.to;
+  $("#from").min = $("#to").min = oldestDay();
+  $("#from").max = $("#to").max = isoDay(new Date());
+  $("#order").value = state.order;
+  $$(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === state.tab));
+  $("#breakdown").hidden = state.tab !== "failure";
+  const chips = [];
+  const remove = (key) => () => { state[key] = ""; refresh(); };
+  if (state.order) chips.push(filterChip(tr("orderFilter", { value: state.order }), remove("order"), "order"));
+  if (state.reason) chips.push(filterChip(tr("reasonFilter", { value: reasonText(state.lang, state.reason) }), remove("reason"), "reason"));
+  if (state.rule) chips.push(filterChip(tr("ruleFilter", { value: state.rule }), remove("rule"), "rule"));
+  $("#active-filters").replaceChildren(...chips);
+  $("#export").href = `/api/v1/dispatches/export.csv?${query(listParams())}`;
+}
+
+function filterChip(label, onRemove, name) {
+  return el("span", { class: "chip on", "data-testid": `filter-${name}` }, label,
+    el("button", { class: "close", title: tr("removeFilter"), "aria-label": tr("removeFilter"), onclick: onRemove, text: "×" }));
+}
+
+function listParams() {
+  const period = periodParams();
+  return {
+    from: period.from, to: period.to, status: state.tab === "all" ? "all" : "failure",
+    order_id: state.order, reason: state.tab === "failure" ? state.reason : "",
+    rule_id: state.tab === "failure" ? state.rule : "",
+  };
+}
+
+async function loadCounts(period) {
+  try {
+    const s = await api(`/api/v1/dispatches/summary?${query({ ...period, order_id: state.order })}`);
+    $("[data-testid=failed-count]").textContent = num(s.failed);
+    $("[data-testid=failed-pct]").textContent = `(${pct(s.failure_rate)})`;
+    $("[data-testid=total-count]").textContent = num(s.total);
+  } catch (error) {
+    $("[data-testid=failed-count]").textContent = "–";
+    $("[data-testid=total-count]").textContent = "–";
+  }
+}
+
+async function loadBreakdown(period) {
+  if (state.tab !== "failure") return;
+  try {
+    const b = await api(`/api/v1/dispatches/breakdown?${query({ ...period, order_id: state.order })}`);
+    const toggle = (key, value) => () => { state[key] = state[key] === String(value) ? "" : String(value); refresh(); };
+    $("#by-reason").replaceChildren(...b.by_reason.map((r) => el("button", {
+      class: `chip${state.reason === r.reason ? " on" : ""}`, "data-reason": r.reason, onclick: toggle("reason", r.reason),
+    }, reasonText(state.lang, r.reason), el("b", { text: num(r.count) }))));
+    $("#by-rule").replaceChildren(...b.by_rule.map((r) => el("button", {
+      class: `chip${state.rule === String(r.rule_id) ? " on" : ""}`, "data-rule": r.rule_id, onclick: toggle("rule", r.rule_id),
+    }, `#${r.rule_id}`, el("b", { text: num(r.count) }))));
+  } catch (error) {
+    $("#by-reason").replaceChildren(el("span", { class: "hint", text: tr("errorLoading", { message: error.message }) }));
+    $("#by-rule").replaceChildren();
+  }
+}
+
+async function loadPage() {
+  const token = ++state.listToken;
+  showState("#list-state", tr("loading"), "loading");
+  const cursor = state.cursors[state.page];
+  try {
+    const page = await api(`/api/v1/dispatches?${query({ ...listParams(), limit: PAGE_SIZE, cursor })}`);
+    if (token !== state.listToken) return page; // a newer request replaced this one
+    state.nextCursor = page.next_cursor;
+    renderRows(page.items);
+    return page;
+  } catch (error) {
+    if (token !== state.listToken) return null;
+    $("#rows").replaceChildren();
+    showState("#list-state", tr("errorLoading", { message: error.message }), "error", loadPage);
+    return null;
+  }
+}
+
+function renderRows(items) {
+  const empty = state.order ? tr("emptyOrder", { order: state.order }) : tr(state.tab === "all" ? "emptyAll" : "emptyFailed");
+  if (items.length) hideState("#list-state"); else showState("#list-state", empty, "empty");
+  $("#rows").replaceChildren(...items.map(rowOf));
+  const first = state.page * PAGE_SIZE;
+  $("#page-info").textContent = items.length ? tr("showing", { a: num(first + 1), b: num(first + items.length) }) : "";
+  $("#prev").disabled = state.page === 0;
+  $("#next").disabled = !state.nextCursor;
+}
+
+function rowOf(item) {
+  const orderLink = el("a", {
+    href: `#/webhooks?${query({ tab: "all", order: item.order_id, from: state.from, to: state.to })}`,
+    "data-testid": "order-link", onclick: (e) => e.stopPropagation(), text: item.order_id,
+  });
+  const ruleLink = el("a", { href: `#/rules/${item.rule_id}`, onclick: (e) => e.stopPropagation(), text: `#${item.rule_id}` });
+  const status = el("span", { class: "status" }, el("span", { class: `dot ${item.status}` }), tr(item.status),
+    item.manual ? el("span", { class: "tag", text: tr("manual") }) : null);
+  const cells = [
+    [tr("order"), orderLink], [tr("orderStatus"), item.order_status || "—"],
+    [tr("dispatchedAt"), when(item.dispatched_at)], [tr("eventRule"), ruleLink],
+    [tr("status"), status], [tr("url"), item.url],
+  ];
+  const row = el("tr", {
+    "data-dispatch-id": item.dispatch_id, "data-status": item.status, "data-manual": String(item.manual),
+    "data-dispatched-at": item.dispatched_at, class: state.fresh.has(item.attempt_id) ? "fresh" : null,
+    onclick: () => openDetail(item.dispatch_id),
+  }, ...cells.map(([label, content], i) => el("td", { "data-label": label, class: i === 5 ? "url" : null, title: i === 5 ? item.url : null }, content)));
+  return row;
+}
+
+function showState(selector, text, kind, retry) {
+  const box = $(selector);
+  box.hidden = false;
+  box.className = `state ${kind}`;
+  box.dataset.kind = kind;
+  box.replaceChildren(el("span", { text }));
+  if (retry) box.append(" ", el("button", { onclick: retry, text: tr("retry") }));
+}
+const hideState = (selector) => { $(selector).hidden = true; };
+
+// ---- one dispatch's attempts ---------------------------------------------------------------
+async function openDetail(dispatchId) {
+  const body = $("#detail-body");
+  $("#detail").hidden = false;
+  body.replaceChildren(el("p", { class: "hint", text: tr("loading") }));
+  try {
+    const detail = await api(`/api/v1/dispatches/${encodeURIComponent(dispatchId)}`);
+    body.replaceChildren(el("p", { class: "hint", text: dispatchId }), ...detail.attempts.map(attemptView));
+  } catch (error) {
+    body.replaceChildren(el("p", { class: "state error", text: tr("errorLoading", { message: error.message }) }));
+  }
+}
+
+function attemptView(a) {
+  const headers = Object.entries(a.request_headers || {});
+  const facts = [
+    [tr("dispatchedAt"), when(a.dispatched_at)], [tr("status"), tr(a.status)],
+    [tr("httpStatus"), a.http_status ?? "—"], [tr("reason"), reasonText(state.lang, a.reason)],
+    [tr("duration"), `${num(a.duration_ms)} ms`], [tr("url"), a.url],
+  ];
+  if (a.error) facts.push([tr("error"), a.error]);
+  return el("section", { class: "attempt", "data-testid": "attempt" },
+    el("h3", {}, el("span", { class: `dot ${a.status}` }), tr("attempt", { n: a.attempt }), a.manual ? el("span", { class: "tag", text: tr("manual") }) : null),
+    el("dl", {}, ...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v) })])),
+    el("h4", { text: tr("requestHeaders") }),
+    el("pre", { "data-testid": "request-headers", text: headers.length ? headers.map(([k, v]) => `${k}: ${v}`).join("\n") : tr("none") }),
+    el("h4", { text: tr("requestBody") }), el("pre", { text: a.request_excerpt || tr("none") }),
+    el("h4", { text: tr("response") }), el("pre", { text: a.response_excerpt || tr("none") }));
+}
+
+// ---- send manually -------------------------------------------------------------------------
+async function openResend() {
+  clearErrors($("#resend-form"));
+  $("#resend-order").value = state.order;
+  $("#resend-event").value = "";
+  if (!state.rules.length) await fetchRules().catch(() => {});
+  $("#resend-rule").replaceChildren(el("option", { value: "", text: tr("anyRule") }),
+    ...state.rules.map((r) => el("option", { value: r.id, text: `#${r.id} ${r.name}` })));
+  $("#resend-modal").showModal();
+  $("#resend-order").focus();
+}
+
+async function submitResend(event) {
+  event.preventDefault();
+  const form = $("#resend-form");
+  clearErrors(form);
+  const order = $("#resend-order").value.trim();
+  if (!order) return showErrors(form, { order_id: tr("orderRequired") });
+  const body = { order_id: order };
+  if ($("#resend-event").value.trim()) body.event_type = $("#resend-event").value.trim();
+  if ($("#resend-rule").value) body.rule_id = Number($("#resend-rule").value);
+  const sentAt = new Date();
+  try {
+    const queued = await api("/api/v1/resend", { method: "POST", body: JSON.stringify(body) });
+    $("#resend-modal").close();
+    toast(tr("queued", { n: num(queued.queued), order }));
+    watchForResend(order, new Set(queued.dispatch_ids), sentAt);
+  } catch (error) {
+    showErrors(form, Object.keys(error.fields).length ? error.fields : { body: error.message });
+  }
+}
+
+// The resend travels Kafka -> worker -> ClickHouse; poll the list until its rows are there.
+function watchForResend(order, dispatchIds, sentAt) {
+  state.tab = "all";
+  state.reason = state.rule = "";
+  if (state.order && state.order !== order) state.order = order;
+  if (state.to < isoDay(new Date())) state.to = isoDay(new Date());
+  refresh();
+  const deadline = Date.now() + 60000;
+  const poll = async () => {
+    state.cursors = [null];
+    state.page = 0;
+    const page = await loadPage();
+    const fresh = (page ? page.items : []).filter((i) => i.manual && dispatchIds.has(i.dispatch_id) && new Date(i.dispatched_at) >= new Date(sentAt.getTime() - 5000));
+    if (fresh.length) {
+      fresh.forEach((i) => state.fresh.add(i.attempt_id));
+      renderRows(page.items);
+      loadCounts(periodParams());
+      toast(tr("appeared"));
+    } else if (Date.now() < deadline) {
+      setTimeout(poll, 1000);
+    }
+  };
+  setTimeout(poll, 500);
+}
+
+// ---- rules -------------------------------------------------------------------------------
+async function fetchRules() {
+  state.rules = (await api("/api/v1/rules")).items;
+  return state.rules;
+}
+
+async function loadRules() {
+  showState("#rules-state", tr("loading"), "loading");
+  try {
+    await fetchRules();
+    if (state.rules.length) hideState("#rules-state"); else showState("#rules-state", tr("emptyRules"), "empty");
+    $("#rule-rows").replaceChildren(...state.rules.map(ruleRow));
+  } catch (error) {
+    $("#rule-rows").replaceChildren();
+    showState("#rules-state", tr("errorLoading", { message: error.message }), "error", loadRules);
+  }
+}
+
+function ruleRow(rule) {
+  const status = el("span", { title: rule.deactivated_reason ? tr("deactivatedBecause", { reason: rule.deactivated_reason }) : null },
+    el("span", { class: `dot ${rule.active ? "success" : "inactive"}` }), tr(rule.active ? "active" : "inactive"));
+  const actions = el("td", {},
+    el("button", { "data-testid": "rule-edit", onclick: () => openRule(rule.id), text: tr("edit") }), " ",
+    el("button", { "data-testid": "rule-toggle", onclick: () => toggleRule(rule), text: tr(rule.active ? "deactivate" : "activate") }));
+  return el("tr", { "data-rule-id": rule.id },
+    el("td", { "data-label": "ID", text: String(rule.id) }), el("td", { "data-label": tr("name"), text: rule.name }),
+    el("td", { "data-label": tr("eventTypes"), text: rule.event_types.join(", ") }),
+    el("td", { "data-label": tr("url"), class: "url", text: rule.url }), el("td", { "data-label": tr("status") }, status), actions);
+}
+
+const editable = (rule) => ({
+  name: rule.name, event_types: rule.event_types, filters: rule.filters, url: rule.url,
+  headers: rule.headers, active: rule.active, timeout_s: rule.timeout_s, max_attempts: rule.max_attempts,
+});
+
+async function toggleRule(rule) {
+  try {
+    await api(`/api/v1/rules/${rule.id}`, { method: "PUT", body: JSON.stringify({ ...editable(rule), active: !rule.active }) });
+    toast(tr("saved", { id: rule.id }));
+  } catch (error) {
+    toast(error.message);
+  }
+  loadRules();
+}
+
+function openRule(id) {
+  const rule = state.rules.find((r) => r.id === id) || null;
+  const form = $("#rule-form");
+  clearErrors(form);
+  form.dataset.ruleId = rule ? rule.id : "";
+  $("#rule-title").textContent = rule ? tr("editRule", { id: rule.id }) : tr("newRule");
+  const f = form.elements;
+  f.name.value = rule ? rule.name : "";
+  f.event_types.value = rule ? rule.event_types.join(", ") : "*";
+  f.url.value = rule ? rule.url : "";
+  f.filters.value = rule ? Object.entries(rule.filters).map(([k, v]) => `${k}=${v.join(",")}`).join("\n") : "";
+  f.headers.value = rule ? Object.entries(rule.headers).map(([k, v]) => `${k}: ${v}`).join("\n") : "";
+  f.secret.value = "";
+  $("#secret-hint").textContent = rule ? tr("secretKept", { masked: rule.secret }) : tr("secretNew");
+  f.timeout_s.value = rule ? rule.timeout_s : 10;
+  f.max_attempts.value = rule ? rule.max_attempts : 6;
+  f.active.checked = rule ? rule.active : true;
+  $("#rule-modal").showModal();
+}
+
+function linesOf(text, separator, field, errors) {
+  const out = {};
+  for (const line of text.split("\n").map((l) => l.trim()).filter(Boolean)) {
+    const at = line.indexOf(separator);
+    if (at <= 0) { errors[field] = line; continue; }
+    out[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  return out;
+}
+
+async function submitRule(event) {
+  event.preventDefault();
+  const form = $("#rule-form");
+  clearErrors(form);
+  const f = form.elements;
+  const bad = {};
+  const filters = Object.fromEntries(Object.entries(linesOf(f.filters.value, "=", "filters", bad)).map(([k, v]) => [k, v.split(",").map((s) => s.trim()).filter(Boolean)]));
+  const headers = linesOf(f.headers.value, ":", "headers", bad);
+  if (Object.keys(bad).length) {
+    return showErrors(form, Object.fromEntries(Object.entries(bad).map(([k, line]) => [k, `"${line}"?`])));
+  }
+  const body = {
+    name: f.name.value.trim(), event_types: f.event_types.value.split(",").map((s) => s.trim()).filter(Boolean),
+    filters, url: f.url.value.trim(), headers, active: f.active.checked,
+    timeout_s: Number(f.timeout_s.value), max_attempts: Number(f.max_attempts.value),
+  };
+  if (f.secret.value.trim()) body.secret = f.secret.value.trim();
+  const id = form.dataset.ruleId;
+  try {
+    const saved = await api(id ? `/api/v1/rules/${id}` : "/api/v1/rules", { method: id ? "PUT" : "POST", body: JSON.stringify(body) });
+    $("#rule-modal").close();
+    toast(id ? tr("saved", { id: saved.id }) : tr("secretCreated", { id: saved.id, secret: saved.secret }), id ? 4000 : 15000);
+    if (location.hash.startsWith("#/rules/")) history.replaceState(null, "", "#/rules");
+    loadRules();
+  } catch (error) {
+    showErrors(form, Object.keys(error.fields).length ? error.fields : { body: error.message });
+  }
+}
+
+// ---- form errors, toasts, language ---------------------------------------------------------
+function showErrors(form, fields) {
+  for (const [path, message] of Object.entries(fields)) {
+    const name = path.split(".")[0];
+    const slot = $(`[data-error="${name}"]`, form) || $('[data-error="body"]', form);
+    slot.textContent = slot.textContent ? `${slot.textContent}; ${message}` : message;
+    const input = form.elements[name] || $(`#resend-${name.replace("_id", "").replace("_type", "")}`, form);
+    if (input && input.classList) input.classList.add("invalid");
+  }
+}
+
+function clearErrors(form) {
+  $$("[data-error]", form).forEach((e) => { e.textContent = ""; });
+  $$(".invalid", form).forEach((e) => e.classList.remove("invalid"));
+}
+
+let toastTimer = null;
+function toast(text, ms = 4000) {
+  const box = $("#toast");
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { box.hidden = true; }, ms);
+}
+
+function applyLanguage() {
+  document.documentElement.lang = state.lang;
+  $("#lang").value = state.lang;
+  $$("[data-i18n]").forEach((node) => { node.textContent = tr(node.dataset.i18n); });
+  $$("[data-i18n-placeholder]").forEach((node) => { node.placeholder = tr(node.dataset.i18nPlaceholder); });
+}
+
+// ---- wiring --------------------------------------------------------------------------------
+function wire() {
+  $("#lang").addEventListener("change", (e) => {
+    state.lang = e.target.value;
+    localStorage.setItem("disparo.lang", state.lang);
+    applyLanguage();
+    route();
+  });
+  $("#range").addEventListener("change", () => { state.from = $("#from").value; state.to = $("#to").value; refresh(); });
+  $("#range").addEventListener("submit", (e) => e.preventDefault());
+  $("#search").addEventListener("submit", (e) => { e.preventDefault(); state.order = $("#order").value.trim(); refresh(); });
+  $$(".tab").forEach((b) => b.addEventListener("click", () => { state.tab = b.dataset.tab; refresh(); }));
+  $("#next").addEventListener("click", () => { state.cursors[state.page + 1] = state.nextCursor; state.page += 1; loadPage(); });
+  $("#prev").addEventListener("click", () => { state.page = Math.max(0, state.page - 1); loadPage(); });
+  $("#send-manually").addEventListener("click", openResend);
+  $("#resend-form").addEventListener("submit", submitResend);
+  $("#new-rule").addEventListener("click", () => openRule(null));
+  $("#rule-form").addEventListener("submit", submitRule);
+  $$("[data-close]").forEach((b) => b.addEventListener("click", () => {
+    const target = $(`#${b.dataset.close}`);
+    if (target.close) target.close(); else target.hidden = true;
+  }));
+  $(".menu-toggle").addEventListener("click", () => $("#sidebar").classList.toggle("open"));
+  window.addEventListener("hashchange", route);
+}
+
+wire();
+applyLanguage();
+route();

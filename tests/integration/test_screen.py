@@ -1,0 +1,229 @@
+"""The management screen in a real browser (Debian's Chromium via Playwright) on a real stack.
+
+Seeded once per module: 6 orders delivered to /ok and 2 failing for good at /gone (410),
+so the period holds 8 attempts, 2 failed (25 %). Screenshots go to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.integration.conftest import Stack, order_event, running_stack
+from tests.integration.receiver import Receiver
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+ARTIFACTS = Path(__file__).parents[1] / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def screen(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
+) -> Iterator[Stack]:
+    with running_stack(kafka_bootstrap, tmp_path_factory.mktemp("screen")) as stack:
+        stack.active_rule(name="ok", event_types=["order.dispatched"], url=f"{receiver.url}/ok")
+        stack.active_rule(name="gone", event_types=["tracking.updated"], url=f"{receiver.url}/gone")
+        events = [order_event(f"SCR-{n}", "order.dispatched") for n in range(1, 7)]
+        events += [order_event(f"SCR-{n}", "tracking.updated") for n in (1, 2)]
+        stack.publisher.publish_many(events)
+        stack.rows_eventually(8)
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        launched = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, screen: Stack) -> Iterator[Page]:
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 860}, locale="en-US", timezone_id="America/Sao_Paulo"
+    )
+    opened = context.new_page()
+    opened.set_default_timeout(15000)
+    opened.goto(f"{screen.api}/")
+    yield opened
+    context.close()
+
+
+def rows(page: Page) -> list[dict[str, str]]:
+    return page.eval_on_selector_all(
+        "#rows tr",
+        "trs => trs.map(tr => ({order: tr.cells[0].innerText, status: tr.dataset.status, "
+        "manual: tr.dataset.manual, at: tr.dataset.dispatchedAt, date: tr.cells[2].innerText}))",
+    )
+
+
+def test_tabs_show_the_failed_count_and_percentage_and_the_total(page: Page) -> None:
+    expect(page.get_by_test_id("failed-count")).to_have_text("2")
+    expect(page.get_by_test_id("failed-pct")).to_have_text("(25%)")
+    expect(page.get_by_test_id("total-count")).to_have_text("8")
+    expect(page.locator("#rows tr")).to_have_count(2)  # the failed tab opens first
+    assert {r["status"] for r in rows(page)} == {"failure"}
+    expect(page.get_by_test_id("by-reason")).to_contain_text("HTTP 4xx")
+    expect(page.get_by_test_id("by-rule").locator("button")).to_have_count(1)
+    page.get_by_test_id("tab-all").click()
+    expect(page.locator("#rows tr")).to_have_count(8)
+    page.screenshot(path=ARTIFACTS / "webhooks-all-1280.png", full_page=True)
+
+
+def test_search_narrows_to_one_order_and_the_row_opens_its_attempts(page: Page) -> None:
+    page.get_by_test_id("tab-all").click()
+    page.get_by_test_id("order-search").fill("SCR-2")
+    page.get_by_test_id("order-search").press("Enter")
+    expect(page.locator("#rows tr")).to_have_count(2)
+    assert {r["order"] for r in rows(page)} == {"SCR-2"}
+    expect(page.get_by_test_id("total-count")).to_have_text("2")
+    expect(page.get_by_test_id("failed-count")).to_have_text("1")
+    assert "order=SCR-2" in page.url
+    page.locator("#rows tr[data-status=failure] td").nth(4).click()  # not on a link
+    detail = page.get_by_test_id("detail")
+    expect(detail.get_by_test_id("attempt")).to_have_count(1)
+    expect(detail).to_contain_text("410")
+    expect(detail.get_by_test_id("request-headers")).to_contain_text("webhook-id: msg_")
+    page.screenshot(path=ARTIFACTS / "webhooks-order-detail.png", full_page=True)
+
+
+def test_failure_breakdown_filters_the_list_and_exports_it_as_csv(
+    page: Page, screen: Stack
+) -> None:
+    page.get_by_test_id("by-reason").locator("button").first.click()
+    expect(page.get_by_test_id("filter-reason")).to_be_visible()
+    expect(page.locator("#rows tr")).to_have_count(2)
+    href = page.get_by_test_id("export").get_attribute("href")
+    assert href is not None and "reason=http_4xx" in href and "status=failure" in href
+    csv = httpx.get(f"{screen.api}{href}", timeout=30)
+    assert csv.status_code == 200
+    lines = csv.text.strip().splitlines()
+    assert lines[0].startswith("dispatched_at,order_id,")
+    assert len(lines) == 3 and all(",failure,http_4xx," in line for line in lines[1:])
+
+
+def test_the_manual_send_modal_validates_then_resends_and_the_row_appears(page: Page) -> None:
+    page.get_by_test_id("send-manually").click()
+    modal = page.get_by_test_id("resend-modal")
+    modal.get_by_test_id("resend-submit").click()
+    expect(modal).to_contain_text("Enter the order number.")
+    modal.get_by_test_id("resend-order").fill("NO-SUCH-ORDER")
+    modal.get_by_test_id("resend-submit").click()
+    expect(modal.get_by_test_id("resend-error")).to_contain_text("no dispatch found")
+    clicked = datetime.now(UTC)
+    modal.get_by_test_id("resend-order").fill("SCR-5")
+    modal.get_by_test_id("resend-event").fill("order.dispatched")
+    modal.get_by_test_id("resend-submit").click()
+    expect(modal).to_be_hidden()
+    expect(page.get_by_test_id("toast")).to_contain_text("1 webhook(s) queued for order SCR-5")
+    manual = page.locator("#rows tr[data-manual=true]")
+    expect(manual).to_have_count(1, timeout=30000)  # no reload: the list polls for it
+    [row] = [r for r in rows(page) if r["manual"] == "true"]
+    assert row["order"] == "SCR-5"
+    assert datetime.fromisoformat(row["at"].replace("Z", "+00:00")) >= clicked.replace(
+        microsecond=0
+    )
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    page.screenshot(path=ARTIFACTS / "webhooks-after-resend.png", full_page=True)
+
+
+def test_a_rule_created_in_the_rules_page_triggers_dispatches(
+    page: Page, screen: Stack, receiver: Receiver
+) -> None:
+    page.get_by_test_id("nav-rules").click()
+    expect(page.locator("#rule-rows tr")).to_have_count(2)
+    page.get_by_test_id("new-rule").click()
+    modal = page.get_by_test_id("rule-modal")
+    modal.get_by_test_id("rule-name").fill("from the screen")
+    modal.get_by_test_id("rule-event-types").fill("pre_invoice.created")
+    modal.get_by_test_id("rule-url").fill("not a url")
+    modal.get_by_test_id("rule-timeout").fill("500")
+    modal.get_by_test_id("rule-save").click()
+    expect(modal.locator("[data-error=url]")).not_to_be_empty()
+    expect(modal.locator("[data-error=timeout_s]")).to_contain_text("60")
+    modal.get_by_test_id("rule-url").fill(f"{receiver.url}/ok")
+    modal.get_by_test_id("rule-timeout").fill("5")
+    modal.get_by_test_id("rule-headers").fill("X-Tenant: acme")
+    modal.get_by_test_id("rule-save").click()
+    expect(modal).to_be_hidden()
+    expect(page.get_by_test_id("toast")).to_contain_text("whsec_")
+    expect(page.locator("#rule-rows tr")).to_have_count(3)
+    page.screenshot(path=ARTIFACTS / "rules.png", full_page=True)
+
+    created = [
+        r
+        for r in httpx.get(f"{screen.api}/api/v1/rules").json()["items"]
+        if r["name"] == "from the screen"
+    ]
+    [rule] = created
+    assert rule["headers"] == {"X-Tenant": "acme"} and rule["secret"].endswith("…")
+    screen.wait_rule_applied(rule["id"], active=True)
+    screen.publisher.publish_many([order_event("SCR-9", "pre_invoice.created")])
+    delivered = screen.rows_eventually(1, rule_id=rule["id"])
+    assert delivered[0]["order_id"] == "SCR-9" and delivered[0]["status"] == "success"
+    assert any(r.headers.get("x-tenant") == "acme" for r in receiver.on("/ok"))
+
+    page.locator(f"#rule-rows tr[data-rule-id='{rule['id']}']").get_by_test_id(
+        "rule-toggle"
+    ).click()
+    expect(page.locator(f"#rule-rows tr[data-rule-id='{rule['id']}']")).to_contain_text("Inactive")
+    screen.wait_rule_applied(rule["id"], active=False)
+
+
+def test_portuguese_and_english_switch_texts_numbers_and_dates(page: Page) -> None:
+    expect(page.get_by_test_id("total-count")).not_to_have_text("–")
+    page.get_by_test_id("tab-all").click()
+    expect(page.locator("#rows tr").first).to_be_visible()
+    assert re.fullmatch(r"\d{1,2}/\d{1,2}/\d{2},? .*", rows(page)[0]["date"])  # en-US: m/d/yy
+    page.get_by_test_id("lang").select_option("pt-BR")
+    expect(page.get_by_test_id("tab-failed")).to_contain_text("Entregas com falha")
+    expect(page.get_by_test_id("tab-all")).to_contain_text("Todos os webhooks enviados")
+    expect(page.get_by_test_id("send-manually")).to_have_text("Enviar webhook manualmente")
+    expect(page.locator("#rows tr").first).to_be_visible()
+    assert re.fullmatch(r"\d{2}/\d{2}/\d{4},? .*", rows(page)[0]["date"])  # pt-BR: dd/mm/yyyy
+    assert page.evaluate("document.documentElement.lang") == "pt-BR"
+    page.screenshot(path=ARTIFACTS / "webhooks-pt-BR.png", full_page=True)
+    page.reload()  # the choice is remembered
+    expect(page.get_by_test_id("tab-failed")).to_contain_text("Entregas com falha")
+    page.get_by_test_id("lang").select_option("en")
+    expect(page.get_by_test_id("tab-failed")).to_contain_text("Failed deliveries")
+
+
+def test_phone_width_stacks_the_table_and_states_say_what_happened(
+    browser: Browser, screen: Stack
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone = context.new_page()
+    phone.goto(f"{screen.api}/#/webhooks?tab=all&order=NOBODY")
+    expect(phone.get_by_test_id("list-state")).to_have_text(
+        "No webhooks for order NOBODY in this period."
+    )
+    phone.goto(f"{screen.api}/#/webhooks?tab=all")
+    expect(phone.locator("#rows tr").first).to_be_visible()
+    assert phone.locator("table.grid thead").first.is_hidden()
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
+    phone.screenshot(path=ARTIFACTS / "webhooks-phone.png", full_page=True)
+    phone.goto(f"{screen.api}/#/webhooks?from=2020-01-01&to=2020-01-02")
+    expect(phone.get_by_test_id("list-state")).to_contain_text("Only the last 30 days are kept")
+    context.close()
