@@ -83,9 +83,10 @@ class ChdbStore:
             self._session.close()
 
     def _run(self, sql: str, fmt: str, params: Mapping[str, Any] | None) -> str:
+        escaped = {k: _escaped(v) for k, v in (params or {}).items()}
         with self._lock:
             try:
-                result = self._session.query(sql, fmt, params=dict(params or {}))
+                result = self._session.query(sql, fmt, params=escaped)
             except Exception as exc:
                 raise StoreError(f"ClickHouse (chdb) error: {exc}") from exc
         return str(result.bytes().decode()) if result is not None else ""
@@ -183,6 +184,15 @@ def open_store(clickhouse_url: str, chdb_path: Path) -> Store:
     if clickhouse_url.startswith(("clickhouse://", "clickhouses://")):
         return ServerStore(clickhouse_url)
     return ChdbStore(chdb_path)
+
+
+# chdb reads parameter values in ClickHouse's escaped text format: a backslash or a raw
+# newline in a value (an order number typed by a person) would not parse, or parse wrong.
+_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0"})
+
+
+def _escaped(value: Any) -> Any:
+    return value.translate(_ESCAPES) if isinstance(value, str) else value
 
 
 def _sql_token(token: str) -> str:

@@ -178,8 +178,7 @@ def test_table_has_thirty_day_ttl_and_daily_partitions(store: Store) -> None:
 
 def test_cluster_ddl_parses_and_matches_the_single_node_table(store: Store) -> None:
     for statement in cluster_ddl():
-        one_line = " ".join(statement.split())  # parameter values cannot hold raw newlines
-        [parsed] = store.select("SELECT formatQuery({q:String}) AS f", {"q": one_line})
+        [parsed] = store.select("SELECT formatQuery({q:String}) AS f", {"q": statement})
         assert parsed["f"].startswith("CREATE")
     # The replicated local table is the single-node table on another engine: same columns.
     [local] = [s for s in cluster_ddl() if f"{schema.TABLE}_local ON CLUSTER" in s]
@@ -190,3 +189,13 @@ def test_cluster_ddl_parses_and_matches_the_single_node_table(store: Store) -> N
     assert [r["name"] for r in single] == [name for name, _ in schema.ATTEMPT_COLUMNS]
     for name, kind in schema.ATTEMPT_COLUMNS:
         assert f"    {name} {kind}" in local
+
+
+@pytest.mark.parametrize(
+    "order_id", ["O'Brien\\1", "line\nbreak", "tab\there", "pedido-ção-😀", "\\n literal"]
+)
+def test_search_values_with_escapes_and_unicode_match_exactly(store: Store, order_id: str) -> None:
+    store.insert(schema.TABLE, rows([outcome(order_id, NOW - timedelta(minutes=5))]), order_id)
+    period = queries.Period(NOW - timedelta(days=1), NOW + timedelta(minutes=1))
+    found = store.select(*queries.dispatches(store.database, period, "all", order_id))
+    assert [r["order_id"] for r in found] == [order_id]
