@@ -85,10 +85,10 @@ def fill_day(database: str, day: date, mix: Mix) -> str:
         "retry_tier": f"if({failed} AND NOT (cityHash64({n}, 13) % 5 = 0), '1m', '')",
         "event_json": "event",
         "request_headers": (
-            "concat('{\"user-agent\": \"disparo-webhooks/0.1\", \"content-type\": "
-            "\"application/json\", \"webhook-id\": \"msg_', hex(cityHash64(number, 10)), "
-            "'\", \"webhook-timestamp\": \"', toString(toUnixTimestamp(at)), "
-            "'\", \"webhook-signature\": \"v1,', base64Encode(toString(cityHash64(number, 16))), "
+            'concat(\'{"user-agent": "disparo-webhooks/0.1", "content-type": '
+            '"application/json", "webhook-id": "msg_\', hex(cityHash64(number, 10)), '
+            '\'", "webhook-timestamp": "\', toString(toUnixTimestamp(at)), '
+            '\'", "webhook-signature": "v1,\', base64Encode(toString(cityHash64(number, 16))), '
             "'\"}')"
         ),
     }

@@ -114,12 +114,15 @@ def test_failure_breakdown_filters_the_list_and_exports_it_as_csv(
     expect(page.get_by_test_id("filter-reason")).to_be_visible()
     expect(page.locator("#rows tr")).to_have_count(2)
     href = page.get_by_test_id("export").get_attribute("href")
-    assert href is not None and "reason=http_4xx" in href and "status=failure" in href
+    assert href is not None
+    assert "reason=http_4xx" in href
+    assert "status=failure" in href
     csv = httpx.get(f"{screen.api}{href}", timeout=30)
     assert csv.status_code == 200
     lines = csv.text.strip().splitlines()
     assert lines[0].startswith("dispatched_at,order_id,")
-    assert len(lines) == 3 and all(",failure,http_4xx," in line for line in lines[1:])
+    assert len(lines) == 3
+    assert all(",failure,http_4xx," in line for line in lines[1:])
 
 
 def test_the_manual_send_modal_validates_then_resends_and_the_row_appears(page: Page) -> None:
@@ -176,11 +179,12 @@ def test_a_rule_created_in_the_rules_page_triggers_dispatches(
         if r["name"] == "from the screen"
     ]
     [rule] = created
-    assert rule["headers"] == {"X-Tenant": "acme"} and rule["secret"].endswith("…")
+    assert rule["headers"] == {"X-Tenant": "acme"}
+    assert rule["secret"].endswith("…")
     screen.wait_rule_applied(rule["id"], active=True)
     screen.publisher.publish_many([order_event("SCR-9", "pre_invoice.created")])
     delivered = screen.rows_eventually(1, rule_id=rule["id"])
-    assert delivered[0]["order_id"] == "SCR-9" and delivered[0]["status"] == "success"
+    assert (delivered[0]["order_id"], delivered[0]["status"]) == ("SCR-9", "success")
     assert any(r.headers.get("x-tenant") == "acme" for r in receiver.on("/ok"))
 
     page.locator(f"#rule-rows tr[data-rule-id='{rule['id']}']").get_by_test_id(
@@ -191,7 +195,7 @@ def test_a_rule_created_in_the_rules_page_triggers_dispatches(
 
 
 def test_portuguese_and_english_switch_texts_numbers_and_dates(page: Page) -> None:
-    expect(page.get_by_test_id("total-count")).not_to_have_text("–")
+    expect(page.get_by_test_id("total-count")).to_have_text(re.compile(r"\d"))
     page.get_by_test_id("tab-all").click()
     expect(page.locator("#rows tr").first).to_be_visible()
     assert re.fullmatch(r"\d{1,2}/\d{1,2}/\d{2},? .*", rows(page)[0]["date"])  # en-US: m/d/yy
