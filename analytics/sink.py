@@ -129,7 +129,13 @@ class OutcomeSink:
         """Stored offsets, minus partitions whose topic was recreated since (ends went back)."""
         stored = self.stored_offsets()
         tps = [TopicPartition(self.topics.outcomes, p) for p in stored]
-        ends = self.consumer.end_offsets(tps) if tps else {}
+        try:
+            ends = self.consumer.end_offsets(tps, timeout_ms=10000) if tps else {}
+        except KafkaError as exc:  # a leader is away: keep the stored offsets as they are
+            log.warning(
+                "cannot read the outcomes topic's end offsets (%s); skipping the check", exc
+            )
+            return stored
         for tp, end in ends.items():
             if stored[tp.partition] >= end:
                 log.warning(

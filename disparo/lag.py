@@ -11,7 +11,7 @@ from prometheus_client import Gauge
 
 CONSUMER_LAG = Gauge(
     "disparo_consumer_lag",
-    "Records not yet consumed per assigned partition (end offset minus position).",
+    "Records not yet consumed per assigned partition (high watermark minus position).",
     ["group", "topic", "partition"],
 )
 
@@ -32,12 +32,18 @@ class LagMeter:
         if now - self._last < self.every_s:
             return None
         self._last = now
-        owned = self.consumer.assignment()
-        try:
-            ends = self.consumer.end_offsets(list(owned)) if owned else {}
-            lags = {tp: max(0, end - self.consumer.position(tp)) for tp, end in ends.items()}
-        except KafkaError:
-            return None
+        # The high watermark comes with every fetch response: no request of its own. An
+        # end_offsets() request could block the consumer's loop for minutes while a
+        # partition's leader is gone (a broker died), stopping the very work being measured.
+        lags = {}
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue  # nothing fetched from it yet
+            try:
+                lags[tp] = max(0, high - self.consumer.position(tp, timeout_ms=100))
+            except KafkaError:
+                continue
         seen = set()
         for tp, lag in lags.items():
             key = (tp.topic, str(tp.partition))

@@ -7,6 +7,7 @@ import io
 import json
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -63,19 +64,45 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class HistoryFilter:
+    """What the list and its CSV export are narrowed to."""
+
+    period: queries.Period
+    status: queries.StatusFilter
+    order_id: str | None
+    reason: str | None
+    rule_id: int | None
+
+
+def history_filter(
+    start: FromQ = None,
+    end: ToQ = None,
+    status: queries.StatusFilter = "all",
+    order_id: OrderQ = None,
+    reason: ReasonQ = None,
+    rule_id: RuleQ = None,
+) -> HistoryFilter:
+    return HistoryFilter(_period(start, end), status, order_id, reason, rule_id)
+
+
+Filter = Annotated[HistoryFilter, Depends(history_filter)]
+
+
 def _page(
-    svc: Services,
-    period: queries.Period,
-    status: queries.StatusFilter,
-    order_id: str | None,
-    limit: int,
-    cursor: str | None,
-    **filters: Any,
+    svc: Services, f: HistoryFilter, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     try:
         after = queries.Cursor.decode(cursor) if cursor else None
         sql, params = queries.dispatches(
-            svc.store.database, period, status, order_id, limit, after, **filters
+            svc.store.database,
+            f.period,
+            f.status,
+            f.order_id,
+            limit,
+            after,
+            reason=f.reason,
+            rule_id=f.rule_id,
         )
     except BadQuery as exc:
         raise HTTPException(400, str(exc)) from None
@@ -91,20 +118,12 @@ def _page(
 @router.get("/api/v1/dispatches")
 def list_dispatches(
     svc: Annotated[Services, Depends(services)],
-    start: FromQ = None,
-    end: ToQ = None,
-    status: queries.StatusFilter = "all",
-    order_id: OrderQ = None,
+    f: Filter,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
-    reason: ReasonQ = None,
-    rule_id: RuleQ = None,
 ) -> dict[str, Any]:
     """Attempts in a period, newest first, one page at a time (follow `next_cursor`)."""
-    period = _period(start, end)
-    rows, next_cursor = _page(
-        svc, period, status, order_id, limit, cursor, reason=reason, rule_id=rule_id
-    )
+    rows, next_cursor = _page(svc, f, limit, cursor)
     return {"items": rows, "next_cursor": next_cursor}
 
 
@@ -113,20 +132,9 @@ def list_dispatches(
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "the filtered list as CSV"}},
 )
-def export_dispatches(
-    svc: Annotated[Services, Depends(services)],
-    start: FromQ = None,
-    end: ToQ = None,
-    status: queries.StatusFilter = "all",
-    order_id: OrderQ = None,
-    reason: ReasonQ = None,
-    rule_id: RuleQ = None,
-) -> StreamingResponse:
+def export_dispatches(svc: Annotated[Services, Depends(services)], f: Filter) -> StreamingResponse:
     """The filtered list as CSV, newest first, up to 100,000 attempts."""
-    period = _period(start, end)
-    first, cursor = _page(
-        svc, period, status, order_id, queries.MAX_LIMIT, None, reason=reason, rule_id=rule_id
-    )
+    first, cursor = _page(svc, f, queries.MAX_LIMIT, None)
 
     def lines() -> Iterator[str]:
         out = io.StringIO()
@@ -141,12 +149,9 @@ def export_dispatches(
             out.truncate()
             if after is None or sent >= EXPORT_ROWS:
                 return
-            rows, after = _page(
-                svc, period, status, order_id, queries.MAX_LIMIT, after,
-                reason=reason, rule_id=rule_id,
-            )  # fmt: skip
+            rows, after = _page(svc, f, queries.MAX_LIMIT, after)
 
-    name = f"dispatches-{period.start:%Y%m%d}-{period.end:%Y%m%d}.csv"
+    name = f"dispatches-{f.period.start:%Y%m%d}-{f.period.end:%Y%m%d}.csv"
     headers = {"content-disposition": f'attachment; filename="{name}"'}
     return StreamingResponse(lines(), media_type="text/csv", headers=headers)
 

@@ -36,10 +36,11 @@ def test_http_ingest_accepts_a_list_and_every_event_is_delivered(
 
 def test_pagination_walks_every_row_once_with_the_cursor(stack: Stack, receiver: Receiver) -> None:
     stack.active_rule(name="pages", event_types=["*"], url=f"{receiver.url}/ok")
-    httpx.post(
+    posted = httpx.post(
         f"{stack.api}/api/v1/events", json=[order_event(f"P-{i}") for i in range(7)], timeout=30
     )
-    eventually(lambda: len(stack.dispatches()) == 7, 30, "7 rows")
+    assert posted.status_code == 202, posted.text
+    assert len(stack.rows_eventually(7)) == 7
     seen, cursor = [], None
     while True:
         params = {"limit": 3, **({"cursor": cursor} if cursor else {})}

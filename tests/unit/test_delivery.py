@@ -46,9 +46,16 @@ def test_rule_headers_are_sent_alongside_signature_headers() -> None:
         seen.append(request)
         return httpx.Response(200)
 
-    _deliver(handler, job(headers={"x-tenant": "acme"}))
+    outcome = _deliver(handler, job(headers={"x-tenant": "acme", "Authorization": "Bearer s3"}))
     assert seen[0].headers["x-tenant"] == "acme"
+    assert seen[0].headers["authorization"] == "Bearer s3"
     assert seen[0].headers["content-type"] == "application/json"
+    # The record keeps what was sent, except credentials.
+    recorded = outcome.request_headers
+    assert recorded["x-tenant"] == "acme"
+    assert recorded["Authorization"] == "***"
+    assert recorded["webhook-signature"] == seen[0].headers["webhook-signature"]
+    assert recorded["webhook-id"] == seen[0].headers["webhook-id"]
 
 
 @pytest.mark.parametrize(
