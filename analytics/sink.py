@@ -33,6 +33,9 @@ INSERT_FAILURES = Counter(
     "disparo_sink_insert_failures_total", "Inserts ClickHouse refused or lost; each is retried."
 )
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # between retries of one failed insert
+# kafka-python retries a commit without end while the broker is away; bounded, a failed
+# commit is retried with the next batch and the loop keeps polling (and heartbeating).
+COMMIT_TIMEOUT_S = 15
 
 
 def row_of(outcome: AttemptOutcome, partition: int, offset: int) -> Row:
@@ -196,7 +199,7 @@ class OutcomeSink:
             return  # stopping while ClickHouse is away: the offsets stay uncommitted
         if rows and os.environ.get("DISPARO_FAILPOINT") == "sink-exit-after-insert":
             os._exit(86)  # test failpoint: die between the insert and the offset commit
-        self.producer.flush()
+        self.producer.flush(timeout=COMMIT_TIMEOUT_S)
         ROWS.inc(len(rows))
         BATCHES.inc()
         self.rows_written += len(rows)
@@ -206,7 +209,7 @@ class OutcomeSink:
             tp = TopicPartition(self.topics.outcomes, p)
             self.uncommitted[tp] = OffsetAndMetadata(hi + 1, "", -1)
         try:
-            self.consumer.commit(dict(self.uncommitted))
+            self.consumer.commit(dict(self.uncommitted), timeout_ms=COMMIT_TIMEOUT_S * 1000)
             self.uncommitted.clear()
         except CommitFailedError as exc:
             self.uncommitted.clear()  # the partitions moved on; their new owner takes over

@@ -261,7 +261,8 @@ class DeliveryWorker:
 
     def _commit(self) -> None:
         try:
-            self.consumer.commit(dict(self.uncommitted))
+            # Bounded: kafka-python would retry without end while the broker is away.
+            self.consumer.commit(dict(self.uncommitted), timeout_ms=15000)
             self.uncommitted.clear()
             self.commits += 1
         except CommitFailedError as exc:

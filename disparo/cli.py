@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -173,6 +175,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # `kill -USR1 <pid>` writes every thread's stack to the log: how to see where a stuck
+    # service waits, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     args = parser().parse_args(argv)
     try:
         code: int = args.run(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import uuid
@@ -242,6 +243,11 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
         yield Stack(settings, api, dispatcher, table, publisher, env, names)
     finally:
         publisher.close()
+        for name in names:  # each writes its threads' stacks to its log: shown on failure
+            pid = table.pid(name)
+            if pid is not None:
+                os.kill(pid, signal.SIGUSR1)
+        time.sleep(0.3)
         for name in reversed(names):
             table.stop(name, grace_s=20)
         for name in names:
