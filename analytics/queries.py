@@ -209,6 +209,25 @@ def attempts_of(database: str, dispatch_id: str) -> tuple[str, dict[str, Any]]:
     return sql, {"dispatch_id": dispatch_id}
 
 
+def stored_attempts(
+    database: str, attempt_ids: list[str], start: datetime, end: datetime
+) -> tuple[str, dict[str, Any]]:
+    """Which of these attempt ids already have a row made in [start, end].
+
+    Literals, not parameters: the sink runs this on every batch, also on servers without
+    query parameters; every id is parsed as a UUID first, so nothing else gets in.
+    """
+    ids = ", ".join(f"toUUID('{uuid.UUID(i)}')" for i in attempt_ids)
+    first = start.astimezone(UTC).replace(microsecond=0)
+    last = end.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    sql = (
+        f"SELECT DISTINCT attempt_id FROM {database}.{schema.TABLE} "
+        f"WHERE dispatched_at >= '{first:%Y-%m-%d %H:%M:%S}' "
+        f"AND dispatched_at < '{last:%Y-%m-%d %H:%M:%S}' AND attempt_id IN ({ids})"
+    )
+    return sql, {}
+
+
 def failure_rate(total: int, failed: int) -> float:
     """Failed share of attempts, 0.0 for an empty period, rounded to 4 places."""
     return round(failed / total, 4) if total else 0.0

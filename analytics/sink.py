@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
@@ -15,7 +16,7 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 
-from analytics import schema
+from analytics import queries, schema
 from analytics.errors import StoreError
 from analytics.settings import AnalyticsSettings
 from analytics.store import Row, Store
@@ -36,6 +37,13 @@ RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # between retries of one failed ins
 # kafka-python retries a commit without end while the broker is away; bounded, a failed
 # commit is retried with the next batch and the loop keeps polling (and heartbeating).
 COMMIT_TIMEOUT_S = 15
+REPEATS = Counter(
+    "disparo_sink_repeats_total",
+    "Outcomes not stored because their attempt already has a row (a repeated POST).",
+)
+# A worker that dies before committing has its jobs delivered again by the next owner,
+# seconds to minutes later, under the same attempt id: look that far back for the first row.
+REPEAT_WINDOW = timedelta(hours=1)
 
 
 def row_of(outcome: AttemptOutcome, partition: int, offset: int) -> Row:
@@ -195,8 +203,10 @@ class OutcomeSink:
                 rows.append(row_of(parse_outcome(r.value), r.partition, r.offset))
             except InvalidMessage as exc:
                 self._dead_letter(r, exc.reason)
-        if not self._insert_until_stored(rows, dedup_token(ranges)):
+        stored = self._insert_until_stored(rows, dedup_token(ranges))
+        if stored is None:
             return  # stopping while ClickHouse is away: the offsets stay uncommitted
+        rows = stored
         if rows and os.environ.get("DISPARO_FAILPOINT") == "sink-exit-after-insert":
             os._exit(86)  # test failpoint: die between the insert and the offset commit
         self.producer.flush(timeout=COMMIT_TIMEOUT_S)
@@ -219,16 +229,18 @@ class OutcomeSink:
             # offsets are committed with the next batch, once the broker answers again.
             log.warning("sink commit failed, retried with the next batch: %s", exc)
 
-    def _insert_until_stored(self, rows: list[Row], token: str) -> bool:
-        """Insert, retrying with backoff while ClickHouse is away; False if stopped first."""
+    def _insert_until_stored(self, rows: list[Row], token: str) -> list[Row] | None:
+        """Insert, retrying with backoff while ClickHouse is away; the rows stored, or None
+        if stopped first (repeats and rows a failed insert did store are left out)."""
         failures = 0
         while True:
             try:
                 if failures:
                     rows = self._not_yet_stored(rows)
+                rows = self._first_of_each_attempt(rows)
                 self.store.insert(schema.TABLE, rows, token)
                 self.store_ok = True
-                return True
+                return rows
             except StoreError as exc:
                 INSERT_FAILURES.inc()
                 self.store_ok = False
@@ -236,7 +248,25 @@ class OutcomeSink:
                 failures += 1
                 log.warning("insert of %d rows failed, retry in %.1f s: %s", len(rows), delay, exc)
                 if self._stop.wait(delay):
-                    return False
+                    return None
+
+    def _first_of_each_attempt(self, rows: list[Row]) -> list[Row]:
+        """Rows whose attempt has no row yet, in the table or earlier in the batch."""
+        if not rows:
+            return rows
+        first: dict[str, Row] = {}
+        for row in rows:
+            first.setdefault(str(row["attempt_id"]), row)
+        times = [row["dispatched_at"] for row in rows]
+        sql, params = queries.stored_attempts(
+            self.store.database, list(first), min(times) - REPEAT_WINDOW, max(times)
+        )
+        stored = {str(r["attempt_id"]) for r in self.store.select(sql, params)}
+        kept = [row for key, row in first.items() if key not in stored]
+        if len(kept) < len(rows):
+            REPEATS.inc(len(rows) - len(kept))
+            log.info("%d repeated attempt(s) not stored again", len(rows) - len(kept))
+        return kept
 
     def _not_yet_stored(self, rows: list[Row]) -> list[Row]:
         """Rows whose offsets are not stored: a failed insert may still have landed."""

@@ -7,9 +7,10 @@ import binascii
 import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     AwareDatetime,
     BaseModel,
@@ -25,6 +26,13 @@ _NAMESPACE = uuid.UUID("5b0b7c4e-5d52-4c1e-9a53-6f0d1d6a0c11")
 SECRET_PREFIX = "whsec_"
 Status = Literal["success", "failure"]
 M = TypeVar("M", bound=BaseModel)
+
+
+def _uuid_text(value: str) -> str:
+    return str(uuid.UUID(value))
+
+
+UuidText = Annotated[str, AfterValidator(_uuid_text)]
 
 
 def now_utc() -> datetime:
@@ -185,13 +193,13 @@ class DispatchJob(BaseModel):
 class AttemptOutcome(BaseModel):
     """The record of one delivery attempt."""
 
-    attempt_id: str
+    attempt_id: UuidText
     dispatch_id: str
     attempt: int
     manual: bool
     order_id: str
     order_status: str | None
-    event_id: str
+    event_id: UuidText
     event_type: str
     rule_id: int
     url: str

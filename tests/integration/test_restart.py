@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import timedelta
 
+import httpx
 import pytest
 
+from disparo.kafka import make_producer
+from disparo.schemas import now_utc
 from tests.integration.conftest import Stack, eventually, order_events
 from tests.integration.receiver import Receiver
 
@@ -62,3 +67,47 @@ def test_worker_restart_delivers_later_jobs_once(stack: Stack, receiver: Receive
     eventually(lambda: stack.total() == 8, 30, "8 rows")
     assert len(got) == 8
     assert len({r.headers["webhook-id"] for r in got}) == 8
+
+
+def test_a_repeated_attempt_is_stored_once(stack: Stack) -> None:
+    # What a worker that died before committing leaves behind: the same attempt, POSTed
+    # again by the next owner seconds later, reported twice on the outcomes topic.
+    first = outcome_record("REPEAT-1", seconds_ago=20)
+    again = {**first, "dispatched_at": (now_utc() - timedelta(seconds=5)).isoformat()}
+    other = outcome_record("REPEAT-2", seconds_ago=5)
+    producer = make_producer(stack.settings, client_id="test-repeats")
+    for record in (first, again, other, again):
+        producer.send(stack.topics.outcomes, key=record["dispatch_id"].encode(),
+                      value=json.dumps(record).encode())  # fmt: skip
+        producer.flush()
+    producer.close()
+    rows = stack.rows_eventually(2)
+    assert len(rows) == 2, rows
+    assert sorted(r["order_id"] for r in rows) == ["REPEAT-1", "REPEAT-2"]
+    [kept] = [r for r in rows if r["order_id"] == "REPEAT-1"]
+    assert kept["dispatched_at"] == first["dispatched_at"].replace("+00:00", "Z")
+    metrics = httpx.get(f"{stack.api}/metrics", timeout=10).text
+    assert "disparo_sink_repeats_total 2.0" in metrics
+    assert "disparo_sink_rows_total 2.0" in metrics
+
+
+def outcome_record(order_id: str, seconds_ago: int) -> dict[str, object]:
+    at = (now_utc() - timedelta(seconds=seconds_ago)).replace(microsecond=123000)
+    return {
+        "attempt_id": str(uuid.uuid4()),
+        "dispatch_id": f"msg_{uuid.uuid4().hex}",
+        "attempt": 1,
+        "manual": False,
+        "order_id": order_id,
+        "order_status": "dispatched",
+        "event_id": str(uuid.uuid4()),
+        "event_type": "order.dispatched",
+        "rule_id": 1000,
+        "url": "https://hooks.example.com/in",
+        "dispatched_at": at.isoformat(timespec="milliseconds"),
+        "status": "success",
+        "reason": "ok",
+        "http_status": 200,
+        "duration_ms": 12,
+        "final": True,
+    }

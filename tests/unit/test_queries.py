@@ -158,3 +158,14 @@ def test_breakdown_and_list_filters_by_reason_and_rule() -> None:
     sql, params = queries.failure_breakdown("db", period)
     assert params["status"] == "failure"
     assert "GROUP BY reason, rule_id" in sql
+
+
+def test_stored_attempts_inlines_only_parsed_uuids_and_whole_seconds() -> None:
+    ids = ["5B0B7C4E-5D52-4C1E-9A53-6F0D1D6A0C11"]
+    sql, params = queries.stored_attempts("db", ids, at(28, 8, 0, 0, 250), at(28, 9, 0, 1, 999))
+    assert params == {}
+    assert "attempt_id IN (toUUID('5b0b7c4e-5d52-4c1e-9a53-6f0d1d6a0c11'))" in sql
+    assert "dispatched_at >= '2026-11-28 08:00:00'" in sql
+    assert "dispatched_at < '2026-11-28 09:00:02'" in sql
+    with pytest.raises(ValueError, match="badly formed"):
+        queries.stored_attempts("db", ["x') OR 1=1 --"], at(28, 8), at(28, 9))
