@@ -141,7 +141,7 @@ class OutcomeSink:
         stored = self.stored_offsets()
         tps = [TopicPartition(self.topics.outcomes, p) for p in stored]
         try:
-            ends = self.consumer.end_offsets(tps, timeout_ms=10000) if tps else {}
+            ends = self._end_offsets(tps) if tps else {}
         except KafkaError as exc:  # a leader is away: keep the stored offsets as they are
             log.warning(
                 "cannot read the outcomes topic's end offsets (%s); skipping the check", exc
@@ -158,6 +158,21 @@ class OutcomeSink:
                 )
                 del stored[tp.partition]
         return stored
+
+    def _end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        # Asked through a short-lived group-less consumer: right after a rebalance, the
+        # group consumer's own end_offsets() could wait on the rebalance it is part of.
+        probe = KafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id="disparo-sink-probe",
+        )
+        try:
+            ends: dict[TopicPartition, int] = probe.end_offsets(tps, timeout_ms=10000)
+            return ends
+        finally:
+            probe.close()
 
     def run(self) -> None:
         """Consume and insert until `stop()`; the last partial batch is flushed."""
