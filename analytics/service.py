@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -42,6 +43,7 @@ def run(settings: AnalyticsSettings) -> None:
         producer=producer,
         topics=Topics(settings.topic_prefix),
         ready=lambda: sink_thread.is_alive() and sink.consuming(),
+        problem=_stall_check(sink, sink_thread, settings.sink_stall_s),
     )
 
     # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would
@@ -82,6 +84,27 @@ def _warden(settings: AnalyticsSettings, svc: Services) -> RuleWarden:
     return RuleWarden(
         svc.store, svc.rules, write, settings.deactivate_after_delta, settings.warden_interval_s
     )
+
+
+def _stall_check(
+    sink: OutcomeSink, thread: threading.Thread, limit_s: float
+) -> Callable[[], str | None]:
+    """Why the sink needs a restart, if it does; the first time, its stacks go to the log."""
+    reported = threading.Event()
+
+    def problem() -> str | None:
+        stalled = sink.stalled_for()
+        if not thread.is_alive() or stalled <= limit_s:
+            return None
+        if not reported.is_set():
+            reported.set()
+            log.error(
+                "the outcomes sink made no progress for %.0f s; thread stacks follow", stalled
+            )
+            faulthandler.dump_traceback(all_threads=True)
+        return f"the outcomes sink made no progress for {stalled:.0f} s"
+
+    return problem
 
 
 def _guarded(target: Callable[[], None]) -> Callable[[], None]:

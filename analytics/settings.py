@@ -20,6 +20,9 @@ class AnalyticsSettings(KernelSettings):
     sink_group: str = Field("disparo-analytics-sink", description="consumer group of the sink")
     sink_batch: int = Field(5000, ge=1, le=100000, description="rows per ClickHouse insert")
     sink_linger_ms: int = Field(250, ge=0, le=60000, description="longest wait to fill a batch")
+    sink_stall_s: float = Field(
+        120.0, gt=0, le=3600, description="/healthz fails when the sink loop is stuck this long"
+    )
 
     deactivate_after: str = Field(
         "5d",

@@ -122,6 +122,7 @@ class OutcomeSink:
         self.rows_written = 0
         self.assignment_changed = False
         self.store_ok = True
+        self.last_turn = time.monotonic()  # the loop's heartbeat, for liveness
         # Per partition, the highest offset whose row is already stored. A sink that crashed
         # between insert and commit re-reads those records; they are skipped, not re-inserted.
         self.stored: dict[int, int] = {}
@@ -179,6 +180,7 @@ class OutcomeSink:
         pending: list[Any] = []
         started = time.monotonic()
         while not self._stop.is_set():
+            self.last_turn = time.monotonic()
             polled = self.consumer.poll(timeout_ms=100, max_records=self.settings.sink_batch)
             if self.assignment_changed:
                 self.assignment_changed = False
@@ -196,6 +198,10 @@ class OutcomeSink:
         if pending:
             self.flush(pending)
         self.consumer.close()
+
+    def stalled_for(self) -> float:
+        """Seconds since the consume loop last turned (0 once stopped)."""
+        return 0.0 if self._stop.is_set() else time.monotonic() - self.last_turn
 
     def consuming(self) -> bool:
         """True once the sink holds partitions of the outcomes topic and can write."""
@@ -224,6 +230,8 @@ class OutcomeSink:
         rows = stored
         if rows and os.environ.get("DISPARO_FAILPOINT") == "sink-exit-after-insert":
             os._exit(86)  # test failpoint: die between the insert and the offset commit
+        if rows and os.environ.get("DISPARO_FAILPOINT") == "sink-stall-after-insert":
+            threading.Event().wait()  # test failpoint: a sink thread that never returns
         self.producer.flush(timeout=COMMIT_TIMEOUT_S)
         ROWS.inc(len(rows))
         BATCHES.inc()
@@ -262,6 +270,7 @@ class OutcomeSink:
                 delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
                 failures += 1
                 log.warning("insert of %d rows failed, retry in %.1f s: %s", len(rows), delay, exc)
+                self.last_turn = time.monotonic()  # waiting on ClickHouse is progress
                 if self._stop.wait(delay):
                     return None
 

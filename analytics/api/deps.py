@@ -22,6 +22,7 @@ class Services:
     producer: KafkaProducer
     topics: Topics
     ready: Callable[[], bool] | None = None
+    problem: Callable[[], str | None] | None = None  # why the process should be restarted
 
 
 def services(request: Request) -> Services:

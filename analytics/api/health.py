@@ -15,8 +15,12 @@ router = APIRouter(tags=["health"])
 
 
 @router.get(HEALTH_PATH)
-def healthz() -> dict[str, str]:
-    """The process is alive."""
+def healthz(svc: Annotated[Services, Depends(services)], response: Response) -> dict[str, str]:
+    """The process is alive and its outcomes sink is turning (503 asks for a restart)."""
+    problem = svc.problem() if svc.problem is not None else None
+    if problem:
+        response.status_code = 503
+        return {"status": "stuck", "problem": problem}
     return {"status": "ok"}
 
 

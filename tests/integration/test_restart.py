@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
 from disparo.kafka import make_producer
 from disparo.schemas import now_utc
-from tests.integration.conftest import Stack, eventually, order_events
+from tests.integration.conftest import Stack, eventually, order_events, running_stack
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -111,3 +112,24 @@ def outcome_record(order_id: str, seconds_ago: int) -> dict[str, object]:
         "duration_ms": 12,
         "final": True,
     }
+
+
+def test_a_stuck_sink_fails_liveness_and_logs_where_it_waits(
+    kafka_bootstrap: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    stall = {"DISPARO_FAILPOINT": "sink-stall-after-insert", "DISPARO_SINK_STALL_S": "3"}
+    with running_stack(kafka_bootstrap, tmp_path, **stall) as stack:
+        assert httpx.get(f"{stack.api}/healthz", timeout=10).json() == {"status": "ok"}
+        stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
+        stack.publisher.publish_many(order_events("STALL", 3))
+
+        def unhealthy() -> httpx.Response | None:
+            answer = httpx.get(f"{stack.api}/healthz", timeout=10)
+            return answer if answer.status_code == 503 else None
+
+        answer = eventually(unhealthy, 30, "/healthz to report the stuck sink")
+        assert answer.json()["status"] == "stuck"
+        assert "made no progress" in answer.json()["problem"]
+        log = stack.log_tail("analytics", 100000)
+        assert "the outcomes sink made no progress" in log
+        assert "sink.py" in log  # the stacks show where the sink thread waits
