@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from disparo.schemas import DeliveryTarget, DispatchJob, OrderEvent, Rule, generate_secret, now_utc
+from disparo.schemas import (
+    AttemptOutcome,
+    DeliveryTarget,
+    DispatchJob,
+    OrderEvent,
+    Rule,
+    generate_secret,
+    now_utc,
+)
 
 
 def event(**changes: Any) -> OrderEvent:
@@ -39,3 +48,27 @@ def job(url: str = "https://hooks.example.com/in", **target: Any) -> DispatchJob
         merged = base.target.model_dump() | target
         return base.model_copy(update={"target": DeliveryTarget(**merged)})
     return base
+
+
+def outcome(order_id: str, at: datetime, status: str = "success", **changes: Any) -> AttemptOutcome:
+    """One attempt's outcome as a worker reports it; `changes` override any field."""
+    fields: dict[str, Any] = {
+        "attempt_id": str(uuid.uuid4()),
+        "dispatch_id": f"msg_{uuid.uuid4().hex}",
+        "attempt": 1,
+        "manual": False,
+        "order_id": order_id,
+        "order_status": "dispatched",
+        "event_id": str(uuid.uuid4()),
+        "event_type": "order.dispatched",
+        "rule_id": 61856,
+        "url": "https://hooks.example.com/in",
+        "dispatched_at": at,
+        "status": status,
+        "reason": "ok" if status == "success" else "http_5xx",
+        "http_status": 200 if status == "success" else 503,
+        "duration_ms": 12,
+        "final": True,
+    }
+    fields.update(changes)
+    return AttemptOutcome.model_validate(fields)

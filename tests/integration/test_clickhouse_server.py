@@ -24,6 +24,7 @@ from analytics.store import ServerStore, ensure_schema
 from disparo.kafka import ensure_topics, make_producer
 from disparo.schemas import AttemptOutcome
 from disparo.topics import Topics
+from tests.factories import outcome
 from tests.integration.clickhouse_server import ClickHouseServer
 from tests.integration.conftest import DISPARO, eventually
 
@@ -64,25 +65,9 @@ def plain_store(old_server: ClickHouseServer) -> Iterator[ServerStore]:
     store.close()
 
 
-def outcome(n: int, status: str = "success") -> AttemptOutcome:
-    return AttemptOutcome(
-        attempt_id=str(uuid.uuid4()),
-        dispatch_id=f"msg_{uuid.uuid4().hex}",
-        attempt=1,
-        manual=False,
-        order_id=f"ORD-{n}",
-        order_status="dispatched",
-        event_id=str(uuid.uuid4()),
-        event_type="order.dispatched",
-        rule_id=61856,
-        url="https://hooks.example.com/in",
-        dispatched_at=datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=n),
-        status=status,  # type: ignore[arg-type]
-        reason="ok" if status == "success" else "http_5xx",
-        http_status=200 if status == "success" else 503,
-        duration_ms=n % 1000,
-        final=True,
-    )
+def numbered(n: int, status: str = "success") -> AttemptOutcome:
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=n)
+    return outcome(f"ORD-{n}", at, status, duration_ms=n % 1000)
 
 
 def count(store: ServerStore, what: str = "count()") -> int:
@@ -109,7 +94,7 @@ def test_analytics_service_exits_with_the_version_message(old_server: ClickHouse
 
 
 def test_batch_inserts_and_selects_round_trip(plain_store: ServerStore) -> None:
-    outcomes = [outcome(n, "failure" if n % 10 == 0 else "success") for n in range(10_000)]
+    outcomes = [numbered(n, "failure" if n % 10 == 0 else "success") for n in range(10_000)]
     rows = [row_of(o, partition=n % 6, offset=n) for n, o in enumerate(outcomes)]
     for start in range(0, len(rows), 2_500):
         plain_store.insert(schema.TABLE, rows[start : start + 2_500], dedup_token=str(start))
@@ -173,6 +158,6 @@ def test_sink_keeps_every_row_across_a_server_restart(
 
 def publish(producer: KafkaProducer, topic: str, numbers: range) -> None:
     for n in numbers:
-        o = outcome(n)
+        o = numbered(n)
         producer.send(topic, key=o.dispatch_id.encode(), value=o.model_dump_json().encode())
     producer.flush()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -12,6 +11,7 @@ import pytest
 
 from disparo.kafka import make_producer
 from disparo.schemas import now_utc
+from tests.factories import outcome
 from tests.integration.conftest import Stack, eventually, order_events, running_stack
 from tests.integration.receiver import Receiver
 
@@ -86,32 +86,20 @@ def test_a_repeated_attempt_is_stored_once(stack: Stack) -> None:
     assert len(rows) == 2, rows
     assert sorted(r["order_id"] for r in rows) == ["REPEAT-1", "REPEAT-2"]
     [kept] = [r for r in rows if r["order_id"] == "REPEAT-1"]
-    assert kept["dispatched_at"] == first["dispatched_at"].replace("+00:00", "Z")
+    assert parse_time(kept["dispatched_at"]) == parse_time(str(first["dispatched_at"]))
     metrics = httpx.get(f"{stack.api}/metrics", timeout=10).text
     assert "disparo_sink_repeats_total 2.0" in metrics
     assert "disparo_sink_rows_total 2.0" in metrics
 
 
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def outcome_record(order_id: str, seconds_ago: int) -> dict[str, object]:
     at = (now_utc() - timedelta(seconds=seconds_ago)).replace(microsecond=123000)
-    return {
-        "attempt_id": str(uuid.uuid4()),
-        "dispatch_id": f"msg_{uuid.uuid4().hex}",
-        "attempt": 1,
-        "manual": False,
-        "order_id": order_id,
-        "order_status": "dispatched",
-        "event_id": str(uuid.uuid4()),
-        "event_type": "order.dispatched",
-        "rule_id": 1000,
-        "url": "https://hooks.example.com/in",
-        "dispatched_at": at.isoformat(timespec="milliseconds"),
-        "status": "success",
-        "reason": "ok",
-        "http_status": 200,
-        "duration_ms": 12,
-        "final": True,
-    }
+    record: dict[str, object] = outcome(order_id, at, rule_id=1000).model_dump(mode="json")
+    return record
 
 
 def test_a_stuck_sink_fails_liveness_and_logs_where_it_waits(

@@ -16,6 +16,7 @@ from analytics.cluster_ddl import cluster_ddl
 from analytics.sink import dedup_token, row_of
 from analytics.store import ChdbStore, Row, ServerStore, Store, ensure_schema
 from disparo.schemas import AttemptOutcome
+from tests.factories import outcome
 from tests.integration.conftest import clickhouse_url, drop_database
 
 pytestmark = pytest.mark.integration
@@ -41,31 +42,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 @pytest.fixture(autouse=True)
 def empty_table(store: Store) -> None:
     store.command(f"TRUNCATE TABLE {store.database}.{schema.TABLE}")
-
-
-def outcome(
-    order_id: str, at: datetime, status: str = "success", **extra: object
-) -> AttemptOutcome:
-    fields: dict[str, object] = {
-        "attempt_id": str(uuid.uuid4()),
-        "dispatch_id": f"msg_{uuid.uuid4().hex}",
-        "attempt": 1,
-        "manual": False,
-        "order_id": order_id,
-        "order_status": "dispatched",
-        "event_id": str(uuid.uuid4()),
-        "event_type": "order.dispatched",
-        "rule_id": 61856,
-        "url": "https://hooks.example.com/in",
-        "dispatched_at": at,
-        "status": status,
-        "reason": "ok" if status == "success" else "http_5xx",
-        "http_status": 200 if status == "success" else 503,
-        "duration_ms": 12,
-        "final": True,
-    }
-    fields.update(extra)
-    return AttemptOutcome.model_validate(fields)
 
 
 def rows(outcomes: list[AttemptOutcome]) -> list[Row]:
