@@ -7,6 +7,7 @@ import threading
 import time
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from disparo.errors import KafkaUnavailable
@@ -81,15 +82,22 @@ class RulesView:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            polled = self._consumer.poll(timeout_ms=200)
-            with self._changed:
-                for records in polled.values():
-                    for record in records:
-                        self._apply(record.key, record.value)
-                for tp in self._tps:  # position() steps over offsets compaction removed
-                    self._positions[tp.partition] = self._consumer.position(tp)
-                self._changed.notify_all()
+            try:
+                self._tail_once()
+            except KafkaError as exc:  # the broker is away: keep the rules, try again
+                log.warning("rules view cannot reach Kafka, retrying in 1 s: %s", exc)
+                self._stop.wait(1.0)
         self._consumer.close()
+
+    def _tail_once(self) -> None:
+        polled = self._consumer.poll(timeout_ms=200)
+        with self._changed:
+            for records in polled.values():
+                for record in records:
+                    self._apply(record.key, record.value)
+            for tp in self._tps:  # position() steps over offsets compaction removed
+                self._positions[tp.partition] = self._consumer.position(tp, timeout_ms=5000)
+            self._changed.notify_all()
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None or not key.decode().isdigit():
