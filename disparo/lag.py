@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 from kafka import KafkaConsumer
-from kafka.errors import KafkaError
 from prometheus_client import Gauge
 
 CONSUMER_LAG = Gauge(
@@ -36,14 +35,15 @@ class LagMeter:
         # end_offsets() request could block the consumer's loop for minutes while a
         # partition's leader is gone (a broker died), stopping the very work being measured.
         lags = {}
+        # Local state only. position() would validate offsets through the network (KIP-320)
+        # when the broker is away, and a timed-out validation can leave the partition
+        # unfetchable; kafka-python keeps the known position on its subscription state.
+        subscription = self.consumer._subscription
         for tp in self.consumer.assignment():
             high = self.consumer.highwater(tp)
-            if high is None:
+            if high is None or not subscription.has_valid_position(tp):
                 continue  # nothing fetched from it yet
-            try:
-                lags[tp] = max(0, high - self.consumer.position(tp, timeout_ms=100))
-            except KafkaError:
-                continue
+            lags[tp] = max(0, high - subscription.position(tp).offset)
         seen = set()
         for tp, lag in lags.items():
             key = (tp.topic, str(tp.partition))
