@@ -26,18 +26,17 @@ class LagMeter:
         self._labels: set[tuple[str, str]] = set()
 
     def maybe_measure(self) -> dict[Any, int] | None:
-        """Update the gauges if due; returns the lags measured (None when not due or failed)."""
+        """Update the gauges if due; returns the lags measured (None when not due)."""
         now = time.monotonic()
         if now - self._last < self.every_s:
             return None
         self._last = now
-        # The high watermark comes with every fetch response: no request of its own. An
-        # end_offsets() request could block the consumer's loop for minutes while a
-        # partition's leader is gone (a broker died), stopping the very work being measured.
+        # Local state only, no requests: the high watermark comes with every fetch response
+        # and kafka-python keeps the known position on its subscription state. end_offsets()
+        # could block this loop for minutes while a dead broker's partitions had no leader,
+        # and position() validates offsets over the network (KIP-320) during an outage,
+        # which could leave partitions unfetchable.
         lags = {}
-        # Local state only. position() would validate offsets through the network (KIP-320)
-        # when the broker is away, and a timed-out validation can leave the partition
-        # unfetchable; kafka-python keeps the known position on its subscription state.
         subscription = self.consumer._subscription
         for tp in self.consumer.assignment():
             high = self.consumer.highwater(tp)
