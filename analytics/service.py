@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import faulthandler
 import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -22,7 +22,9 @@ from analytics.sink import OutcomeSink
 from analytics.store import ensure_schema_when_reachable, open_store
 from analytics.warden import RuleWarden
 from disparo.kafka import make_producer
+from disparo.lag import GroupLag
 from disparo.rules_view import RulesView
+from disparo.stacks import thread_stacks
 from disparo.topics import Topics
 from producers.publish import Publisher
 
@@ -37,13 +39,14 @@ def run(settings: AnalyticsSettings) -> None:
     rules = RulesView(settings)
     sink = OutcomeSink(settings, store, producer)
     sink_thread = threading.Thread(target=_guarded(sink.run), name="sink", daemon=True)
+    lag = GroupLag(settings, settings.sink_group, [Topics(settings.topic_prefix).outcomes])
     svc = Services(
         store=store,
         rules=rules,
         producer=producer,
         topics=Topics(settings.topic_prefix),
         ready=lambda: sink_thread.is_alive() and sink.consuming(),
-        problem=_stall_check(sink, sink_thread, settings.sink_stall_s),
+        problem=_stall_check(sink, sink_thread, lag, settings.sink_stall_s),
     )
 
     # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would
@@ -55,12 +58,14 @@ def run(settings: AnalyticsSettings) -> None:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         rules.start()
         sink_thread.start()
+        lag.start()
         if warden.after is not None:
             warden_thread.start()
         yield
         warden.stop()
         sink.stop()
         await asyncio.to_thread(sink_thread.join, 30)
+        await asyncio.to_thread(lag.stop)
         rules.stop()
         producer.close(10)
         store.close()
@@ -87,22 +92,38 @@ def _warden(settings: AnalyticsSettings, svc: Services) -> RuleWarden:
 
 
 def _stall_check(
-    sink: OutcomeSink, thread: threading.Thread, limit_s: float
+    sink: OutcomeSink, thread: threading.Thread, lag: GroupLag, limit_s: float
 ) -> Callable[[], str | None]:
     """Why the sink needs a restart, if it does; the first time, its stacks go to the log."""
     reported = threading.Event()
+    idle_since: list[float] = []  # when the sink was last seen with a backlog and no partition
+
+    def unassigned_for() -> float:
+        backlog = lag.total()
+        if sink.assigned or not backlog:
+            idle_since.clear()
+            return 0.0
+        if not idle_since:
+            idle_since.append(time.monotonic())
+        return time.monotonic() - idle_since[0]
 
     def problem() -> str | None:
-        stalled = sink.stalled_for()
-        if not thread.is_alive() or stalled <= limit_s:
+        if not thread.is_alive():
+            return None
+        stalled, idle = sink.stalled_for(), unassigned_for()
+        if stalled > limit_s:
+            why = f"the outcomes sink made no progress for {stalled:.0f} s"
+        elif idle > limit_s:
+            why = (
+                f"the outcomes sink has held no partition for {idle:.0f} s "
+                f"while {lag.total()} outcomes wait"
+            )
+        else:
             return None
         if not reported.is_set():
             reported.set()
-            log.error(
-                "the outcomes sink made no progress for %.0f s; thread stacks follow", stalled
-            )
-            faulthandler.dump_traceback(all_threads=True)
-        return f"the outcomes sink made no progress for {stalled:.0f} s"
+            log.error("%s; thread stacks follow\n%s", why, thread_stacks())
+        return why
 
     return problem
 

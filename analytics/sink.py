@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from datetime import timedelta
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 
@@ -20,10 +19,10 @@ from analytics import queries, schema
 from analytics.errors import StoreError
 from analytics.settings import AnalyticsSettings
 from analytics.store import Row, Store
+from disparo import failpoints
+from disparo.consumer import COMMIT_TIMEOUT_S, commit_bounded, group_consumer, subscribe_when_ready
+from disparo.dead_letter import DeadLetters
 from disparo.errors import InvalidMessage
-from disparo.kafka import dead_letter_headers, subscribe_when_ready
-from disparo.lag import LagMeter
-from disparo.metrics import DEAD_LETTERS
 from disparo.schemas import AttemptOutcome, parse_outcome
 from disparo.topics import Topics
 
@@ -34,9 +33,6 @@ INSERT_FAILURES = Counter(
     "disparo_sink_insert_failures_total", "Inserts ClickHouse refused or lost; each is retried."
 )
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # between retries of one failed insert
-# kafka-python retries a commit without end while the broker is away; bounded, a failed
-# commit is retried with the next batch and the loop keeps polling (and heartbeating).
-COMMIT_TIMEOUT_S = 15
 REPEATS = Counter(
     "disparo_sink_repeats_total",
     "Outcomes not stored because their attempt already has a row (a repeated POST).",
@@ -83,7 +79,7 @@ def dedup_token(ranges: dict[int, tuple[int, int]]) -> str:
 
 
 class _NoteAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Flags a new assignment; the listener runs on kafka-python's IO thread, so no I/O here."""
+    """Flags a new assignment; it runs inside `poll()`, which handles the flag right after."""
 
     def __init__(self, sink: OutcomeSink) -> None:
         self.sink = sink
@@ -96,38 +92,41 @@ class _NoteAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class OutcomeSink:
-    """Consumes `outcomes`, inserts batches, commits offsets after each insert."""
+    """Consumes `outcomes`, inserts batches, commits offsets after each insert.
+
+    `run()`'s thread owns the consumer: it creates, polls, commits and closes it. Other
+    threads read `assigned` and `last_turn` only.
+    """
 
     def __init__(self, settings: AnalyticsSettings, store: Store, producer: KafkaProducer) -> None:
         self.settings = settings
         self.store = store
         self.producer = producer
         self.topics = Topics(settings.topic_prefix)
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=settings.sink_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.sink_batch,
-            fetch_min_bytes=256 * 1024,
-            fetch_max_wait_ms=100,
-            client_id="disparo-sink",
-            metadata_max_age_ms=30000,
-            # A crashed member's partitions move on after 10 s instead of the 45 s default.
-            session_timeout_ms=10000,
-            heartbeat_interval_ms=3000,
-        )
-        subscribe_when_ready(self.consumer, [self.topics.outcomes], _NoteAssignment(self))
+        self.dead_letters = DeadLetters(producer, self.topics.dead_letter, "sink")
         self._stop = threading.Event()
         self.rows_written = 0
         self.assignment_changed = False
+        self.assigned: frozenset[TopicPartition] = frozenset()
         self.store_ok = True
         self.last_turn = time.monotonic()  # the loop's heartbeat, for liveness
         # Per partition, the highest offset whose row is already stored. A sink that crashed
         # between insert and commit re-reads those records; they are skipped, not re-inserted.
         self.stored: dict[int, int] = {}
         self.uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
-        self.lag = LagMeter(self.consumer, settings.sink_group)
+        self.consumer: KafkaConsumer  # created by `run()`, on its own thread
+
+    def _consumer(self) -> KafkaConsumer:
+        consumer = group_consumer(
+            self.settings,
+            self.settings.sink_group,
+            "disparo-sink",
+            max_poll_records=self.settings.sink_batch,
+            fetch_min_bytes=256 * 1024,
+            fetch_max_wait_ms=100,
+        )
+        subscribe_when_ready(consumer, [self.topics.outcomes], _NoteAssignment(self))
+        return consumer
 
     def stored_offsets(self) -> dict[int, int]:
         """The highest Kafka offset stored per outcomes partition."""
@@ -168,26 +167,28 @@ class OutcomeSink:
             group_id=None,
             enable_auto_commit=False,
             client_id="disparo-sink-probe",
+            request_timeout_ms=10000,
         )
         try:
-            ends: dict[TopicPartition, int] = probe.end_offsets(tps, timeout_ms=10000)
+            ends: dict[TopicPartition, int] = probe.end_offsets(tps)
             return ends
         finally:
             probe.close()
 
     def run(self) -> None:
         """Consume and insert until `stop()`; the last partial batch is flushed."""
+        self.consumer = self._consumer()
         pending: list[Any] = []
         started = time.monotonic()
         while not self._stop.is_set():
             self.last_turn = time.monotonic()
             polled = self.consumer.poll(timeout_ms=100, max_records=self.settings.sink_batch)
+            self.assigned = frozenset(self.consumer.assignment())
             if self.assignment_changed:
                 self.assignment_changed = False
                 self.stored = self._stored_and_still_in_topic()
             for records in polled.values():
                 pending.extend(records)
-            self.lag.maybe_measure()
             full = len(pending) >= self.settings.sink_batch
             due = time.monotonic() - started >= self.settings.sink_linger_ms / 1000
             if pending and (full or due):
@@ -198,6 +199,7 @@ class OutcomeSink:
         if pending:
             self.flush(pending)
         self.consumer.close()
+        self.assigned = frozenset()
 
     def stalled_for(self) -> float:
         """Seconds since the consume loop last turned (0 once stopped)."""
@@ -205,7 +207,7 @@ class OutcomeSink:
 
     def consuming(self) -> bool:
         """True once the sink holds partitions of the outcomes topic and can write."""
-        return not self._stop.is_set() and self.store_ok and bool(self.consumer.assignment())
+        return not self._stop.is_set() and self.store_ok and bool(self.assigned)
 
     def stop(self) -> None:
         """Ask `run()` to flush and return."""
@@ -223,15 +225,13 @@ class OutcomeSink:
             try:
                 rows.append(row_of(parse_outcome(r.value), r.partition, r.offset))
             except InvalidMessage as exc:
-                self._dead_letter(r, exc.reason)
+                self.dead_letters.send(r, exc.reason, "invalid_outcome")
         stored = self._insert_until_stored(rows, dedup_token(ranges))
         if stored is None:
             return  # stopping while ClickHouse is away: the offsets stay uncommitted
         rows = stored
-        if rows and os.environ.get("DISPARO_FAILPOINT") == "sink-exit-after-insert":
-            os._exit(86)  # test failpoint: die between the insert and the offset commit
-        if rows and os.environ.get("DISPARO_FAILPOINT") == "sink-stall-after-insert":
-            threading.Event().wait()  # test failpoint: a sink thread that never returns
+        if rows:
+            failpoints.hit("sink.after_insert")  # between the insert and the offset commit
         self.producer.flush(timeout=COMMIT_TIMEOUT_S)
         ROWS.inc(len(rows))
         BATCHES.inc()
@@ -241,16 +241,10 @@ class OutcomeSink:
         for p, (_, hi) in ranges.items():
             tp = TopicPartition(self.topics.outcomes, p)
             self.uncommitted[tp] = OffsetAndMetadata(hi + 1, "", -1)
-        try:
-            self.consumer.commit(dict(self.uncommitted), timeout_ms=COMMIT_TIMEOUT_S * 1000)
+        # If the broker does not answer, the rows are stored and `stored` keeps them from
+        # being inserted twice; the offsets go with the next batch's commit.
+        if commit_bounded(self.consumer, dict(self.uncommitted), "sink"):
             self.uncommitted.clear()
-        except CommitFailedError as exc:
-            self.uncommitted.clear()  # the partitions moved on; their new owner takes over
-            log.warning("sink commit refused after a rebalance (rows are stored): %s", exc)
-        except KafkaError as exc:
-            # The rows are stored and `stored` keeps them from being inserted twice; the
-            # offsets are committed with the next batch, once the broker answers again.
-            log.warning("sink commit failed, retried with the next batch: %s", exc)
 
     def _insert_until_stored(self, rows: list[Row], token: str) -> list[Row] | None:
         """Insert, retrying with backoff while ClickHouse is away; the rows stored, or None
@@ -296,11 +290,3 @@ class OutcomeSink:
         """Rows whose offsets are not stored: a failed insert may still have landed."""
         self.stored = self.stored_offsets()
         return [r for r in rows if r["kafka_offset"] > self.stored.get(r["kafka_partition"], -1)]
-
-    def _dead_letter(self, record: Any, reason: str) -> None:
-        DEAD_LETTERS.labels("sink", "invalid_outcome").inc()
-        log.warning("dead-lettered outcome %s/%s: %s", record.partition, record.offset, reason)
-        headers = dead_letter_headers(reason, "sink", record.topic, record.partition, record.offset)
-        self.producer.send(
-            self.topics.dead_letter, key=record.key, value=record.value, headers=headers
-        )

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers import classify, metrics
@@ -30,9 +30,11 @@ from consumers.offsets import OffsetTracker
 from consumers.retry_policy import RetryPolicy
 from consumers.settings import WorkerSettings
 from consumers.transport import make_transport
+from disparo.consumer import ConsumerThread, commit_bounded, group_consumer, subscribe_when_ready
+from disparo.dead_letter import DeadLetters
 from disparo.errors import InvalidMessage
-from disparo.kafka import dead_letter_headers, make_producer, subscribe_when_ready
-from disparo.lag import LagMeter
+from disparo.kafka import make_producer
+from disparo.lag import GroupLag
 from disparo.ops_http import start_ops_server
 from disparo.schemas import AttemptOutcome, DispatchJob, now_utc, parse_job
 from disparo.topics import Topics
@@ -40,15 +42,21 @@ from disparo.topics import Topics
 log = logging.getLogger(__name__)
 POLL_S = 0.2
 COMMIT_EVERY_S = 0.5
+# One polled record, parsed on the consumer's thread: its job, or why it is dead-lettered.
+Taken = tuple[TopicPartition, Any, DispatchJob | None, str]
 
 
 class DeliveryWorker:
-    """Consumes first-attempt, retry and resend jobs; commits only what is durably recorded."""
+    """Consumes first-attempt, retry and resend jobs; commits only what is durably recorded.
+
+    Every call to the Kafka consumer runs on its `ConsumerThread`; the event loop keeps the
+    offsets, the deliveries and the sends.
+    """
 
     def __init__(
         self,
         settings: WorkerSettings,
-        consumer: KafkaConsumer,
+        consumer: ConsumerThread,
         producer: KafkaProducer,
         deliverer: Deliverer,
     ) -> None:
@@ -57,9 +65,9 @@ class DeliveryWorker:
         self.consumer = consumer
         self.producer = producer
         self.deliverer = deliverer
+        self.dead_letters = DeadLetters(producer, self.topics.dead_letter, "delivery")
         self.policy = RetryPolicy(settings.retry_tiers, settings.retried_4xx_statuses)
-        self.gate = DueGate(consumer)
-        self.lag = LagMeter(consumer, settings.worker_group)
+        self.gate = DueGate(consumer.consumer)  # used on the consumer's thread only
         self.guard = EndpointGuard(
             settings.worker_endpoint_concurrency,
             settings.breaker_failures,
@@ -81,21 +89,12 @@ class DeliveryWorker:
         """Poll, dispatch and commit until `stop()`; then finish what is in flight."""
         last_commit = time.monotonic()
         while not self.stopping.is_set():
-            now = now_utc()
-            self.gate.release_due(now)
-            if self._throttle():
+            if await self._throttle():
                 await self._until_drained()
                 continue
-            wait_s = self.gate.next_release_s(now, POLL_S)
-            polled = await asyncio.to_thread(
-                self.consumer.poll,
-                timeout_ms=int(wait_s * 1000),
-                max_records=self.settings.worker_batch,
-            )
-            self._take(polled, now_utc())
+            self._start_all(await self.consumer.call(self._poll))
             if time.monotonic() - last_commit >= COMMIT_EVERY_S:
                 await self.commit()
-                await asyncio.to_thread(self.lag.maybe_measure)
                 last_commit = time.monotonic()
         if self.chains:
             await asyncio.wait(list(self.chains.values()), timeout=60)
@@ -105,20 +104,36 @@ class DeliveryWorker:
         """Stop polling; deliveries in flight finish and are committed."""
         self.stopping.set()
 
-    def _take(self, polled: dict[Any, list[Any]], now: Any) -> None:
+    def _poll(self) -> list[Taken]:
+        """On the consumer's thread: release due partitions, poll, parse, hold what is not due."""
+        now = now_utc()
+        self.gate.release_due(now)
+        wait_s = self.gate.next_release_s(now, POLL_S)
+        polled = self.consumer.consumer.poll(
+            timeout_ms=int(wait_s * 1000), max_records=self.settings.worker_batch
+        )
+        now = now_utc()
+        taken: list[Taken] = []
         for tp, records in polled.items():
             for record in records:
                 try:
                     job = parse_job(record.value)
                 except InvalidMessage as exc:
-                    self.offsets.take(tp, record.offset)
-                    self.sends.append(self._dead_letter(record, exc.reason))
-                    self.offsets.finish(tp, record.offset)
+                    taken.append((tp, record, None, exc.reason))
                     continue
                 if job.not_before is not None and job.not_before > now:
                     self.gate.hold(tp, record.offset, job.not_before)
                     break
-                self.offsets.take(tp, record.offset)
+                taken.append((tp, record, job, ""))
+        return taken
+
+    def _start_all(self, taken: list[Taken]) -> None:
+        for tp, record, job, reason in taken:
+            self.offsets.take(tp, record.offset)
+            if job is None:
+                self.sends.append(self.dead_letters.send(record, reason, "invalid_job"))
+                self.offsets.finish(tp, record.offset)
+            else:
                 self._start(tp, record, job)
 
     def _start(self, tp: Any, record: Any, job: DispatchJob) -> None:
@@ -251,87 +266,74 @@ class DeliveryWorker:
         for send in sends:
             if send.failed():
                 raise OutcomeNotRecorded(f"outcome or retry not written: {send.exception}")
-        owned = self.consumer.assignment()
+        owned = self.consumer.assigned
         for tp, offset in ready.items():
             if tp in owned:
                 self.uncommitted[tp] = OffsetAndMetadata(offset, "", -1)
         self.offsets.forget(tp for tp in ready if tp not in owned)
         if self.uncommitted:
-            await asyncio.to_thread(self._commit)
+            await self.consumer.call(self._commit)
 
     def _commit(self) -> None:
-        try:
-            # Bounded: kafka-python would retry without end while the broker is away.
-            self.consumer.commit(dict(self.uncommitted), timeout_ms=15000)
+        """On the consumer's thread: commit, bounded (the broker may be away)."""
+        if commit_bounded(self.consumer.consumer, dict(self.uncommitted), "worker"):
             self.uncommitted.clear()
             self.commits += 1
-        except CommitFailedError as exc:
-            # The group rebalanced: the new owner re-delivers from the last commit.
-            self.uncommitted.clear()
-            log.warning("commit refused after a rebalance, records will be redelivered: %s", exc)
-        except KafkaError as exc:
-            log.warning("commit failed, retried at the next commit: %s", exc)
 
-    def _throttle(self) -> bool:
+    async def _throttle(self) -> bool:
         """Pause fetching while too many deliveries run; resume at half of it. True if paused."""
-        owned = self.consumer.assignment()
         if not self.throttled and self.running >= self.max_in_flight:
-            self.consumer.pause(*owned)
             self.drained.clear()
             self.throttled = True
+            await self.consumer.call(self._pause_all)
         elif self.throttled and self.running <= self.max_in_flight // 2:
-            self.consumer.resume(*(tp for tp in owned if tp not in self.gate.waiting))
             self.throttled = False
+            await self.consumer.call(self._resume_all)
         return self.throttled
+
+    def _pause_all(self) -> None:
+        self.consumer.consumer.pause(*self.consumer.consumer.assignment())
+
+    def _resume_all(self) -> None:
+        consumer = self.consumer.consumer
+        consumer.resume(*(tp for tp in consumer.assignment() if tp not in self.gate.waiting))
 
     async def _until_drained(self) -> None:
         """Wait (briefly) for running deliveries to fall to half the limit."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.drained.wait(), POLL_S)
 
-    def _dead_letter(self, record: Any, reason: str) -> Any:
-        metrics.DEAD_LETTERS.labels("delivery", "invalid_job").inc()
-        log.warning(
-            "dead-lettered %s@%s/%s: %s", record.topic, record.partition, record.offset, reason
-        )
-        headers = dead_letter_headers(
-            reason, "delivery", record.topic, record.partition, record.offset
-        )
-        return self.producer.send(
-            self.topics.dead_letter, key=record.key, value=record.value, headers=headers
-        )
+
+def job_topics(settings: WorkerSettings) -> list[str]:
+    """Where the worker's jobs come from: first attempts, resends and every retry tier."""
+    topics = Topics(settings.topic_prefix)
+    retry_topics = [topics.retry(t.name) for t in settings.retry_tiers]
+    return [topics.dispatch_jobs, topics.resend, *retry_topics]
 
 
 def make_consumer(settings: WorkerSettings) -> KafkaConsumer:
     """The worker's consumer of first-attempt, retry-tier and resend jobs."""
-    topics = Topics(settings.topic_prefix)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=settings.worker_group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
+    consumer = group_consumer(
+        settings,
+        settings.worker_group,
+        "disparo-worker",
         max_poll_records=settings.worker_batch,
         fetch_min_bytes=64 * 1024,  # fewer, fuller fetches: the broker's CPU is shared
         fetch_max_wait_ms=50,
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,
-        client_id="disparo-worker",
-        metadata_max_age_ms=30000,
-        # A crashed member's partitions move on after 10 s instead of the 45 s default.
-        session_timeout_ms=10000,
-        heartbeat_interval_ms=3000,
     )
-    retry_topics = [topics.retry(t.name) for t in settings.retry_tiers]
-    subscribe_when_ready(consumer, [topics.dispatch_jobs, topics.resend, *retry_topics])
+    subscribe_when_ready(consumer, job_topics(settings))
     return consumer
 
 
 async def serve(settings: WorkerSettings) -> None:
     """Run one worker process until SIGTERM or SIGINT."""
     try:
-        consumer = make_consumer(settings)
+        consumer = ConsumerThread(functools.partial(make_consumer, settings), "worker-consumer")
     except KafkaError as exc:
         raise SystemExit(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    lag = GroupLag(settings, settings.worker_group, job_topics(settings))
     producer = make_producer(settings, client_id="disparo-worker", linger_ms=20)
     transport = make_transport(settings.worker_concurrency)
     deliverer = Deliverer(
@@ -345,8 +347,9 @@ async def serve(settings: WorkerSettings) -> None:
         loop.add_signal_handler(sig, worker.stop)
     metrics.declare_series()
     ops = await start_ops_server(
-        settings.ops_host, settings.worker_port, lambda: bool(consumer.assignment())
+        settings.ops_host, settings.worker_port, lambda: bool(consumer.assigned)
     )
+    lag.start()
     log.info("delivery worker started group=%s", settings.worker_group)
     try:
         await worker.run()
@@ -356,4 +359,5 @@ async def serve(settings: WorkerSettings) -> None:
             await ops.cleanup()
         await asyncio.to_thread(producer.close, 10)
         await asyncio.to_thread(consumer.close)
+        await asyncio.to_thread(lag.stop)
         log.info("delivery worker stopped after %d commits", worker.commits)

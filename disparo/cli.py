@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import json
-import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -45,15 +43,19 @@ def cmd_down(_: argparse.Namespace) -> int:
 def cmd_status(_: argparse.Namespace) -> int:
     from analytics.settings import AnalyticsSettings
     from consumers.settings import WorkerSettings
+    from consumers.worker import job_topics
     from disparo.local import stack
+    from disparo.topics import Topics
     from dispatcher.settings import DispatcherSettings
 
     settings = load(AnalyticsSettings)
-    groups = [
-        load(DispatcherSettings).dispatcher_group,
-        load(WorkerSettings).worker_group,
-        settings.sink_group,
-    ]
+    worker = load(WorkerSettings)
+    topics = Topics(settings.topic_prefix)
+    groups = {
+        load(DispatcherSettings).dispatcher_group: [topics.order_events, topics.rules],
+        worker.worker_group: job_topics(worker),
+        settings.sink_group: [topics.outcomes],
+    }
     return stack.status(settings, settings.api_port, groups)
 
 
@@ -175,9 +177,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # `kill -USR1 <pid>` writes every thread's stack to the log: how to see where a stuck
-    # service waits, without stopping it.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
     args = parser().parse_args(argv)
     try:
         code: int = args.run(args)

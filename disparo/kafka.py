@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -86,45 +86,10 @@ def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], timeout_s: floa
         if all(
             t.get("error_code", 0) == 0
             and t["partitions"]
-            and all(p.get("leader_id", -1) >= 0 for p in t["partitions"])
+            and all(p.get("leader", -1) >= 0 for p in t["partitions"])
             for t in described
         ):
             return
         time.sleep(0.2)
     if names:
         raise KafkaUnavailable(f"topics {names} have no leader after {timeout_s:.0f}s")
-
-
-def subscribe_when_ready(
-    consumer: KafkaConsumer, topics: list[str], listener: Any = None, timeout_s: float = 60.0
-) -> None:
-    """Subscribe once the client knows every topic's partitions.
-
-    A group joined before the client has a topic's metadata gets an empty assignment for it,
-    and kafka-python only rejoins at the next metadata refresh.
-    """
-    deadline = time.monotonic() + timeout_s
-    missing = list(topics)
-    while missing:
-        missing = [t for t in missing if not consumer.partitions_for_topic(t)]
-        if missing and time.monotonic() > deadline:
-            raise KafkaUnavailable(f"topics {missing} not found; create them with `disparo topics`")
-        if missing:
-            time.sleep(0.2)
-    if listener is None:
-        consumer.subscribe(topics)
-    else:
-        consumer.subscribe(topics, listener=listener)
-
-
-def dead_letter_headers(
-    reason: str, stage: str, topic: str, partition: int, offset: int
-) -> list[tuple[str, bytes]]:
-    """Kafka headers that say where a dead-lettered message came from and why."""
-    return [
-        ("disparo.reason", reason[:2000].encode()),
-        ("disparo.stage", stage.encode()),
-        ("disparo.source.topic", topic.encode()),
-        ("disparo.source.partition", str(partition).encode()),
-        ("disparo.source.offset", str(offset).encode()),
-    ]

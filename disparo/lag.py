@@ -1,54 +1,117 @@
-"""Consumer lag of a kafka-python consumer, exported as a gauge per topic and partition."""
+"""Consumer-group lag as operators mean it: the log end minus the group's committed offset.
+
+Measured with clients of its own (an admin client for the committed offsets, a group-less
+consumer for the log ends), on a thread of its own: a group member that never got an
+assignment, or stalled, still shows its whole backlog, and a slow broker never holds up the
+member. A partition the group never committed counts from its first offset.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from typing import Any
 
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from prometheus_client import Gauge
 
+from disparo.settings import KernelSettings
+
+log = logging.getLogger(__name__)
 CONSUMER_LAG = Gauge(
     "disparo_consumer_lag",
-    "Records not yet consumed per assigned partition (high watermark minus position).",
+    "Records of a partition the group has not committed yet (log end minus committed offset).",
     ["group", "topic", "partition"],
 )
+REQUEST_TIMEOUT_MS = 10000
 
 
-class LagMeter:
-    """Measures lag at most every `every_s` seconds, from the consumer's own thread."""
+def group_backlog(
+    admin: KafkaAdminClient, probe: KafkaConsumer, group: str, topics: list[str]
+) -> dict[TopicPartition, int]:
+    """Per partition of `topics`: records after the group's committed offset."""
+    partitions = [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(probe.partitions_for_topic(topic) or ())
+    ]
+    if not partitions:
+        return {}
+    committed = admin.list_consumer_group_offsets(group, partitions=partitions)
+    ends = probe.end_offsets(partitions)
+    starts = probe.beginning_offsets(partitions)
+    backlog = {}
+    for tp in partitions:
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+        backlog[tp] = max(0, ends[tp] - done)
+    return backlog
 
-    def __init__(self, consumer: KafkaConsumer, group: str, every_s: float = 5.0) -> None:
-        self.consumer = consumer
+
+def lag_clients(settings: KernelSettings, name: str) -> tuple[KafkaAdminClient, KafkaConsumer]:
+    """The admin client and group-less consumer that measure lag (owned by their caller)."""
+    common = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
+    }
+    admin = KafkaAdminClient(client_id=f"{name}-lag-admin", **common)
+    try:
+        probe = KafkaConsumer(
+            group_id=None, enable_auto_commit=False, client_id=f"{name}-lag", **common
+        )
+    except KafkaError:
+        admin.close()
+        raise
+    return admin, probe
+
+
+class GroupLag:
+    """Measures one group's lag every `every_s` seconds on its own thread; exports the gauge."""
+
+    def __init__(
+        self, settings: KernelSettings, group: str, topics: list[str], every_s: float = 5.0
+    ) -> None:
+        self.settings = settings
         self.group = group
+        self.topics = topics
         self.every_s = every_s
-        self._last = 0.0
-        self._labels: set[tuple[str, str]] = set()
+        self.backlog: dict[TopicPartition, int] | None = None  # None until first measured
+        self.measured_at = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lag-{group}", daemon=True)
 
-    def maybe_measure(self) -> dict[Any, int] | None:
-        """Update the gauges if due; returns the lags measured (None when not due)."""
-        now = time.monotonic()
-        if now - self._last < self.every_s:
-            return None
-        self._last = now
-        # Local state only, no requests: the high watermark comes with every fetch response
-        # and kafka-python keeps the known position on its subscription state. end_offsets()
-        # could block this loop for minutes while a dead broker's partitions had no leader,
-        # and position() validates offsets over the network (KIP-320) during an outage,
-        # which could leave partitions unfetchable.
-        lags = {}
-        subscription = self.consumer._subscription
-        for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
-            if high is None or not subscription.has_valid_position(tp):
-                continue  # nothing fetched from it yet
-            lags[tp] = max(0, high - subscription.position(tp).offset)
-        seen = set()
-        for tp, lag in lags.items():
-            key = (tp.topic, str(tp.partition))
-            seen.add(key)
-            CONSUMER_LAG.labels(self.group, *key).set(lag)
-        for gone in self._labels - seen:  # partitions moved to another member
-            CONSUMER_LAG.remove(self.group, *gone)
-        self._labels = seen
-        return lags
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=REQUEST_TIMEOUT_MS / 1000 + 5)
+
+    def total(self) -> int | None:
+        """Records the group has still to commit, None before the first measurement."""
+        backlog = self.backlog
+        return None if backlog is None else sum(backlog.values())
+
+    def _run(self) -> None:
+        clients = None
+        while not self._stop.is_set():
+            try:
+                if clients is None:
+                    clients = lag_clients(self.settings, self.group)
+                self._publish(group_backlog(*clients, self.group, self.topics))
+            except KafkaError as exc:  # the broker is away: keep the last figures
+                log.info("lag of %s not measured: %s", self.group, exc)
+            self._stop.wait(self.every_s)
+        if clients is not None:
+            clients[0].close()
+            clients[1].close()
+
+    def _publish(self, backlog: dict[TopicPartition, int]) -> None:
+        previous = self.backlog or {}
+        for tp, lag in backlog.items():
+            CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(lag)
+        for gone in previous.keys() - backlog.keys():
+            CONSUMER_LAG.remove(self.group, gone.topic, str(gone.partition))
+        self.backlog = backlog
+        self.measured_at = time.monotonic()

@@ -1,4 +1,4 @@
-"""A small HTTP side server for a worker process: /metrics, /healthz and /readyz."""
+"""A small HTTP side server for a worker process: /metrics, /healthz, /readyz, /debug/stacks."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from disparo.errors import DisparoError
+from disparo.stacks import thread_stacks
 
 # Every service answers these; probes, scrape configs and manifests name them.
 METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"  # the process is alive: liveness
 READY_PATH = "/readyz"  # it holds partitions and its stores answer: readiness
+STACKS_PATH = "/debug/stacks"  # every thread's stack, to see where a stuck service waits
 
 
 async def start_ops_server(host: str, port: int, ready: Callable[[], bool]) -> web.AppRunner | None:
@@ -30,12 +32,16 @@ async def start_ops_server(host: str, port: int, ready: Callable[[], bool]) -> w
         ok = ready()
         return web.json_response({"ready": ok}, status=200 if ok else 503)
 
+    async def stacks(_: web.Request) -> web.Response:
+        return web.Response(text=thread_stacks())
+
     app = web.Application()
     app.add_routes(
         [
             web.get(METRICS_PATH, metrics),
             web.get(HEALTH_PATH, healthz),
             web.get(READY_PATH, readyz),
+            web.get(STACKS_PATH, stacks),
         ]
     )
     runner = web.AppRunner(app, access_log=None)

@@ -19,35 +19,38 @@ log = logging.getLogger(__name__)
 
 
 class RulesView:
-    """Reads the rules topic from the start, without a consumer group, in a thread."""
+    """Reads the rules topic from the start, without a consumer group, on a thread of its own.
+
+    That thread owns the consumer: it creates, polls and closes it.
+    """
 
     def __init__(self, settings: KernelSettings) -> None:
+        self.settings = settings
         self.topic = Topics(settings.topic_prefix).rules
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            enable_auto_commit=False,
-            group_id=None,
-            client_id="disparo-rules-view",
-        )
-        partitions = self._consumer.partitions_for_topic(self.topic)
-        if not partitions:
-            raise KafkaUnavailable(f"topic {self.topic} does not exist; run `disparo topics`")
-        self._tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        self._consumer.assign(self._tps)
-        self._consumer.seek_to_beginning(*self._tps)
         self._rules: dict[int, Rule] = {}
         self._snapshot: tuple[Rule, ...] | None = None  # rebuilt after a change, not per call
-        self._positions: dict[int, int] = {tp.partition: 0 for tp in self._tps}
+        self._positions: dict[int, int] = {}
+        self._ends: dict[int, int] | None = None  # the topic's ends when tailing began
+        self._failed: Exception | None = None
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rules-view", daemon=True)
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Start tailing and wait until the view holds everything published so far."""
-        ends = self._consumer.end_offsets(self._tps)
         self._thread.start()
-        for tp, end in ends.items():
-            self.wait_for(tp.partition, end - 1, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while self._ends is None and self._failed is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise KafkaUnavailable(f"{self.topic} not readable within {timeout_s:.0f}s")
+                self._changed.wait(left)
+            if self._failed is not None:
+                raise self._failed
+            ends = dict(self._ends or {})
+        for partition, end in ends.items():
+            self.wait_for(partition, end - 1, max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
         self._stop.set()
@@ -80,23 +83,53 @@ class RulesView:
                 self._changed.wait(left)
         return True
 
+    def _open(self) -> tuple[KafkaConsumer, list[TopicPartition]]:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            client_id="disparo-rules-view",
+            request_timeout_ms=10000,
+        )
+        partitions = consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            consumer.close()
+            raise KafkaUnavailable(f"topic {self.topic} does not exist; run `disparo topics`")
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        with self._changed:
+            self._positions = {tp.partition: 0 for tp in tps}
+            self._ends = {tp.partition: end for tp, end in ends.items()}
+            self._changed.notify_all()
+        return consumer, tps
+
     def _run(self) -> None:
+        try:
+            consumer, tps = self._open()
+        except (KafkaError, KafkaUnavailable) as exc:
+            with self._changed:
+                self._failed = exc
+                self._changed.notify_all()
+            return
         while not self._stop.is_set():
             try:
-                self._tail_once()
+                self._tail_once(consumer, tps)
             except KafkaError as exc:  # the broker is away: keep the rules, try again
                 log.warning("rules view cannot reach Kafka, retrying in 1 s: %s", exc)
                 self._stop.wait(1.0)
-        self._consumer.close()
+        consumer.close()
 
-    def _tail_once(self) -> None:
-        polled = self._consumer.poll(timeout_ms=200)
+    def _tail_once(self, consumer: KafkaConsumer, tps: list[TopicPartition]) -> None:
+        polled = consumer.poll(timeout_ms=200)
+        # position() steps over offsets compaction removed; asked outside the lock.
+        positions = {tp.partition: consumer.position(tp, timeout_ms=5000) for tp in tps}
         with self._changed:
             for records in polled.values():
                 for record in records:
                     self._apply(record.key, record.value)
-            for tp in self._tps:  # position() steps over offsets compaction removed
-                self._positions[tp.partition] = self._consumer.position(tp, timeout_ms=5000)
+            self._positions.update(positions)
             self._changed.notify_all()
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:

@@ -14,12 +14,13 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from disparo.dead_letter import dead_letter_headers
 from disparo.errors import InvalidMessage
-from disparo.kafka import dead_letter_headers
 from disparo.loops import install_fast_loop
-from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH
+from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH, STACKS_PATH
 from disparo.rules_view import RulesView
 from disparo.schemas import DispatchJob, Rule, describe, parse_event
+from disparo.stacks import thread_stacks
 from disparo.topics import MAX_EVENT_BYTES, ORDER_EVENT_PARTITIONS, Topics
 from dispatcher import metrics
 from dispatcher.matching import matching_rules
@@ -149,6 +150,10 @@ def _add_pages(app: faust.App, rules_view: RulesView) -> None:
     @app.page(HEALTH_PATH)
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok"})
+
+    @app.page(STACKS_PATH)
+    async def stacks(web: Any, request: Any) -> Any:
+        return web.text(thread_stacks())
 
     @app.page(READY_PATH)
     async def readyz(web: Any, request: Any) -> Any:

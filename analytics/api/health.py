@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from analytics.api.deps import Services, services
 from analytics.errors import StoreError
-from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH
+from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH, STACKS_PATH
+from disparo.stacks import thread_stacks
 
 router = APIRouter(tags=["health"])
 
@@ -43,3 +45,9 @@ def readyz(svc: Annotated[Services, Depends(services)], response: Response) -> d
 def metrics() -> Response:
     """Prometheus metrics of this process."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(STACKS_PATH, response_class=PlainTextResponse)
+def stacks() -> str:
+    """Every thread's stack, to see where a stuck service waits (no signal: chdb owns those)."""
+    return thread_stacks()

@@ -108,7 +108,7 @@ def down(settings: KernelSettings) -> None:
     say("down")
 
 
-def status(settings: KernelSettings, api_port: int, groups: list[str]) -> int:
+def status(settings: KernelSettings, api_port: int, groups: dict[str, list[str]]) -> int:
     """Print processes, consumer lag and the last minute's deliveries; 0 when all run."""
     table = _table(settings.home)
     names = ["kafka", *SERVICES, "demo-receiver"]
@@ -126,28 +126,26 @@ def status(settings: KernelSettings, api_port: int, groups: list[str]) -> int:
     return 0 if running == len(names) else 1
 
 
-def group_lags(settings: KernelSettings, groups: list[str]) -> dict[str, int | None]:
-    """Total lag of each consumer group (end offsets minus committed), None if unknown."""
-    from kafka import KafkaConsumer
+def group_lags(settings: KernelSettings, groups: dict[str, list[str]]) -> dict[str, int | None]:
+    """Total lag of each consumer group over its topics (log ends minus committed offsets,
+    from the first offset where it never committed), None if unknown."""
     from kafka.errors import KafkaError
 
-    from disparo.kafka import make_admin
+    from disparo.lag import group_backlog, lag_clients
 
     try:
-        admin = make_admin(settings, timeout_s=3)
-        consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    except (DisparoError, KafkaError):
+        admin, probe = lag_clients(settings, "disparo-status")
+    except KafkaError:
         return dict.fromkeys(groups)
     try:
         out: dict[str, int | None] = {}
-        for group, committed in admin.list_group_offsets(list(groups)).items():
-            ends = consumer.end_offsets(list(committed)) if committed else {}
-            out[group] = sum(max(0, ends[tp] - meta.offset) for tp, meta in committed.items())
+        for group, topics in groups.items():
+            out[group] = sum(group_backlog(admin, probe, group, topics).values())
         return out
     except KafkaError:
         return dict.fromkeys(groups)
     finally:
-        consumer.close()
+        probe.close()
         admin.close()
 
 

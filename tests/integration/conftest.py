@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 import uuid
@@ -19,6 +18,7 @@ import pytest
 from disparo.kafka import ensure_topics
 from disparo.local.kafka import free_port, temporary_broker
 from disparo.local.processes import ProcessTable
+from disparo.ops_http import STACKS_PATH
 from disparo.schemas import dispatch_id_for, now_utc
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
@@ -83,6 +83,14 @@ def dispatch_ids(events: list[dict[str, Any]], rule_id: int) -> set[str]:
     return {dispatch_id_for(uuid.UUID(str(e["event_id"])), rule_id) for e in events}
 
 
+def thread_stacks_of(url: str) -> str:
+    """A running service's thread stacks, from its ops endpoint."""
+    try:
+        return httpx.get(f"{url}{STACKS_PATH}", timeout=5).text
+    except httpx.HTTPError as exc:
+        return f"(not available: {exc})"
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real single-node Kafka broker for the whole session, stopped at the end."""
@@ -107,6 +115,7 @@ class Stack:
     table: ProcessTable
     publisher: Publisher
     env: dict[str, str]
+    worker: str = ""
     names: list[str] = field(default_factory=list)
 
     @property
@@ -232,22 +241,21 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
     table = ProcessTable(tmp_path / "run")
     names = ["analytics", "dispatcher", "worker"]
     publisher = Publisher(settings)
+    api, dispatcher, worker = (
+        f"http://127.0.0.1:{ports[n]}" for n in ("api", "dispatcher", "worker")
+    )
     try:
         for name in names:
             table.start(name, [DISPARO, name], env)
-        api = f"http://127.0.0.1:{ports['api']}"
-        dispatcher = f"http://127.0.0.1:{ports['dispatcher']}"
         table.wait_http("analytics", f"{api}/readyz", 90)
         table.wait_http("dispatcher", f"{dispatcher}/healthz", 90)
-        table.wait_http("worker", f"http://127.0.0.1:{ports['worker']}/readyz", 90)
-        yield Stack(settings, api, dispatcher, table, publisher, env, names)
+        table.wait_http("worker", f"{worker}/readyz", 90)
+        yield Stack(settings, api, dispatcher, table, publisher, env, worker, names)
     finally:
         publisher.close()
-        for name in names:  # each writes its threads' stacks to its log: shown on failure
-            pid = table.pid(name)
-            if pid is not None:
-                os.kill(pid, signal.SIGUSR1)
-        time.sleep(0.3)
+        urls = {"analytics": api, "dispatcher": dispatcher, "worker": worker}
+        for name, url in urls.items():  # where each service's threads wait: shown on failure
+            print(f"----- {name} threads -----\n{thread_stacks_of(url)}")
         for name in reversed(names):
             table.stop(name, grace_s=20)
         for name in names:

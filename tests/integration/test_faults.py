@@ -40,7 +40,7 @@ def test_sink_killed_between_insert_and_commit_leaves_exact_counts(
     stack.table.start(
         "analytics",
         [DISPARO, "analytics"],
-        {**stack.env, "DISPARO_FAILPOINT": "sink-exit-after-insert"},
+        {**stack.env, "DISPARO_FAILPOINT": "sink.after_insert=exit"},
     )
     stack.publisher.publish_many(order_events("SINK", 50))
     receiver.wait_for("/ok", 50)

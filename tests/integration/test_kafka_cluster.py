@@ -37,13 +37,15 @@ def replication_of(stack: Stack) -> tuple[set[int], set[str]]:
     try:
         names = [spec.name for spec in stack.topics.specs(["1s", "2s"])]
         described = admin.describe_topics(names)
-        replicas = {len(p["replica_nodes"]) for t in described for p in t["partitions"]}
+        replicas = {len(p["replicas"]) for t in described for p in t["partitions"]}
         resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-        configs = admin.describe_configs(resources)  # {type: {name: {key: {value...}}}}
+        responses = admin.describe_configs(resources)
         min_isr = {
-            str(entries["min.insync.replicas"]["value"])
-            for by_name in configs.values()
-            for entries in by_name.values()
+            str(entry["config_value"])
+            for response in responses
+            for resource in response.to_object()["resources"]
+            for entry in resource["config_entries"]
+            if entry["config_names"] == "min.insync.replicas"
         }
         return replicas, min_isr
     finally:
