@@ -31,6 +31,7 @@ check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: install
 	@bash deploy/local/ensure-system.sh prometheus

@@ -18,11 +18,7 @@ MAX_LIMIT = 500
 _TS = "DateTime64(3, 'UTC')"
 # Columns are selected under their own names, never as aliases of expressions: ClickHouse
 # resolves aliases in WHERE too, which would turn the keyset filter into a text comparison.
-ITEM_COLUMNS = (
-    "dispatch_id, attempt_id, attempt, order_id, order_status, "
-    "event_type, rule_id, dispatched_at, "
-    "status, http_status, error, reason, url, duration_ms, manual, final, retry_tier"
-)
+ITEM_COLUMNS = ", ".join(schema.ITEM_FIELDS)
 
 
 @dataclass(frozen=True)

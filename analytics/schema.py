@@ -1,5 +1,7 @@
 """The attempts table: one row per delivery attempt, 30 days of history."""
 
+from dataclasses import dataclass
+
 DATABASE = "disparo"
 TABLE = "attempts"
 RESENDS_TABLE = "resend_requests"
@@ -10,33 +12,56 @@ RETENTION_DAYS = 30
 # DateTime64, TTL and codecs (older).
 MIN_SERVER_VERSION = (23, 3)
 
-# (name, type) of the attempts table, in order; the single-node and cluster DDL share them.
-ATTEMPT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("dispatched_at", "DateTime64(3, 'UTC')"),
-    ("attempt_id", "UUID"),
-    ("dispatch_id", "String"),
-    ("attempt", "UInt16"),
-    ("manual", "Bool"),
-    ("final", "Bool"),
-    ("order_id", "String"),
-    ("order_status", "LowCardinality(String)"),
-    ("event_id", "UUID"),
-    ("event_type", "LowCardinality(String)"),
-    ("rule_id", "UInt64"),
-    ("url", "String"),
-    ("status", "Enum8('success' = 1, 'failure' = 2)"),
-    ("reason", "LowCardinality(String)"),
-    ("http_status", "UInt16 COMMENT '0 when no HTTP answer came'"),
-    ("error", "String"),
-    ("duration_ms", "UInt32"),
-    ("request_excerpt", "String CODEC(ZSTD(3))"),
-    ("response_excerpt", "String CODEC(ZSTD(3))"),
-    ("kafka_partition", "UInt16"),
-    ("kafka_offset", "UInt64"),
-    ("retry_tier", "LowCardinality(String) COMMENT 'tier of a scheduled retry; empty if final'"),
-    ("event_json", "String CODEC(ZSTD(3)) COMMENT 'the order event, for resends'"),
-    ("request_headers", "String CODEC(ZSTD(3)) COMMENT 'JSON object; credentials masked'"),
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the attempts table; `shown` ones are the API's list items and the CSV."""
+
+    name: str
+    kind: str
+    shown: bool = False
+
+
+# The attempt record, defined once: the table (single-node and cluster DDL), the sink's rows,
+# the API's items, the CSV export and the order-search projection all come from this list.
+ATTEMPT: tuple[Column, ...] = (
+    Column("dispatched_at", "DateTime64(3, 'UTC')", shown=True),
+    Column("attempt_id", "UUID", shown=True),
+    Column("dispatch_id", "String", shown=True),
+    Column("attempt", "UInt16", shown=True),
+    Column("manual", "Bool", shown=True),
+    Column("final", "Bool", shown=True),
+    Column("order_id", "String", shown=True),
+    Column("order_status", "LowCardinality(String)", shown=True),
+    Column("event_id", "UUID"),
+    Column("event_type", "LowCardinality(String)", shown=True),
+    Column("rule_id", "UInt64", shown=True),
+    Column("url", "String", shown=True),
+    Column("status", "Enum8('success' = 1, 'failure' = 2)", shown=True),
+    Column("reason", "LowCardinality(String)", shown=True),
+    Column("http_status", "UInt16 COMMENT '0 when no HTTP answer came'", shown=True),
+    Column("error", "String", shown=True),
+    Column("duration_ms", "UInt32", shown=True),
+    Column("request_excerpt", "String CODEC(ZSTD(3))"),
+    Column("response_excerpt", "String CODEC(ZSTD(3))"),
+    Column("kafka_partition", "UInt16"),
+    Column("kafka_offset", "UInt64"),
+    Column(
+        "retry_tier",
+        "LowCardinality(String) COMMENT 'tier of a scheduled retry; empty if final'",
+        shown=True,
+    ),
+    Column("event_json", "String CODEC(ZSTD(3)) COMMENT 'the order event, for resends'"),
+    Column("request_headers", "String CODEC(ZSTD(3)) COMMENT 'JSON object; credentials masked'"),
 )
+ATTEMPT_COLUMNS: tuple[tuple[str, str], ...] = tuple((c.name, c.kind) for c in ATTEMPT)
+ITEM_FIELDS: tuple[str, ...] = tuple(c.name for c in ATTEMPT if c.shown)
+# The CSV leads with what a person reads first, then every other item field.
+_CSV_LEADING = (
+    "dispatched_at", "order_id", "order_status", "event_type", "rule_id", "status", "reason",
+    "http_status", "url",
+)  # fmt: skip
+CSV_FIELDS: tuple[str, ...] = _CSV_LEADING + tuple(f for f in ITEM_FIELDS if f not in _CSV_LEADING)
 # Columns added after the first release: tables created before them get an ALTER.
 ADDED_COLUMNS = ("retry_tier", "event_json", "request_headers")
 # Counts per hour, status, reason and rule: period summaries and failure breakdowns read
@@ -47,9 +72,7 @@ HOURLY_PROJECTION = (
 )
 # The screen's columns ordered by order: an order search seeks instead of scanning.
 BY_ORDER_PROJECTION = (
-    "PROJECTION by_order (SELECT dispatched_at, attempt_id, dispatch_id, attempt, order_id, "
-    "order_status, event_type, rule_id, status, http_status, error, reason, url, duration_ms, "
-    "manual, final, retry_tier ORDER BY order_id, dispatched_at)"
+    f"PROJECTION by_order (SELECT {', '.join(ITEM_FIELDS)} ORDER BY order_id, dispatched_at)"
 )
 # A bloom filter on order_id (the first release) made the planner skip `by_order`: with
 # the index it counted few marks, then read the filter of every granule (55 ms vs 14 ms).

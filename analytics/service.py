@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -17,6 +16,7 @@ from fastapi import FastAPI
 from analytics.api.app import create_app
 from analytics.api.deps import Services
 from analytics.api.rules import write_rule
+from analytics.liveness import sink_problem
 from analytics.settings import AnalyticsSettings
 from analytics.sink import OutcomeSink
 from analytics.store import ensure_schema_when_reachable, open_store
@@ -24,7 +24,6 @@ from analytics.warden import RuleWarden
 from disparo.kafka import make_producer
 from disparo.lag import GroupLag
 from disparo.rules_view import RulesView
-from disparo.stacks import thread_stacks
 from disparo.topics import Topics
 from producers.publish import Publisher
 
@@ -46,7 +45,7 @@ def run(settings: AnalyticsSettings) -> None:
         producer=producer,
         topics=Topics(settings.topic_prefix),
         ready=lambda: sink_thread.is_alive() and sink.consuming(),
-        problem=_stall_check(sink, sink_thread, lag, settings.sink_stall_s),
+        problem=sink_problem(sink, sink_thread, lag, settings.sink_stall_s),
     )
 
     # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would
@@ -89,43 +88,6 @@ def _warden(settings: AnalyticsSettings, svc: Services) -> RuleWarden:
     return RuleWarden(
         svc.store, svc.rules, write, settings.deactivate_after_delta, settings.warden_interval_s
     )
-
-
-def _stall_check(
-    sink: OutcomeSink, thread: threading.Thread, lag: GroupLag, limit_s: float
-) -> Callable[[], str | None]:
-    """Why the sink needs a restart, if it does; the first time, its stacks go to the log."""
-    reported = threading.Event()
-    idle_since: list[float] = []  # when the sink was last seen with a backlog and no partition
-
-    def unassigned_for() -> float:
-        backlog = lag.total()
-        if sink.assigned or not backlog:
-            idle_since.clear()
-            return 0.0
-        if not idle_since:
-            idle_since.append(time.monotonic())
-        return time.monotonic() - idle_since[0]
-
-    def problem() -> str | None:
-        if not thread.is_alive():
-            return None
-        stalled, idle = sink.stalled_for(), unassigned_for()
-        if stalled > limit_s:
-            why = f"the outcomes sink made no progress for {stalled:.0f} s"
-        elif idle > limit_s:
-            why = (
-                f"the outcomes sink has held no partition for {idle:.0f} s "
-                f"while {lag.total()} outcomes wait"
-            )
-        else:
-            return None
-        if not reported.is_set():
-            reported.set()
-            log.error("%s; thread stacks follow\n%s", why, thread_stacks())
-        return why
-
-    return problem
 
 
 def _guarded(target: Callable[[], None]) -> Callable[[], None]:

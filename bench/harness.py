@@ -81,6 +81,7 @@ class Services:
     api: str
     dispatcher: str
     table: ProcessTable
+    env: dict[str, str]
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds per running process of the stack (Kafka included when in the table)."""
@@ -91,7 +92,13 @@ broker = temporary_broker
 
 
 @contextmanager
-def services(bootstrap: str, home: Path, workers: int = 1, **extra_env: str) -> Iterator[Services]:
+def services(
+    bootstrap: str,
+    home: Path,
+    workers: int = 1,
+    table: ProcessTable | None = None,
+    **extra_env: str,
+) -> Iterator[Services]:
     """The dispatcher, `workers` delivery workers and analytics as background processes."""
     prefix = "bench."
     ports = {"api": free_port(), "dispatcher": free_port()}
@@ -110,13 +117,16 @@ def services(bootstrap: str, home: Path, workers: int = 1, **extra_env: str) -> 
         }
     )
     ensure_topics(KernelSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix, home=home))
-    table = ProcessTable(home / "run")
+    table = table or ProcessTable(home / "run")
     names = ["analytics", "dispatcher"] + [f"worker-{i}" for i in range(workers)]
     try:
         for name in names:
             table.start(name, [DISPARO, name.split("-")[0]], env)
         svc = Services(
-            f"http://127.0.0.1:{ports['api']}", f"http://127.0.0.1:{ports['dispatcher']}", table
+            f"http://127.0.0.1:{ports['api']}",
+            f"http://127.0.0.1:{ports['dispatcher']}",
+            table,
+            env,
         )
         table.wait_http("analytics", f"{svc.api}/readyz", 90)
         table.wait_http("dispatcher", f"{svc.dispatcher}/healthz", 90)

@@ -7,33 +7,43 @@ import ssl
 
 import httpx
 
-SUCCESS = "ok"
-HTTP_4XX = "http_4xx"
-HTTP_5XX = "http_5xx"
-HTTP_OTHER = "http_other"
-TIMEOUT = "timeout"
-CONNECTION = "connection"
-DNS = "dns"
-TLS = "tls"
-TARGET_REFUSED = "target_refused"
-INVALID_URL = "invalid_url"
-OTHER = "other"
-RESPONSE_TOO_LARGE = "response_too_large"
-CIRCUIT_OPEN = "circuit_open"  # not an attempt reason: why a job was deferred
-
-REASONS = (
-    SUCCESS,
+from disparo.reasons import (
+    ATTEMPT_REASONS,
+    CIRCUIT_OPEN,
+    CONNECTION,
+    DNS,
     HTTP_4XX,
     HTTP_5XX,
     HTTP_OTHER,
-    TIMEOUT,
-    CONNECTION,
-    DNS,
-    TLS,
-    TARGET_REFUSED,
     INVALID_URL,
     OTHER,
+    RESPONSE_TOO_LARGE,
+    SUCCESS,
+    TARGET_REFUSED,
+    TIMEOUT,
+    TLS,
 )
+
+REASONS = ATTEMPT_REASONS  # the reasons live in the kernel; re-exported for this stage
+__all__ = [
+    "CIRCUIT_OPEN",
+    "CONNECTION",
+    "DNS",
+    "HTTP_4XX",
+    "HTTP_5XX",
+    "HTTP_OTHER",
+    "INVALID_URL",
+    "OTHER",
+    "REASONS",
+    "RESPONSE_TOO_LARGE",
+    "SUCCESS",
+    "TARGET_REFUSED",
+    "TIMEOUT",
+    "TLS",
+    "describe_error",
+    "reason_for_error",
+    "reason_for_status",
+]
 
 
 def reason_for_status(status: int) -> str:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
-from analytics import queries
+from analytics import queries, schema
 from analytics.api.deps import Services, services
 from analytics.errors import BadQuery
 from disparo.schemas import now_utc
@@ -57,11 +57,7 @@ ReasonQ = Annotated[
 ]
 RuleQ = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="event rule id")]
 EXPORT_ROWS = 100_000
-CSV_COLUMNS = (
-    "dispatched_at", "order_id", "order_status", "event_type", "rule_id", "status", "reason",
-    "http_status", "url", "attempt", "duration_ms", "manual", "final", "dispatch_id",
-    "attempt_id", "error",
-)  # fmt: skip
+CSV_COLUMNS = schema.CSV_FIELDS
 
 
 @dataclass(frozen=True)

@@ -164,16 +164,16 @@ const MESSAGES = {
 const REASONS = {
   en: {
     ok: "OK", timeout: "Timeout", connection: "Connection refused or reset", dns: "DNS",
-    tls: "TLS", http_4xx: "HTTP 4xx", http_5xx: "HTTP 5xx", http_429: "HTTP 429 (rate limited)",
-    http_408: "HTTP 408", http_410: "HTTP 410 (gone)", response_too_large: "Response too large",
-    refused_target: "Target refused", circuit_open: "Circuit open",
+    tls: "TLS", http_4xx: "HTTP 4xx", http_5xx: "HTTP 5xx", http_other: "Other HTTP answer",
+    target_refused: "Target refused", invalid_url: "Invalid URL",
+    response_too_large: "Response too large", other: "Other error",
   },
   "pt-BR": {
     ok: "OK", timeout: "Tempo esgotado", connection: "Conexão recusada ou interrompida",
     dns: "DNS", tls: "TLS", http_4xx: "HTTP 4xx", http_5xx: "HTTP 5xx",
-    http_429: "HTTP 429 (limite de taxa)", http_408: "HTTP 408", http_410: "HTTP 410 (removido)",
-    response_too_large: "Resposta grande demais", refused_target: "Destino recusado",
-    circuit_open: "Circuito aberto",
+    http_other: "Outra resposta HTTP", target_refused: "Destino recusado",
+    invalid_url: "URL inválida", response_too_large: "Resposta grande demais",
+    other: "Outro erro",
   },
 };
 

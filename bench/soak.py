@@ -1,0 +1,252 @@
+"""Soak: the local stack under steady load through broker restarts and killed services.
+
+Publishes `--rate` events/s (default 300) for `--minutes` (default 20) to one rule whose
+endpoint is nginx; restarts the broker every quarter of the run (every 5 minutes of 20) and
+SIGKILLs the analytics service (the sink) once and the worker once. One event a second is a
+probe whose row is looked up by order number until it appears: its publish-to-row delay,
+outside the outage windows, is the staleness. At the end every row is read back.
+Last line: `soak: events=N rows=N lost=N duplicates=N max_staleness_s=S`.
+Usage: python -m bench.soak [--minutes 20] [--rate 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import DISPARO, Services, nginx, say, services
+from disparo.local.kafka import REPO_ROOT, KafkaNode, free_port, provision_jars
+from disparo.local.processes import ProcessTable
+from disparo.schemas import dispatch_id_for, now_utc
+from disparo.settings import KernelSettings
+from producers.publish import Publisher
+
+PREFIX = "bench."
+
+
+@dataclass
+class Timeline:
+    """Outage windows (start, end) and probe publish/seen times, shared between threads."""
+
+    outages: list[tuple[float, float]] = field(default_factory=list)
+    probes: dict[str, float] = field(default_factory=dict)  # order id -> publish time
+    seen: dict[str, float] = field(default_factory=dict)  # order id -> first time it had a row
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def outage(self, start: float) -> None:
+        with self.lock:
+            self.outages.append((start, time.time()))
+
+    def staleness(self) -> float:
+        """The worst probe delay among probes whose wait overlaps no outage window."""
+        worst = 0.0
+        for order, published in self.probes.items():
+            seen = self.seen.get(order)
+            if seen is None:
+                continue
+            if any(a <= seen and published <= b for a, b in self.outages):
+                continue
+            worst = max(worst, seen - published)
+        return worst
+
+
+def event(order_id: str) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "order.dispatched",
+        "order_id": order_id,
+        "order_status": "dispatched",
+        "occurred_at": now_utc().isoformat(),
+        "payload": {"carrier": "acme-logistics", "items": [{"sku": "SKU-1", "qty": 2}]},
+    }
+
+
+def publish_load(
+    publisher: Publisher, rate: int, seconds: float, timeline: Timeline
+) -> list[dict[str, Any]]:
+    """Publish at `rate` events/s in 100 ms slices; one event a second is a probe."""
+    sent: list[dict[str, Any]] = []
+    futures: list[tuple[dict[str, Any], Any]] = []
+    per_slice = max(1, rate // 10)
+    start = time.monotonic()
+    slice_no = 0
+    while time.monotonic() - start < seconds:
+        batch = [event(f"SOAK-{slice_no}-{i}") for i in range(per_slice)]
+        if slice_no % 10 == 0:
+            batch[0]["order_id"] = f"PROBE-{slice_no // 10}"
+            timeline.probes[batch[0]["order_id"]] = time.time()
+        futures.extend((e, publisher.send(e)) for e in batch)
+        slice_no += 1
+        pause = start + slice_no / 10 - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        if slice_no % 600 == 0:
+            say(f"{slice_no // 10} s: {len(futures)} events sent")
+    for e, future in futures:
+        future.get(timeout=180)  # the producer retries through outages; a failure is fatal
+        sent.append(e)
+    return sent
+
+
+def watch_probes(api: str, timeline: Timeline, stop: threading.Event) -> None:
+    """Look up each probe not seen yet by its order number, once a second."""
+    with httpx.Client(timeout=5) as client:
+        while not stop.wait(1.0):
+            pending = [o for o in list(timeline.probes) if o not in timeline.seen]
+            for order in pending:
+                try:
+                    page = client.get(f"{api}/api/v1/dispatches", params={"order_id": order})
+                except httpx.HTTPError:
+                    break  # analytics is down: try again in a second
+                if page.status_code == 200 and page.json()["items"]:
+                    timeline.seen[order] = time.time()
+
+
+def disrupt(
+    node: KafkaNode, table: ProcessTable, svc: Services, minutes: float, timeline: Timeline
+) -> None:
+    """Broker restarts every quarter of the run; the sink killed at 3/8, the worker at 5/8."""
+    quarter = minutes * 60 / 4
+    plan = [(quarter, "broker"), (1.5 * quarter, "analytics"), (2 * quarter, "broker")]
+    plan += [(2.5 * quarter, "worker-0"), (3 * quarter, "broker")]
+    began = time.monotonic()
+    for at, what in plan:
+        time.sleep(max(0.0, began + at - time.monotonic()))
+        start = time.time()
+        if what == "broker":
+            say("restarting the broker ...")
+            table.stop("kafka", grace_s=30)
+            node.start(table)
+            node.wait_ready(120)
+        else:
+            say(f"SIGKILL {what} ...")
+            pid = table.pid(what)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+            table.start(what, [DISPARO, what.split("-")[0]], svc.env)
+            if what == "analytics":
+                table.wait_http(what, f"{svc.api}/readyz", 120)
+        timeline.outage(start)
+        say(f"{what} back after {time.time() - start:.1f} s")
+
+
+def read_rows(api: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    with httpx.Client(timeout=60) as client:
+        while True:
+            params: dict[str, Any] = {"limit": 500}
+            if cursor:
+                params["cursor"] = cursor
+            page = client.get(f"{api}/api/v1/dispatches", params=params).json()
+            rows.extend(page["items"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return rows
+
+
+def settle(api: str, expected: int, timeout_s: float = 300) -> None:
+    """Wait until the row count reaches `expected` or stops moving for a minute."""
+    last, moved = -1, time.monotonic()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        total = int(httpx.get(f"{api}/api/v1/dispatches/summary", timeout=30).json()["total"])
+        if total >= expected:
+            return
+        if total != last:
+            last, moved = total, time.monotonic()
+        elif time.monotonic() - moved > 60:
+            return
+        time.sleep(1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=20.0, help="length of the load")
+    p.add_argument("--rate", type=int, default=300, help="events published per second")
+    args = p.parse_args()
+    libs = provision_jars(REPO_ROOT / ".local" / "kafka")
+    timeline = Timeline()
+    with nginx() as receiver, tempfile.TemporaryDirectory(prefix="disparo-soak-") as tmp:
+        home = Path(tmp)
+        node = KafkaNode(libs, home / "kafka", port=free_port(), controller_port=free_port())
+        table = ProcessTable(home / "run")
+        node.start(table)
+        try:
+            node.wait_ready(90)
+            settings = KernelSettings(kafka_bootstrap=node.bootstrap, topic_prefix=PREFIX)
+            with services(node.bootstrap, home, table=table) as svc:
+                events, rows = run(args, node, table, svc, receiver.url, timeline, settings)
+        finally:
+            table.stop("kafka", grace_s=30)
+    report(events, rows, timeline, args)
+
+
+def run(
+    args: argparse.Namespace,
+    node: KafkaNode,
+    table: ProcessTable,
+    svc: Services,
+    url: str,
+    timeline: Timeline,
+    settings: KernelSettings,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rule = httpx.post(
+        f"{svc.api}/api/v1/rules",
+        timeout=30,
+        json={"name": "soak", "event_types": ["*"], "url": f"{url}/hook"},
+    ).json()
+    time.sleep(2)  # the dispatcher applies the rule
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=watch_probes, args=(svc.api, timeline, stop), daemon=True),
+        threading.Thread(
+            target=disrupt, args=(node, table, svc, args.minutes, timeline), daemon=True
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    publisher = Publisher(settings)
+    say(f"publishing {args.rate} events/s for {args.minutes:g} min ...")
+    events = publish_load(publisher, args.rate, args.minutes * 60, timeline)
+    publisher.close()
+    threads[1].join()
+    say(f"{len(events)} events published; waiting for their rows ...")
+    settle(svc.api, len(events))
+    time.sleep(3)
+    stop.set()
+    threads[0].join()
+    rows = read_rows(svc.api)
+    expected = {dispatch_id_for(uuid.UUID(e["event_id"]), rule["id"]) for e in events}
+    return events, [r for r in rows if r["dispatch_id"] in expected]
+
+
+def report(
+    events: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    timeline: Timeline,
+    args: argparse.Namespace,
+) -> None:
+    delivered = {r["dispatch_id"] for r in rows if r["status"] == "success"}
+    successes = sum(r["status"] == "success" for r in rows)
+    unseen = [o for o in timeline.probes if o not in timeline.seen]
+    print(f"minutes={args.minutes:g} rate={args.rate}/s outages={len(timeline.outages)}")
+    print(f"probes={len(timeline.probes)} probes_never_seen={len(unseen)}")
+    print(
+        f"soak: events={len(events)} rows={len(rows)} lost={len(events) - len(delivered)} "
+        f"duplicates={successes - len(delivered)} max_staleness_s={timeline.staleness():.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

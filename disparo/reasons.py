@@ -1,0 +1,35 @@
+"""Why an attempt ended as it did: the one list of reasons every stage and the page share.
+
+The worker records them, the attempts table stores them, the API filters by them and the
+page puts them in words (`analytics/web/i18n.js`; a unit test keeps both lists equal).
+"""
+
+SUCCESS = "ok"
+HTTP_4XX = "http_4xx"
+HTTP_5XX = "http_5xx"
+HTTP_OTHER = "http_other"
+TIMEOUT = "timeout"
+CONNECTION = "connection"
+DNS = "dns"
+TLS = "tls"
+TARGET_REFUSED = "target_refused"
+INVALID_URL = "invalid_url"
+RESPONSE_TOO_LARGE = "response_too_large"
+OTHER = "other"
+
+ATTEMPT_REASONS = (
+    SUCCESS,
+    HTTP_4XX,
+    HTTP_5XX,
+    HTTP_OTHER,
+    TIMEOUT,
+    CONNECTION,
+    DNS,
+    TLS,
+    TARGET_REFUSED,
+    INVALID_URL,
+    RESPONSE_TOO_LARGE,
+    OTHER,
+)
+# Not an attempt's reason: why a job was deferred without an attempt (metrics only).
+CIRCUIT_OPEN = "circuit_open"

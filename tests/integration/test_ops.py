@@ -1,0 +1,35 @@
+"""Thread stacks on demand from every service, without a signal; chdb keeps answering."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from disparo.ops_http import STACKS_PATH
+from tests.integration.conftest import Stack, order_events
+from tests.integration.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+
+def test_stacks_of_each_service_name_their_threads_and_chdb_keeps_answering(
+    stack: Stack, receiver: Receiver
+) -> None:
+    analytics = httpx.get(f"{stack.api}{STACKS_PATH}", timeout=10)
+    assert analytics.status_code == 200
+    assert "--- thread sink" in analytics.text
+    assert "sink.py" in analytics.text  # where the sink's loop is
+    assert "--- thread rules-view" in analytics.text
+    worker = httpx.get(f"{stack.worker}{STACKS_PATH}", timeout=10).text
+    assert "--- thread worker-consumer" in worker
+    dispatcher = httpx.get(f"{stack.dispatcher}{STACKS_PATH}", timeout=10).text
+    assert "--- thread rules-view" in dispatcher
+
+    # The embedded ClickHouse still answers queries and stores rows afterwards.
+    summary = httpx.get(f"{stack.api}/api/v1/dispatches/summary", timeout=10)
+    assert summary.status_code == 200
+    stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
+    stack.publisher.publish_many(order_events("STACKS", 3))
+    rows = stack.rows_eventually(1, order_id="STACKS-1")
+    assert [r["status"] for r in rows] == ["success"]
+    assert httpx.get(f"{stack.api}/healthz", timeout=10).json() == {"status": "ok"}
