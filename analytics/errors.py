@@ -17,3 +17,19 @@ class SchemaRefused(StoreError):
 
 class BadQuery(AnalyticsError):
     """A history query's parameters cannot be answered; the message says how to fix them."""
+
+
+class NotFound(AnalyticsError):
+    """The rule, dispatch or order asked for is not there; the message says where to look."""
+
+
+class Conflict(AnalyticsError):
+    """The request cannot be carried out in the current state (e.g. a taken id)."""
+
+
+class TooBroad(AnalyticsError):
+    """The request would touch more than its limit; the message says how to narrow it."""
+
+
+class KafkaRefused(AnalyticsError):
+    """Kafka did not take a write the request needs (a rule change, a resend)."""

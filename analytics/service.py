@@ -7,16 +7,17 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from analytics.api.app import create_app
 from analytics.api.deps import Services
-from analytics.api.rules import write_rule
 from analytics.liveness import sink_problem
+from analytics.rules_topic import write_rule
 from analytics.settings import AnalyticsSettings
 from analytics.sink import OutcomeSink
 from analytics.store import ensure_schema_when_reachable, open_store
@@ -25,13 +26,17 @@ from disparo.kafka import make_producer
 from disparo.lag import GroupLag
 from disparo.rules_view import RulesView
 from disparo.topics import Topics
-from producers.publish import Publisher
 
 log = logging.getLogger(__name__)
 
 
-def run(settings: AnalyticsSettings) -> None:
-    """Serve the API; the sink and the rules view live for as long as the app does."""
+def run(
+    settings: AnalyticsSettings,
+    extra_routers: Sequence[APIRouter] = (),
+    extra_state: Mapping[str, Any] | None = None,
+) -> None:
+    """Serve the API (with routers other stages serve here, e.g. the HTTP ingest); the sink
+    and the rules view live for as long as the app does."""
     store = open_store(settings.clickhouse_url, settings.chdb_path)
     ensure_schema_when_reachable(store)
     producer = make_producer(settings, client_id="disparo-analytics")
@@ -70,7 +75,7 @@ def run(settings: AnalyticsSettings) -> None:
         store.close()
         log.info("analytics stopped: sink flushed, offsets committed, group left")
 
-    app = create_app(svc, Publisher(settings, producer), lifespan=lifespan)
+    app = create_app(svc, extra_routers, extra_state, lifespan=lifespan)
     log.info("management API on http://%s:%d/", settings.api_host, settings.api_port)
     uvicorn.run(
         app,
@@ -83,7 +88,7 @@ def run(settings: AnalyticsSettings) -> None:
 
 def _warden(settings: AnalyticsSettings, svc: Services) -> RuleWarden:
     def write(rule_id: int, value: bytes) -> None:
-        write_rule(svc, rule_id, value)
+        write_rule(svc.producer, svc.topics.rules, svc.rules, rule_id, value)
 
     return RuleWarden(
         svc.store, svc.rules, write, settings.deactivate_after_delta, settings.warden_interval_s

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from prometheus_client import Counter
 
 from analytics import queries, schema
-from analytics.errors import StoreError
+from analytics.errors import AnalyticsError
 from analytics.store import Store
 from disparo.rules_view import RulesView
 from disparo.schemas import Rule, now_utc
@@ -44,8 +44,8 @@ class RuleWarden:
         while not self._stop.wait(self.interval_s):
             try:
                 self.check(now_utc())
-            except StoreError as exc:
-                log.warning("rule check skipped, history unavailable: %s", exc)
+            except AnalyticsError as exc:  # history or Kafka away: the next turn tries again
+                log.warning("rule check skipped: %s", exc)
 
     def stop(self) -> None:
         self._stop.set()

@@ -25,8 +25,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from disparo.local.kafka import REPO_ROOT, KafkaNode, free_port, provision_jars
-from disparo.local.processes import ProcessTable
+from deploy.local.broker import REPO_ROOT, KafkaNode, free_port, provision_jars
+from deploy.local.processes import ProcessTable
 
 PARTITIONS = 6
 RECORDS = 600

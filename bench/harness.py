@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.local.broker import free_port, temporary_broker
+from deploy.local.processes import ProcessTable
 from disparo.kafka import ensure_topics
-from disparo.local.kafka import free_port, temporary_broker
-from disparo.local.processes import ProcessTable
 from disparo.settings import KernelSettings
 
 DISPARO = str(Path(sys.executable).with_name("disparo"))

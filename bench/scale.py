@@ -18,9 +18,9 @@ from pathlib import Path
 
 from bench.e2e import make_events
 from bench.harness import DISPARO, broker, cpu_seconds, nginx, say
+from deploy.local.broker import free_port
+from deploy.local.processes import ProcessTable
 from disparo.kafka import ensure_topics, make_producer
-from disparo.local.kafka import free_port
-from disparo.local.processes import ProcessTable
 from disparo.schemas import DispatchJob, OrderEvent, Rule, generate_secret
 from disparo.settings import KernelSettings
 from disparo.topics import Topics

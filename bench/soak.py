@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 
 from bench.harness import DISPARO, Services, nginx, say, services
-from disparo.local.kafka import REPO_ROOT, KafkaNode, free_port, provision_jars
-from disparo.local.processes import ProcessTable
+from deploy.local.broker import REPO_ROOT, KafkaNode, free_port, provision_jars
+from deploy.local.processes import ProcessTable
 from disparo.schemas import dispatch_id_for, now_utc
 from disparo.settings import KernelSettings
 from producers.publish import Publisher

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -14,20 +15,46 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analytics.api import dispatches, health, resend, rules
 from analytics.api.deps import Services
-from analytics.errors import StoreError
-from producers import http as ingest
-from producers.publish import Publisher
+from analytics.errors import (
+    AnalyticsError,
+    BadQuery,
+    Conflict,
+    KafkaRefused,
+    NotFound,
+    StoreError,
+    TooBroad,
+)
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+# Domain errors to HTTP, in one place: routers and the code below them raise domain errors.
+STATUS_OF: tuple[tuple[type[AnalyticsError], int], ...] = (
+    (BadQuery, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (TooBroad, 422),
+    (KafkaRefused, 503),
+    (StoreError, 503),
+)
 
 
-def create_app(svc: Services, publisher: Publisher, lifespan: Lifespan | None = None) -> FastAPI:
-    """The FastAPI app over the given services."""
+def http_status_of(exc: AnalyticsError) -> int:
+    """The HTTP status an analytics error answers with (500 for one not in the table)."""
+    return next((status for kind, status in STATUS_OF if isinstance(exc, kind)), 500)
+
+
+def create_app(
+    svc: Services,
+    extra_routers: Sequence[APIRouter] = (),
+    extra_state: Mapping[str, Any] | None = None,
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
+    """The FastAPI app over the given services, plus routers another stage serves here."""
     app = FastAPI(title="disparo management API", version="1", lifespan=lifespan)
     app.state.services = svc
-    app.state.publisher = publisher
-    for router in (health.router, rules.router, dispatches.router, resend.router, ingest.router):
+    for name, value in (extra_state or {}).items():
+        setattr(app.state, name, value)
+    for router in (health.router, rules.router, dispatches.router, resend.router, *extra_routers):
         app.include_router(router)
     _add_error_handlers(app)
 
@@ -61,6 +88,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
-    @app.exception_handler(StoreError)
-    async def store_down(_: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse({"error": f"history store unavailable: {exc}"}, status_code=503)
+    @app.exception_handler(AnalyticsError)
+    async def domain_error(_: Request, exc: AnalyticsError) -> JSONResponse:
+        text = f"history store unavailable: {exc}" if isinstance(exc, StoreError) else str(exc)
+        return JSONResponse({"error": text}, status_code=http_status_of(exc))

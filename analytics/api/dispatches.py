@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from analytics import queries, schema
 from analytics.api.deps import Services, services
-from analytics.errors import BadQuery
+from analytics.errors import NotFound
 from disparo.schemas import now_utc
 
 router = APIRouter(tags=["dispatches"])
@@ -26,10 +26,7 @@ OrderQ = Annotated[str | None, Query(max_length=200, description="exact order nu
 
 
 def _period(start: datetime | None, end: datetime | None) -> queries.Period:
-    try:
-        return queries.Period.parse(start, end, now_utc())
-    except BadQuery as exc:
-        raise HTTPException(400, str(exc)) from None
+    return queries.Period.parse(start, end, now_utc())
 
 
 def _iso(value: datetime | str) -> str:
@@ -88,20 +85,17 @@ Filter = Annotated[HistoryFilter, Depends(history_filter)]
 def _page(
     svc: Services, f: HistoryFilter, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    try:
-        after = queries.Cursor.decode(cursor) if cursor else None
-        sql, params = queries.dispatches(
-            svc.store.database,
-            f.period,
-            f.status,
-            f.order_id,
-            limit,
-            after,
-            reason=f.reason,
-            rule_id=f.rule_id,
-        )
-    except BadQuery as exc:
-        raise HTTPException(400, str(exc)) from None
+    after = queries.Cursor.decode(cursor) if cursor else None
+    sql, params = queries.dispatches(
+        svc.store.database,
+        f.period,
+        f.status,
+        f.order_id,
+        limit,
+        after,
+        reason=f.reason,
+        rule_id=f.rule_id,
+    )
     rows = [_item(r) for r in svc.store.select(sql, params)]
     if len(rows) <= limit:
         return rows, None
@@ -202,5 +196,5 @@ def dispatch_detail(
     for row in rows:
         row["request_headers"] = json.loads(row["request_headers"] or "{}")
     if not rows:
-        raise HTTPException(404, f"no attempts recorded for dispatch {dispatch_id!r}")
+        raise NotFound(f"no attempts recorded for dispatch {dispatch_id!r}")
     return {"dispatch_id": dispatch_id, "attempts": rows}

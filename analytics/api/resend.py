@@ -7,14 +7,14 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Depends, Header
 from kafka.errors import KafkaError
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analytics import queries, schema
 from analytics.api.deps import Services, services
-from analytics.errors import BadQuery
+from analytics.errors import Conflict, KafkaRefused, NotFound, TooBroad
 from disparo.schemas import DeliveryTarget, DispatchJob, OrderEvent, now_utc
 
 router = APIRouter(tags=["resend"])
@@ -65,22 +65,20 @@ def _jobs(svc: Services, rows: list[dict[str, Any]]) -> list[DispatchJob]:
     for row in rows:
         rule = svc.rules.get(int(row["rule"]))
         if rule is None:
-            raise HTTPException(
-                409,
+            raise Conflict(
                 f"rule {row['rule']} of dispatch {row['dispatch_id']} "
-                "no longer exists; recreate it or leave this dispatch out",
+                "no longer exists; recreate it or leave this dispatch out"
             )
         if not row["last_event"]:
-            raise HTTPException(
-                409,
+            raise Conflict(
                 f"dispatch {row['dispatch_id']} was stored before events "
-                "were kept for resends; publish the event again instead",
+                "were kept for resends; publish the event again instead"
             )
         try:
             event = OrderEvent.model_validate_json(row["last_event"])
         except ValidationError as exc:
-            raise HTTPException(
-                409, f"stored event of {row['dispatch_id']} is unreadable: {exc.errors()[0]['msg']}"
+            raise Conflict(
+                f"stored event of {row['dispatch_id']} is unreadable: {exc.errors()[0]['msg']}"
             ) from None
         jobs.append(
             DispatchJob(
@@ -107,7 +105,7 @@ def _queue(svc: Services, jobs: list[DispatchJob]) -> None:
         for f in futures:
             f.get(timeout=30)
     except KafkaError as exc:
-        raise HTTPException(503, f"resend not queued, Kafka is unavailable: {exc}") from exc
+        raise KafkaRefused(f"resend not queued, Kafka is unavailable: {exc}") from exc
 
 
 def _queue_rows(
@@ -115,7 +113,7 @@ def _queue_rows(
 ) -> list[DispatchJob]:
     """Turn stored dispatches into resend jobs and queue them, refusing more than `limit`."""
     if len(rows) > limit:
-        raise HTTPException(422, f"more than {limit} dispatches match; {advice}")
+        raise TooBroad(f"more than {limit} dispatches match; {advice}")
     jobs = _jobs(svc, rows)
     _queue(svc, jobs)
     return jobs
@@ -137,9 +135,7 @@ def resend(body: ResendRequest, svc: Annotated[Services, Depends(services)]) -> 
     rows = svc.store.select(sql, params)
     if not rows:
         what = body.dispatch_id or f"order {body.order_id!r}"
-        raise HTTPException(
-            404, f"no dispatch found for {what} in the last {schema.RETENTION_DAYS} days"
-        )
+        raise NotFound(f"no dispatch found for {what} in the last {schema.RETENTION_DAYS} days")
     jobs = _queue_rows(
         svc,
         rows,
@@ -157,10 +153,7 @@ def resend_bulk(
     x_disparo_user: Annotated[str, Header(max_length=200)] = "anonymous",
 ) -> dict[str, Any]:
     """Queue a new attempt of every final-failed dispatch matching the filter; recorded."""
-    try:
-        period = queries.Period.parse(body.start, body.end, now_utc())
-    except BadQuery as exc:
-        raise HTTPException(400, str(exc)) from None
+    period = queries.Period.parse(body.start, body.end, now_utc())
     sql, params = queries.final_failures(
         svc.store.database,
         period,

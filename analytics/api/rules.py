@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Response
-from kafka.errors import KafkaError
+from fastapi import APIRouter, Depends, Response
 from pydantic import Field, field_validator
 
+from analytics import rules_topic
 from analytics.api.deps import Services, services
+from analytics.errors import Conflict, NotFound
 from disparo.schemas import Rule, RuleFields, check_secret, generate_secret, now_utc
 
 router = APIRouter(tags=["rules"])
@@ -54,17 +55,13 @@ def view(rule: Rule, reveal: bool = False) -> dict[str, Any]:
 
 def write_rule(svc: Services, rule_id: int, value: bytes | None) -> None:
     """Publish a rule (or its tombstone) and wait until the rules view holds it."""
-    try:
-        meta = svc.producer.send(svc.topics.rules, key=str(rule_id).encode(), value=value).get(30)
-    except KafkaError as exc:
-        raise HTTPException(503, f"rule not saved, Kafka is unavailable: {exc}") from exc
-    svc.rules.wait_for(meta.partition, meta.offset, timeout_s=10)
+    rules_topic.write_rule(svc.producer, svc.topics.rules, svc.rules, rule_id, value)
 
 
 def _found(svc: Services, rule_id: int) -> Rule:
     rule = svc.rules.get(rule_id)
     if rule is None:
-        raise HTTPException(404, f"no rule with id {rule_id}; GET /api/v1/rules lists them")
+        raise NotFound(f"no rule with id {rule_id}; GET /api/v1/rules lists them")
     return rule
 
 
@@ -74,7 +71,7 @@ def create_rule(body: RuleCreate, svc: Annotated[Services, Depends(services)]) -
     with _id_lock:
         taken = {r.id for r in svc.rules.all()}
         if body.id is not None and body.id in taken:
-            raise HTTPException(409, f"rule id {body.id} exists; leave 'id' out to get a new one")
+            raise Conflict(f"rule id {body.id} exists; leave 'id' out to get a new one")
         rule_id = body.id or max(taken | {FIRST_RULE_ID - 1}) + 1
         fields = body.model_dump(exclude={"id", "secret"})
         rule = Rule(

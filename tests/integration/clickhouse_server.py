@@ -8,8 +8,8 @@ from pathlib import Path
 from clickhouse_driver import Client
 from clickhouse_driver.errors import Error
 
-from disparo.local.kafka import free_port
-from disparo.local.processes import ProcessTable
+from deploy.local.broker import free_port
+from deploy.local.processes import ProcessTable
 
 SERVER_BINARY = Path("/usr/sbin/clickhouse-server")
 

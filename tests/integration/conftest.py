@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from deploy.local.broker import free_port, temporary_broker
+from deploy.local.processes import ProcessTable
 from disparo.kafka import ensure_topics
-from disparo.local.kafka import free_port, temporary_broker
-from disparo.local.processes import ProcessTable
 from disparo.ops_http import STACKS_PATH
 from disparo.schemas import dispatch_id_for, now_utc
 from disparo.settings import KernelSettings

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from disparo.local.kafka import REPO_ROOT, KafkaNode, free_port, provision_jars
-from disparo.local.processes import ProcessTable
+from deploy.local.broker import REPO_ROOT, KafkaNode, free_port, provision_jars
+from deploy.local.processes import ProcessTable
 from tests.integration.conftest import Stack, dispatch_ids, eventually, order_events
 from tests.integration.receiver import Receiver
 

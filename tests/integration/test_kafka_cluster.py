@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from deploy.local.broker import KafkaCluster, temporary_cluster
 from disparo.kafka import make_admin
-from disparo.local.kafka import KafkaCluster, temporary_cluster
 from tests.integration.conftest import (
     Stack,
     dispatch_ids,

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from disparo.local.kafka import REPO_ROOT, free_port
-from disparo.local.processes import ProcessTable
+from deploy.local.broker import REPO_ROOT, free_port
+from deploy.local.processes import ProcessTable
 from tests.integration.conftest import Stack, eventually, order_event
 from tests.integration.receiver import Receiver
 

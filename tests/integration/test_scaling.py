@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from disparo.local.kafka import free_port
+from deploy.local.broker import free_port
 from tests.integration.conftest import DISPARO, Stack, dispatch_ids, eventually, order_events
 from tests.integration.receiver import Receiver
 

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings
 
 from analytics.settings import AnalyticsSettings
 from consumers.settings import WorkerSettings
-from disparo.cli import parser
+from deploy.cli import parser
 from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH
 from disparo.settings import KernelSettings
 from disparo.topics import ORDER_EVENT_PARTITIONS

@@ -21,7 +21,7 @@ def _logging(settings: KernelSettings) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from analytics.settings import AnalyticsSettings
-    from disparo.local import stack
+    from deploy.local import stack
 
     settings = load(AnalyticsSettings)
     try:
@@ -34,7 +34,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(_: argparse.Namespace) -> int:
-    from disparo.local import stack
+    from deploy.local import stack
 
     stack.down(load(KernelSettings))
     return 0
@@ -44,7 +44,7 @@ def cmd_status(_: argparse.Namespace) -> int:
     from analytics.settings import AnalyticsSettings
     from consumers.settings import WorkerSettings
     from consumers.worker import job_topics
-    from disparo.local import stack
+    from deploy.local import stack
     from disparo.topics import Topics
     from dispatcher.settings import DispatcherSettings
 
@@ -89,15 +89,18 @@ def cmd_worker(_: argparse.Namespace) -> int:
 def cmd_analytics(_: argparse.Namespace) -> int:
     from analytics.service import run
     from analytics.settings import AnalyticsSettings
+    from producers import http as ingest
+    from producers.publish import Publisher
 
     settings = load(AnalyticsSettings)
     _logging(settings)
-    run(settings)
+    # The HTTP ingest is the producers' router, served by the analytics API process.
+    run(settings, [ingest.router], {"publisher": Publisher(settings)})
     return 0
 
 
 def cmd_demo_receiver(args: argparse.Namespace) -> int:
-    from disparo.local.demo import serve_receiver
+    from deploy.local.demo import serve_receiver
 
     _logging(load(KernelSettings))
     serve_receiver(args.port)

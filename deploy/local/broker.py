@@ -17,8 +17,8 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from deploy.local.processes import ProcessTable
 from disparo.errors import DisparoError
-from disparo.local.processes import ProcessTable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_FILES = REPO_ROOT / "deploy" / "local" / "kafka"

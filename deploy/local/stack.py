@@ -9,11 +9,11 @@ from pathlib import Path
 
 import httpx
 
+from deploy.local import demo
+from deploy.local.broker import KafkaNode, provision_jars
+from deploy.local.processes import ProcessTable
 from disparo.errors import DisparoError
 from disparo.kafka import ensure_topics
-from disparo.local import demo
-from disparo.local.kafka import KafkaNode, provision_jars
-from disparo.local.processes import ProcessTable
 from disparo.settings import KernelSettings
 
 SERVICES = ("analytics", "dispatcher", "worker")
