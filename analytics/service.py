@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
+from kafka import KafkaProducer
 
 from analytics.api.app import create_app
 from analytics.api.deps import Services
@@ -33,9 +34,10 @@ log = logging.getLogger(__name__)
 def run(
     settings: AnalyticsSettings,
     extra_routers: Sequence[APIRouter] = (),
-    extra_state: Mapping[str, Any] | None = None,
+    extra_state: Callable[[KafkaProducer], Mapping[str, Any]] | None = None,
 ) -> None:
-    """Serve the API (with routers other stages serve here, e.g. the HTTP ingest); the sink
+    """Serve the API (with routers other stages serve here, e.g. the HTTP ingest, and the
+    state they need, built on this process's producer once the store is checked); the sink
     and the rules view live for as long as the app does."""
     store = open_store(settings.clickhouse_url, settings.chdb_path)
     ensure_schema_when_reachable(store)
@@ -75,7 +77,8 @@ def run(
         store.close()
         log.info("analytics stopped: sink flushed, offsets committed, group left")
 
-    app = create_app(svc, extra_routers, extra_state, lifespan=lifespan)
+    state = extra_state(producer) if extra_state is not None else None
+    app = create_app(svc, extra_routers, state, lifespan=lifespan)
     log.info("management API on http://%s:%d/", settings.api_host, settings.api_port)
     uvicorn.run(
         app,

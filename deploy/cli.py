@@ -95,7 +95,7 @@ def cmd_analytics(_: argparse.Namespace) -> int:
     settings = load(AnalyticsSettings)
     _logging(settings)
     # The HTTP ingest is the producers' router, served by the analytics API process.
-    run(settings, [ingest.router], {"publisher": Publisher(settings)})
+    run(settings, [ingest.router], lambda producer: {"publisher": Publisher(settings, producer)})
     return 0
 
 
