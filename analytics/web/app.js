@@ -10,7 +10,7 @@ const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 const state = {
   lang: localStorage.getItem("disparo.lang") || (navigator.language.startsWith("pt") ? "pt-BR" : "en"),
   tab: "failure", order: "", reason: "", rule: "", from: "", to: "",
-  cursors: [null], page: 0, nextCursor: null, rules: [], fresh: new Set(), listToken: 0,
+  cursors: [null], page: 0, nextCursor: null, rules: [], fresh: new Set(), listToken: 0, countsToken: 0, breakdownToken: 0,
 };
 
 const tr = (key, vars) => t(state.lang, key, vars);
@@ -135,22 +135,29 @@ function listParams() {
   };
 }
 
+// Each loader drops an answer that a newer request replaced: a slow answer for the previous
+// filter must not overwrite the current one.
 async function loadCounts(period) {
+  const token = ++state.countsToken;
   try {
     const s = await api(`/api/v1/dispatches/summary?${query({ ...period, order_id: state.order })}`);
+    if (token !== state.countsToken) return;
     $("[data-testid=failed-count]").textContent = num(s.failed);
     $("[data-testid=failed-pct]").textContent = `(${pct(s.failure_rate)})`;
     $("[data-testid=total-count]").textContent = num(s.total);
   } catch (error) {
+    if (token !== state.countsToken) return;
     $("[data-testid=failed-count]").textContent = "–";
     $("[data-testid=total-count]").textContent = "–";
   }
 }
 
 async function loadBreakdown(period) {
+  const token = ++state.breakdownToken;
   if (state.tab !== "failure") return;
   try {
     const b = await api(`/api/v1/dispatches/breakdown?${query({ ...period, order_id: state.order })}`);
+    if (token !== state.breakdownToken) return;
     const toggle = (key, value) => () => { state[key] = state[key] === String(value) ? "" : String(value); refresh(); };
     $("#by-reason").replaceChildren(...b.by_reason.map((r) => el("button", {
       class: `chip${state.reason === r.reason ? " on" : ""}`, "data-reason": r.reason, onclick: toggle("reason", r.reason),
@@ -159,6 +166,7 @@ async function loadBreakdown(period) {
       class: `chip${state.rule === String(r.rule_id) ? " on" : ""}`, "data-rule": r.rule_id, onclick: toggle("rule", r.rule_id),
     }, `#${r.rule_id}`, el("b", { text: num(r.count) }))));
   } catch (error) {
+    if (token !== state.breakdownToken) return;
     $("#by-reason").replaceChildren(el("span", { class: "hint", text: tr("errorLoading", { message: error.message }) }));
     $("#by-rule").replaceChildren();
   }
