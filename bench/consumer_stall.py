@@ -5,7 +5,7 @@ Each round starts a consumer with the sink's settings in a fresh group on a 6-pa
 (often with a second member joining and leaving to force rebalances) and expects it to read
 every record within the deadline; every few rounds the broker is restarted under a running,
 committing consumer. A stalled consumer is one whose poll keeps returning while it reads
-nothing, which is what froze the sink. The last line: `stall: rounds=N stalls=N kafka-python=V`.
+nothing, which is what froze the sink. Last line: `stall: rounds=N ... stalls=N (...) ...`.
 """
 
 from __future__ import annotations
@@ -131,23 +131,28 @@ def start_round(bootstrap: str, topic: str, n: int, poll_ms: int, rebalance: boo
     return ok
 
 
-def restart_round(node: KafkaNode, table: ProcessTable, topic: str, n: int, poll_ms: int) -> bool:
-    """A committing member rides a broker restart and must read what is produced after it."""
+def restart_round(node: KafkaNode, table: ProcessTable, topic: str, n: int, poll_ms: int) -> str:
+    """A committing member rides a broker restart and must read what is produced after it.
+
+    Returns "" when it did, else which phase stalled: "start" (no records before the
+    restart) or "restart" (read everything before, nothing new after).
+    """
     member = Member(node.bootstrap, topic, f"stall-restart-{n}", poll_ms)
     thread = member.start()
-    ok = wait_read(member, RECORDS * (n + 1), 30)
+    before = wait_read(member, RECORDS * (n + 1), 30)
     table.stop("kafka", grace_s=20)
     time.sleep(1 + n % 3)
     node.start(table)
     node.wait_ready(90)
     produce(node.bootstrap, topic, RECORDS)
-    ok = wait_read(member, RECORDS * (n + 2), 60) and ok
-    if not ok:
-        say(f"restart round {n}: read {member.read}; errors {member.errors[-3:]}")
+    after = wait_read(member, RECORDS * (n + 2), 60)
+    stalled = "" if before and after else ("start" if not before else "restart")
+    if stalled:
+        say(f"restart round {n}: stalled at {stalled}, read {member.read}")
         say(stacks())
     member.stop.set()
     thread.join(30)
-    return ok
+    return stalled
 
 
 def main() -> None:
@@ -164,34 +169,42 @@ def main() -> None:
         try:
             node.wait_ready(90)
             say(f"kafka-python {kafka.__version__}, broker {node.bootstrap}")
-            rounds, stalls = run(node, table, args)
+            rounds, restarts, stalls = run(node, table, args)
         finally:
             table.stop("kafka", grace_s=20)
-    print(f"stall: rounds={rounds} stalls={stalls} kafka-python={kafka.__version__}")
+    print(
+        f"stall: rounds={rounds} broker_restarts={restarts} stalls={sum(stalls.values())} "
+        f"(at start-up {stalls['start']}, after a broker restart {stalls['restart']}) "
+        f"kafka-python={kafka.__version__}"
+    )
 
 
-def run(node: KafkaNode, table: ProcessTable, args: argparse.Namespace) -> tuple[int, int]:
+def run(
+    node: KafkaNode, table: ProcessTable, args: argparse.Namespace
+) -> tuple[int, int, dict[str, int]]:
     admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
     admin.create_topics([NewTopic("start", PARTITIONS, 1), NewTopic("restart", PARTITIONS, 1)])
     admin.close()
     deadline = time.monotonic() + args.minutes * 60
-    rounds = stalls = restarts = 0
+    rounds = restarts = 0
+    stalls = {"start": 0, "restart": 0}
     while time.monotonic() < deadline:
         if rounds % args.restart_every == args.restart_every - 1:
             if restarts == 0:
                 produce(node.bootstrap, "restart", RECORDS)
-            ok = restart_round(node, table, "restart", restarts, args.poll_ms)
+            stalled = restart_round(node, table, "restart", restarts, args.poll_ms)
             restarts += 1
         else:
             produce(node.bootstrap, "start", RECORDS)
-            ok = start_round(
-                node.bootstrap, "start", rounds - restarts, args.poll_ms, rounds % 2 == 1
-            )
+            n = rounds - restarts
+            ok = start_round(node.bootstrap, "start", n, args.poll_ms, rounds % 2 == 1)
+            stalled = "" if ok else "start"
         rounds += 1
-        stalls += not ok
+        if stalled:
+            stalls[stalled] += 1
         if rounds % 10 == 0:
-            say(f"{rounds} rounds, {stalls} stalls, {restarts} broker restarts")
-    return rounds, stalls
+            say(f"{rounds} rounds, stalls {stalls}, {restarts} broker restarts")
+    return rounds, restarts, stalls
 
 
 if __name__ == "__main__":
