@@ -20,7 +20,13 @@ from analytics.errors import StoreError
 from analytics.settings import AnalyticsSettings
 from analytics.store import Row, Store
 from disparo import failpoints
-from disparo.consumer import COMMIT_TIMEOUT_S, commit_bounded, group_consumer, subscribe_when_ready
+from disparo.consumer import (
+    COMMIT_TIMEOUT_S,
+    commit_bounded,
+    group_consumer,
+    plain_consumer,
+    subscribe_when_ready,
+)
 from disparo.dead_letter import DeadLetters
 from disparo.errors import InvalidMessage
 from disparo.schemas import AttemptOutcome, parse_outcome
@@ -162,13 +168,7 @@ class OutcomeSink:
     def _end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         # Asked through a short-lived group-less consumer: right after a rebalance, the
         # group consumer's own end_offsets() could wait on the rebalance it is part of.
-        probe = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            client_id="disparo-sink-probe",
-            request_timeout_ms=10000,
-        )
+        probe = plain_consumer(self.settings, "disparo-sink-probe")
         try:
             ends: dict[TopicPartition, int] = probe.end_offsets(tps)
             return ends

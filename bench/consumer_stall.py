@@ -25,15 +25,12 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from bench.harness import say
 from deploy.local.broker import REPO_ROOT, KafkaNode, free_port, provision_jars
 from deploy.local.processes import ProcessTable
 
 PARTITIONS = 6
 RECORDS = 600
-
-
-def say(text: str) -> None:
-    print(f"[stall] {text}", file=sys.stderr, flush=True)
 
 
 @dataclass

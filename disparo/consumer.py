@@ -26,6 +26,8 @@ T = TypeVar("T")
 # kafka-python retries a commit without end while the broker is away; bounded, a failed
 # commit is retried with the next one and the loop keeps polling (and heartbeating).
 COMMIT_TIMEOUT_S = 15
+# Group-less consumers (lookups, tailing) wait at most this long for one answer.
+REQUEST_TIMEOUT_MS = 10000
 
 
 def group_consumer(
@@ -48,6 +50,17 @@ def group_consumer(
         return KafkaConsumer(**options)
     except KafkaError as exc:
         raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+
+
+def plain_consumer(settings: KernelSettings, client_id: str) -> KafkaConsumer:
+    """A consumer outside any group (assigned partitions, offset lookups); requests bounded."""
+    return KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        client_id=client_id,
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
+    )
 
 
 def subscribe_when_ready(

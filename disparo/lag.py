@@ -16,6 +16,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import Gauge
 
+from disparo.consumer import REQUEST_TIMEOUT_MS, plain_consumer
 from disparo.settings import KernelSettings
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,6 @@ CONSUMER_LAG = Gauge(
     "Records of a partition the group has not committed yet (log end minus committed offset).",
     ["group", "topic", "partition"],
 )
-REQUEST_TIMEOUT_MS = 10000
 
 
 def group_backlog(
@@ -51,15 +51,13 @@ def group_backlog(
 
 def lag_clients(settings: KernelSettings, name: str) -> tuple[KafkaAdminClient, KafkaConsumer]:
     """The admin client and group-less consumer that measure lag (owned by their caller)."""
-    common = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "request_timeout_ms": REQUEST_TIMEOUT_MS,
-    }
-    admin = KafkaAdminClient(client_id=f"{name}-lag-admin", **common)
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{name}-lag-admin",
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
+    )
     try:
-        probe = KafkaConsumer(
-            group_id=None, enable_auto_commit=False, client_id=f"{name}-lag", **common
-        )
+        probe = plain_consumer(settings, f"{name}-lag")
     except KafkaError:
         admin.close()
         raise

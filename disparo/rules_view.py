@@ -10,6 +10,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
+from disparo.consumer import plain_consumer
 from disparo.errors import KafkaUnavailable
 from disparo.schemas import Rule
 from disparo.settings import KernelSettings
@@ -84,13 +85,7 @@ class RulesView:
         return True
 
     def _open(self) -> tuple[KafkaConsumer, list[TopicPartition]]:
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            enable_auto_commit=False,
-            group_id=None,
-            client_id="disparo-rules-view",
-            request_timeout_ms=10000,
-        )
+        consumer = plain_consumer(self.settings, "disparo-rules-view")
         partitions = consumer.partitions_for_topic(self.topic)
         if not partitions:
             consumer.close()
