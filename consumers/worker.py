@@ -29,6 +29,7 @@ from consumers.errors import OutcomeNotRecorded
 from consumers.offsets import OffsetTracker
 from consumers.retry_policy import RetryPolicy
 from consumers.settings import WorkerSettings
+from consumers.settle import settle
 from consumers.transport import make_transport
 from disparo.consumer import ConsumerThread, commit_bounded, group_consumer, subscribe_when_ready
 from disparo.dead_letter import DeadLetters
@@ -202,33 +203,18 @@ class DeliveryWorker:
 
     def _record(self, job: DispatchJob, outcome: AttemptOutcome) -> list[Any]:
         """Send the outcome, and the next attempt's job when the policy retries."""
-        sends = []
+        settled = settle(job, outcome, self.policy, random.random())
+        outcome, sends = settled.outcome, []
+        if settled.retry is not None and outcome.retry_tier:
+            sends.append(
+                self.producer.send(
+                    self.topics.retry(outcome.retry_tier),
+                    key=job.event.order_id.encode(),
+                    value=settled.retry.model_dump_json().encode(),
+                )
+            )
+            metrics.RETRIES.labels(outcome.retry_tier).inc()
         if outcome.status == "failure":
-            retry = None
-            if not job.manual:  # a manual resend is one attempt: ops asked for exactly that
-                retry = self.policy.next_retry(
-                    job.attempt,
-                    job.target.max_attempts,
-                    outcome.reason,
-                    outcome.http_status,
-                    outcome.retry_after_s,
-                    random.random(),
-                )
-            if retry is None:
-                outcome = outcome.model_copy(update={"final": True})
-            else:
-                when = outcome.dispatched_at + timedelta(seconds=retry.delay_s)
-                sends.append(
-                    self.producer.send(
-                        self.topics.retry(retry.tier.name),
-                        key=job.event.order_id.encode(),
-                        value=job.retry_at(when).model_dump_json().encode(),
-                    )
-                )
-                metrics.RETRIES.labels(retry.tier.name).inc()
-                outcome = outcome.model_copy(
-                    update={"final": False, "retry_tier": retry.tier.name, "retry_at": when}
-                )
             log.info(
                 "attempt %d of %s failed: %s (%s); %s",
                 outcome.attempt,

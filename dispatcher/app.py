@@ -15,15 +15,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from disparo.dead_letter import dead_letter_headers
-from disparo.errors import InvalidMessage
 from disparo.loops import install_fast_loop
 from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH, STACKS_PATH
 from disparo.rules_view import RulesView
-from disparo.schemas import DispatchJob, Rule, describe, parse_event
+from disparo.schemas import Rule, describe
 from disparo.stacks import thread_stacks
-from disparo.topics import MAX_EVENT_BYTES, ORDER_EVENT_PARTITIONS, Topics
+from disparo.topics import ORDER_EVENT_PARTITIONS, Topics
 from dispatcher import metrics
-from dispatcher.matching import matching_rules
+from dispatcher.routing import route
 from dispatcher.settings import DispatcherSettings
 
 log = logging.getLogger(__name__)
@@ -78,28 +77,15 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
     @_fatal_on_crash
     async def route_events(stream: Any) -> None:
         async for event in stream.events():
-            size = len(event.message.value or b"")
-            if size > MAX_EVENT_BYTES:
-                reason = (
-                    f"order event: {size / 1e6:.1f} MB is over the "
-                    f"{MAX_EVENT_BYTES / 1e6:.1f} MB limit; put large documents elsewhere "
-                    "and link them from the payload"
-                )
-                await to_dead_letter(event, reason, "too_large")
+            routed = route(event.message.value, rules_view.snapshot())
+            if routed.refused:
+                await to_dead_letter(event, routed.reason, routed.refused)
                 metrics.EVENTS.labels("dead_lettered").inc()
                 continue
-            try:
-                order_event = parse_event(event.message.value)
-            except InvalidMessage as exc:
-                await to_dead_letter(event, exc.reason, "invalid_event")
-                metrics.EVENTS.labels("dead_lettered").inc()
-                continue
-            rules = matching_rules(rules_view.snapshot(), order_event)
-            for rule in rules:
-                job = DispatchJob.first(order_event, rule)
+            for job in routed.jobs:
                 await jobs_topic.send(key=event.message.key, value=job.model_dump_json().encode())
-            metrics.JOBS.inc(len(rules))
-            metrics.EVENTS.labels("routed" if rules else "unmatched").inc()
+            metrics.JOBS.inc(len(routed.jobs))
+            metrics.EVENTS.labels("routed" if routed.jobs else "unmatched").inc()
 
     _add_pages(app, rules_view)
     return app
