@@ -47,17 +47,20 @@ class Timeline:
         with self.lock:
             self.outages.append((start, time.time()))
 
-    def staleness(self) -> float:
-        """The worst probe delay among probes whose wait overlaps no outage window."""
-        worst = 0.0
+    def delays(self) -> list[tuple[float, float]]:
+        """(delay, publish time) of every seen probe whose wait overlaps no outage window."""
+        out = []
         for order, published in self.probes.items():
             seen = self.seen.get(order)
-            if seen is None:
+            if seen is None or any(a <= seen and published <= b for a, b in self.outages):
                 continue
-            if any(a <= seen and published <= b for a, b in self.outages):
-                continue
-            worst = max(worst, seen - published)
-        return worst
+            out.append((seen - published, published))
+        return sorted(out, reverse=True)
+
+    def staleness(self) -> float:
+        """The worst probe delay outside the outage windows."""
+        delays = self.delays()
+        return delays[0][0] if delays else 0.0
 
 
 def event(order_id: str) -> dict[str, Any]:
@@ -133,9 +136,16 @@ def disrupt(
             pid = table.pid(what)
             if pid is not None:
                 os.kill(pid, signal.SIGKILL)
-            table.start(what, [DISPARO, what.split("-")[0]], svc.env)
+            # The outage lasts until the replacement holds partitions again.
             if what == "analytics":
+                table.start(what, [DISPARO, "analytics"], svc.env)
                 table.wait_http(what, f"{svc.api}/readyz", 120)
+            else:
+                port = free_port()
+                table.start(
+                    what, [DISPARO, "worker"], {**svc.env, "DISPARO_WORKER_PORT": str(port)}
+                )
+                table.wait_http(what, f"http://127.0.0.1:{port}/readyz", 120)
         timeline.outage(start)
         say(f"{what} back after {time.time() - start:.1f} s")
 
@@ -242,6 +252,10 @@ def report(
     unseen = [o for o in timeline.probes if o not in timeline.seen]
     print(f"minutes={args.minutes:g} rate={args.rate}/s outages={len(timeline.outages)}")
     print(f"probes={len(timeline.probes)} probes_never_seen={len(unseen)}")
+    began = min(timeline.probes.values(), default=0.0)
+    print("outages_s " + " ".join(f"{a - began:.0f}-{b - began:.0f}" for a, b in timeline.outages))
+    worst = " ".join(f"{d:.1f}s@{p - began:.0f}" for d, p in timeline.delays()[:5])
+    print(f"worst_probe_delays {worst} (delay@seconds since the start)")
     print(
         f"soak: events={len(events)} rows={len(rows)} lost={len(events) - len(delivered)} "
         f"duplicates={successes - len(delivered)} max_staleness_s={timeline.staleness():.1f}"

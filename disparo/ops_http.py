@@ -1,8 +1,14 @@
-"""A small HTTP side server for a worker process: /metrics, /healthz, /readyz, /debug/stacks."""
+"""The operational HTTP endpoints, served one way by the dispatcher and the workers.
+
+/metrics, /healthz, /readyz and /debug/stacks on a small aiohttp server, plus any JSON pages
+a service adds (the dispatcher's /rules). The analytics process serves the same paths from
+its FastAPI app, on the API's port.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,8 +23,16 @@ READY_PATH = "/readyz"  # it holds partitions and its stores answer: readiness
 STACKS_PATH = "/debug/stacks"  # every thread's stack, to see where a stuck service waits
 
 
-async def start_ops_server(host: str, port: int, ready: Callable[[], bool]) -> web.AppRunner | None:
-    """Serve the operational endpoints on host:port (port 0 disables); return the runner."""
+async def start_ops_server(
+    host: str,
+    port: int,
+    ready: Callable[[], bool],
+    pages: Mapping[str, Callable[[], Any]] | None = None,
+) -> web.AppRunner | None:
+    """Serve the operational endpoints on host:port (port 0 disables); return the runner.
+
+    `pages` maps more paths to functions whose result is answered as JSON.
+    """
     if port == 0:
         return None
 
@@ -35,6 +49,12 @@ async def start_ops_server(host: str, port: int, ready: Callable[[], bool]) -> w
     async def stacks(_: web.Request) -> web.Response:
         return web.Response(text=thread_stacks())
 
+    def page(build: Callable[[], Any]) -> Callable[[web.Request], Any]:
+        async def answer(_: web.Request) -> web.Response:
+            return web.json_response(build())
+
+        return answer
+
     app = web.Application()
     app.add_routes(
         [
@@ -42,6 +62,7 @@ async def start_ops_server(host: str, port: int, ready: Callable[[], bool]) -> w
             web.get(HEALTH_PATH, healthz),
             web.get(READY_PATH, readyz),
             web.get(STACKS_PATH, stacks),
+            *(web.get(path, page(build)) for path, build in (pages or {}).items()),
         ]
     )
     runner = web.AppRunner(app, access_log=None)

@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from disparo.dead_letter import dead_letter_headers
+from disparo.errors import DisparoError
 from disparo.loops import install_fast_loop
-from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH, STACKS_PATH
+from disparo.ops_http import start_ops_server
 from disparo.rules_view import RulesView
 from disparo.schemas import Rule, describe
-from disparo.stacks import thread_stacks
 from disparo.topics import ORDER_EVENT_PARTITIONS, Topics
 from dispatcher import metrics
 from dispatcher.routing import route
@@ -47,10 +46,8 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
         consumer_max_fetch_size=12 * 1024 * 1024,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
-        web_enabled=settings.dispatcher_port > 0,
-        web_port=settings.dispatcher_port or 6066,
-        web_bind=settings.ops_host,
-        web_host=settings.ops_host,
+        # The ops endpoints come from the kernel's server (below), as in the workers.
+        web_enabled=False,
     )
     events_topic = app.topic(topics.order_events, key_serializer="raw", value_serializer="raw")
     rules_topic = app.topic(topics.rules, key_serializer="raw", value_serializer="raw")
@@ -87,7 +84,19 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
             metrics.JOBS.inc(len(routed.jobs))
             metrics.EVENTS.labels("routed" if routed.jobs else "unmatched").inc()
 
-    _add_pages(app, rules_view)
+    @app.task  # type: ignore[untyped-decorator]
+    async def serve_ops() -> None:
+        try:
+            await start_ops_server(
+                settings.ops_host,
+                settings.dispatcher_port,
+                lambda: app.consumer is not None and bool(app.consumer.assignment()),
+                {"/rules": lambda: _applied(rules_view)},
+            )
+        except DisparoError:
+            log.exception("the dispatcher cannot serve its ops endpoints; stopping")
+            os.kill(os.getpid(), signal.SIGTERM)
+
     return app
 
 
@@ -123,28 +132,9 @@ async def _check_rule(event: Any, to_dead_letter: Any) -> None:
     metrics.RULE_CHANGES.labels("upserted").inc()
 
 
-def _add_pages(app: faust.App, rules_view: RulesView) -> None:
-    @app.page("/rules")
-    async def applied_rules(web: Any, request: Any) -> Any:
-        rules = rules_view.snapshot()
-        return web.json({"rules": [{"id": r.id, "active": r.active} for r in rules]})
-
-    @app.page(METRICS_PATH)
-    async def prometheus_metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-    @app.page(HEALTH_PATH)
-    async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
-
-    @app.page(STACKS_PATH)
-    async def stacks(web: Any, request: Any) -> Any:
-        return web.text(thread_stacks())
-
-    @app.page(READY_PATH)
-    async def readyz(web: Any, request: Any) -> Any:
-        assigned = bool(app.consumer.assignment()) if app.consumer is not None else False
-        return web.json({"ready": assigned}, status=200 if assigned else 503)
+def _applied(rules_view: RulesView) -> dict[str, Any]:
+    """The rules this instance applies, for /rules."""
+    return {"rules": [{"id": r.id, "active": r.active} for r in rules_view.snapshot()]}
 
 
 def run(settings: DispatcherSettings) -> None:
