@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from disparo.dead_letter import dead_letter_headers
 from disparo.errors import DisparoError
+from disparo.lag import GroupLag
 from disparo.loops import install_fast_loop
 from disparo.ops_http import start_ops_server
 from disparo.rules_view import RulesView
@@ -147,6 +148,8 @@ def run(settings: DispatcherSettings) -> None:
     rules_view = RulesView(settings)
     rules_view.start(timeout_s=60)
     app = create_app(settings, rules_view)
+    topics = Topics(settings.topic_prefix)
+    GroupLag(settings, settings.dispatcher_group, [topics.order_events, topics.rules]).start()
     worker = faust.Worker(app, loglevel=settings.log_level.lower())
     # The terminal spinner turns the root logger to DEBUG, building a record per message.
     worker.spinner = None

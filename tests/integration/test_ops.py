@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from disparo.ops_http import STACKS_PATH
-from tests.integration.conftest import Stack, order_events
+from tests.integration.conftest import Stack, eventually, order_events
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -33,3 +33,17 @@ def test_stacks_of_each_service_name_their_threads_and_chdb_keeps_answering(
     rows = stack.rows_eventually(1, order_id="STACKS-1")
     assert [r["status"] for r in rows] == ["success"]
     assert httpx.get(f"{stack.api}/healthz", timeout=10).json() == {"status": "ok"}
+
+
+def test_the_dispatcher_reports_its_groups_lag(stack: Stack) -> None:
+    group = stack.env["DISPARO_DISPATCHER_GROUP"]
+    stack.publisher.publish_many(order_events("LAG", 2))  # no rule: routed to nobody
+
+    def lag_series() -> str | None:
+        text = httpx.get(f"{stack.dispatcher}/metrics", timeout=10).text
+        lines = [line for line in text.splitlines() if f'group="{group}"' in line]
+        return "\n".join(lines) if lines else None
+
+    series = eventually(lag_series, 30, "the dispatcher's lag gauge")
+    assert f'topic="{stack.topics.order_events}"' in series
+    assert f'topic="{stack.topics.rules}"' in series
