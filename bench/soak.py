@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import httpx
 from bench.harness import DISPARO, Services, nginx, say, services
 from deploy.local.broker import REPO_ROOT, KafkaNode, free_port, provision_jars
 from deploy.local.processes import ProcessTable
+from disparo.lag import group_backlog, lag_clients
 from disparo.schemas import dispatch_id_for, now_utc
 from disparo.settings import KernelSettings
 from producers.publish import Publisher
@@ -41,6 +43,9 @@ class Timeline:
     outages: list[tuple[float, float]] = field(default_factory=list)
     probes: dict[str, float] = field(default_factory=dict)  # order id -> publish time
     seen: dict[str, float] = field(default_factory=dict)  # order id -> first time it had a row
+    acked: dict[str, float] = field(default_factory=dict)  # order id -> broker ack time
+    delivered: dict[str, float] = field(default_factory=dict)  # order id -> its POST's time
+    backlogs: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # per stage
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def outage(self, start: float) -> None:
@@ -89,6 +94,11 @@ def publish_load(
             batch[0]["order_id"] = f"PROBE-{slice_no // 10}"
             timeline.probes[batch[0]["order_id"]] = time.time()
         futures.extend((e, publisher.send(e)) for e in batch)
+        if slice_no % 10 == 0:
+            probe = batch[0]["order_id"]
+            futures[-per_slice][1].add_callback(
+                lambda _, o=probe: timeline.acked.setdefault(o, time.time())
+            )
         slice_no += 1
         pause = start + slice_no / 10 - time.monotonic()
         if pause > 0:
@@ -111,8 +121,36 @@ def watch_probes(api: str, timeline: Timeline, stop: threading.Event) -> None:
                     page = client.get(f"{api}/api/v1/dispatches", params={"order_id": order})
                 except httpx.HTTPError:
                     break  # analytics is down: try again in a second
-                if page.status_code == 200 and page.json()["items"]:
+                items = page.json()["items"] if page.status_code == 200 else []
+                if items:
                     timeline.seen[order] = time.time()
+                    at = datetime.fromisoformat(items[-1]["dispatched_at"].replace("Z", "+00:00"))
+                    timeline.delivered[order] = at.timestamp()
+
+
+STAGES = {  # stage -> (consumer group, topic it reads)
+    "dispatcher": ("disparo-dispatcher", "order-events"),
+    "worker": ("disparo-delivery", "dispatch-jobs"),
+    "sink": ("disparo-analytics-sink", "outcomes"),
+}
+
+
+def watch_stages(settings: KernelSettings, timeline: Timeline, stop: threading.Event) -> None:
+    """Once a second, each stage's backlog (log end minus committed): who resumes last."""
+    admin, probe = lag_clients(settings, "soak")
+    try:
+        while not stop.wait(1.0):
+            sample: dict[str, int] = {}
+            for stage, (group, topic) in STAGES.items():
+                try:
+                    backlog = group_backlog(admin, probe, group, [PREFIX + topic])
+                    sample[stage] = sum(backlog.values())
+                except Exception:  # the broker is away: no sample this second
+                    sample[stage] = -1
+            timeline.backlogs.append((time.time(), sample))
+    finally:
+        admin.close()
+        probe.close()
 
 
 def disrupt(
@@ -220,6 +258,7 @@ def run(
     stop = threading.Event()
     threads = [
         threading.Thread(target=watch_probes, args=(svc.api, timeline, stop), daemon=True),
+        threading.Thread(target=watch_stages, args=(settings, timeline, stop), daemon=True),
         threading.Thread(
             target=disrupt, args=(node, table, svc, args.minutes, timeline), daemon=True
         ),
@@ -230,12 +269,13 @@ def run(
     say(f"publishing {args.rate} events/s for {args.minutes:g} min ...")
     events = publish_load(publisher, args.rate, args.minutes * 60, timeline)
     publisher.close()
-    threads[1].join()
+    threads[2].join()
     say(f"{len(events)} events published; waiting for their rows ...")
     settle(svc.api, len(events))
     time.sleep(3)
     stop.set()
     threads[0].join()
+    threads[1].join()
     rows = read_rows(svc.api)
     expected = {dispatch_id_for(uuid.UUID(e["event_id"]), rule["id"]) for e in events}
     return events, [r for r in rows if r["dispatch_id"] in expected]
@@ -256,10 +296,31 @@ def report(
     print("outages_s " + " ".join(f"{a - began:.0f}-{b - began:.0f}" for a, b in timeline.outages))
     worst = " ".join(f"{d:.1f}s@{p - began:.0f}" for d, p in timeline.delays()[:5])
     print(f"worst_probe_delays {worst} (delay@seconds since the start)")
+    for delay, published in timeline.delays()[:1]:
+        print_resumption(timeline, began, published, published + delay)
     print(
         f"soak: events={len(events)} rows={len(rows)} lost={len(events) - len(delivered)} "
         f"duplicates={successes - len(delivered)} max_staleness_s={timeline.staleness():.1f}"
     )
+
+
+def print_resumption(timeline: Timeline, began: float, published: float, seen: float) -> None:
+    """The worst probe's path: its ack, then each stage's backlog second by second."""
+    order = next(o for o, t in timeline.probes.items() if t == published)
+    acked = timeline.acked.get(order)
+    posted = timeline.delivered.get(order)
+    ack = f"{acked - published:.1f}s" if acked else "never"
+    post = f"{posted - published:.1f}s" if posted else "never"
+    print(
+        f"worst probe {order}: acked after {ack}, POSTed after {post}, "
+        f"row after {seen - published:.1f}s"
+    )
+    samples = len(timeline.backlogs)
+    print(f"backlog per stage, log end minus committed (-1 = no answer; {samples} samples):")
+    for at, sample in timeline.backlogs:
+        if published - 10 <= at <= seen + 2:
+            stages = " ".join(f"{k}={v}" for k, v in sample.items())
+            print(f"  {at - began:6.0f}s {stages}")
 
 
 if __name__ == "__main__":

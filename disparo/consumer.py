@@ -19,6 +19,7 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from disparo.errors import KafkaUnavailable
+from disparo.kafka import CLIENT_DEFAULTS
 from disparo.settings import KernelSettings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def group_consumer(
 ) -> KafkaConsumer:
     """A consumer in `group` that commits by hand and starts new groups at the earliest record."""
     options: dict[str, Any] = {
+        **CLIENT_DEFAULTS,
         "bootstrap_servers": settings.bootstrap_servers,
         "group_id": group,
         "enable_auto_commit": False,
@@ -55,6 +57,7 @@ def group_consumer(
 def plain_consumer(settings: KernelSettings, client_id: str) -> KafkaConsumer:
     """A consumer outside any group (assigned partitions, offset lookups); requests bounded."""
     return KafkaConsumer(
+        **CLIENT_DEFAULTS,
         bootstrap_servers=settings.bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,

@@ -15,11 +15,16 @@ from disparo.settings import KernelSettings
 from disparo.topics import Topics
 
 log = logging.getLogger(__name__)
+# kafka-python doubles the wait between reconnects up to 30 s, so a broker back after a
+# 10 s restart was first retried up to 13 s later and the pipeline stood still meanwhile
+# (bench/soak.py). Capped at 1 s, every client is back within about a second of the broker.
+CLIENT_DEFAULTS: dict[str, Any] = {"reconnect_backoff_max_ms": 1000}
 
 
 def make_producer(settings: KernelSettings, **overrides: Any) -> KafkaProducer:
     """A durable producer: acks from all in-sync replicas, idempotent, lightly batched."""
     options: dict[str, Any] = {
+        **CLIENT_DEFAULTS,
         "bootstrap_servers": settings.bootstrap_servers,
         "acks": "all",
         "enable_idempotence": True,
@@ -41,7 +46,9 @@ def make_admin(settings: KernelSettings, timeout_s: float = 30.0) -> KafkaAdminC
     while True:
         try:
             return KafkaAdminClient(
-                bootstrap_servers=settings.bootstrap_servers, client_id="disparo-admin"
+                **CLIENT_DEFAULTS,
+                bootstrap_servers=settings.bootstrap_servers,
+                client_id="disparo-admin",
             )
         except KafkaError as exc:
             if time.monotonic() > deadline:

@@ -17,6 +17,7 @@ from kafka.errors import KafkaError
 from prometheus_client import Gauge
 
 from disparo.consumer import REQUEST_TIMEOUT_MS, plain_consumer
+from disparo.kafka import CLIENT_DEFAULTS
 from disparo.settings import KernelSettings
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def group_backlog(
 def lag_clients(settings: KernelSettings, name: str) -> tuple[KafkaAdminClient, KafkaConsumer]:
     """The admin client and group-less consumer that measure lag (owned by their caller)."""
     admin = KafkaAdminClient(
+        **CLIENT_DEFAULTS,
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{name}-lag-admin",
         request_timeout_ms=REQUEST_TIMEOUT_MS,

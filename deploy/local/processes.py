@@ -64,6 +64,13 @@ class ProcessTable:
         terminate(pid, grace_s)
         return True
 
+    def stop_all(self, names: Sequence[str], grace_s: float = 15.0) -> None:
+        """Stop several processes at once: all signalled, then one grace period for all."""
+        pids = [pid for pid in map(self.pid, names) if pid is not None]
+        for name in names:
+            self.pid_file(name).unlink(missing_ok=True)
+        terminate_all(pids, grace_s)
+
     def wait_http(self, name: str, url: str, timeout_s: float = 60.0) -> None:
         """Wait until a GET on `url` answers 200; fail early, with its log, if `name` died."""
         deadline = time.monotonic() + timeout_s
@@ -88,13 +95,20 @@ class ProcessTable:
 
 def terminate(pid: int, grace_s: float = 15.0) -> None:
     """SIGTERM a process group, SIGKILL it if it outlives the grace period."""
-    _signal_group(pid, signal.SIGTERM)
+    terminate_all([pid], grace_s)
+
+
+def terminate_all(pids: Sequence[int], grace_s: float = 15.0) -> None:
+    """SIGTERM process groups, SIGKILL those that outlive the grace period."""
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not any(map(_alive, pids)):
             return
         time.sleep(0.1)
-    _signal_group(pid, signal.SIGKILL)
+    for pid in filter(_alive, pids):
+        _signal_group(pid, signal.SIGKILL)
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -256,8 +256,7 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
         urls = {"analytics": api, "dispatcher": dispatcher, "worker": worker}
         for name, url in urls.items():  # where each service's threads wait: shown on failure
             print(f"----- {name} threads -----\n{thread_stacks_of(url)}")
-        for name in reversed(names):
-            table.stop(name, grace_s=20)
+        table.stop_all(names, grace_s=20)
         for name in names:
             tail = table.log_file(name).read_text(errors="replace")[-3000:]
             print(f"----- {name} log -----\n{tail}")
