@@ -23,6 +23,15 @@ class NotFound(AnalyticsError):
     """The rule, dispatch or order asked for is not there; the message says where to look."""
 
 
+class InvalidField(AnalyticsError):
+    """A request field is well-formed but not acceptable; answered 422 naming the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 class Conflict(AnalyticsError):
     """The request cannot be carried out in the current state (e.g. a taken id)."""
 

@@ -53,6 +53,7 @@ def run(
         topics=Topics(settings.topic_prefix),
         ready=lambda: sink_thread.is_alive() and sink.consuming(),
         problem=sink_problem(sink, sink_thread, lag, settings.sink_stall_s),
+        allowlist=settings.allowed_targets,
     )
 
     # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would
@@ -78,7 +79,7 @@ def run(
         log.info("analytics stopped: sink flushed, offsets committed, group left")
 
     state = extra_state(producer) if extra_state is not None else None
-    app = create_app(svc, extra_routers, state, lifespan=lifespan)
+    app = create_app(svc, extra_routers, state, lifespan, settings.allowed_hosts)
     log.info("management API on http://%s:%d/", settings.api_host, settings.api_port)
     uvicorn.run(
         app,

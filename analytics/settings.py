@@ -17,6 +17,11 @@ class AnalyticsSettings(KernelSettings):
     )
     api_host: str = Field("127.0.0.1", description="address the management API listens on")
     api_port: int = Field(8080, ge=1, le=65535, description="port of the management API and page")
+    api_allowed_hosts: str = Field(
+        "127.0.0.1,localhost",
+        description="Host header values the API answers (DNS rebinding guard), comma "
+        "separated; '*.example.com' wildcards, '*' for any",
+    )
     sink_group: str = Field("disparo-analytics-sink", description="consumer group of the sink")
     sink_batch: int = Field(5000, ge=1, le=100000, description="rows per ClickHouse insert")
     sink_linger_ms: int = Field(250, ge=0, le=60000, description="longest wait to fill a batch")
@@ -36,6 +41,11 @@ class AnalyticsSettings(KernelSettings):
         if value != "0":
             parse_schedule(value)
         return value
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        """The parsed Host allow-list."""
+        return [h.strip() for h in self.api_allowed_hosts.split(",") if h.strip()]
 
     @property
     def deactivate_after_delta(self) -> timedelta | None:

@@ -19,6 +19,7 @@ from bench.harness import nginx, say
 from consumers.delivery import Deliverer, webhook_body
 from consumers.transport import make_transport
 from disparo.schemas import DispatchJob, OrderEvent, Rule, generate_secret, now_utc
+from disparo.targets import parse_allowlist
 
 
 def jobs(url: str, n: int) -> list[DispatchJob]:
@@ -54,8 +55,9 @@ async def rate(
 
 async def measure(url: str, n: int, concurrency: int) -> dict[str, float]:
     batch = jobs(url, n)
-    transport = make_transport(concurrency)
-    deliverer = Deliverer(transport, allow_private=True)
+    local = parse_allowlist("127.0.0.0/8")
+    transport = make_transport(concurrency, local)
+    deliverer = Deliverer(transport, allowlist=local)
     out = {"deliverer (transport direct)": await rate(deliverer.deliver, batch, concurrency)}
     await transport.aclose()
     for name, client in (

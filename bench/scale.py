@@ -44,7 +44,7 @@ def run_once(
         "DISPARO_TOPIC_PREFIX": prefix,
         "DISPARO_HOME": str(home),
         "DISPARO_WORKER_GROUP": f"{prefix}delivery",
-        "DISPARO_ALLOW_PRIVATE_TARGETS": "true",
+        "DISPARO_TARGET_ALLOWLIST": "127.0.0.0/8",
         "DISPARO_LOG_LEVEL": "WARNING",
     }
     try:

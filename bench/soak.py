@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -46,6 +47,7 @@ class Timeline:
     acked: dict[str, float] = field(default_factory=dict)  # order id -> broker ack time
     delivered: dict[str, float] = field(default_factory=dict)  # order id -> its POST's time
     backlogs: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # per stage
+    posts: dict[int, int] = field(default_factory=dict)  # second -> webhooks nginx received
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def outage(self, start: float) -> None:
@@ -222,6 +224,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=20.0, help="length of the load")
     p.add_argument("--rate", type=int, default=300, help="events published per second")
+    p.add_argument("--logs", type=Path, help="keep the services' logs (INFO level) here")
     args = p.parse_args()
     libs = provision_jars(REPO_ROOT / ".local" / "kafka")
     timeline = Timeline()
@@ -233,8 +236,14 @@ def main() -> None:
         try:
             node.wait_ready(90)
             settings = KernelSettings(kafka_bootstrap=node.bootstrap, topic_prefix=PREFIX)
-            with services(node.bootstrap, home, table=table) as svc:
+            level = {"DISPARO_LOG_LEVEL": "INFO"} if args.logs else {}
+            with services(node.bootstrap, home, 1, table, **level) as svc:
                 events, rows = run(args, node, table, svc, receiver.url, timeline, settings)
+            timeline.posts = posts_per_second(receiver.access_log)
+            if args.logs:
+                args.logs.mkdir(parents=True, exist_ok=True)
+                for log in table.run_dir.glob("*.log"):
+                    shutil.copy(log, args.logs / log.name)
         finally:
             table.stop("kafka", grace_s=30)
     report(events, rows, timeline, args)
@@ -304,6 +313,16 @@ def report(
     )
 
 
+def posts_per_second(access_log: Path) -> dict[int, int]:
+    """Webhooks the receiver got in each second (nginx logs each request's time)."""
+    counts: dict[int, int] = {}
+    if access_log.exists():
+        for line in access_log.read_text().splitlines():
+            second = int(float(line.split()[0]))
+            counts[second] = counts.get(second, 0) + 1
+    return counts
+
+
 def print_resumption(timeline: Timeline, began: float, published: float, seen: float) -> None:
     """The worst probe's path: its ack, then each stage's backlog second by second."""
     order = next(o for o, t in timeline.probes.items() if t == published)
@@ -321,6 +340,10 @@ def print_resumption(timeline: Timeline, began: float, published: float, seen: f
         if published - 10 <= at <= seen + 2:
             stages = " ".join(f"{k}={v}" for k, v in sample.items())
             print(f"  {at - began:6.0f}s {stages}")
+    print("webhooks the receiver got per second:")
+    start = min((b for a, b in timeline.outages if b <= published), default=published - 10)
+    for second in range(int(start) - 12, int(seen) + 2):
+        print(f"  {second - began:6.0f}s {timeline.posts.get(second, 0)}")
 
 
 if __name__ == "__main__":

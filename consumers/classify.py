@@ -7,14 +7,18 @@ import ssl
 
 import httpx
 
+from consumers.targets import TargetRefused
 from disparo.reasons import (
     ATTEMPT_REASONS,
     CIRCUIT_OPEN,
     CONNECTION,
     DNS,
+    ENDPOINT_BUSY,
     HTTP_4XX,
     HTTP_5XX,
     HTTP_OTHER,
+    INVALID_REQUEST,
+    INVALID_RESPONSE,
     INVALID_URL,
     OTHER,
     RESPONSE_TOO_LARGE,
@@ -29,9 +33,12 @@ __all__ = [
     "CIRCUIT_OPEN",
     "CONNECTION",
     "DNS",
+    "ENDPOINT_BUSY",
     "HTTP_4XX",
     "HTTP_5XX",
     "HTTP_OTHER",
+    "INVALID_REQUEST",
+    "INVALID_RESPONSE",
     "INVALID_URL",
     "OTHER",
     "REASONS",
@@ -60,6 +67,8 @@ def reason_for_status(status: int) -> str:
 def reason_for_error(exc: BaseException) -> str:
     """The reason of a transport error, looking through httpx's wrapping to the cause."""
     chain = _chain(exc)
+    if any(isinstance(e, TargetRefused) for e in chain):
+        return TARGET_REFUSED
     timed_out = any(isinstance(e, (httpx.TimeoutException, TimeoutError)) for e in chain)
     if timed_out and not any(_looks_like_refusal(e) for e in chain):
         return TIMEOUT
@@ -69,6 +78,8 @@ def reason_for_error(exc: BaseException) -> str:
         return DNS
     if any(isinstance(e, (httpx.UnsupportedProtocol, httpx.InvalidURL)) for e in chain):
         return INVALID_URL
+    if any(isinstance(e, httpx.RemoteProtocolError) for e in chain):
+        return INVALID_RESPONSE
     if any(isinstance(e, (httpx.TransportError, ConnectionError, OSError)) for e in chain):
         return CONNECTION
     return OTHER
@@ -76,6 +87,9 @@ def reason_for_error(exc: BaseException) -> str:
 
 def describe_error(exc: BaseException) -> str:
     """A one-line human text for a transport error."""
+    refused = next((e for e in _chain(exc) if isinstance(e, TargetRefused)), None)
+    if refused is not None:  # the resolver's words say what to change
+        return str(refused)[:500]
     text = str(exc) or type(exc).__name__
     cause = exc.__cause__
     if cause is not None and str(cause) and str(cause) not in text:

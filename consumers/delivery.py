@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import datetime
 
@@ -15,7 +16,9 @@ from consumers.retry_policy import parse_retry_after
 from consumers.signing import webhook_headers
 from consumers.targets import refusal_cached
 from consumers.transport import parsed_url
+from disparo.limits import request_problem
 from disparo.schemas import AttemptOutcome, DispatchJob, now_utc
+from disparo.targets import AllowEntry
 
 
 def webhook_body(job: DispatchJob) -> bytes:
@@ -26,6 +29,7 @@ def webhook_body(job: DispatchJob) -> bytes:
     return head[:-1] + b',"data":' + event.model_dump_json().encode() + b"}"
 
 
+log = logging.getLogger(__name__)
 USER_AGENT = "disparo-webhooks/0.1"
 MAX_RESPONSE_BYTES = 1024 * 1024
 
@@ -56,28 +60,48 @@ class Deliverer:
         self,
         transport: httpx.AsyncBaseTransport,
         *,
-        allow_private: bool,
+        allowlist: tuple[AllowEntry, ...] = (),
         excerpt_bytes: int = 1024,
     ) -> None:
         self.transport = transport
-        self.allow_private = allow_private
+        self.allowlist = allowlist
         self.excerpt_bytes = excerpt_bytes
 
     async def deliver(self, job: DispatchJob) -> AttemptOutcome:
-        """POST one job once and return the outcome of that attempt (never raises for I/O)."""
-        body = webhook_body(job)
+        """POST one job once and describe the attempt; never raises, whatever the endpoint does."""
         started_at = now_utc()
         started = time.perf_counter()
-        refused = refusal_cached(job.target.url, self.allow_private)
+        body = b""
+        try:
+            body = webhook_body(job)
+            return await self._post(job, body, started_at, started)
+        except Exception as exc:  # the net under everything else: one failed attempt, logged
+            log.exception("unforeseen error delivering %s", job.dispatch_id)
+            text = f"unexpected {type(exc).__name__}: {exc}"[:500]
+            elapsed = time.perf_counter() - started
+            return self._outcome(job, started_at, elapsed, None, classify.OTHER, text, body)
+
+    async def _post(
+        self, job: DispatchJob, body: bytes, started_at: datetime, started: float
+    ) -> AttemptOutcome:
+        refused = refusal_cached(job.target.url, self.allowlist)
         if refused is not None:
             return self._outcome(job, started_at, 0.0, None, classify.TARGET_REFUSED, refused, body)
+        problem = request_problem(job.target.url, job.target.headers)
+        if problem is not None:  # a rule saved before the limits existed
+            reason = classify.INVALID_REQUEST
+            return self._outcome(job, started_at, 0.0, None, reason, problem, body)
         headers = self._headers(job, body)
-        request = self._request(job, body, headers)
+        try:
+            request = self._request(job, body, headers)
+        except (httpx.HTTPError, ValueError, UnicodeError) as exc:  # httpx.InvalidURL included
+            text = classify.describe_error(exc)
+            return self._outcome(job, started_at, 0.0, None, classify.INVALID_URL, text, body)
         try:
             async with asyncio.timeout(job.target.timeout_s):
                 response = await self.transport.handle_async_request(request)
                 answer = await _read_some(response, MAX_RESPONSE_BYTES)
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, TimeoutError) as exc:
             elapsed = time.perf_counter() - started
             reason = classify.reason_for_error(exc)
             text = classify.describe_error(exc)

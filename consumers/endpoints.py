@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -11,11 +12,26 @@ from urllib.parse import urlsplit
 from consumers import classify, metrics
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
+SLOW_AFTER_S = 2.0
 _STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 # Failures that say the endpoint itself is unwell; a 4xx means it is up and answering.
 UNHEALTHY = frozenset(
-    {classify.HTTP_5XX, classify.TIMEOUT, classify.CONNECTION, classify.DNS, classify.TLS}
+    {
+        classify.HTTP_5XX,
+        classify.TIMEOUT,
+        classify.CONNECTION,
+        classify.DNS,
+        classify.TLS,
+        classify.INVALID_RESPONSE,
+    }
 )
+
+
+def health_of(reason: str) -> bool | None:
+    """What an attempt's reason says of its endpoint: healthy, unhealthy, or nothing."""
+    if reason == classify.SUCCESS:
+        return True
+    return False if reason in UNHEALTHY else None
 
 
 def endpoint_of(url: str) -> str:
@@ -27,14 +43,20 @@ def endpoint_of(url: str) -> str:
 
 @dataclass
 class Breaker:
-    """Opens after `threshold` unhealthy answers in a row; after `open_s` lets one probe by."""
+    """Opens after `threshold` unhealthy answers within `window_s` with no success between.
+
+    Answers that say nothing about the endpoint's health (a fast 4xx, a refused target)
+    neither count nor reset: a stream of 4xx mixed into timeouts still opens the circuit.
+    After `open_s` one probe goes by; its answer closes or re-opens the circuit.
+    """
 
     threshold: int = 5
     open_s: float = 30.0
+    window_s: float = 60.0
     state: str = CLOSED
-    failures: int = 0
     opened_at: float = 0.0
     probing: bool = False
+    failures: deque[float] = field(default_factory=deque)
 
     def allow(self, now: float) -> bool:
         """Whether a delivery may go out now (a half-open breaker lets exactly one through)."""
@@ -47,19 +69,47 @@ class Breaker:
             return True
         return False
 
-    def record(self, healthy: bool, now: float) -> None:
-        """Account for one answer (or its absence)."""
+    def record(self, healthy: bool | None, now: float) -> None:
+        """Account for one answer: healthy, unhealthy, or None when it tells nothing."""
         self.probing = False
-        if healthy:
-            self.state, self.failures = CLOSED, 0
+        if healthy is None:
+            if self.state == HALF_OPEN:  # the probe was answered: the endpoint is up
+                self.state = CLOSED
             return
-        self.failures += 1
-        if self.state == HALF_OPEN or self.failures >= self.threshold:
+        if healthy:
+            self.state = CLOSED
+            self.failures.clear()
+            return
+        self.failures.append(now)
+        while self.failures and now - self.failures[0] > self.window_s:
+            self.failures.popleft()
+        if self.state == HALF_OPEN or len(self.failures) >= self.threshold:
             self.state, self.opened_at = OPEN, now
+            self.failures.clear()
 
     def retry_in(self, now: float) -> float:
         """Seconds until the next probe may go."""
         return max(0.0, self.open_s - (now - self.opened_at))
+
+
+@dataclass
+class RateLimit:
+    """A token bucket: `rate` per second, bursts up to `rate` (one second's worth)."""
+
+    rate: float
+    tokens: float = -1.0
+    at: float = 0.0
+
+    def take(self, now: float) -> float:
+        """0 if a token was taken now; otherwise the seconds until one is due."""
+        if self.tokens < 0:
+            self.tokens, self.at = self.rate, now
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
 
 
 @dataclass
@@ -69,9 +119,13 @@ class EndpointGuard:
     per_endpoint: int = 64
     threshold: int = 5
     open_s: float = 30.0
+    resend_rate: float = 20.0
     clock: Callable[[], float] = time.monotonic
     _slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _breakers: dict[str, Breaker] = field(default_factory=dict)
+    _resends: dict[str, RateLimit] = field(default_factory=dict)
+    _active: dict[str, int] = field(default_factory=dict)
+    _last_done: dict[str, float] = field(default_factory=dict)
 
     def slot(self, endpoint: str) -> asyncio.Semaphore:
         """The semaphore capping concurrent POSTs to one endpoint."""
@@ -84,6 +138,31 @@ class EndpointGuard:
             self._breakers[endpoint] = Breaker(self.threshold, self.open_s)
         return self._breakers[endpoint]
 
+    def started(self, endpoint: str) -> None:
+        """A POST to `endpoint` took one of its slots."""
+        self._active[endpoint] = self._active.get(endpoint, 0) + 1
+        self._last_done.setdefault(endpoint, self.clock())
+
+    def finished(self, endpoint: str) -> None:
+        """A POST to `endpoint` gave its slot back."""
+        self._active[endpoint] -= 1
+        self._last_done[endpoint] = self.clock()
+
+    def slow(self, endpoint: str) -> bool:
+        """Every slot taken and none given back for SLOW_AFTER_S: its waiting jobs will wait.
+
+        A fast endpoint with a burst of jobs is not slow: its slots turn over all the time.
+        """
+        if self._active.get(endpoint, 0) < self.per_endpoint:
+            return False
+        return self.clock() - self._last_done.get(endpoint, self.clock()) > SLOW_AFTER_S
+
+    def resend_wait(self, endpoint: str) -> float:
+        """0 if a manual resend may go to `endpoint` now; otherwise seconds to wait."""
+        if endpoint not in self._resends:
+            self._resends[endpoint] = RateLimit(self.resend_rate)
+        return self._resends[endpoint].take(self.clock())
+
     def admit(self, endpoint: str) -> float | None:
         """None when a delivery may go now; otherwise the seconds until the next probe."""
         breaker = self.breaker(endpoint)
@@ -95,5 +174,5 @@ class EndpointGuard:
     def record(self, endpoint: str, reason: str) -> None:
         """Account for an attempt's reason (success or failure) and export the state."""
         breaker = self.breaker(endpoint)
-        breaker.record(reason not in UNHEALTHY, self.clock())
+        breaker.record(health_of(reason), self.clock())
         metrics.CIRCUIT_STATE.labels(endpoint).set(_STATE_VALUE[breaker.state])

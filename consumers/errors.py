@@ -9,3 +9,7 @@ class DeliveryError(DisparoError):
 
 class OutcomeNotRecorded(DeliveryError):
     """An attempt's outcome could not be written to the outcomes topic; offsets stay put."""
+
+
+class WorkerFailed(DeliveryError):
+    """The worker stopped on a fatal error; the process exits non-zero."""

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from consumers import classify
 from disparo.retry_tiers import Tier
 
 NEVER_RETRIED = frozenset(
-    {classify.TARGET_REFUSED, classify.INVALID_URL, classify.RESPONSE_TOO_LARGE}
+    {
+        classify.TARGET_REFUSED,
+        classify.INVALID_URL,
+        classify.INVALID_REQUEST,
+        classify.RESPONSE_TOO_LARGE,
+    }
 )
 
 
@@ -66,15 +71,21 @@ class RetryPolicy:
         return Retry(tier, delay)
 
 
+# A receiver may ask for anything; the retry policy clamps to its tiers anyway.
+MAX_RETRY_AFTER_S = 7 * 24 * 3600.0
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """Seconds a `Retry-After` header asks for (delta-seconds or HTTP-date), None if absent."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # str.isdigit() is true for '²' too
+        return min(float(value), MAX_RETRY_AFTER_S)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, (when - now).total_seconds())
+    if when.tzinfo is None:  # '-0000' means UTC with no zone information (RFC 5322)
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER_S)

@@ -12,15 +12,20 @@ class WorkerSettings(KernelSettings):
     worker_port: int = Field(8082, ge=0, le=65535, description="port of /metrics and /healthz")
     worker_concurrency: int = Field(256, ge=1, le=10000, description="POSTs in flight at once")
     worker_batch: int = Field(1000, ge=1, le=50000, description="jobs taken per poll")
-    allow_private_targets: bool = Field(
-        False, description="allow webhook URLs on loopback/private addresses (local stack: true)"
-    )
     excerpt_bytes: int = Field(1024, ge=0, le=65536, description="request/response bytes kept")
+    # An eighth of the worker's concurrency: seven endpoints that hang leave room for the rest.
     worker_endpoint_concurrency: int = Field(
-        64, ge=1, le=10000, description="POSTs in flight at once to one endpoint host:port"
+        32, ge=1, le=10000, description="POSTs in flight at once to one endpoint host:port"
     )
     breaker_failures: int = Field(
-        5, ge=1, le=1000, description="failures in a row that open an endpoint's circuit"
+        5,
+        ge=1,
+        le=1000,
+        description="unhealthy answers within a minute, no success between, that open an "
+        "endpoint's circuit",
+    )
+    resend_rate: float = Field(
+        20.0, gt=0, le=10000, description="manual resends per second to one endpoint, per worker"
     )
     breaker_open_s: float = Field(
         30.0, gt=0, le=3600, description="seconds an open circuit waits before one probe"

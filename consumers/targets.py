@@ -1,36 +1,58 @@
-"""Which webhook targets a deployment may call: private and loopback only when allowed."""
+"""The worker's SSRF guard: a resolver that hands the connector only allowed addresses.
+
+aiohttp connects to exactly the addresses its resolver returns, so filtering here checks the
+address actually connected to; a name that rebinds between lookups gains nothing. URLs with
+a literal IP never reach a resolver: `refusal_cached` checks them before the request.
+"""
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from urllib.parse import urlsplit
+import socket
 
-_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from disparo.targets import AllowEntry, address_refusal, url_refusal
 
 
-def refusal(url: str, allow_private: bool) -> str | None:
-    """Why a URL must not be called, or None when it may be."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"}:
-        return f"scheme {parts.scheme!r} is not http or https"
-    host = (parts.hostname or "").lower()
-    if not host:
-        return "the URL has no host"
-    if allow_private:
-        return None
-    if host in _LOCAL_NAMES or host.endswith(".localhost"):
-        return f"{host} is a loopback name; set DISPARO_ALLOW_PRIVATE_TARGETS=true to allow it"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved:
-        return f"{host} is a private address; set DISPARO_ALLOW_PRIVATE_TARGETS=true to allow it"
-    return None
+class TargetRefused(OSError):
+    """Every address of a target is refused; the attempt fails with `target_refused`."""
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with aiohttp's default resolver and drops every address not allowed."""
+
+    def __init__(self, allowlist: tuple[AllowEntry, ...]) -> None:
+        self.allowlist = allowlist
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """The allowed addresses of `host`; TargetRefused when none is."""
+        # RFC 6761: every *.localhost name, with or without the root dot, is loopback.
+        name = host.rstrip(".").lower()
+        lookup = "localhost" if name == "localhost" or name.endswith(".localhost") else host
+        results = await self._inner.resolve(lookup, port, family)
+        allowed, refusals = [], []
+        for result in results:
+            address = ipaddress.ip_address(result["host"].partition("%")[0])
+            refused = address_refusal(address, port, self.allowlist, host)
+            if refused is None:
+                allowed.append(result)
+            else:
+                refusals.append(refused)
+        if not allowed:
+            raise TargetRefused(refusals[0] if refusals else f"{host} has no address")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 @functools.lru_cache(maxsize=4096)
-def refusal_cached(url: str, allow_private: bool) -> str | None:
-    """`refusal`, remembered per URL: endpoints repeat across jobs."""
-    return refusal(url, allow_private)
+def refusal_cached(url: str, allowlist: tuple[AllowEntry, ...]) -> str | None:
+    """`url_refusal`, remembered per URL: endpoints repeat across jobs."""
+    return url_refusal(url, allowlist)

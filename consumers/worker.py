@@ -14,6 +14,7 @@ import logging
 import random
 import signal
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -25,12 +26,13 @@ from consumers import classify, metrics
 from consumers.delivery import Deliverer
 from consumers.due_gate import DueGate
 from consumers.endpoints import EndpointGuard, endpoint_of
-from consumers.errors import OutcomeNotRecorded
+from consumers.errors import OutcomeNotRecorded, WorkerFailed
 from consumers.offsets import OffsetTracker
 from consumers.retry_policy import RetryPolicy
 from consumers.settings import WorkerSettings
 from consumers.settle import settle
 from consumers.transport import make_transport
+from disparo import failpoints
 from disparo.consumer import ConsumerThread, commit_bounded, group_consumer, subscribe_when_ready
 from disparo.dead_letter import DeadLetters
 from disparo.errors import InvalidMessage
@@ -43,8 +45,18 @@ from disparo.topics import Topics
 log = logging.getLogger(__name__)
 POLL_S = 0.2
 COMMIT_EVERY_S = 0.5
+# A job whose handling raises this many times in a row is dead-lettered with the error.
+POISON_CRASHES = 3
 # One polled record, parsed on the consumer's thread: its job, or why it is dead-lettered.
 Taken = tuple[TopicPartition, Any, DispatchJob | None, str]
+
+
+@dataclass
+class _Waiting:
+    """A job's place among those waiting for its endpoint, until it holds a slot."""
+
+    endpoint: str
+    done: bool = False
 
 
 class DeliveryWorker:
@@ -73,7 +85,15 @@ class DeliveryWorker:
             settings.worker_endpoint_concurrency,
             settings.breaker_failures,
             settings.breaker_open_s,
+            resend_rate=settings.resend_rate,
         )
+        # Jobs waiting for a *slow* endpoint (every slot held, none given back lately) do not
+        # count toward the in-flight limit that pauses every partition: endpoints that hang
+        # cannot stop the others. A slow endpoint may have at most `endpoint_backlog` jobs
+        # waiting; more are deferred to a retry tier, no attempt used. Jobs waiting for a
+        # fast endpoint do count, so a burst to it pauses fetching instead of being deferred.
+        self.waiting: dict[str, int] = {}
+        self.endpoint_backlog = settings.worker_endpoint_concurrency * 4
         self.offsets = OffsetTracker()
         self.limit = asyncio.Semaphore(settings.worker_concurrency)
         self.max_in_flight = settings.worker_concurrency * 4
@@ -85,6 +105,7 @@ class DeliveryWorker:
         self.drained = asyncio.Event()
         self.throttled = False
         self.commits = 0
+        self.fatal: BaseException | None = None
 
     async def run(self) -> None:
         """Poll, dispatch and commit until `stop()`; then finish what is in flight."""
@@ -100,6 +121,8 @@ class DeliveryWorker:
         if self.chains:
             await asyncio.wait(list(self.chains.values()), timeout=60)
         await self.commit()
+        if self.fatal is not None:
+            raise WorkerFailed(f"stopped on a fatal error: {self.fatal!r}") from self.fatal
 
     def stop(self) -> None:
         """Stop polling; deliveries in flight finish and are committed."""
@@ -138,47 +161,98 @@ class DeliveryWorker:
                 self._start(tp, record, job)
 
     def _start(self, tp: Any, record: Any, job: DispatchJob) -> None:
+        endpoint = endpoint_of(job.target.url)
+        if self.waiting.get(endpoint, 0) >= self.endpoint_backlog and self.guard.slow(endpoint):
+            # Its slots free up no sooner than its requests time out.
+            wait_s = max(self.policy.tiers[0].delay_s, job.target.timeout_s)
+            self.sends.append(self._defer(job, endpoint, wait_s, classify.ENDPOINT_BUSY))
+            self.offsets.finish(tp, record.offset)
+            return
         # Jobs of one order for one rule go one after another; all others in parallel.
         key = (record.key, job.target.rule_id)
         previous = self.chains.get(key)
-        task = asyncio.create_task(self._deliver_after(previous, tp, record.offset, job))
+        ticket = _Waiting(endpoint)
+        self.waiting[endpoint] = self.waiting.get(endpoint, 0) + 1
+        task = asyncio.create_task(self._deliver_after(previous, tp, record, job, ticket))
         self.running += 1
         self.chains[key] = task
         task.add_done_callback(functools.partial(self._chain_done, key))
 
+    def _stop_waiting(self, ticket: _Waiting) -> None:
+        if not ticket.done:
+            ticket.done = True
+            self.waiting[ticket.endpoint] -= 1
+            if not self.waiting[ticket.endpoint]:
+                del self.waiting[ticket.endpoint]
+            self._check_drained()
+
+    def _busy(self) -> int:
+        """Jobs in hand that count toward the limit: all but those waiting for slow endpoints."""
+        stuck = sum(n for e, n in self.waiting.items() if self.guard.slow(e))
+        return self.running - stuck
+
+    def _check_drained(self) -> None:
+        if self.throttled and self._busy() <= self.max_in_flight // 2:
+            self.drained.set()
+
     def _chain_done(self, key: Any, task: asyncio.Task[None]) -> None:
         self.running -= 1
-        if self.running <= self.max_in_flight // 2:
-            self.drained.set()
+        self._check_drained()
         if self.chains.get(key) is task:
             del self.chains[key]
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed: %r", task.exception())
+            self.fatal = self.fatal or task.exception()
             self.stop()
 
     async def _deliver_after(
-        self, previous: asyncio.Task[None] | None, tp: Any, offset: int, job: DispatchJob
+        self,
+        previous: asyncio.Task[None] | None,
+        tp: Any,
+        record: Any,
+        job: DispatchJob,
+        ticket: _Waiting,
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
-        endpoint = endpoint_of(job.target.url)
-        # Manual resends neither wait for nor count toward an endpoint's breaker.
-        wait_s = None if job.manual else self.guard.admit(endpoint)
-        if wait_s is None:
-            outcome = await self._attempt(job, endpoint)
-            self.sends.extend(self._record(job, outcome))
-        else:
-            self.sends.append(self._defer(job, endpoint, wait_s))
-        self.offsets.finish(tp, offset)
+        for crash in range(1, POISON_CRASHES + 1):
+            try:
+                await self._handle(job, ticket)
+                break
+            except Exception as exc:  # an unforeseen bug or input: never the whole worker
+                log.exception(
+                    "handling %s crashed (%d of %d)", job.dispatch_id, crash, POISON_CRASHES
+                )
+                if crash == POISON_CRASHES:
+                    reason = f"handling crashed {crash} times: {exc!r}"
+                    self.sends.append(self.dead_letters.send(record, reason, "poison"))
+        self._stop_waiting(ticket)
+        self.offsets.finish(tp, record.offset)
 
-    def _defer(self, job: DispatchJob, endpoint: str, wait_s: float) -> Any:
-        """Park a job whose endpoint's circuit is open; it is not an attempt and uses none."""
+    async def _handle(self, job: DispatchJob, ticket: _Waiting) -> None:
+        """One job: an attempt and its records, or a deferral while its circuit is open."""
+        failpoints.hit("worker.handle", job.event.order_id)
+        endpoint = ticket.endpoint
+        wait_s = self.guard.admit(endpoint)  # manual resends too: the breaker guards them all
+        if wait_s is not None:
+            self.sends.append(self._defer(job, endpoint, wait_s, classify.CIRCUIT_OPEN))
+            return
+        # Manual resends go at most `resend_rate` a second per endpoint (a bulk resend must
+        # not flood a receiver that just recovered); the wait counts as waiting.
+        while job.manual and (pause := self.guard.resend_wait(endpoint)) > 0:
+            await asyncio.sleep(pause)
+        outcome = await self._attempt(job, ticket)
+        self.sends.extend(self._record(job, outcome))
+
+    def _defer(self, job: DispatchJob, endpoint: str, wait_s: float, why: str) -> Any:
+        """Park a job for later (circuit open, endpoint busy): not an attempt, uses none."""
         tier = next((t for t in self.policy.tiers if t.delay_s >= wait_s), self.policy.tiers[-1])
         when = now_utc() + timedelta(seconds=wait_s * (1 + 0.2 * random.random()))
-        metrics.DEFERRED.labels(classify.CIRCUIT_OPEN).inc()
+        metrics.DEFERRED.labels(why).inc()
         log.info(
-            "deferred %s: circuit open for %s, next probe in %.0fs",
+            "deferred %s (%s) for %s, back in %.0fs",
             job.dispatch_id,
+            why,
             endpoint,
             wait_s,
             extra={
@@ -194,11 +268,16 @@ class DeliveryWorker:
             value=job.model_copy(update={"not_before": when}).model_dump_json().encode(),
         )
 
-    async def _attempt(self, job: DispatchJob, endpoint: str) -> AttemptOutcome:
-        async with self.guard.slot(endpoint), self.limit:
-            outcome = await self.deliverer.deliver(job)
-        if not job.manual:
-            self.guard.record(endpoint, outcome.reason)
+    async def _attempt(self, job: DispatchJob, ticket: _Waiting) -> AttemptOutcome:
+        async with self.guard.slot(ticket.endpoint):
+            self._stop_waiting(ticket)
+            self.guard.started(ticket.endpoint)
+            try:
+                async with self.limit:
+                    outcome = await self.deliverer.deliver(job)
+            finally:
+                self.guard.finished(ticket.endpoint)
+        self.guard.record(ticket.endpoint, outcome.reason)
         return outcome
 
     def _record(self, job: DispatchJob, outcome: AttemptOutcome) -> list[Any]:
@@ -268,11 +347,11 @@ class DeliveryWorker:
 
     async def _throttle(self) -> bool:
         """Pause fetching while too many deliveries run; resume at half of it. True if paused."""
-        if not self.throttled and self.running >= self.max_in_flight:
+        if not self.throttled and self._busy() >= self.max_in_flight:
             self.drained.clear()
             self.throttled = True
             await self.consumer.call(self._pause_all)
-        elif self.throttled and self.running <= self.max_in_flight // 2:
+        elif self.throttled and self._busy() <= self.max_in_flight // 2:
             self.throttled = False
             await self.consumer.call(self._resume_all)
         return self.throttled
@@ -321,11 +400,9 @@ async def serve(settings: WorkerSettings) -> None:
         raise SystemExit(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     lag = GroupLag(settings, settings.worker_group, job_topics(settings))
     producer = make_producer(settings, client_id="disparo-worker", linger_ms=20)
-    transport = make_transport(settings.worker_concurrency)
+    transport = make_transport(settings.worker_concurrency, settings.allowed_targets)
     deliverer = Deliverer(
-        transport,
-        allow_private=settings.allow_private_targets,
-        excerpt_bytes=settings.excerpt_bytes,
+        transport, allowlist=settings.allowed_targets, excerpt_bytes=settings.excerpt_bytes
     )
     worker = DeliveryWorker(settings, consumer, producer, deliverer)
     loop = asyncio.get_running_loop()

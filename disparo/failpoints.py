@@ -1,7 +1,8 @@
 """Failpoints for fault tests: `DISPARO_FAILPOINT=<point>=<action>` acts at one named point.
 
-Actions: `exit` (the process dies at once, exit code 86, nothing flushed) and `stall` (the
-calling thread never returns). Unset, `hit()` is one dictionary lookup.
+Actions: `exit` (the process dies at once, exit code 86, nothing flushed), `stall` (the
+calling thread never returns) and `raise:<prefix>` (FailpointError when the subject passed
+to `hit` starts with `<prefix>`). Unset, `hit()` is one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -20,9 +21,17 @@ def _parse(spec: str) -> dict[str, str]:
 _ARMED = _parse(os.environ.get("DISPARO_FAILPOINT", ""))
 
 
-def hit(point: str) -> None:
+class FailpointError(RuntimeError):
+    """Raised by a `raise:` failpoint: stands for any unforeseen error at that point."""
+
+
+def hit(point: str, subject: str = "") -> None:
     """Act as the failpoint armed at `point` says, if one is."""
     action = _ARMED.get(point)
+    if action is None:
+        return
+    if action.startswith("raise:") and subject.startswith(action.removeprefix("raise:")):
+        raise FailpointError(f"failpoint {point} raised for {subject}")
     if action == "exit":
         os._exit(EXIT_CODE)
     if action == "stall":

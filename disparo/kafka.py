@@ -12,7 +12,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from disparo.errors import KafkaUnavailable
 from disparo.settings import KernelSettings
-from disparo.topics import Topics
+from disparo.topics import MAX_RECORD_BYTES, Topics
 
 log = logging.getLogger(__name__)
 # kafka-python doubles the wait between reconnects up to 30 s, so a broker back after a
@@ -32,6 +32,8 @@ def make_producer(settings: KernelSettings, **overrides: Any) -> KafkaProducer:
         "batch_size": 256 * 1024,
         "compression_type": None,
         "client_id": "disparo",
+        # Above MAX_RECORD_BYTES (the topics' limit), so the broker, not the client, decides.
+        "max_request_size": MAX_RECORD_BYTES + 1024 * 1024,
     }
     options.update(overrides)
     try:

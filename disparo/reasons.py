@@ -14,6 +14,8 @@ DNS = "dns"
 TLS = "tls"
 TARGET_REFUSED = "target_refused"
 INVALID_URL = "invalid_url"
+INVALID_REQUEST = "invalid_request"
+INVALID_RESPONSE = "invalid_response"
 RESPONSE_TOO_LARGE = "response_too_large"
 OTHER = "other"
 
@@ -28,8 +30,11 @@ ATTEMPT_REASONS = (
     TLS,
     TARGET_REFUSED,
     INVALID_URL,
+    INVALID_REQUEST,
+    INVALID_RESPONSE,
     RESPONSE_TOO_LARGE,
     OTHER,
 )
-# Not an attempt's reason: why a job was deferred without an attempt (metrics only).
+# Not attempts' reasons: why a job was deferred without an attempt (metrics only).
 CIRCUIT_OPEN = "circuit_open"
+ENDPOINT_BUSY = "endpoint_busy"  # too many of its jobs already wait for the endpoint

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from disparo.errors import InvalidMessage
+from disparo.limits import MAX_ATTEMPT
 
 _NAMESPACE = uuid.UUID("5b0b7c4e-5d52-4c1e-9a53-6f0d1d6a0c11")
 SECRET_PREFIX = "whsec_"
@@ -164,7 +165,7 @@ class DispatchJob(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     dispatch_id: str
-    attempt: int = Field(1, ge=1)
+    attempt: int = Field(1, ge=1, le=MAX_ATTEMPT)
     manual: bool = False
     resend_id: str | None = None
     event: OrderEvent
@@ -195,7 +196,7 @@ class AttemptOutcome(BaseModel):
 
     attempt_id: UuidText
     dispatch_id: str
-    attempt: int
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT)
     manual: bool
     order_id: str
     order_status: str | None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from disparo.errors import SettingsError
 from disparo.retry_tiers import DEFAULT_SCHEDULE, Tier, parse_schedule
+from disparo.targets import AllowEntry, parse_allowlist
 
 S = TypeVar("S", bound="KernelSettings")
 
@@ -43,6 +45,11 @@ class KernelSettings(BaseSettings):
     retry_schedule: str = Field(
         DEFAULT_SCHEDULE, description="delays of the retry tiers; each names a retry.<tier> topic"
     )
+    target_allowlist: str = Field(
+        "",
+        description="non-public webhook targets allowed: IP, CIDR, IP:port or [IPv6]:port, "
+        "comma separated (empty: public unicast addresses only)",
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -74,6 +81,26 @@ class KernelSettings(BaseSettings):
         parse_schedule(value)
         return value
 
+    @field_validator("target_allowlist")
+    @classmethod
+    def _allowlist_parses(cls, value: str) -> str:
+        parse_allowlist(value)
+        return value
+
+    @model_validator(mode="after")
+    def _no_replaced_settings(self) -> KernelSettings:
+        if "DISPARO_ALLOW_PRIVATE_TARGETS" in os.environ:
+            raise ValueError(
+                "DISPARO_ALLOW_PRIVATE_TARGETS was replaced by DISPARO_TARGET_ALLOWLIST: "
+                "list the private addresses webhooks may go to (e.g. 127.0.0.1:8080, 10.0.0.0/8)"
+            )
+        return self
+
+    @property
+    def allowed_targets(self) -> tuple[AllowEntry, ...]:
+        """The parsed target allow-list."""
+        return parse_allowlist(self.target_allowlist)
+
     @property
     def retry_tiers(self) -> tuple[Tier, ...]:
         """The parsed retry schedule."""
@@ -92,6 +119,8 @@ def load(cls: type[S], **overrides: Any) -> S:
     except ValidationError as exc:
         problems = "; ".join(
             f"DISPARO_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise SettingsError(f"bad settings: {problems}") from None

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 
 ORDER_EVENT_PARTITIONS = 6
 # Oversized events must reach the dispatcher to be dead-lettered with a reason, not bounce
-# off the broker; the dispatcher enforces MAX_EVENT_BYTES itself.
-LARGE_MESSAGES = {"max.message.bytes": str(10 * 1024 * 1024)}
+# off the broker; the dispatcher enforces MAX_EVENT_BYTES itself. Every topic that carries
+# an event (in a job, a retry, a resend, an outcome) takes the same size, so a job or an
+# outcome built from an accepted event can always be written.
+MAX_RECORD_BYTES = 10 * 1024 * 1024
+LARGE_MESSAGES = {"max.message.bytes": str(MAX_RECORD_BYTES)}
 MAX_EVENT_BYTES = 1024 * 1024
 
 
@@ -58,14 +61,14 @@ class Topics:
     def specs(self, retry_tiers: Sequence[str] = ()) -> list[TopicSpec]:
         """The topics the pipeline needs, with partitions and configs."""
         p = ORDER_EVENT_PARTITIONS
-        retries = [TopicSpec(self.retry(tier), p, {}) for tier in retry_tiers]
+        retries = [TopicSpec(self.retry(tier), p, dict(LARGE_MESSAGES)) for tier in retry_tiers]
         # One rules partition keeps rule changes totally ordered for the dispatcher.
         return [
             TopicSpec(self.order_events, p, dict(LARGE_MESSAGES)),
             TopicSpec(self.rules, 1, {"cleanup.policy": "compact"}),
-            TopicSpec(self.dispatch_jobs, p, {}),
-            TopicSpec(self.resend, p, {}),
-            TopicSpec(self.outcomes, p, {}),
+            TopicSpec(self.dispatch_jobs, p, dict(LARGE_MESSAGES)),
+            TopicSpec(self.resend, p, dict(LARGE_MESSAGES)),
+            TopicSpec(self.outcomes, p, dict(LARGE_MESSAGES)),
             TopicSpec(
                 self.dead_letter, 1, {"retention.ms": str(30 * 24 * 3600 * 1000), **LARGE_MESSAGES}
             ),

@@ -9,6 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from disparo.errors import KafkaUnavailable
 from disparo.schemas import OrderEvent, describe
+from disparo.topics import MAX_EVENT_BYTES
 from producers.publish import Publisher
 
 router = APIRouter(tags=["events"])
@@ -36,6 +37,14 @@ def ingest_events(
         events = _events.validate_python(items)
     except ValidationError as exc:
         raise HTTPException(422, f"invalid event: {describe(exc)}") from None
+    for index, event in enumerate(events):
+        size = len(event.model_dump_json())  # as it goes on the topic, after normalisation
+        if size > MAX_EVENT_BYTES:
+            raise HTTPException(
+                413,
+                f"event {index} is {size} bytes once normalised, over the "
+                f"{MAX_EVENT_BYTES // 1024} KiB limit; link large documents from the payload",
+            )
     try:
         publisher.publish_many(events)
     except KafkaUnavailable as exc:

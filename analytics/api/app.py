@@ -15,10 +15,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analytics.api import dispatches, health, resend, rules
 from analytics.api.deps import Services
+from analytics.api.guards import BodyLimit, HostAllowlist, SecurityHeaders
 from analytics.errors import (
     AnalyticsError,
     BadQuery,
     Conflict,
+    InvalidField,
     KafkaRefused,
     NotFound,
     StoreError,
@@ -32,6 +34,7 @@ STATUS_OF: tuple[tuple[type[AnalyticsError], int], ...] = (
     (BadQuery, 400),
     (NotFound, 404),
     (Conflict, 409),
+    (InvalidField, 422),
     (TooBroad, 422),
     (KafkaRefused, 503),
     (StoreError, 503),
@@ -48,9 +51,14 @@ def create_app(
     extra_routers: Sequence[APIRouter] = (),
     extra_state: Mapping[str, Any] | None = None,
     lifespan: Lifespan | None = None,
+    allowed_hosts: Sequence[str] = ("127.0.0.1", "localhost"),
 ) -> FastAPI:
     """The FastAPI app over the given services, plus routers another stage serves here."""
     app = FastAPI(title="disparo management API", version="1", lifespan=lifespan)
+    # Added innermost first: the Host check runs before anything else (DNS rebinding).
+    app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(HostAllowlist, allowed=allowed_hosts)
     app.state.services = svc
     for name, value in (extra_state or {}).items():
         setattr(app.state, name, value)
@@ -91,4 +99,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AnalyticsError)
     async def domain_error(_: Request, exc: AnalyticsError) -> JSONResponse:
         text = f"history store unavailable: {exc}" if isinstance(exc, StoreError) else str(exc)
-        return JSONResponse({"error": text}, status_code=http_status_of(exc))
+        body: dict[str, Any] = {"error": text}
+        if isinstance(exc, InvalidField):  # the same shape as a schema validation error
+            body["fields"] = {exc.field: exc.message}
+        return JSONResponse(body, status_code=http_status_of(exc))

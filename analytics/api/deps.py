@@ -10,6 +10,7 @@ from kafka import KafkaProducer
 
 from analytics.store import Store
 from disparo.rules_view import RulesView
+from disparo.targets import AllowEntry
 from disparo.topics import Topics
 
 
@@ -23,6 +24,7 @@ class Services:
     topics: Topics
     ready: Callable[[], bool] | None = None
     problem: Callable[[], str | None] | None = None  # why the process should be restarted
+    allowlist: tuple[AllowEntry, ...] = ()  # non-public targets a rule may name
 
 
 def services(request: Request) -> Services:

@@ -117,6 +117,18 @@ def list_dispatches(
     return {"items": rows, "next_cursor": next_cursor}
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with every text cell that a spreadsheet would evaluate quoted by a `'`."""
+    return {
+        k: f"'{v}" if isinstance(v, str) and v.startswith(_FORMULA_STARTS) else v
+        for k, v in row.items()
+    }
+
+
 @router.get(
     "/api/v1/dispatches/export.csv",
     response_class=StreamingResponse,
@@ -132,7 +144,7 @@ def export_dispatches(svc: Annotated[Services, Depends(services)], f: Filter) ->
         writer.writeheader()
         rows, after, sent = first, cursor, 0
         while True:
-            writer.writerows(rows)
+            writer.writerows(map(csv_safe, rows))
             sent += len(rows)
             yield out.getvalue()
             out.seek(0)

@@ -16,8 +16,11 @@ from disparo.stacks import thread_stacks
 router = APIRouter(tags=["health"])
 
 
+# Answered on the event loop, never queued behind store or Kafka calls in the thread pool.
 @router.get(HEALTH_PATH)
-def healthz(svc: Annotated[Services, Depends(services)], response: Response) -> dict[str, str]:
+async def healthz(
+    svc: Annotated[Services, Depends(services)], response: Response
+) -> dict[str, str]:
     """The process is alive and its outcomes sink is turning (503 asks for a restart)."""
     problem = svc.problem() if svc.problem is not None else None
     if problem:
@@ -42,7 +45,7 @@ def readyz(svc: Annotated[Services, Depends(services)], response: Response) -> d
 
 
 @router.get(METRICS_PATH)
-def metrics() -> Response:
+async def metrics() -> Response:
     """Prometheus metrics of this process."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

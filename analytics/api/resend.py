@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from analytics import queries, schema
 from analytics.api.deps import Services, services
 from analytics.errors import Conflict, KafkaRefused, NotFound, TooBroad
+from disparo.limits import MAX_ATTEMPT
 from disparo.schemas import DeliveryTarget, DispatchJob, OrderEvent, now_utc
 
 router = APIRouter(tags=["resend"])
@@ -73,6 +74,11 @@ def _jobs(svc: Services, rows: list[dict[str, Any]]) -> list[DispatchJob]:
             raise Conflict(
                 f"dispatch {row['dispatch_id']} was stored before events "
                 "were kept for resends; publish the event again instead"
+            )
+        if int(row["last_attempt"]) >= MAX_ATTEMPT:
+            raise Conflict(
+                f"dispatch {row['dispatch_id']} already had {MAX_ATTEMPT} attempts, the most "
+                "one dispatch may have; fix the endpoint and send the order's event again"
             )
         try:
             event = OrderEvent.model_validate_json(row["last_event"])

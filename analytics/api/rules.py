@@ -10,15 +10,37 @@ from pydantic import Field, field_validator
 
 from analytics import rules_topic
 from analytics.api.deps import Services, services
-from analytics.errors import Conflict, NotFound
+from analytics.errors import Conflict, InvalidField, NotFound
+from disparo.limits import headers_problem, url_problem
 from disparo.schemas import Rule, RuleFields, check_secret, generate_secret, now_utc
+from disparo.targets import url_refusal
 
 router = APIRouter(tags=["rules"])
 _id_lock = threading.Lock()
 FIRST_RULE_ID = 1000
 
 
-class RuleCreate(RuleFields):
+class RuleBody(RuleFields):
+    """A rule as sent to the API: held to the target limits of design.md."""
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url_bounded(cls, value: Any) -> Any:
+        problem = url_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_sendable(cls, value: dict[str, str]) -> dict[str, str]:
+        problem = headers_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+class RuleCreate(RuleBody):
     """A new rule; `id` and `secret` are generated when left out."""
 
     id: int | None = Field(None, gt=0, lt=2**53)
@@ -30,7 +52,7 @@ class RuleCreate(RuleFields):
         return None if value is None else check_secret(value)
 
 
-class RuleUpdate(RuleFields):
+class RuleUpdate(RuleBody):
     """A full replacement of a rule's fields; the secret is kept when left out."""
 
     secret: str | None = None
@@ -58,6 +80,13 @@ def write_rule(svc: Services, rule_id: int, value: bytes | None) -> None:
     rules_topic.write_rule(svc.producer, svc.topics.rules, svc.rules, rule_id, value)
 
 
+def _check_target(svc: Services, body: RuleBody) -> None:
+    """A URL whose host is a literal IP is refused now if no attempt could ever reach it."""
+    refused = url_refusal(str(body.url), svc.allowlist)
+    if refused is not None:
+        raise InvalidField("url", refused)
+
+
 def _found(svc: Services, rule_id: int) -> Rule:
     rule = svc.rules.get(rule_id)
     if rule is None:
@@ -72,6 +101,7 @@ def create_rule(body: RuleCreate, svc: Annotated[Services, Depends(services)]) -
         taken = {r.id for r in svc.rules.all()}
         if body.id is not None and body.id in taken:
             raise Conflict(f"rule id {body.id} exists; leave 'id' out to get a new one")
+        _check_target(svc, body)
         rule_id = body.id or max(taken | {FIRST_RULE_ID - 1}) + 1
         fields = body.model_dump(exclude={"id", "secret"})
         rule = Rule(
@@ -99,6 +129,7 @@ def update_rule(
 ) -> dict[str, Any]:
     """Replace a rule's fields (activate/deactivate with `active`)."""
     current = _found(svc, rule_id)
+    _check_target(svc, body)
     fields = body.model_dump(exclude={"secret"})
     reason = None if body.active else current.deactivated_reason
     rule = Rule(

@@ -166,13 +166,17 @@ const REASONS = {
     ok: "OK", timeout: "Timeout", connection: "Connection refused or reset", dns: "DNS",
     tls: "TLS", http_4xx: "HTTP 4xx", http_5xx: "HTTP 5xx", http_other: "Other HTTP answer",
     target_refused: "Target refused", invalid_url: "Invalid URL",
+    invalid_request: "Rule cannot be sent (URL or headers)",
+    invalid_response: "Invalid HTTP answer",
     response_too_large: "Response too large", other: "Other error",
   },
   "pt-BR": {
     ok: "OK", timeout: "Tempo esgotado", connection: "Conexão recusada ou interrompida",
     dns: "DNS", tls: "TLS", http_4xx: "HTTP 4xx", http_5xx: "HTTP 5xx",
     http_other: "Outra resposta HTTP", target_refused: "Destino recusado",
-    invalid_url: "URL inválida", response_too_large: "Resposta grande demais",
+    invalid_url: "URL inválida",
+    invalid_request: "Regra não enviável (URL ou cabeçalhos)",
+    invalid_response: "Resposta HTTP inválida", response_too_large: "Resposta grande demais",
     other: "Outro erro",
   },
 };

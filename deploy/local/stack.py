@@ -49,7 +49,10 @@ def service_env(settings: KernelSettings) -> dict[str, str]:
         DISPARO_TOPIC_PREFIX=settings.topic_prefix,
         DISPARO_HOME=str(settings.home.resolve()),
     )
-    env.setdefault("DISPARO_ALLOW_PRIVATE_TARGETS", "true")
+    # The demo receiver is on loopback: allowed on top of whatever the operator listed.
+    listed = env.get("DISPARO_TARGET_ALLOWLIST", "").strip(" ,")
+    demo = f"127.0.0.1:{DEMO_RECEIVER_PORT}"
+    env["DISPARO_TARGET_ALLOWLIST"] = f"{listed},{demo}" if listed else demo
     return env
 
 

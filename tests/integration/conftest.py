@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from deploy.local.broker import free_port, temporary_broker
 from deploy.local.processes import ProcessTable
@@ -81,6 +82,23 @@ def order_events(prefix: str, n: int, orders: int | None = None) -> list[dict[st
 def dispatch_ids(events: list[dict[str, Any]], rule_id: int) -> set[str]:
     """The dispatch ids (webhook-ids) one rule gives these events."""
     return {dispatch_id_for(uuid.UUID(str(e["event_id"])), rule_id) for e in events}
+
+
+def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> list[Any]:
+    """Up to `count` records of partition 0 of `topic`, from its beginning."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while len(records) < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
 
 
 def thread_stacks_of(url: str) -> str:
@@ -224,7 +242,7 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
             "DISPARO_API_PORT": str(ports["api"]),
             "DISPARO_DISPATCHER_PORT": str(ports["dispatcher"]),
             "DISPARO_WORKER_PORT": str(ports["worker"]),
-            "DISPARO_ALLOW_PRIVATE_TARGETS": "true",
+            "DISPARO_TARGET_ALLOWLIST": "127.0.0.0/8",
             "DISPARO_SINK_LINGER_MS": "100",
             "DISPARO_RETRY_SCHEDULE": RETRY_SCHEDULE,
             **extra_env,

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from disparo.schemas import now_utc
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, read_all
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
-
-
-def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> list[object]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
-        records: list[object] = []
-        deadline = time.monotonic() + timeout_s
-        while len(records) < count and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
 
 
 def test_garbage_events_are_dead_lettered_with_reasons_and_good_ones_still_flow(

@@ -8,13 +8,14 @@ from standardwebhooks.webhooks import Webhook
 from consumers import classify
 from consumers.delivery import Deliverer
 from disparo.schemas import AttemptOutcome, DispatchJob
+from disparo.targets import parse_allowlist
 from tests.factories import job
 
 
-def _deliver(handler: object, j: DispatchJob, allow_private: bool = False) -> AttemptOutcome:
+def _deliver(handler: object, j: DispatchJob, allowlist: str = "") -> AttemptOutcome:
     async def go() -> AttemptOutcome:
         transport = httpx.MockTransport(handler)  # type: ignore[arg-type]
-        return await Deliverer(transport, allow_private=allow_private).deliver(j)
+        return await Deliverer(transport, allowlist=parse_allowlist(allowlist)).deliver(j)
 
     return asyncio.run(go())
 
@@ -96,7 +97,7 @@ def test_slow_endpoint_hits_the_overall_deadline() -> None:
     assert outcome.duration_ms < 2000
 
 
-def test_private_targets_are_refused_unless_allowed() -> None:
+def test_private_targets_are_refused_unless_allow_listed() -> None:
     calls: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -105,10 +106,13 @@ def test_private_targets_are_refused_unless_allowed() -> None:
 
     refused = _deliver(handler, job(url="http://127.0.0.1:9/hook"))
     assert (refused.status, refused.reason) == ("failure", classify.TARGET_REFUSED)
-    assert "DISPARO_ALLOW_PRIVATE_TARGETS" in (refused.error or "")
+    assert "DISPARO_TARGET_ALLOWLIST" in (refused.error or "")
     assert calls == []
-    allowed = _deliver(handler, job(url="http://127.0.0.1:9/hook"), allow_private=True)
+    other_port = _deliver(handler, job(url="http://127.0.0.1:9/hook"), "127.0.0.1:8080")
+    assert other_port.reason == classify.TARGET_REFUSED
+    allowed = _deliver(handler, job(url="http://127.0.0.1:9/hook"), "127.0.0.1:9")
     assert allowed.status == "success"
+    assert len(calls) == 1
 
 
 def test_an_oversized_response_fails_as_response_too_large() -> None:

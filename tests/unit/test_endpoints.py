@@ -55,3 +55,32 @@ def test_each_endpoint_has_its_own_concurrency_slot() -> None:
     guard = EndpointGuard(per_endpoint=2)
     assert guard.slot("a:80") is guard.slot("a:80")
     assert guard.slot("a:80") is not guard.slot("b:80")
+
+
+def test_fast_4xx_answers_mixed_in_neither_count_nor_reset() -> None:
+    now = [0.0]
+    guard = EndpointGuard(threshold=3, open_s=30, clock=lambda: now[0])
+    for reason in (classify.TIMEOUT, classify.HTTP_4XX, classify.HTTP_5XX, classify.HTTP_4XX):
+        guard.record("h:80", reason)
+        now[0] += 1
+    assert guard.admit("h:80") is None
+    guard.record("h:80", classify.TIMEOUT)
+    assert guard.admit("h:80") is not None
+
+
+def test_failures_older_than_the_window_are_forgotten() -> None:
+    b = Breaker(threshold=3, window_s=60)
+    b.record(False, 0)
+    b.record(False, 50)
+    b.record(False, 100)  # the one at 0 has left the window
+    assert b.state == CLOSED
+    b.record(False, 101)
+    assert b.state == OPEN
+
+
+def test_a_probe_answered_with_a_4xx_closes_the_circuit() -> None:
+    b = Breaker(threshold=1, open_s=10)
+    b.record(False, 0)
+    assert b.allow(11)
+    b.record(None, 11)
+    assert b.state == CLOSED

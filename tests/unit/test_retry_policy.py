@@ -1,9 +1,11 @@
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consumers import classify
-from consumers.retry_policy import RetryPolicy, parse_retry_after
+from consumers.retry_policy import MAX_RETRY_AFTER_S, RetryPolicy, parse_retry_after
 from disparo.retry_tiers import Tier, parse_schedule
 
 TIERS = parse_schedule("5s,1m,10m,1h,6h")
@@ -100,3 +102,18 @@ def test_retry_after_header_forms() -> None:
     assert parse_retry_after("Sat, 28 Nov 2026 11:00:00 GMT", now) == 0.0
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
+
+
+def test_hostile_retry_after_values_parse_without_raising() -> None:
+    now = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 -0000", now) == 0.0  # naive date
+    assert parse_retry_after("Sat, 28 Nov 2026 12:00:30 -0000", now) == 30.0
+    assert parse_retry_after("²", now) is None  # a digit to str.isdigit(), not to float()
+    assert parse_retry_after("9" * 5000, now) == MAX_RETRY_AFTER_S
+
+
+@given(st.text(max_size=80))
+def test_parse_retry_after_never_raises_and_stays_in_bounds(value: str) -> None:
+    now = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+    seconds = parse_retry_after(value, now)
+    assert seconds is None or 0.0 <= seconds <= MAX_RETRY_AFTER_S

@@ -1,0 +1,127 @@
+"""Isolation: a healthy endpoint's throughput alone, then beside four endpoints that hang.
+
+The local stack (broker, dispatcher, one worker, analytics) delivers `--events` events to an
+nginx endpoint, timed from nginx's access log; then the same number again while four more
+rules send every event to listeners that accept and never answer (rule timeout 30 s).
+Last line: `isolation: solo=R/s with_hanging=R/s ratio=X` (target: ratio >= 0.8).
+Usage: python -m bench.isolation [--events 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import Nginx, broker, nginx, say, services
+from disparo.schemas import now_utc
+from disparo.settings import KernelSettings
+from producers.publish import Publisher
+
+
+class Hanging:
+    """A listener that accepts connections, reads, and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def events(n: int, event_type: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_id": str(uuid.uuid4()),
+            "event_type": event_type,
+            "order_id": f"ISO-{i}",
+            "order_status": "dispatched",
+            "occurred_at": now_utc().isoformat(),
+            "payload": {"carrier": "acme"},
+        }
+        for i in range(n)
+    ]
+
+
+def delivered_rate(receiver: Nginx, skip: int, n: int, timeout_s: float = 300) -> float:
+    """Deliveries/s of log lines skip..skip+n, first to last, once all are in the log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = receiver.access_log.read_text().splitlines() if receiver.access_log.exists() else []
+        if len(lines) >= skip + n:
+            stamps = [float(line.split()[0]) for line in lines[skip : skip + n]]
+            return n / max(stamps[-1] - stamps[0], 1e-3)
+        time.sleep(1)
+    raise SystemExit(f"only {len(lines) - skip}/{n} deliveries after {timeout_s:.0f}s")
+
+
+def rule(api: str, dispatcher: str, **fields: Any) -> None:
+    created = httpx.post(f"{api}/api/v1/rules", json=fields, timeout=30).json()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rules = httpx.get(f"{dispatcher}/rules", timeout=5).json()["rules"]
+        if {"id": created["id"], "active": True} in rules:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"rule {created['id']} not applied")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=5000, help="events per phase")
+    args = p.parse_args()
+    hanging = [Hanging() for _ in range(4)]
+    with (
+        nginx() as receiver,
+        tempfile.TemporaryDirectory(prefix="disparo-iso-") as tmp,
+        broker(Path(tmp)) as bootstrap,
+        services(bootstrap, Path(tmp)) as svc,
+    ):
+        publisher = Publisher(KernelSettings(kafka_bootstrap=bootstrap, topic_prefix="bench."))
+        rule(svc.api, svc.dispatcher, name="healthy", event_types=["*"], url=f"{receiver.url}/h")
+        say(f"phase 1: {args.events} events to the healthy endpoint alone ...")
+        publisher.publish_many(events(args.events, "bench.solo"))
+        solo = delivered_rate(receiver, 0, args.events)
+        for n, listener in enumerate(hanging):
+            url = f"{listener.url}/hang"
+            rule(
+                svc.api,
+                svc.dispatcher,
+                name=f"hang-{n}",
+                event_types=["bench.mixed"],
+                url=url,
+                timeout_s=30,
+            )
+        say(f"phase 2: {args.events} events to it and to four hanging endpoints ...")
+        publisher.publish_many(events(args.events, "bench.mixed"))
+        mixed = delivered_rate(receiver, args.events, args.events)
+        held = sum(len(h.held) for h in hanging)
+        publisher.close()
+    for listener in hanging:
+        listener.close()
+    print(f"hanging connections held: {held}")
+    print(f"isolation: solo={solo:.0f}/s with_hanging={mixed:.0f}/s ratio={mixed / solo:.2f}")
+
+
+if __name__ == "__main__":
+    main()
