@@ -25,7 +25,7 @@ pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    log_format hook '$msec $http_webhook_id';
+    log_format hook '$msec $http_webhook_id $uri';
     access_log {dir}/access.log hook buffer=256k flush=1s;
     client_body_buffer_size 64k;
     keepalive_requests 1000000;

@@ -1,7 +1,7 @@
 """Isolation: a healthy endpoint's throughput alone, then beside four endpoints that hang.
 
 The local stack (broker, dispatcher, one worker, analytics) delivers `--events` events to an
-nginx endpoint, timed from nginx's access log; then the same number again while four more
+nginx endpoint (`/h`), timed from nginx's access log; then as many again while four more
 rules send every event to listeners that accept and never answer (rule timeout 30 s).
 Last line: `isolation: solo=R/s with_hanging=R/s ratio=X` (target: ratio >= 0.8).
 Usage: python -m bench.isolation [--events 5000]
@@ -54,7 +54,7 @@ def events(n: int, event_type: str) -> list[dict[str, Any]]:
         {
             "event_id": str(uuid.uuid4()),
             "event_type": event_type,
-            "order_id": f"ISO-{i}",
+            "order_id": f"{event_type}-{i}",
             "order_status": "dispatched",
             "occurred_at": now_utc().isoformat(),
             "payload": {"carrier": "acme"},
@@ -64,15 +64,17 @@ def events(n: int, event_type: str) -> list[dict[str, Any]]:
 
 
 def delivered_rate(receiver: Nginx, skip: int, n: int, timeout_s: float = 300) -> float:
-    """Deliveries/s of log lines skip..skip+n, first to last, once all are in the log."""
+    """Deliveries/s to `/h`, of its requests skip..skip+n, first to last, once all arrived."""
     deadline = time.monotonic() + timeout_s
+    stamps: list[float] = []
     while time.monotonic() < deadline:
-        lines = receiver.access_log.read_text().splitlines() if receiver.access_log.exists() else []
-        if len(lines) >= skip + n:
-            stamps = [float(line.split()[0]) for line in lines[skip : skip + n]]
-            return n / max(stamps[-1] - stamps[0], 1e-3)
+        text = receiver.access_log.read_text() if receiver.access_log.exists() else ""
+        stamps = [float(line.split()[0]) for line in text.splitlines() if line.endswith(" /h")]
+        if len(stamps) >= skip + n:
+            window = stamps[skip : skip + n]
+            return n / max(window[-1] - window[0], 1e-3)
         time.sleep(1)
-    raise SystemExit(f"only {len(lines) - skip}/{n} deliveries after {timeout_s:.0f}s")
+    raise SystemExit(f"only {len(stamps) - skip}/{n} deliveries after {timeout_s:.0f}s")
 
 
 def rule(api: str, dispatcher: str, **fields: Any) -> None:

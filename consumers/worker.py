@@ -14,7 +14,6 @@ import logging
 import random
 import signal
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +31,7 @@ from consumers.retry_policy import RetryPolicy
 from consumers.settings import WorkerSettings
 from consumers.settle import settle
 from consumers.transport import make_transport
+from consumers.waiting import Ticket, WaitingJobs
 from disparo import failpoints
 from disparo.consumer import ConsumerThread, commit_bounded, group_consumer, subscribe_when_ready
 from disparo.dead_letter import DeadLetters
@@ -49,14 +49,6 @@ COMMIT_EVERY_S = 0.5
 POISON_CRASHES = 3
 # One polled record, parsed on the consumer's thread: its job, or why it is dead-lettered.
 Taken = tuple[TopicPartition, Any, DispatchJob | None, str]
-
-
-@dataclass
-class _Waiting:
-    """A job's place among those waiting for its endpoint, until it holds a slot."""
-
-    endpoint: str
-    done: bool = False
 
 
 class DeliveryWorker:
@@ -87,13 +79,7 @@ class DeliveryWorker:
             settings.breaker_open_s,
             resend_rate=settings.resend_rate,
         )
-        # Jobs waiting for a *slow* endpoint (every slot held, none given back lately) do not
-        # count toward the in-flight limit that pauses every partition: endpoints that hang
-        # cannot stop the others. A slow endpoint may have at most `endpoint_backlog` jobs
-        # waiting; more are deferred to a retry tier, no attempt used. Jobs waiting for a
-        # fast endpoint do count, so a burst to it pauses fetching instead of being deferred.
-        self.waiting: dict[str, int] = {}
-        self.endpoint_backlog = settings.worker_endpoint_concurrency * 4
+        self.waiting = WaitingJobs(self.guard, settings.worker_endpoint_concurrency * 4)
         self.offsets = OffsetTracker()
         self.limit = asyncio.Semaphore(settings.worker_concurrency)
         self.max_in_flight = settings.worker_concurrency * 4
@@ -108,16 +94,26 @@ class DeliveryWorker:
         self.fatal: BaseException | None = None
 
     async def run(self) -> None:
-        """Poll, dispatch and commit until `stop()`; then finish what is in flight."""
+        """Poll, dispatch and commit until `stop()`; then finish what is in flight.
+
+        A commit waits for the producer's acks; it runs beside the poll loop (one at a time)
+        so fetching goes on meanwhile, which is what a backlog after an outage needs.
+        """
         last_commit = time.monotonic()
+        committing: asyncio.Task[None] | None = None
         while not self.stopping.is_set():
+            if committing is not None and committing.done():
+                committing.result()  # OutcomeNotRecorded stops the worker, non-zero
+                committing = None
             if await self._throttle():
                 await self._until_drained()
                 continue
             self._start_all(await self.consumer.call(self._poll))
-            if time.monotonic() - last_commit >= COMMIT_EVERY_S:
-                await self.commit()
+            if committing is None and time.monotonic() - last_commit >= COMMIT_EVERY_S:
+                committing = asyncio.create_task(self.commit())
                 last_commit = time.monotonic()
+        if committing is not None:
+            await committing
         if self.chains:
             await asyncio.wait(list(self.chains.values()), timeout=60)
         await self.commit()
@@ -162,7 +158,7 @@ class DeliveryWorker:
 
     def _start(self, tp: Any, record: Any, job: DispatchJob) -> None:
         endpoint = endpoint_of(job.target.url)
-        if self.waiting.get(endpoint, 0) >= self.endpoint_backlog and self.guard.slow(endpoint):
+        if self.waiting.full(endpoint):
             # Its slots free up no sooner than its requests time out.
             wait_s = max(self.policy.tiers[0].delay_s, job.target.timeout_s)
             self.sends.append(self._defer(job, endpoint, wait_s, classify.ENDPOINT_BUSY))
@@ -171,25 +167,19 @@ class DeliveryWorker:
         # Jobs of one order for one rule go one after another; all others in parallel.
         key = (record.key, job.target.rule_id)
         previous = self.chains.get(key)
-        ticket = _Waiting(endpoint)
-        self.waiting[endpoint] = self.waiting.get(endpoint, 0) + 1
+        ticket = self.waiting.join(endpoint)
         task = asyncio.create_task(self._deliver_after(previous, tp, record, job, ticket))
         self.running += 1
         self.chains[key] = task
         task.add_done_callback(functools.partial(self._chain_done, key))
 
-    def _stop_waiting(self, ticket: _Waiting) -> None:
-        if not ticket.done:
-            ticket.done = True
-            self.waiting[ticket.endpoint] -= 1
-            if not self.waiting[ticket.endpoint]:
-                del self.waiting[ticket.endpoint]
+    def _stop_waiting(self, ticket: Ticket) -> None:
+        if self.waiting.leave(ticket):
             self._check_drained()
 
     def _busy(self) -> int:
         """Jobs in hand that count toward the limit: all but those waiting for slow endpoints."""
-        stuck = sum(n for e, n in self.waiting.items() if self.guard.slow(e))
-        return self.running - stuck
+        return self.running - self.waiting.stuck()
 
     def _check_drained(self) -> None:
         if self.throttled and self._busy() <= self.max_in_flight // 2:
@@ -211,7 +201,7 @@ class DeliveryWorker:
         tp: Any,
         record: Any,
         job: DispatchJob,
-        ticket: _Waiting,
+        ticket: Ticket,
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
@@ -229,7 +219,7 @@ class DeliveryWorker:
         self._stop_waiting(ticket)
         self.offsets.finish(tp, record.offset)
 
-    async def _handle(self, job: DispatchJob, ticket: _Waiting) -> None:
+    async def _handle(self, job: DispatchJob, ticket: Ticket) -> None:
         """One job: an attempt and its records, or a deferral while its circuit is open."""
         failpoints.hit("worker.handle", job.event.order_id)
         endpoint = ticket.endpoint
@@ -268,7 +258,7 @@ class DeliveryWorker:
             value=job.model_copy(update={"not_before": when}).model_dump_json().encode(),
         )
 
-    async def _attempt(self, job: DispatchJob, ticket: _Waiting) -> AttemptOutcome:
+    async def _attempt(self, job: DispatchJob, ticket: Ticket) -> AttemptOutcome:
         async with self.guard.slot(ticket.endpoint):
             self._stop_waiting(ticket)
             self.guard.started(ticket.endpoint)

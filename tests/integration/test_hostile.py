@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from kafka import KafkaProducer
 
-from disparo.schemas import Rule, generate_secret, now_utc
+from disparo.schemas import OrderEvent, Rule, generate_secret, now_utc
+from disparo.topics import MAX_EVENT_BYTES
 from tests.integration.conftest import Stack, order_event, read_all, running_stack
 from tests.integration.hostile import EXPECTED_REASONS, HostileReceiver
 from tests.integration.receiver import Receiver
@@ -183,3 +185,42 @@ def test_four_hanging_endpoints_do_not_hold_up_a_healthy_one(
     finally:
         for listener in hanging:
             listener.close()
+
+
+def _event_of_size(size: int) -> dict[str, Any]:
+    """An event whose normalised JSON (as it goes on the topic) is exactly `size` bytes."""
+    event = order_event("BIG-1")
+    event["payload"] = {"blob": ""}
+    base = len(OrderEvent.model_validate(event).model_dump_json())
+    event["payload"] = {"blob": "x" * (size - base)}
+    assert len(OrderEvent.model_validate(event).model_dump_json()) == size
+    return event
+
+
+def test_body_limits_are_accepted_at_their_edge_and_refused_past_it(stack: Stack) -> None:
+    events = f"{stack.api}/api/v1/events"
+    at_limit = httpx.post(events, json=_event_of_size(MAX_EVENT_BYTES), timeout=60)
+    assert at_limit.status_code == 202, at_limit.text
+    over = httpx.post(events, json=_event_of_size(MAX_EVENT_BYTES + 1), timeout=60)
+    assert over.status_code == 413
+    assert "1024 KiB" in over.json()["error"]
+    eleven = [_event_of_size(MAX_EVENT_BYTES // 2)] * 21  # ~10.5 MiB in one request
+    too_much = httpx.post(events, json=eleven, timeout=60)
+    assert too_much.status_code == 413
+    assert "10 MiB" in too_much.json()["error"]
+
+    rules = f"{stack.api}/api/v1/rules"
+    rule = {"name": "big", "event_types": ["*"], "url": "https://hooks.example.com/"}
+    body = json.dumps({**rule, "filters": {"payload.x": [""]}}).encode()
+    pad = 64 * 1024 - len(body)
+    edge = json.dumps({**rule, "filters": {"payload.x": ["y" * pad]}}).encode()
+    assert len(edge) == 64 * 1024
+    headers = {"content-type": "application/json"}
+    assert httpx.post(rules, content=edge, headers=headers, timeout=30).status_code == 201
+    past = edge.replace(b'"y', b'"yy', 1)
+    refused = httpx.post(rules, content=past, headers=headers, timeout=30)
+    assert refused.status_code == 413
+    assert "64 KiB" in refused.json()["error"]
+    resend = httpx.post(f"{stack.api}/api/v1/resend", content=b" " * (16 * 1024 + 1), timeout=30)
+    assert resend.status_code == 413
+    assert "16 KiB" in resend.json()["error"]
