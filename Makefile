@@ -43,7 +43,7 @@ integration: install
 
 test: check
 	@bash deploy/local/ensure-system.sh prometheus clickhouse chromium
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q --durations=10
 
 bench: install
 	@bash deploy/local/ensure-system.sh nginx

@@ -70,12 +70,23 @@ def run(
             warden_thread.start()
         yield
         warden.stop()
+        # A sink stuck past its limit will not flush: do not hold the shutdown for it (its
+        # uncommitted records are read again by the next owner).
+        stuck = sink.stalled_for() > settings.sink_stall_s
         sink.stop()
-        await asyncio.to_thread(sink_thread.join, 30)
+        if stuck:
+            log.warning("the outcomes sink is stuck; stopping without waiting for it")
+        await asyncio.to_thread(sink_thread.join, 1 if stuck else 30)
         await asyncio.to_thread(lag.stop)
         rules.stop()
         producer.close(10)
         store.close()
+        if stuck:
+            # The stuck thread (or a pool thread it waits on) would hold the interpreter's
+            # exit forever, until a SIGKILL: leave now, non-zero, logs flushed.
+            log.error("analytics stopped with its sink stuck; its offsets were not committed")
+            logging.shutdown()
+            os._exit(1)
         log.info("analytics stopped: sink flushed, offsets committed, group left")
 
     state = extra_state(producer) if extra_state is not None else None

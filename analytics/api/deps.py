@@ -27,6 +27,7 @@ class Services:
     allowlist: tuple[AllowEntry, ...] = ()  # non-public targets a rule may name
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """The app's services; async so that it is read on the event loop, not the thread pool."""
     found: Services = request.app.state.services
     return found
