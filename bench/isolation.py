@@ -1,9 +1,12 @@
-"""Isolation: a healthy endpoint's throughput alone, then beside four endpoints that hang.
+"""Isolation: a healthy endpoint's throughput alone, beside four busy ones, beside four hanging.
 
 The local stack (broker, dispatcher, one worker, analytics) delivers `--events` events to an
-nginx endpoint (`/h`), timed from nginx's access log; then as many again while four more
-rules send every event to listeners that accept and never answer (rule timeout 30 s).
-Last line: `isolation: solo=R/s with_hanging=R/s ratio=X` (target: ratio >= 0.8).
+nginx endpoint (`/h`), timed from nginx's access log. Phase 2 sends as many events that
+four more rules also send to a second nginx (the same work as phase 3, all of it healthy);
+phase 3 as many again, whose four other rules go to listeners that accept and never answer
+(rule timeout 30 s). Phase 2 is the control: what five times the jobs cost on this machine.
+Last line: `isolation: solo=R/s with_busy=R/s with_hanging=R/s ratio=X ratio_same_load=Y`
+(ratio = with_hanging / solo, target >= 0.8; ratio_same_load = with_hanging / with_busy).
 Usage: python -m bench.isolation [--events 5000]
 """
 
@@ -95,6 +98,7 @@ def main() -> None:
     hanging = [Hanging() for _ in range(4)]
     with (
         nginx() as receiver,
+        nginx() as others,
         tempfile.TemporaryDirectory(prefix="disparo-iso-") as tmp,
         broker(Path(tmp)) as bootstrap,
         services(bootstrap, Path(tmp)) as svc,
@@ -104,6 +108,12 @@ def main() -> None:
         say(f"phase 1: {args.events} events to the healthy endpoint alone ...")
         publisher.publish_many(events(args.events, "bench.solo"))
         solo = delivered_rate(receiver, 0, args.events)
+        for n in range(4):
+            url = f"{others.url}/busy{n}"
+            rule(svc.api, svc.dispatcher, name=f"busy-{n}", event_types=["bench.busy"], url=url)
+        say(f"phase 2: {args.events} events to it and to four more healthy rules ...")
+        publisher.publish_many(events(args.events, "bench.busy"))
+        busy = delivered_rate(receiver, args.events, args.events)
         for n, listener in enumerate(hanging):
             url = f"{listener.url}/hang"
             rule(
@@ -114,15 +124,18 @@ def main() -> None:
                 url=url,
                 timeout_s=30,
             )
-        say(f"phase 2: {args.events} events to it and to four hanging endpoints ...")
+        say(f"phase 3: {args.events} events to it and to four hanging endpoints ...")
         publisher.publish_many(events(args.events, "bench.mixed"))
-        mixed = delivered_rate(receiver, args.events, args.events)
+        mixed = delivered_rate(receiver, 2 * args.events, args.events)
         held = sum(len(h.held) for h in hanging)
         publisher.close()
     for listener in hanging:
         listener.close()
     print(f"hanging connections held: {held}")
-    print(f"isolation: solo={solo:.0f}/s with_hanging={mixed:.0f}/s ratio={mixed / solo:.2f}")
+    print(
+        f"isolation: solo={solo:.0f}/s with_busy={busy:.0f}/s with_hanging={mixed:.0f}/s "
+        f"ratio={mixed / solo:.2f} ratio_same_load={mixed / busy:.2f}"
+    )
 
 
 if __name__ == "__main__":
