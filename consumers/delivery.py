@@ -94,7 +94,7 @@ class Deliverer:
         headers = self._headers(job, body)
         try:
             request = self._request(job, body, headers)
-        except (httpx.HTTPError, ValueError, UnicodeError) as exc:  # httpx.InvalidURL included
+        except (httpx.InvalidURL, httpx.HTTPError, ValueError, UnicodeError) as exc:
             text = classify.describe_error(exc)
             return self._outcome(job, started_at, 0.0, None, classify.INVALID_URL, text, body)
         try:

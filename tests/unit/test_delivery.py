@@ -146,3 +146,18 @@ def test_credential_headers_are_masked_in_the_record_and_others_kept() -> None:
         "webhook-id": "msg_1",
         "webhook-signature": "v1,xyz",
     }
+
+
+def test_a_url_httpx_cannot_build_is_invalid_url_and_never_sent() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200)
+
+    base = job()  # a stored target, as a job carries it: no URL validation on the way
+    bad = base.target.model_copy(update={"url": "http://ex\x00ample.com/in"})
+    outcome = _deliver(handler, base.model_copy(update={"target": bad}))
+    assert (outcome.status, outcome.reason) == ("failure", classify.INVALID_URL)
+    assert "non-printable" in (outcome.error or "")
+    assert calls == []
