@@ -9,8 +9,9 @@ what happened, so classification sees one hierarchy: a malformed answer is a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import httpx
@@ -44,17 +45,24 @@ def translated(exc: BaseException) -> Exception | None:
     return error
 
 
+@contextlib.contextmanager
+def _translating() -> Iterator[None]:
+    """Re-raise an aiohttp error as its httpx translation; anything else as it is."""
+    try:
+        yield
+    except Exception as exc:
+        error = translated(exc)
+        if error is None:
+            raise
+        raise error from error.__cause__
+
+
 class WebhookTransport(AiohttpTransport):
     """httpx-aiohttp's transport with every aiohttp error translated (see `translated`)."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
+        with _translating():
             response = await super().handle_async_request(request)
-        except Exception as exc:
-            error = translated(exc)
-            if error is None:
-                raise
-            raise error from error.__cause__
         response.stream = _TranslatedStream(response.stream)
         return response
 
@@ -65,14 +73,9 @@ class _TranslatedStream(httpx.AsyncByteStream):
         self._inner = inner
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
+        with _translating():
             async for chunk in self._inner:
                 yield chunk
-        except Exception as exc:
-            error = translated(exc)
-            if error is None:
-                raise
-            raise error from error.__cause__
 
     async def aclose(self) -> None:
         await self._inner.aclose()
