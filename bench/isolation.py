@@ -13,6 +13,7 @@ Usage: python -m bench.isolation [--events 5000]
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import tempfile
 import threading
@@ -80,6 +81,31 @@ def delivered_rate(receiver: Nginx, skip: int, n: int, timeout_s: float = 300) -
     raise SystemExit(f"only {len(stamps) - skip}/{n} deliveries after {timeout_s:.0f}s")
 
 
+def machine_busy_s() -> float:
+    """CPU seconds all processes of the machine have used since boot (user+system)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return (int(fields[0]) + int(fields[1]) + int(fields[2])) / os.sysconf("SC_CLK_TCK")
+
+
+class PhaseCPU:
+    """CPU seconds per stack process and for the whole machine, phase by phase."""
+
+    def __init__(self, svc: Any) -> None:
+        self.svc = svc
+        self.rows: list[str] = []
+        self.mark()
+
+    def mark(self) -> None:
+        self.before = {**self.svc.cpu(), "machine": machine_busy_s()}
+
+    def phase(self, name: str, deliveries: int) -> None:
+        """Record the CPU used since the last mark, per 1,000 deliveries to `/h`."""
+        now = {**self.svc.cpu(), "machine": machine_busy_s()}
+        used = {k: (now[k] - self.before.get(k, 0.0)) * 1000 / deliveries for k in now}
+        self.rows.append(f"{name}: " + " ".join(f"{k}={v:.2f}" for k, v in used.items()))
+        self.before = now
+
+
 def rule(api: str, dispatcher: str, **fields: Any) -> None:
     created = httpx.post(f"{api}/api/v1/rules", json=fields, timeout=30).json()
     deadline = time.monotonic() + 30
@@ -105,15 +131,19 @@ def main() -> None:
     ):
         publisher = Publisher(KernelSettings(kafka_bootstrap=bootstrap, topic_prefix="bench."))
         rule(svc.api, svc.dispatcher, name="healthy", event_types=["*"], url=f"{receiver.url}/h")
+        cpu = PhaseCPU(svc)
         say(f"phase 1: {args.events} events to the healthy endpoint alone ...")
         publisher.publish_many(events(args.events, "bench.solo"))
         solo = delivered_rate(receiver, 0, args.events)
+        cpu.phase("phase 1", args.events)
         for n in range(4):
             url = f"{others.url}/busy{n}"
             rule(svc.api, svc.dispatcher, name=f"busy-{n}", event_types=["bench.busy"], url=url)
+        cpu.mark()
         say(f"phase 2: {args.events} events to it and to four more healthy rules ...")
         publisher.publish_many(events(args.events, "bench.busy"))
         busy = delivered_rate(receiver, args.events, args.events)
+        cpu.phase("phase 2", args.events)
         for n, listener in enumerate(hanging):
             url = f"{listener.url}/hang"
             rule(
@@ -124,13 +154,18 @@ def main() -> None:
                 url=url,
                 timeout_s=30,
             )
+        cpu.mark()
         say(f"phase 3: {args.events} events to it and to four hanging endpoints ...")
         publisher.publish_many(events(args.events, "bench.mixed"))
         mixed = delivered_rate(receiver, 2 * args.events, args.events)
+        cpu.phase("phase 3", args.events)
         held = sum(len(h.held) for h in hanging)
         publisher.close()
     for listener in hanging:
         listener.close()
+    print("CPU seconds per 1,000 healthy deliveries, by process (machine = all, broker included):")
+    for row in cpu.rows:
+        print(f"  {row}")
     print(f"hanging connections held: {held}")
     print(
         f"isolation: solo={solo:.0f}/s with_busy={busy:.0f}/s with_hanging={mixed:.0f}/s "
