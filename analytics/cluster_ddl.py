@@ -26,6 +26,8 @@ def cluster_ddl(cluster: str = DEFAULT_CLUSTER, database: str = schema.DATABASE)
             on, database, schema.RESENDS_TABLE, schema.RESEND_TABLE_BODY, schema.RESEND_LAYOUT
         ),
         _distributed(on, cluster, database, schema.RESENDS_TABLE, "rand()"),
+        _replicated(on, database, schema.AUDIT_TABLE, schema.AUDIT_TABLE_BODY, schema.AUDIT_LAYOUT),
+        _distributed(on, cluster, database, schema.AUDIT_TABLE, "rand()"),
     ]
 
 

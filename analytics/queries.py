@@ -30,17 +30,22 @@ class Period:
 
     @classmethod
     def parse(
-        cls, start: datetime | None, end: datetime | None, now: datetime, default_days: int = 7
+        cls,
+        start: datetime | None,
+        end: datetime | None,
+        now: datetime,
+        default_days: int = 7,
+        kept_days: int = schema.RETENTION_DAYS,
     ) -> Period:
         """Validate a from/to pair (defaults: the last `default_days` days up to now)."""
         end = _utc(end) if end else now
         start = _utc(start) if start else end - timedelta(days=default_days)
         if start >= end:
             raise BadQuery(f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
-        oldest = now - timedelta(days=schema.RETENTION_DAYS, hours=1)
+        oldest = now - timedelta(days=kept_days, hours=1)
         if start < oldest:
             raise BadQuery(
-                f"'from' is older than the {schema.RETENTION_DAYS} days of history kept; "
+                f"'from' is older than the {kept_days} days of history kept; "
                 f"use a date after {oldest.date().isoformat()}"
             )
         return cls(start, end)

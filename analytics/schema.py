@@ -5,6 +5,8 @@ from dataclasses import dataclass
 DATABASE = "disparo"
 TABLE = "attempts"
 RESENDS_TABLE = "resend_requests"
+AUDIT_TABLE = "audit"
+AUDIT_RETENTION_DAYS = 365
 RETENTION_DAYS = 30
 
 # The oldest server with every feature the schema and the sink use: Bool (21.12),
@@ -91,6 +93,21 @@ RESEND_LAYOUT = f"""ORDER BY requested_at
 TTL toDateTime(requested_at) + INTERVAL {RETENTION_DAYS} DAY"""
 
 
+AUDIT_TABLE_BODY = """(
+    at         DateTime64(3, 'UTC'),
+    audit_id   UUID,
+    actor      String COMMENT 'the name of the key that acted',
+    key_id     String,
+    account_id String,
+    action     LowCardinality(String),
+    target     String,
+    details    String CODEC(ZSTD(3)) COMMENT 'JSON; secrets masked'
+)"""
+AUDIT_LAYOUT = f"""PARTITION BY toYYYYMM(at)
+ORDER BY (at, audit_id)
+TTL toDateTime(at) + INTERVAL {AUDIT_RETENTION_DAYS} DAY"""
+
+
 def attempt_table_body() -> str:
     """The column and index list of the attempts table, as in CREATE TABLE (...)."""
     lines = [f"    {name} {kind}" for name, kind in ATTEMPT_COLUMNS]
@@ -138,4 +155,7 @@ def ddl(database: str = DATABASE) -> list[str]:
         ),
         f"CREATE TABLE IF NOT EXISTS {database}.{RESENDS_TABLE} {RESEND_TABLE_BODY}\n"
         f"ENGINE = MergeTree\n{RESEND_LAYOUT}",
+        f"CREATE TABLE IF NOT EXISTS {database}.{AUDIT_TABLE} {AUDIT_TABLE_BODY}\n"
+        f"ENGINE = MergeTree\n{AUDIT_LAYOUT}\n"
+        "SETTINGS non_replicated_deduplication_window = 1000",
     ]

@@ -24,6 +24,7 @@ from analytics.sink import OutcomeSink
 from analytics.store import ensure_schema_when_reachable, open_store
 from analytics.warden import RuleWarden
 from disparo.kafka import make_producer
+from disparo.keys_view import KeysView
 from disparo.lag import GroupLag
 from disparo.rules_view import RulesView
 from disparo.topics import Topics
@@ -43,12 +44,14 @@ def run(
     ensure_schema_when_reachable(store)
     producer = make_producer(settings, client_id="disparo-analytics")
     rules = RulesView(settings)
+    keys = KeysView(settings)
     sink = OutcomeSink(settings, store, producer)
     sink_thread = threading.Thread(target=_guarded(sink.run), name="sink", daemon=True)
     lag = GroupLag(settings, settings.sink_group, [Topics(settings.topic_prefix).outcomes])
     svc = Services(
         store=store,
         rules=rules,
+        keys=keys,
         producer=producer,
         topics=Topics(settings.topic_prefix),
         ready=lambda: sink_thread.is_alive() and sink.consuming(),
@@ -64,6 +67,7 @@ def run(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         rules.start()
+        keys.start()
         sink_thread.start()
         lag.start()
         if warden.after is not None:
@@ -79,6 +83,7 @@ def run(
         await asyncio.to_thread(sink_thread.join, 1 if stuck else 30)
         await asyncio.to_thread(lag.stop)
         rules.stop()
+        keys.stop()
         producer.close(10)
         store.close()
         if stuck:

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from bench.harness import broker, nginx, say, services
+from bench.harness import Services, broker, nginx, say, services
 from consumers.delivery import webhook_body
 from disparo.schemas import DispatchJob, OrderEvent, Rule, dispatch_id_for, generate_secret
 from disparo.settings import KernelSettings
@@ -95,11 +95,14 @@ def main() -> None:
         home = Path(tmp)
         with broker(home) as bootstrap, services(bootstrap, home, args.workers) as svc:
             say(f"bootstrap {bootstrap}")
-            created = httpx.post(
-                f"{svc.api}/api/v1/rules",
-                timeout=30,
-                json={"name": "bench", "event_types": ["*"], "url": f"{receiver.url}/hook"},
-            ).json()
+            created = (
+                svc.client()
+                .post(
+                    f"{svc.api}/api/v1/rules",
+                    json={"name": "bench", "event_types": ["*"], "url": f"{receiver.url}/hook"},
+                )
+                .json()
+            )
             _wait_rule(svc.dispatcher, created["id"])
             publisher = Publisher(
                 KernelSettings(kafka_bootstrap=bootstrap, topic_prefix="bench.", home=home)
@@ -116,7 +119,7 @@ def main() -> None:
             published = time.time()
             say(f"published in {published - started:.1f}s; waiting for {n} attempt rows ...")
             cpu_before = svc.cpu()
-            total = _wait_rows(svc.api, n, timeout_s=max(120, n / 100))
+            total = _wait_rows(svc, n, timeout_s=max(120, n / 100))
             finished = time.time()
             cpu = {k: v - cpu_before.get(k, 0.0) for k, v in svc.cpu().items()}
             time.sleep(1.5)  # nginx flushes its access log every second
@@ -124,7 +127,7 @@ def main() -> None:
             paced = make_events(args.paced_rate * args.paced_seconds)
             say(f"latency phase: {len(paced)} events at {args.paced_rate}/s ...")
             paced_sent = _publish_paced(publisher, paced, args.paced_rate, created["id"])
-            _wait_rows(svc.api, n + len(paced), timeout_s=120)
+            _wait_rows(svc, n + len(paced), timeout_s=120)
             publisher.close()
         time.sleep(1.5)
         paced_latencies = _latencies(receiver.access_log, paced_sent)
@@ -191,11 +194,12 @@ def _wait_rule(dispatcher: str, rule_id: int) -> None:
     raise SystemExit("the dispatcher never applied the bench rule")
 
 
-def _wait_rows(api: str, n: int, timeout_s: float) -> int:
+def _wait_rows(svc: Services, n: int, timeout_s: float) -> int:
     deadline = time.monotonic() + timeout_s
     total, last_report = 0, 0.0
+    client = svc.client()
     while time.monotonic() < deadline:
-        total = httpx.get(f"{api}/api/v1/dispatches/summary", timeout=30).json()["total"]
+        total = client.get(f"{svc.api}/api/v1/dispatches/summary").json()["total"]
         if total >= n:
             return int(total)
         if time.monotonic() - last_report > 5:

@@ -13,10 +13,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from deploy.local.broker import free_port, temporary_broker
 from deploy.local.processes import ProcessTable
-from disparo.kafka import ensure_topics
+from disparo.access import new_key
+from disparo.kafka import ensure_topics, make_producer
+from disparo.keys import publish_key
 from disparo.settings import KernelSettings
+from disparo.topics import Topics
 
 DISPARO = str(Path(sys.executable).with_name("disparo"))
 NGINX_CONF = """
@@ -82,6 +87,11 @@ class Services:
     dispatcher: str
     table: ProcessTable
     env: dict[str, str]
+    key: str  # an admin API key
+
+    def client(self, timeout_s: float = 30) -> httpx.Client:
+        """An HTTP client signed in with the admin key."""
+        return httpx.Client(headers={"Authorization": f"Bearer {self.key}"}, timeout=timeout_s)
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds per running process of the stack (Kafka included when in the table)."""
@@ -116,7 +126,12 @@ def services(
             **extra_env,
         }
     )
-    ensure_topics(KernelSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix, home=home))
+    settings = KernelSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix, home=home)
+    ensure_topics(settings)
+    key, record = new_key("bench-admin", "admin")
+    producer = make_producer(settings, client_id="bench-keys")
+    publish_key(producer, Topics(prefix).api_keys, record)
+    producer.close(10)
     table = table or ProcessTable(home / "run")
     names = ["analytics", "dispatcher"] + [f"worker-{i}" for i in range(workers)]
     try:
@@ -127,6 +142,7 @@ def services(
             f"http://127.0.0.1:{ports['dispatcher']}",
             table,
             env,
+            key,
         )
         table.wait_http("analytics", f"{svc.api}/readyz", 90)
         table.wait_http("dispatcher", f"{svc.dispatcher}/healthz", 90)

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import Nginx, broker, nginx, say, services
+from bench.harness import Nginx, Services, broker, nginx, say, services
 from disparo.schemas import now_utc
 from disparo.settings import KernelSettings
 from producers.publish import Publisher
@@ -90,7 +90,7 @@ def machine_busy_s() -> float:
 class PhaseCPU:
     """CPU seconds per stack process and for the whole machine, phase by phase."""
 
-    def __init__(self, svc: Any) -> None:
+    def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.rows: list[str] = []
         self.mark()
@@ -106,8 +106,9 @@ class PhaseCPU:
         self.before = now
 
 
-def rule(api: str, dispatcher: str, **fields: Any) -> None:
-    created = httpx.post(f"{api}/api/v1/rules", json=fields, timeout=30).json()
+def rule(svc: Services, **fields: Any) -> None:
+    created = svc.client().post(f"{svc.api}/api/v1/rules", json=fields).json()
+    dispatcher = svc.dispatcher
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         rules = httpx.get(f"{dispatcher}/rules", timeout=5).json()["rules"]
@@ -130,7 +131,7 @@ def main() -> None:
         services(bootstrap, Path(tmp)) as svc,
     ):
         publisher = Publisher(KernelSettings(kafka_bootstrap=bootstrap, topic_prefix="bench."))
-        rule(svc.api, svc.dispatcher, name="healthy", event_types=["*"], url=f"{receiver.url}/h")
+        rule(svc, name="healthy", event_types=["*"], url=f"{receiver.url}/h")
         cpu = PhaseCPU(svc)
         say(f"phase 1: {args.events} events to the healthy endpoint alone ...")
         publisher.publish_many(events(args.events, "bench.solo"))
@@ -138,7 +139,7 @@ def main() -> None:
         cpu.phase("phase 1", args.events)
         for n in range(4):
             url = f"{others.url}/busy{n}"
-            rule(svc.api, svc.dispatcher, name=f"busy-{n}", event_types=["bench.busy"], url=url)
+            rule(svc, name=f"busy-{n}", event_types=["bench.busy"], url=url)
         cpu.mark()
         say(f"phase 2: {args.events} events to it and to four more healthy rules ...")
         publisher.publish_many(events(args.events, "bench.busy"))
@@ -147,8 +148,7 @@ def main() -> None:
         for n, listener in enumerate(hanging):
             url = f"{listener.url}/hang"
             rule(
-                svc.api,
-                svc.dispatcher,
+                svc,
                 name=f"hang-{n}",
                 event_types=["bench.mixed"],
                 url=url,

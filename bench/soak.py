@@ -113,9 +113,10 @@ def publish_load(
     return sent
 
 
-def watch_probes(api: str, timeline: Timeline, stop: threading.Event) -> None:
+def watch_probes(svc: Services, timeline: Timeline, stop: threading.Event) -> None:
     """Look up each probe not seen yet by its order number, once a second."""
-    with httpx.Client(timeout=5) as client:
+    api = svc.api
+    with svc.client(5) as client:
         while not stop.wait(1.0):
             pending = [o for o in list(timeline.probes) if o not in timeline.seen]
             for order in pending:
@@ -190,10 +191,11 @@ def disrupt(
         say(f"{what} back after {time.time() - start:.1f} s")
 
 
-def read_rows(api: str) -> list[dict[str, Any]]:
+def read_rows(svc: Services) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     cursor = None
-    with httpx.Client(timeout=60) as client:
+    api = svc.api
+    with svc.client(60) as client:
         while True:
             params: dict[str, Any] = {"limit": 500}
             if cursor:
@@ -205,12 +207,13 @@ def read_rows(api: str) -> list[dict[str, Any]]:
                 return rows
 
 
-def settle(api: str, expected: int, timeout_s: float = 300) -> None:
+def settle(svc: Services, expected: int, timeout_s: float = 300) -> None:
     """Wait until the row count reaches `expected` or stops moving for a minute."""
     last, moved = -1, time.monotonic()
     deadline = time.monotonic() + timeout_s
+    client = svc.client()
     while time.monotonic() < deadline:
-        total = int(httpx.get(f"{api}/api/v1/dispatches/summary", timeout=30).json()["total"])
+        total = int(client.get(f"{svc.api}/api/v1/dispatches/summary").json()["total"])
         if total >= expected:
             return
         if total != last:
@@ -258,15 +261,18 @@ def run(
     timeline: Timeline,
     settings: KernelSettings,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rule = httpx.post(
-        f"{svc.api}/api/v1/rules",
-        timeout=30,
-        json={"name": "soak", "event_types": ["*"], "url": f"{url}/hook"},
-    ).json()
+    rule = (
+        svc.client()
+        .post(
+            f"{svc.api}/api/v1/rules",
+            json={"name": "soak", "event_types": ["*"], "url": f"{url}/hook"},
+        )
+        .json()
+    )
     time.sleep(2)  # the dispatcher applies the rule
     stop = threading.Event()
     threads = [
-        threading.Thread(target=watch_probes, args=(svc.api, timeline, stop), daemon=True),
+        threading.Thread(target=watch_probes, args=(svc, timeline, stop), daemon=True),
         threading.Thread(target=watch_stages, args=(settings, timeline, stop), daemon=True),
         threading.Thread(
             target=disrupt, args=(node, table, svc, args.minutes, timeline), daemon=True
@@ -280,12 +286,12 @@ def run(
     publisher.close()
     threads[2].join()
     say(f"{len(events)} events published; waiting for their rows ...")
-    settle(svc.api, len(events))
+    settle(svc, len(events))
     time.sleep(3)
     stop.set()
     threads[0].join()
     threads[1].join()
-    rows = read_rows(svc.api)
+    rows = read_rows(svc)
     expected = {dispatch_id_for(uuid.UUID(e["event_id"]), rule["id"]) for e in events}
     return events, [r for r in rows if r["dispatch_id"] in expected]
 

@@ -144,6 +144,44 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from disparo.keys import KeyBook
+
+    book = KeyBook(load(KernelSettings))
+    try:
+        if args.action == "create":
+            secret, key = book.create(args.name, args.role, args.account)
+            print(f"created {key.id} ({key.name}, {key.role}); the key, shown only now:")
+            print(secret)
+        elif args.action == "revoke":
+            key = book.revoke(args.id)
+            print(f"revoked {key.id} ({key.name}) at {key.revoked_at}")
+        else:
+            print(f"{'id':22} {'name':24} {'role':10} {'created':26} revoked")
+            for key in book.view.all():
+                created = key.created_at.isoformat(timespec="seconds")
+                gone = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "-"
+                print(f"{key.id:22} {key.name:24} {key.role:10} {created:26} {gone}")
+    finally:
+        book.close()
+    return 0
+
+
+def _keys_parser(sub: Any) -> None:
+    from disparo.access import ROLES
+
+    keys = sub.add_parser("keys", help="create, list or revoke API keys")
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", required=True, help="who uses it; shown as the audit actor")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--account", help="limit the key to one account (not available yet)")
+    actions.add_parser("list", help="every key: id, name, role, created, revoked")
+    revoke = actions.add_parser("revoke", help="revoke a key (refused by the API within seconds)")
+    revoke.add_argument("id", help="the key id, e.g. key_0123456789abcdef")
+    keys.set_defaults(run=cmd_keys)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="disparo",
@@ -176,6 +214,7 @@ def parser() -> argparse.ArgumentParser:
     produce.add_argument("--payload", default="{}", help="JSON object")
     produce.add_argument("--file", help="JSON lines of OrderEvents ('-' for stdin)")
     produce.set_defaults(run=cmd_produce)
+    _keys_parser(sub)
     return p
 
 

@@ -39,6 +39,10 @@ class Topics:
         return f"{self.prefix}rules"
 
     @property
+    def api_keys(self) -> str:
+        return f"{self.prefix}api-keys"
+
+    @property
     def dispatch_jobs(self) -> str:
         return f"{self.prefix}dispatch-jobs"
 
@@ -66,6 +70,7 @@ class Topics:
         return [
             TopicSpec(self.order_events, p, dict(LARGE_MESSAGES)),
             TopicSpec(self.rules, 1, {"cleanup.policy": "compact"}),
+            TopicSpec(self.api_keys, 1, {"cleanup.policy": "compact"}),
             TopicSpec(self.dispatch_jobs, p, dict(LARGE_MESSAGES)),
             TopicSpec(self.resend, p, dict(LARGE_MESSAGES)),
             TopicSpec(self.outcomes, p, dict(LARGE_MESSAGES)),

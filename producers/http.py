@@ -7,12 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from pydantic import TypeAdapter, ValidationError
 
+from disparo.access import Permission
+from disparo.api_access import allow
 from disparo.errors import KafkaUnavailable
 from disparo.schemas import OrderEvent, describe
 from disparo.topics import MAX_EVENT_BYTES
 from producers.publish import Publisher
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], dependencies=[Depends(allow(Permission.INGEST))])
 MAX_EVENTS = 1000
 _events = TypeAdapter(list[OrderEvent])
 

@@ -10,10 +10,11 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from analytics.api import dispatches, health, resend, rules
+from analytics.api import audit, dispatches, health, keys, resend, rules
 from analytics.api.deps import Services
 from analytics.api.guards import BodyLimit, HostAllowlist, SecurityHeaders
 from analytics.errors import (
@@ -26,8 +27,11 @@ from analytics.errors import (
     StoreError,
     TooBroad,
 )
+from disparo.access import Permission
+from disparo.api_access import permission_of
 
 WEB = Path(__file__).resolve().parent.parent / "web"
+ROUTERS = (health.router, rules.router, dispatches.router, resend.router, keys.router, audit.router)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 # Domain errors to HTTP, in one place: routers and the code below them raise domain errors.
 STATUS_OF: tuple[tuple[type[AnalyticsError], int], ...] = (
@@ -60,9 +64,12 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     app.add_middleware(HostAllowlist, allowed=allowed_hosts)
     app.state.services = svc
+    app.state.keys = svc.keys  # read by every route's key check (disparo.api_access)
     for name, value in (extra_state or {}).items():
         setattr(app.state, name, value)
-    for router in (health.router, rules.router, dispatches.router, resend.router, *extra_routers):
+    routers = (*ROUTERS, *extra_routers)
+    _refuse_unguarded(routers)
+    for router in routers:
         app.include_router(router)
     _add_error_handlers(app)
 
@@ -73,6 +80,24 @@ def create_app(
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 
     return app
+
+
+def access_table(routers: Sequence[APIRouter]) -> list[tuple[str, str, Permission | None]]:
+    """(method, path, permission) of every `/api/` route of these routers."""
+    return [
+        (method, route.path, permission_of(route))
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/api/")
+        for method in sorted((route.methods or set()) - {"HEAD"})
+    ]
+
+
+def _refuse_unguarded(routers: Sequence[APIRouter]) -> None:
+    """Fail at start-up if an `/api/` route declares no permission (it would be open)."""
+    for method, path, permission in access_table(routers):
+        if permission is None:
+            raise RuntimeError(f"{method} {path} declares no permission (disparo.api_access.allow)")
 
 
 def _by_field(exc: RequestValidationError) -> dict[str, str]:
@@ -94,7 +119,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(AnalyticsError)
     async def domain_error(_: Request, exc: AnalyticsError) -> JSONResponse:

@@ -9,6 +9,7 @@ from fastapi import Request
 from kafka import KafkaProducer
 
 from analytics.store import Store
+from disparo.keys_view import KeysView
 from disparo.rules_view import RulesView
 from disparo.targets import AllowEntry
 from disparo.topics import Topics
@@ -16,10 +17,11 @@ from disparo.topics import Topics
 
 @dataclass
 class Services:
-    """The store, the rules view and the producer behind the API."""
+    """The store, the rules and keys views and the producer behind the API."""
 
     store: Store
     rules: RulesView
+    keys: KeysView
     producer: KafkaProducer
     topics: Topics
     ready: Callable[[], bool] | None = None

@@ -17,9 +17,11 @@ from fastapi.responses import StreamingResponse
 from analytics import queries, schema
 from analytics.api.deps import Services, services
 from analytics.errors import NotFound
+from disparo.access import Permission
+from disparo.api_access import allow
 from disparo.schemas import now_utc
 
-router = APIRouter(tags=["dispatches"])
+router = APIRouter(tags=["dispatches"], dependencies=[Depends(allow(Permission.READ))])
 FromQ = Annotated[datetime | None, Query(alias="from", description="RFC 3339; default 7 days ago")]
 ToQ = Annotated[datetime | None, Query(alias="to", description="RFC 3339; default now")]
 OrderQ = Annotated[str | None, Query(max_length=200, description="exact order number")]

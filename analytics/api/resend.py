@@ -7,18 +7,21 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends
 from kafka.errors import KafkaError
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from analytics import queries, schema
+from analytics import audit, queries, schema
 from analytics.api.deps import Services, services
 from analytics.errors import Conflict, KafkaRefused, NotFound, TooBroad
+from disparo.access import ApiKey, Permission
+from disparo.api_access import allow
 from disparo.limits import MAX_ATTEMPT
 from disparo.schemas import DeliveryTarget, DispatchJob, OrderEvent, now_utc
 
 router = APIRouter(tags=["resend"])
+Operator = Annotated[ApiKey, Depends(allow(Permission.RESEND))]
 RESENDS = Counter(
     "disparo_resends_total", "Dispatches queued for a manual resend, by request kind.", ["kind"]
 )
@@ -126,7 +129,9 @@ def _queue_rows(
 
 
 @router.post("/api/v1/resend", status_code=202)
-def resend(body: ResendRequest, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+def resend(
+    body: ResendRequest, actor: Operator, svc: Annotated[Services, Depends(services)]
+) -> dict[str, Any]:
     """Queue a new attempt of one dispatch, or of every dispatch of an order."""
     since = now_utc() - timedelta(days=schema.RETENTION_DAYS)
     sql, params = queries.resend_candidates(
@@ -149,14 +154,15 @@ def resend(body: ResendRequest, svc: Annotated[Services, Depends(services)]) -> 
         "narrow it with 'event_type' or 'rule_id', or use /api/v1/resend/bulk",
     )
     RESENDS.labels("dispatch" if body.dispatch_id else "order").inc(len(jobs))
+    target = body.dispatch_id or f"order:{body.order_id}"
+    request = body.model_dump(exclude_none=True)
+    audit.record(svc.store, actor, "resend", target, {"request": request, "queued": len(jobs)})
     return {"queued": len(jobs), "dispatch_ids": [j.dispatch_id for j in jobs]}
 
 
 @router.post("/api/v1/resend/bulk", status_code=202)
 def resend_bulk(
-    body: BulkResendRequest,
-    svc: Annotated[Services, Depends(services)],
-    x_disparo_user: Annotated[str, Header(max_length=200)] = "anonymous",
+    body: BulkResendRequest, actor: Operator, svc: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     """Queue a new attempt of every final-failed dispatch matching the filter; recorded."""
     period = queries.Period.parse(body.start, body.end, now_utc())
@@ -181,7 +187,7 @@ def resend_bulk(
             {
                 "requested_at": now_utc(),
                 "request_id": request_id,
-                "requested_by": x_disparo_user,
+                "requested_by": actor.name,
                 "filter": json.dumps(
                     body.model_dump(mode="json", by_alias=True, exclude_none=True)
                 ),
@@ -190,4 +196,7 @@ def resend_bulk(
         ],
         dedup_token=request_id,
     )
+    request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
+    details = {"request": request, "queued": len(jobs), "request_id": request_id}
+    audit.record(svc.store, actor, "resend.bulk", request_id, details)
     return {"queued": len(jobs), "request_id": request_id}

@@ -8,14 +8,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 from pydantic import Field, field_validator
 
-from analytics import rules_topic
+from analytics import audit, rules_topic
 from analytics.api.deps import Services, services
 from analytics.errors import Conflict, InvalidField, NotFound
+from disparo.access import ApiKey, Permission
+from disparo.api_access import allow
 from disparo.limits import headers_problem, url_problem
 from disparo.schemas import Rule, RuleFields, check_secret, generate_secret, now_utc
 from disparo.targets import url_refusal
 
 router = APIRouter(tags=["rules"])
+MASKED = "********"  # how every header value reads back; sent back, it keeps the value
+Admin = Annotated[ApiKey, Depends(allow(Permission.MANAGE))]
 _id_lock = threading.Lock()
 FIRST_RULE_ID = 1000
 
@@ -69,10 +73,19 @@ def masked(secret: str) -> str:
 
 
 def view(rule: Rule, reveal: bool = False) -> dict[str, Any]:
-    """The API form of a rule; the secret only in full when just created."""
+    """The API form of a rule: header values masked; the secret in full only when created."""
     out = rule.model_dump(mode="json")
     out["secret"] = rule.secret if reveal else masked(rule.secret)
+    out["headers"] = dict.fromkeys(rule.headers, MASKED)
     return out
+
+
+def kept_headers(sent: dict[str, str], current: dict[str, str]) -> dict[str, str]:
+    """Headers of an update: a value sent back masked keeps the value the rule has."""
+    return {
+        name: current[name] if value == MASKED and name in current else value
+        for name, value in sent.items()
+    }
 
 
 def write_rule(svc: Services, rule_id: int, value: bytes | None) -> None:
@@ -95,7 +108,9 @@ def _found(svc: Services, rule_id: int) -> Rule:
 
 
 @router.post("/api/v1/rules", status_code=201)
-def create_rule(body: RuleCreate, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+def create_rule(
+    body: RuleCreate, actor: Admin, svc: Annotated[Services, Depends(services)]
+) -> dict[str, Any]:
     """Create a rule; the response is the only place its secret is shown in full."""
     with _id_lock:
         taken = {r.id for r in svc.rules.all()}
@@ -108,44 +123,53 @@ def create_rule(body: RuleCreate, svc: Annotated[Services, Depends(services)]) -
             id=rule_id, secret=body.secret or generate_secret(), activated_at=now_utc(), **fields
         )
         write_rule(svc, rule.id, rule.model_dump_json().encode())
+    audit.record(svc.store, actor, "rule.create", str(rule.id), {"after": view(rule)})
     return view(rule, reveal=True)
 
 
-@router.get("/api/v1/rules")
+@router.get("/api/v1/rules", dependencies=[Depends(allow(Permission.READ))])
 def list_rules(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
-    """Every rule, secrets masked."""
+    """Every rule; secrets and header values masked."""
     return {"items": [view(r) for r in svc.rules.all()]}
 
 
-@router.get("/api/v1/rules/{rule_id}")
+@router.get("/api/v1/rules/{rule_id}", dependencies=[Depends(allow(Permission.READ))])
 def get_rule(rule_id: int, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
-    """One rule, secret masked."""
+    """One rule; secret and header values masked."""
     return view(_found(svc, rule_id))
 
 
 @router.put("/api/v1/rules/{rule_id}")
 def update_rule(
-    rule_id: int, body: RuleUpdate, svc: Annotated[Services, Depends(services)]
+    rule_id: int, body: RuleUpdate, actor: Admin, svc: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     """Replace a rule's fields (activate/deactivate with `active`)."""
     current = _found(svc, rule_id)
     _check_target(svc, body)
-    fields = body.model_dump(exclude={"secret"})
+    fields = body.model_dump(exclude={"secret", "headers"})
     reason = None if body.active else current.deactivated_reason
     rule = Rule(
         id=rule_id,
         secret=body.secret or current.secret,
+        headers=kept_headers(body.headers, current.headers),
         deactivated_reason=reason,
         activated_at=now_utc() if body.active and not current.active else current.activated_at,
         **fields,
     )
     write_rule(svc, rule_id, rule.model_dump_json().encode())
+    details: dict[str, Any] = {"before": view(current), "after": view(rule)}
+    if rule.secret != current.secret:
+        details["secret_replaced"] = True
+    audit.record(svc.store, actor, "rule.update", str(rule_id), details)
     return view(rule)
 
 
 @router.delete("/api/v1/rules/{rule_id}", status_code=204)
-def delete_rule(rule_id: int, svc: Annotated[Services, Depends(services)]) -> Response:
+def delete_rule(
+    rule_id: int, actor: Admin, svc: Annotated[Services, Depends(services)]
+) -> Response:
     """Delete a rule (a tombstone on the compacted topic)."""
-    _found(svc, rule_id)
+    current = _found(svc, rule_id)
     write_rule(svc, rule_id, None)
+    audit.record(svc.store, actor, "rule.delete", str(rule_id), {"before": view(current)})
     return Response(status_code=204)

@@ -11,7 +11,10 @@ const state = {
   lang: localStorage.getItem("disparo.lang") || (navigator.language.startsWith("pt") ? "pt-BR" : "en"),
   tab: "failure", order: "", reason: "", rule: "", from: "", to: "",
   cursors: [null], page: 0, nextCursor: null, rules: [], fresh: new Set(), listToken: 0, countsToken: 0, breakdownToken: 0,
+  key: sessionStorage.getItem("disparo.key") || "", me: null,
 };
+// What each role may do, as the API's `may` says; controls marked data-needs hide otherwise.
+const may = (what) => Boolean(state.me && state.me.may.includes(what));
 
 const tr = (key, vars) => t(state.lang, key, vars);
 const num = (n) => new Intl.NumberFormat(state.lang).format(n);
@@ -42,10 +45,20 @@ function periodParams() {
 }
 
 // ---- API ---------------------------------------------------------------------------------
+// The key goes in the Authorization header of every call (never a cookie: no CSRF).
+async function call(path, options = {}) {
+  const headers = { "content-type": "application/json", ...(options.headers || {}) };
+  if (state.key) headers.authorization = `Bearer ${state.key}`;
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401 && state.me) {
+    const body = await response.clone().json().catch(() => null);
+    signOut(tr("signedOut", { message: (body && body.error) || "401" }));
+  }
+  return response;
+}
+
 async function api(path, options = {}) {
-  const response = await fetch(path, {
-    ...options, headers: { "content-type": "application/json", ...(options.headers || {}) },
-  });
+  const response = await call(path, options);
   const body = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) {
     const error = new Error((body && body.error) || `HTTP ${response.status}`);
@@ -54,6 +67,43 @@ async function api(path, options = {}) {
     throw error;
   }
   return body;
+}
+
+// ---- sign-in -----------------------------------------------------------------------------
+function showSignIn(message) {
+  $$("main > section").forEach((s) => { s.hidden = s.id !== "signin-view"; });
+  $("#sidebar").hidden = true;
+  $("#who").hidden = $("#sign-out").hidden = true;
+  $("#signin-error").textContent = message || "";
+  $("#signin-form").elements.api_key.focus();
+}
+
+function signOut(message) {
+  state.key = "";
+  state.me = null;
+  sessionStorage.removeItem("disparo.key");
+  showSignIn(message);
+}
+
+async function signIn(key) {
+  state.key = key;
+  try {
+    state.me = await api("/api/v1/me");
+  } catch (error) {
+    state.key = "";
+    return showSignIn(tr("keyRejected", { message: error.message }));
+  }
+  if (!may("read")) {
+    state.key = "";
+    state.me = null;
+    return showSignIn(tr("publisherOnly"));
+  }
+  sessionStorage.setItem("disparo.key", key);
+  $("#sidebar").hidden = false;
+  $("#who").textContent = tr("signedInAs", { name: state.me.name, role: state.me.role });
+  $("#who").hidden = $("#sign-out").hidden = false;
+  $$("[data-needs]").forEach((node) => { node.hidden = !may(node.dataset.needs); });
+  route();
 }
 const query = (params) => new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v !== null && v !== undefined)).toString();
 
@@ -64,15 +114,24 @@ function writeHash() {
   if (location.hash !== hash) history.replaceState(null, "", hash);
 }
 
+function showView(id) {
+  $$("main > section").forEach((s) => { s.hidden = s.id !== id; });
+}
+
 function route() {
+  if (!state.me) return;
   const [path, search] = (location.hash.slice(1) || "/webhooks").split("?");
   const parts = path.split("/").filter(Boolean);
   $("#sidebar").classList.remove("open");
   $$(".nav-item").forEach((a) => a.classList.toggle("active", a.dataset.nav === (parts[0] || "webhooks")));
   if (parts[0] === "rules") {
-    $("#webhooks-view").hidden = true;
-    $("#rules-view").hidden = false;
-    loadRules().then(() => { if (parts[1]) openRule(Number(parts[1])); });
+    showView("rules-view");
+    loadRules().then(() => { if (parts[1] && may("manage")) openRule(Number(parts[1])); });
+    return;
+  }
+  if (parts[0] === "audit") {
+    showView("audit-view");
+    loadAudit();
     return;
   }
   const params = new URLSearchParams(search || "");
@@ -82,8 +141,7 @@ function route() {
   state.rule = params.get("rule") || "";
   state.from = params.get("from") || state.from || isoDay(addDays(new Date(), -6));
   state.to = params.get("to") || state.to || isoDay(new Date());
-  $("#webhooks-view").hidden = false;
-  $("#rules-view").hidden = true;
+  showView("webhooks-view");
   refresh();
 }
 
@@ -318,6 +376,55 @@ function watchForResend(order, dispatchIds, sentAt) {
   setTimeout(poll, 500);
 }
 
+// The export link names the CSV; the download goes through fetch so it carries the key.
+async function exportCsv(event) {
+  event.preventDefault();
+  const link = event.currentTarget;
+  try {
+    const response = await call(link.getAttribute("href"));
+    if (!response.ok) throw new Error(((await response.json().catch(() => null)) || {}).error || `HTTP ${response.status}`);
+    const url = URL.createObjectURL(await response.blob());
+    const save = el("a", { href: url, download: "dispatches.csv" });
+    document.body.append(save);
+    save.click();
+    save.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (error) {
+    toast(tr("errorLoading", { message: error.message }));
+  }
+}
+
+// ---- audit -------------------------------------------------------------------------------
+const short = (v) => (typeof v === "string" ? v : JSON.stringify(v));
+
+// One line a person reads first: what changed; the whole record stays one click away.
+function auditSummary(d) {
+  if (d.before && d.after) {
+    const changed = Object.keys(d.after).filter((k) => k !== "activated_at" && short(d.before[k]) !== short(d.after[k]));
+    const parts = changed.map((k) => `${k}: ${short(d.before[k])} → ${short(d.after[k])}`);
+    if (d.secret_replaced) parts.push("secret replaced");
+    return parts.join("; ") || "—";
+  }
+  const rule = d.after || d.before;
+  if (rule) return `${rule.name} · ${rule.url}`;
+  return Object.entries(d).map(([k, v]) => `${k}: ${short(v)}`).join("; ");
+}
+async function loadAudit() {
+  showState("#audit-state", tr("loading"), "loading");
+  try {
+    const page = await api("/api/v1/audit?limit=200");
+    if (page.items.length) hideState("#audit-state"); else showState("#audit-state", tr("auditEmpty"), "empty");
+    $("#audit-rows").replaceChildren(...page.items.map((a) => el("tr", { "data-action": a.action },
+      el("td", { "data-label": tr("at"), text: when(a.at) }), el("td", { "data-label": tr("actor"), text: a.actor }),
+      el("td", { "data-label": tr("action"), text: a.action }), el("td", { "data-label": tr("target"), text: a.target }),
+      el("td", { "data-label": tr("details") }, el("details", {}, el("summary", { text: auditSummary(a.details) }),
+        el("pre", { class: "details", text: JSON.stringify(a.details, null, 1) }))))));
+  } catch (error) {
+    $("#audit-rows").replaceChildren();
+    showState("#audit-state", tr("errorLoading", { message: error.message }), "error", loadAudit);
+  }
+}
+
 // ---- rules -------------------------------------------------------------------------------
 async function fetchRules() {
   state.rules = (await api("/api/v1/rules")).items;
@@ -339,9 +446,9 @@ async function loadRules() {
 function ruleRow(rule) {
   const status = el("span", { title: rule.deactivated_reason ? tr("deactivatedBecause", { reason: rule.deactivated_reason }) : null },
     el("span", { class: `dot ${rule.active ? "success" : "inactive"}` }), tr(rule.active ? "active" : "inactive"));
-  const actions = el("td", {},
+  const actions = may("manage") ? el("td", {},
     el("button", { "data-testid": "rule-edit", onclick: () => openRule(rule.id), text: tr("edit") }), " ",
-    el("button", { "data-testid": "rule-toggle", onclick: () => toggleRule(rule), text: tr(rule.active ? "deactivate" : "activate") }));
+    el("button", { "data-testid": "rule-toggle", onclick: () => toggleRule(rule), text: tr(rule.active ? "deactivate" : "activate") })) : el("td");
   return el("tr", { "data-rule-id": rule.id },
     el("td", { "data-label": "ID", text: String(rule.id) }), el("td", { "data-label": tr("name"), text: rule.name }),
     el("td", { "data-label": tr("eventTypes"), text: rule.event_types.join(", ") }),
@@ -477,9 +584,18 @@ function wire() {
     if (target.close) target.close(); else target.hidden = true;
   }));
   $(".menu-toggle").addEventListener("click", () => $("#sidebar").classList.toggle("open"));
+  $("#export").addEventListener("click", exportCsv);
+  $("#signin-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = e.target.elements.api_key.value.trim();
+    if (!key) return showSignIn(tr("keyRequired"));
+    e.target.elements.api_key.value = "";
+    signIn(key);
+  });
+  $("#sign-out").addEventListener("click", () => signOut(""));
   window.addEventListener("hashchange", route);
 }
 
 wire();
 applyLanguage();
-route();
+if (state.key) signIn(state.key); else showSignIn("");

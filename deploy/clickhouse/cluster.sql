@@ -58,3 +58,22 @@ SETTINGS replicated_deduplication_window = 1000;
 CREATE TABLE IF NOT EXISTS disparo.resend_requests ON CLUSTER 'disparo' AS disparo.resend_requests_local
 ENGINE = Distributed('disparo', 'disparo', 'resend_requests_local', rand());
 
+CREATE TABLE IF NOT EXISTS disparo.audit_local ON CLUSTER 'disparo' (
+    at         DateTime64(3, 'UTC'),
+    audit_id   UUID,
+    actor      String COMMENT 'the name of the key that acted',
+    key_id     String,
+    account_id String,
+    action     LowCardinality(String),
+    target     String,
+    details    String CODEC(ZSTD(3)) COMMENT 'JSON; secrets masked'
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/disparo/audit_local', '{replica}')
+PARTITION BY toYYYYMM(at)
+ORDER BY (at, audit_id)
+TTL toDateTime(at) + INTERVAL 365 DAY
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS disparo.audit ON CLUSTER 'disparo' AS disparo.audit_local
+ENGINE = Distributed('disparo', 'disparo', 'audit_local', rand());
+

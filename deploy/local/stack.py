@@ -14,10 +14,12 @@ from deploy.local.broker import KafkaNode, provision_jars
 from deploy.local.processes import ProcessTable
 from disparo.errors import DisparoError
 from disparo.kafka import ensure_topics
+from disparo.keys import KeyBook
 from disparo.settings import KernelSettings
 
 SERVICES = ("analytics", "dispatcher", "worker")
 DEMO_RECEIVER_PORT = 8090
+ADMIN_KEY_FILE = "admin.key"
 
 
 def say(text: str) -> None:
@@ -66,6 +68,7 @@ def up(settings: KernelSettings, api_port: int, demo_data: bool = True) -> None:
     node.wait_ready(90)
     created = ensure_topics(settings)
     say(f"topics ready ({len(created)} created)")
+    admin_key = _admin_key(settings)
     env = service_env(settings)
     exe = str(Path(sys.executable).with_name("disparo"))
     for name in SERVICES:
@@ -78,24 +81,55 @@ def up(settings: KernelSettings, api_port: int, demo_data: bool = True) -> None:
     dispatcher_port = os.environ.get("DISPARO_DISPATCHER_PORT", "8081")
     table.wait_http("dispatcher", f"http://127.0.0.1:{dispatcher_port}/healthz", 90)
     if demo_data:
-        _demo(table, env, exe, api_port)
+        _demo(table, env, exe, api_port, admin_key)
     say(f"up. Management page: http://127.0.0.1:{api_port}/  API: http://127.0.0.1:{api_port}/docs")
+    key_file = settings.home / ADMIN_KEY_FILE
+    say(f"sign in with the admin key in {key_file}; with curl:")
+    say(
+        f'  curl -H "Authorization: Bearer $(cat {key_file})" '
+        f"http://127.0.0.1:{api_port}/api/v1/rules"
+    )
     say(f"logs and pids under {table.run_dir}; stop everything with `make down`")
 
 
-def _demo(table: ProcessTable, env: dict[str, str], exe: str, api_port: int) -> None:
+def _admin_key(settings: KernelSettings) -> str:
+    """The local stack's admin key: made on the first run, kept in $DISPARO_HOME (0600)."""
+    path = settings.home / ADMIN_KEY_FILE
+    book = KeyBook(settings)
+    try:
+        if path.exists():
+            secret = path.read_text().strip()
+            book.ensure(secret, "admin", "admin")  # Kafka's data may have been wiped
+            return secret
+        secret, key = book.create("admin", "admin")
+    finally:
+        book.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    say(f"created admin key {key.id}, written to {path} (readable by you only)")
+    return secret
+
+
+def _demo(
+    table: ProcessTable, env: dict[str, str], exe: str, api_port: int, admin_key: str
+) -> None:
     if table.pid("demo-receiver") is None:
         table.start("demo-receiver", [exe, "demo-receiver", "--port", str(DEMO_RECEIVER_PORT)], env)
     receiver = f"http://127.0.0.1:{DEMO_RECEIVER_PORT}"
     table.wait_http("demo-receiver", f"{receiver}/healthz", 30)
-    api = f"http://127.0.0.1:{api_port}/api/v1"
-    existing = {r["name"] for r in httpx.get(f"{api}/rules", timeout=10).json()["items"]}
+    api = httpx.Client(
+        base_url=f"http://127.0.0.1:{api_port}/api/v1",
+        headers={"Authorization": f"Bearer {admin_key}"},
+        timeout=30,
+    )
+    existing = {r["name"] for r in api.get("/rules").raise_for_status().json()["items"]}
     for rule in demo.demo_rules(receiver):
         if rule["name"] not in existing:
-            created = httpx.post(f"{api}/rules", json=rule, timeout=30)
-            created.raise_for_status()
+            created = api.post("/rules", json=rule).raise_for_status()
             say(f"demo rule {created.json()['id']}: {rule['name']}")
-    sent = httpx.post(f"{api}/events", json=demo.demo_events(), timeout=30)
+    sent = api.post("/events", json=demo.demo_events())
     sent.raise_for_status()
     say(f"published {sent.json()['accepted']} demo events (half go to a failing endpoint)")
 
@@ -125,7 +159,7 @@ def status(settings: KernelSettings, api_port: int, groups: dict[str, list[str]]
     for group, lag in group_lags(settings, groups).items():
         print(f"  {group:30} {lag if lag is not None else 'unknown (Kafka not reachable)'}")
     print("last minute")
-    print(f"  {_last_minute(api_port)}")
+    print(f"  {_last_minute(api_port, _known_key(settings))}")
     return 0 if running == len(names) else 1
 
 
@@ -152,14 +186,28 @@ def group_lags(settings: KernelSettings, groups: dict[str, list[str]]) -> dict[s
         admin.close()
 
 
-def _last_minute(api_port: int) -> str:
+def _known_key(settings: KernelSettings) -> str | None:
+    """A key to read the API with: `DISPARO_API_KEY`, else the local stack's admin key."""
+    path = settings.home / ADMIN_KEY_FILE
+    return os.environ.get("DISPARO_API_KEY") or (
+        path.read_text().strip() if path.exists() else None
+    )
+
+
+def _last_minute(api_port: int, key: str | None) -> str:
+    if key is None:
+        return f"unknown (no API key: set DISPARO_API_KEY or run `make up` for {ADMIN_KEY_FILE})"
     since = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     try:
-        summary = httpx.get(
+        answer = httpx.get(
             f"http://127.0.0.1:{api_port}/api/v1/dispatches/summary",
             params={"from": since},
+            headers={"Authorization": f"Bearer {key}"},
             timeout=5,
-        ).json()
+        )
+        if answer.status_code != 200:
+            return f"unknown (the API answered {answer.status_code}: {answer.text[:200]})"
+        summary = answer.json()
     except (httpx.HTTPError, ValueError):
         return "unknown (the management API does not answer)"
     return (

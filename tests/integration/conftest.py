@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -18,7 +19,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from deploy.local.broker import free_port, temporary_broker
 from deploy.local.processes import ProcessTable
-from disparo.kafka import ensure_topics
+from disparo.access import Role, new_key
+from disparo.kafka import ensure_topics, make_producer
+from disparo.keys import publish_key
 from disparo.ops_http import STACKS_PATH
 from disparo.schemas import dispatch_id_for, now_utc
 from disparo.settings import KernelSettings
@@ -135,13 +138,19 @@ class Stack:
     env: dict[str, str]
     worker: str = ""
     names: list[str] = field(default_factory=list)
+    key: str = ""  # an admin API key
 
     @property
     def topics(self) -> Topics:
         return Topics(self.settings.topic_prefix)
 
+    @functools.cached_property
+    def http(self) -> httpx.Client:
+        """An HTTP client that signs in with the stack's admin key."""
+        return httpx.Client(headers=bearer(self.key), timeout=30)
+
     def create_rule(self, **fields: Any) -> dict[str, Any]:
-        response = httpx.post(f"{self.api}/api/v1/rules", json=fields, timeout=30)
+        response = self.http.post(f"{self.api}/api/v1/rules", json=fields, timeout=30)
         assert response.status_code == 201, response.text
         created: dict[str, Any] = response.json()
         return created
@@ -162,7 +171,7 @@ class Stack:
         eventually(applied, timeout_s, f"dispatcher to apply rule {rule_id} active={active}")
 
     def dispatches(self, **params: Any) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.api}/api/v1/dispatches", params=params, timeout=10)
+        response = self.http.get(f"{self.api}/api/v1/dispatches", params=params, timeout=10)
         assert response.status_code == 200, response.text
         items: list[dict[str, Any]] = response.json()["items"]
         return items
@@ -173,7 +182,7 @@ class Stack:
         cursor = None
         while True:
             query = {"limit": 500, **params, **({"cursor": cursor} if cursor else {})}
-            page = httpx.get(f"{self.api}/api/v1/dispatches", params=query, timeout=30).json()
+            page = self.http.get(f"{self.api}/api/v1/dispatches", params=query, timeout=30).json()
             rows.extend(page["items"])
             cursor = page["next_cursor"]
             if cursor is None:
@@ -200,11 +209,13 @@ class Stack:
 
     def total(self) -> int:
         """The summary's total attempts over the default period."""
-        summary = httpx.get(f"{self.api}/api/v1/dispatches/summary", timeout=30).json()
+        summary = self.http.get(f"{self.api}/api/v1/dispatches/summary", timeout=30).json()
         return int(summary["total"])
 
     def rule(self, rule_id: int) -> dict[str, Any]:
-        found: dict[str, Any] = httpx.get(f"{self.api}/api/v1/rules/{rule_id}", timeout=10).json()
+        found: dict[str, Any] = self.http.get(
+            f"{self.api}/api/v1/rules/{rule_id}", timeout=10
+        ).json()
         return found
 
     def restart(self, name: str) -> None:
@@ -214,6 +225,21 @@ class Stack:
 
     def log_tail(self, name: str, chars: int = 4000) -> str:
         return self.table.log_file(name).read_text(errors="replace")[-chars:]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def add_key(settings: KernelSettings, name: str, role: Role) -> str:
+    """A new API key of `role`, published to the stack's api-keys topic."""
+    secret, record = new_key(name, role)
+    producer = make_producer(settings, client_id="test-keys")
+    try:
+        publish_key(producer, Topics(settings.topic_prefix).api_keys, record)
+    finally:
+        producer.close(10)
+    return secret
 
 
 @pytest.fixture
@@ -256,6 +282,7 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
         topic_replication=int(env.get("DISPARO_TOPIC_REPLICATION", "1")),
     )
     ensure_topics(settings)
+    key = add_key(settings, "test-admin", "admin")
     table = ProcessTable(tmp_path / "run")
     names = ["analytics", "dispatcher", "worker"]
     publisher = Publisher(settings)
@@ -268,7 +295,7 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
         table.wait_http("analytics", f"{api}/readyz", 90)
         table.wait_http("dispatcher", f"{dispatcher}/healthz", 90)
         table.wait_http("worker", f"{worker}/readyz", 90)
-        yield Stack(settings, api, dispatcher, table, publisher, env, worker, names)
+        yield Stack(settings, api, dispatcher, table, publisher, env, worker, names, key)
     finally:
         publisher.close()
         urls = {"analytics": api, "dispatcher": dispatcher, "worker": worker}

@@ -24,7 +24,7 @@ def test_http_ingest_accepts_a_list_and_every_event_is_delivered(
         name="invoices", event_types=["pre_invoice.created"], url=f"{receiver.url}/ok"
     )
     events = [order_event(f"ORD-H-{i}", "pre_invoice.created") for i in range(5)]
-    response = httpx.post(f"{stack.api}/api/v1/events", json=events, timeout=30)
+    response = stack.http.post(f"{stack.api}/api/v1/events", json=events, timeout=30)
     assert response.status_code == 202
     assert response.json()["accepted"] == 5
     got = receiver.wait_for("/ok", 5)
@@ -36,7 +36,7 @@ def test_http_ingest_accepts_a_list_and_every_event_is_delivered(
 
 def test_pagination_walks_every_row_once_with_the_cursor(stack: Stack, receiver: Receiver) -> None:
     stack.active_rule(name="pages", event_types=["*"], url=f"{receiver.url}/ok")
-    posted = httpx.post(
+    posted = stack.http.post(
         f"{stack.api}/api/v1/events", json=[order_event(f"P-{i}") for i in range(7)], timeout=30
     )
     assert posted.status_code == 202, posted.text
@@ -44,7 +44,7 @@ def test_pagination_walks_every_row_once_with_the_cursor(stack: Stack, receiver:
     seen, cursor = [], None
     while True:
         params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
-        page = httpx.get(f"{stack.api}/api/v1/dispatches", params=params, timeout=10).json()
+        page = stack.http.get(f"{stack.api}/api/v1/dispatches", params=params, timeout=10).json()
         seen.extend(item["attempt_id"] for item in page["items"])
         cursor = page["next_cursor"]
         if cursor is None:
@@ -60,16 +60,19 @@ def test_rule_secret_is_shown_once_then_masked_and_rules_can_be_deleted(stack: S
     )
     assert created["secret"] == secret
     assert created["id"] >= 1000
-    fetched = httpx.get(f"{stack.api}/api/v1/rules/{created['id']}", timeout=10).json()
+    fetched = stack.http.get(f"{stack.api}/api/v1/rules/{created['id']}", timeout=10).json()
     assert fetched["secret"] != secret
     assert fetched["secret"].endswith("…")
-    listed = httpx.get(f"{stack.api}/api/v1/rules", timeout=10).json()["items"]
+    listed = stack.http.get(f"{stack.api}/api/v1/rules", timeout=10).json()["items"]
     assert [r["id"] for r in listed] == [created["id"]]
     generated = stack.create_rule(name="g", event_types=["*"], url="https://example.com/g")
     assert generated["secret"].startswith("whsec_")
     assert generated["id"] == created["id"] + 1
-    assert httpx.delete(f"{stack.api}/api/v1/rules/{created['id']}", timeout=30).status_code == 204
-    gone = httpx.get(f"{stack.api}/api/v1/rules/{created['id']}", timeout=10)
+    assert (
+        stack.http.delete(f"{stack.api}/api/v1/rules/{created['id']}", timeout=30).status_code
+        == 204
+    )
+    gone = stack.http.get(f"{stack.api}/api/v1/rules/{created['id']}", timeout=10)
     assert gone.status_code == 404
 
 
@@ -116,7 +119,7 @@ BAD_REQUESTS = [
 def test_bad_requests_get_a_4xx_with_a_message(stack: Stack) -> None:
     wrong = []
     for method, path, body, status, needle in BAD_REQUESTS:
-        response = httpx.request(method, f"{stack.api}{path}", json=body, timeout=30)
+        response = stack.http.request(method, f"{stack.api}{path}", json=body, timeout=30)
         error = response.json().get("error", "") if response.content else ""
         if response.status_code != status or needle not in str(error):
             wrong.append(f"{method} {path}: {response.status_code} {response.text}")
@@ -124,11 +127,11 @@ def test_bad_requests_get_a_4xx_with_a_message(stack: Stack) -> None:
 
 
 def test_page_and_openapi_are_served(stack: Stack) -> None:
-    page = httpx.get(f"{stack.api}/", timeout=10)
+    page = stack.http.get(f"{stack.api}/", timeout=10)
     assert page.status_code == 200
     assert "Communication" in page.text
     assert "Failed deliveries" in page.text
-    spec = httpx.get(f"{stack.api}/openapi.json", timeout=10).json()
+    spec = stack.http.get(f"{stack.api}/openapi.json", timeout=10).json()
     for path in (
         "/api/v1/rules",
         "/api/v1/events",
@@ -150,7 +153,7 @@ def test_every_service_answers_health_readiness_and_metrics(stack: Stack) -> Non
             60,
             f"{base}/readyz",
         )
-    assert httpx.get(f"{stack.api}/readyz", timeout=10).json()["clickhouse"] == "ok"
+    assert stack.http.get(f"{stack.api}/readyz", timeout=10).json()["clickhouse"] == "ok"
 
     def worker_metrics() -> str | None:
         text = httpx.get(f"{worker}/metrics", timeout=10).text
@@ -161,20 +164,20 @@ def test_every_service_answers_health_readiness_and_metrics(stack: Stack) -> Non
     assert (
         "disparo_dispatch_jobs_total" in httpx.get(f"{stack.dispatcher}/metrics", timeout=10).text
     )
-    assert "disparo_sink_rows_total" in httpx.get(f"{stack.api}/metrics", timeout=10).text
+    assert "disparo_sink_rows_total" in stack.http.get(f"{stack.api}/metrics", timeout=10).text
 
 
 def test_time_range_errors_say_what_to_change(stack: Stack) -> None:
     now = now_utc()
     reversed_range = {"from": now.isoformat(), "to": (now - timedelta(days=1)).isoformat()}
-    r = httpx.get(f"{stack.api}/api/v1/dispatches/summary", params=reversed_range, timeout=10)
+    r = stack.http.get(f"{stack.api}/api/v1/dispatches/summary", params=reversed_range, timeout=10)
     assert r.status_code == 400
     assert "must be before" in r.json()["error"]
     too_old = {"from": (now - timedelta(days=45)).isoformat()}
-    r = httpx.get(f"{stack.api}/api/v1/dispatches", params=too_old, timeout=10)
+    r = stack.http.get(f"{stack.api}/api/v1/dispatches", params=too_old, timeout=10)
     assert r.status_code == 400
     assert "30 days" in r.json()["error"]
-    malformed = httpx.post(
+    malformed = stack.http.post(
         f"{stack.api}/api/v1/rules",
         content=b"{oops",
         headers={"content-type": "application/json"},

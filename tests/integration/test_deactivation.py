@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from tests.integration.conftest import DISPARO, Stack, eventually, order_event
@@ -38,7 +37,7 @@ def test_rule_failing_continuously_is_deactivated_with_a_reason_and_gets_no_more
     assert len(receiver.on("/fail")) == 1
 
     fields = {k: dead[k] for k in ("name", "event_types", "url", "timeout_s", "max_attempts")}
-    reactivated = httpx.put(
+    reactivated = stack.http.put(
         f"{stack.api}/api/v1/rules/{dead['id']}", json={**fields, "active": True}, timeout=30
     ).json()
     assert reactivated["active"] is True

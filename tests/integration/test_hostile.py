@@ -121,7 +121,7 @@ def test_private_targets_are_refused_at_save_or_at_connect_and_never_reached(
             f"http://[::ffff:127.0.0.1]:{hostile.port}/x",
             f"http://[2002:7f00:1::]:{hostile.port}/x",
         ):
-            refused = httpx.post(api, json={"name": "n", "event_types": ["*"], "url": literal})
+            refused = stack.http.post(api, json={"name": "n", "event_types": ["*"], "url": literal})
             assert refused.status_code == 422, literal
             assert "DISPARO_TARGET_ALLOWLIST" in refused.json()["fields"]["url"]
         names = [f"http://localhost:{hostile.port}/x", f"http://localhost.:{hostile.port}/x"]
@@ -154,9 +154,9 @@ def test_rule_limits_are_accepted_at_their_edge_and_refused_past_it(stack: Stack
         ({"headers": {"x-webhook": "h"}}, {"headers": {"webhook-id": "h"}}, "headers"),
     ]
     for edge, past, field in cases:
-        accepted = httpx.post(api, json={**base, **edge}, timeout=30)
+        accepted = stack.http.post(api, json={**base, **edge}, timeout=30)
         assert accepted.status_code == 201, (edge, accepted.text)
-        refused = httpx.post(api, json={**base, **past}, timeout=30)
+        refused = stack.http.post(api, json={**base, **past}, timeout=30)
         assert refused.status_code == 422, past
         assert field in refused.json()["fields"], refused.json()
 
@@ -199,13 +199,13 @@ def _event_of_size(size: int) -> dict[str, Any]:
 
 def test_body_limits_are_accepted_at_their_edge_and_refused_past_it(stack: Stack) -> None:
     events = f"{stack.api}/api/v1/events"
-    at_limit = httpx.post(events, json=_event_of_size(MAX_EVENT_BYTES), timeout=60)
+    at_limit = stack.http.post(events, json=_event_of_size(MAX_EVENT_BYTES), timeout=60)
     assert at_limit.status_code == 202, at_limit.text
-    over = httpx.post(events, json=_event_of_size(MAX_EVENT_BYTES + 1), timeout=60)
+    over = stack.http.post(events, json=_event_of_size(MAX_EVENT_BYTES + 1), timeout=60)
     assert over.status_code == 413
     assert "1024 KiB" in over.json()["error"]
     eleven = [_event_of_size(MAX_EVENT_BYTES // 2)] * 21  # ~10.5 MiB in one request
-    too_much = httpx.post(events, json=eleven, timeout=60)
+    too_much = stack.http.post(events, json=eleven, timeout=60)
     assert too_much.status_code == 413
     assert "10 MiB" in too_much.json()["error"]
 
@@ -216,11 +216,13 @@ def test_body_limits_are_accepted_at_their_edge_and_refused_past_it(stack: Stack
     edge = json.dumps({**rule, "filters": {"payload.x": ["y" * pad]}}).encode()
     assert len(edge) == 64 * 1024
     headers = {"content-type": "application/json"}
-    assert httpx.post(rules, content=edge, headers=headers, timeout=30).status_code == 201
+    assert stack.http.post(rules, content=edge, headers=headers, timeout=30).status_code == 201
     past = edge.replace(b'"y', b'"yy', 1)
-    refused = httpx.post(rules, content=past, headers=headers, timeout=30)
+    refused = stack.http.post(rules, content=past, headers=headers, timeout=30)
     assert refused.status_code == 413
     assert "64 KiB" in refused.json()["error"]
-    resend = httpx.post(f"{stack.api}/api/v1/resend", content=b" " * (16 * 1024 + 1), timeout=30)
+    resend = stack.http.post(
+        f"{stack.api}/api/v1/resend", content=b" " * (16 * 1024 + 1), timeout=30
+    )
     assert resend.status_code == 413
     assert "16 KiB" in resend.json()["error"]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 def test_stacks_of_each_service_name_their_threads_and_chdb_keeps_answering(
     stack: Stack, receiver: Receiver
 ) -> None:
-    analytics = httpx.get(f"{stack.api}{STACKS_PATH}", timeout=10)
+    analytics = stack.http.get(f"{stack.api}{STACKS_PATH}", timeout=10)
     assert analytics.status_code == 200
     assert "--- thread sink" in analytics.text
     assert "sink.py" in analytics.text  # where the sink's loop is
@@ -26,13 +26,13 @@ def test_stacks_of_each_service_name_their_threads_and_chdb_keeps_answering(
     assert "--- thread rules-view" in dispatcher
 
     # The embedded ClickHouse still answers queries and stores rows afterwards.
-    summary = httpx.get(f"{stack.api}/api/v1/dispatches/summary", timeout=10)
+    summary = stack.http.get(f"{stack.api}/api/v1/dispatches/summary", timeout=10)
     assert summary.status_code == 200
     stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
     stack.publisher.publish_many(order_events("STACKS", 3))
     rows = stack.rows_eventually(1, order_id="STACKS-1")
     assert [r["status"] for r in rows] == ["success"]
-    assert httpx.get(f"{stack.api}/healthz", timeout=10).json() == {"status": "ok"}
+    assert stack.http.get(f"{stack.api}/healthz", timeout=10).json() == {"status": "ok"}
 
 
 def test_the_dispatcher_reports_its_groups_lag(stack: Stack) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -49,11 +48,13 @@ def test_published_event_reaches_receiver_signed_and_its_attempt_is_served_by_th
     )
     assert row["url"] == f"{receiver.url}/ok"
     assert row["manual"] is False
-    counts = httpx.get(
+    counts = stack.http.get(
         f"{stack.api}/api/v1/dispatches/summary", params={"order_id": "ORD-E2E-1"}, timeout=10
     ).json()
     assert counts == {"total": 1, "failed": 0, "failure_rate": 0.0}
-    detail = httpx.get(f"{stack.api}/api/v1/dispatches/{row['dispatch_id']}", timeout=10).json()
+    detail = stack.http.get(
+        f"{stack.api}/api/v1/dispatches/{row['dispatch_id']}", timeout=10
+    ).json()
     assert json.loads(detail["attempts"][0]["request_excerpt"])["data"]["order_id"] == "ORD-E2E-1"
 
 
@@ -75,7 +76,9 @@ def test_failing_endpoint_is_recorded_as_failure_and_counted_in_the_failure_rate
     receiver.wait_for("/ok", 2)
 
     def summary() -> dict[str, Any] | None:
-        got: dict[str, Any] = httpx.get(f"{stack.api}/api/v1/dispatches/summary", timeout=10).json()
+        got: dict[str, Any] = stack.http.get(
+            f"{stack.api}/api/v1/dispatches/summary", timeout=10
+        ).json()
         return got if got["total"] == 3 else None
 
     assert eventually(summary, 30, "3 attempts") == {
@@ -105,7 +108,7 @@ def test_deactivated_rule_gets_no_dispatches_for_later_events(
     receiver.wait_for("/ok", 1)
 
     update = {k: watched[k] for k in ("name", "event_types", "url", "timeout_s", "max_attempts")}
-    response = httpx.put(
+    response = stack.http.put(
         f"{stack.api}/api/v1/rules/{watched['id']}", json={**update, "active": False}, timeout=30
     )
     assert response.status_code == 200, response.text

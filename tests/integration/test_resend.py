@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.integration.conftest import Stack, order_event
@@ -16,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def _point_rule_at(stack: Stack, rule: dict[str, Any], url: str) -> None:
     fields = {k: rule[k] for k in ("name", "event_types", "timeout_s", "max_attempts")}
-    response = httpx.put(
+    response = stack.http.put(
         f"{stack.api}/api/v1/rules/{rule['id']}", json={**fields, "url": url}, timeout=30
     )
     assert response.status_code == 200, response.text
@@ -34,7 +33,7 @@ def test_resend_by_dispatch_id_is_a_manual_attempt_with_the_same_webhook_id(
     assert (failed["status"], failed["final"]) == ("failure", True)
 
     _point_rule_at(stack, rule, f"{receiver.url}/ok")  # the customer fixed the endpoint
-    response = httpx.post(
+    response = stack.http.post(
         f"{stack.api}/api/v1/resend", json={"dispatch_id": failed["dispatch_id"]}, timeout=30
     )
     assert response.status_code == 202, response.text
@@ -55,7 +54,7 @@ def test_resend_by_order_narrows_by_event_type(stack: Stack, receiver: Receiver)
         [order_event("RS-2", "order.dispatched"), order_event("RS-2", "tracking.updated")]
     )
     stack.rows_eventually(2, order_id="RS-2")
-    response = httpx.post(
+    response = stack.http.post(
         f"{stack.api}/api/v1/resend",
         timeout=30,
         json={"order_id": "RS-2", "event_type": "tracking.updated"},
@@ -77,10 +76,9 @@ def test_bulk_resend_queues_only_final_failures_matching_the_filter(
     stack.wait_rule_applied(healthy["id"], active=True)
     stack.publisher.publish_many([order_event(f"BULK-{i}") for i in range(4)])
     stack.rows_eventually(8)
-    response = httpx.post(
+    response = stack.http.post(
         f"{stack.api}/api/v1/resend/bulk",
         timeout=30,
-        headers={"x-disparo-user": "ops@example.com"},
         json={"rule_id": failing["id"], "reason": "http_5xx"},
     )
     assert response.status_code == 202, response.text
@@ -90,10 +88,18 @@ def test_bulk_resend_queues_only_final_failures_matching_the_filter(
     manual = [r for r in rows if r["manual"]]
     assert len(manual) == 4
     assert {r["rule_id"] for r in manual} == {failing["id"]}
-    none_left = httpx.post(
+    none_left = stack.http.post(
         f"{stack.api}/api/v1/resend/bulk", timeout=30, json={"rule_id": healthy["id"]}
     )
     assert none_left.json()["queued"] == 0
+    audit = stack.http.get(f"{stack.api}/api/v1/audit", params={"action": "resend.bulk"}).json()
+    entries = sorted(audit["items"], key=lambda e: e["at"])
+    assert [(e["actor"], e["details"]["queued"]) for e in entries] == [
+        ("test-admin", 4),
+        ("test-admin", 0),
+    ]
+    assert entries[0]["target"] == response.json()["request_id"]
+    assert entries[0]["details"]["request"] == {"rule_id": failing["id"], "reason": "http_5xx"}
 
 
 def test_bad_resend_requests_get_a_4xx_that_says_what_to_send(stack: Stack) -> None:
@@ -105,10 +111,10 @@ def test_bad_resend_requests_get_a_4xx_that_says_what_to_send(stack: Stack) -> N
         ({"order_id": "NOPE"}, 404, "no dispatch found"),
     ]
     for body, status, needle in cases:
-        response = httpx.post(f"{stack.api}/api/v1/resend", json=body, timeout=30)
+        response = stack.http.post(f"{stack.api}/api/v1/resend", json=body, timeout=30)
         assert response.status_code == status, (body, response.text)
         assert needle in response.json()["error"], (body, response.text)
-    bulk = httpx.post(
+    bulk = stack.http.post(
         f"{stack.api}/api/v1/resend/bulk", json={"from": "2020-01-01T00:00:00Z"}, timeout=30
     )
     assert bulk.status_code == 400

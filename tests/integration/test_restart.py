@@ -71,7 +71,7 @@ def test_a_repeated_attempt_is_stored_once(stack: Stack) -> None:
     assert sorted(r["order_id"] for r in rows) == ["REPEAT-1", "REPEAT-2"]
     [kept] = [r for r in rows if r["order_id"] == "REPEAT-1"]
     assert parse_time(kept["dispatched_at"]) == parse_time(str(first["dispatched_at"]))
-    metrics = httpx.get(f"{stack.api}/metrics", timeout=10).text
+    metrics = stack.http.get(f"{stack.api}/metrics", timeout=10).text
     assert "disparo_sink_repeats_total 2.0" in metrics
     assert "disparo_sink_rows_total 2.0" in metrics
 
@@ -91,12 +91,12 @@ def test_a_stuck_sink_fails_liveness_and_logs_where_it_waits(
 ) -> None:
     stall = {"DISPARO_FAILPOINT": "sink.after_insert=stall", "DISPARO_SINK_STALL_S": "3"}
     with running_stack(kafka_bootstrap, tmp_path, **stall) as stack:
-        assert httpx.get(f"{stack.api}/healthz", timeout=10).json() == {"status": "ok"}
+        assert stack.http.get(f"{stack.api}/healthz", timeout=10).json() == {"status": "ok"}
         stack.active_rule(name="r", event_types=["*"], url=f"{receiver.url}/ok")
         stack.publisher.publish_many(order_events("STALL", 3))
 
         def unhealthy() -> httpx.Response | None:
-            answer = httpx.get(f"{stack.api}/healthz", timeout=10)
+            answer = stack.http.get(f"{stack.api}/healthz", timeout=10)
             return answer if answer.status_code == 503 else None
 
         answer = eventually(unhealthy, 30, "/healthz to report the stuck sink")

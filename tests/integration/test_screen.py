@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.integration.conftest import Stack, order_event, running_stack
+from tests.integration.conftest import Stack, add_key, eventually, order_event, running_stack
 from tests.integration.receiver import Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -65,8 +64,16 @@ def page(browser: Browser, screen: Stack) -> Iterator[Page]:
     opened = context.new_page()
     opened.set_default_timeout(15000)
     opened.goto(f"{screen.api}/")
+    sign_in(opened, screen.key)
     yield opened
     context.close()
+
+
+def sign_in(page: Page, key: str) -> None:
+    """Fill the sign-in form (Enter signs in) and wait until the screen is there."""
+    page.locator("input[name=api_key]").fill(key)
+    page.locator("input[name=api_key]").press("Enter")
+    expect(page.get_by_test_id("who")).to_be_visible()
 
 
 def rows(page: Page) -> list[dict[str, str]]:
@@ -117,7 +124,7 @@ def test_failure_breakdown_filters_the_list_and_exports_it_as_csv(
     assert href is not None
     assert "reason=http_4xx" in href
     assert "status=failure" in href
-    csv = httpx.get(f"{screen.api}{href}", timeout=30)
+    csv = screen.http.get(f"{screen.api}{href}", timeout=30)
     assert csv.status_code == 200
     lines = csv.text.strip().splitlines()
     assert lines[0].startswith("dispatched_at,order_id,")
@@ -175,11 +182,11 @@ def test_a_rule_created_in_the_rules_page_triggers_dispatches(
 
     created = [
         r
-        for r in httpx.get(f"{screen.api}/api/v1/rules").json()["items"]
+        for r in screen.http.get(f"{screen.api}/api/v1/rules").json()["items"]
         if r["name"] == "from the screen"
     ]
     [rule] = created
-    assert rule["headers"] == {"X-Tenant": "acme"}
+    assert rule["headers"] == {"X-Tenant": "********"}  # masked on every read
     assert rule["secret"].endswith("…")
     screen.wait_rule_applied(rule["id"], active=True)
     screen.publisher.publish_many([order_event("SCR-9", "pre_invoice.created")])
@@ -218,6 +225,7 @@ def test_phone_width_stacks_the_table_and_states_say_what_happened(
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     phone = context.new_page()
     phone.goto(f"{screen.api}/#/webhooks?tab=all&order=NOBODY")
+    sign_in(phone, screen.key)
     expect(phone.get_by_test_id("list-state")).to_have_text(
         "No webhooks for order NOBODY in this period."
     )
@@ -229,4 +237,94 @@ def test_phone_width_stacks_the_table_and_states_say_what_happened(
     phone.screenshot(path=ARTIFACTS / "webhooks-phone.png", full_page=True)
     phone.goto(f"{screen.api}/#/webhooks?from=2020-01-01&to=2020-01-02")
     expect(phone.get_by_test_id("list-state")).to_contain_text("Only the last 30 days are kept")
+    context.close()
+
+
+def test_sign_in_refuses_bad_keys_and_a_viewer_sees_no_changing_controls(
+    browser: Browser, screen: Stack
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.goto(f"{screen.api}/#/rules")
+    expect(page.get_by_test_id("signin-form")).to_be_visible()
+    expect(page.get_by_test_id("dispatch-table")).to_be_hidden()
+    page.locator("input[name=api_key]").fill("dsp_not-a-key")
+    page.locator("input[name=api_key]").press("Enter")
+    expect(page.get_by_test_id("signin-error")).to_contain_text("unknown API key")
+    publisher = add_key(screen.settings, "screen-publisher", "publisher")
+    viewer = add_key(screen.settings, "screen-viewer", "viewer")
+    page.locator("input[name=api_key]").fill(publisher)
+    page.locator("input[name=api_key]").press("Enter")
+    expect(page.get_by_test_id("signin-error")).to_contain_text("only publish events")
+    sign_in(page, viewer)
+    expect(page.get_by_test_id("who")).to_have_text("screen-viewer · viewer")
+    expect(page.locator("#rule-rows tr")).not_to_have_count(0)
+    expect(page.get_by_test_id("rule-edit")).to_have_count(0)
+    expect(page.get_by_test_id("rule-toggle")).to_have_count(0)
+    expect(page.get_by_test_id("new-rule")).to_be_hidden()
+    page.get_by_test_id("nav-webhooks").click()
+    expect(page.locator("#rows tr").first).to_be_visible()
+    expect(page.get_by_test_id("send-manually")).to_be_hidden()
+    assert page.evaluate("document.cookie") == ""
+    assert page.evaluate("sessionStorage.getItem('disparo.key')") == viewer
+    page.screenshot(path=ARTIFACTS / "viewer.png", full_page=True)
+    context.close()
+
+
+def test_the_audit_view_lists_a_rule_change_made_by_another_key(
+    page: Page, screen: Stack, receiver: Receiver
+) -> None:
+    other = add_key(screen.settings, "night-shift", "admin")
+    eventually(
+        lambda: (
+            screen.http.get(
+                f"{screen.api}/api/v1/me", headers={"Authorization": f"Bearer {other}"}
+            ).status_code
+            == 200
+        ),
+        10,
+    )
+    made = screen.http.post(
+        f"{screen.api}/api/v1/rules",
+        headers={"Authorization": f"Bearer {other}"},
+        json={"name": "by night", "event_types": ["x.y"], "url": f"{receiver.url}/ok"},
+    )
+    assert made.status_code == 201
+    page.get_by_test_id("nav-audit").click()
+    row = page.locator("#audit-rows tr", has_text="night-shift")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("rule.create")
+    expect(row).to_contain_text(str(made.json()["id"]))
+    expect(row).not_to_contain_text(made.json()["secret"])
+    page.get_by_test_id("lang").select_option("pt-BR")
+    expect(page.get_by_test_id("audit-table").locator("th").nth(1)).to_have_text("Quem")
+    page.get_by_test_id("lang").select_option("en")
+    page.screenshot(path=ARTIFACTS / "audit.png", full_page=True)
+
+
+def test_a_401_brings_the_sign_in_back_with_the_reason(browser: Browser, screen: Stack) -> None:
+    key = add_key(screen.settings, "revoked-in-session", "viewer")
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.goto(f"{screen.api}/")
+    sign_in(page, key)
+    key_id = screen.http.get(
+        f"{screen.api}/api/v1/me", headers={"Authorization": f"Bearer {key}"}
+    ).json()["id"]
+    assert screen.http.delete(f"{screen.api}/api/v1/keys/{key_id}").status_code == 200
+    eventually(
+        lambda: (
+            screen.http.get(
+                f"{screen.api}/api/v1/me", headers={"Authorization": f"Bearer {key}"}
+            ).status_code
+            == 401
+        ),
+        10,
+    )
+    page.get_by_test_id("tab-all").click()
+    expect(page.get_by_test_id("signin-error")).to_contain_text("revoked")
+    expect(page.get_by_test_id("signin-form")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('disparo.key')") is None
     context.close()

@@ -1,0 +1,47 @@
+"""The audit trail: `GET /api/v1/audit`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from analytics import audit, queries, schema
+from analytics.api.deps import Services, services
+from analytics.errors import InvalidField
+from disparo.access import Permission
+from disparo.api_access import allow
+from disparo.schemas import now_utc
+
+router = APIRouter(tags=["audit"], dependencies=[Depends(allow(Permission.READ))])
+
+
+@router.get("/api/v1/audit")
+def list_audit(
+    svc: Annotated[Services, Depends(services)],
+    start: Annotated[
+        datetime | None, Query(alias="from", description="default 30 days ago")
+    ] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="RFC 3339; default now")] = None,
+    actor: Annotated[str | None, Query(max_length=100, description="a key's name")] = None,
+    action: Annotated[str | None, Query(max_length=50, description="e.g. rule.update")] = None,
+    limit: Annotated[int, Query(ge=1, le=audit.MAX_LIMIT)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """Rule, secret, resend and key changes, newest first (kept a year)."""
+    if action is not None and action not in audit.ACTIONS:
+        raise InvalidField("action", f"one of {', '.join(audit.ACTIONS)}")
+    period = queries.Period.parse(
+        start, end, now_utc(), default_days=30, kept_days=schema.AUDIT_RETENTION_DAYS
+    )
+    after = queries.Cursor.decode(cursor) if cursor else None
+    sql, params = audit.page_query(svc.store.database, period, actor, action, limit, after)
+    rows = [audit.item(r) for r in svc.store.select(sql, params)]
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        at = datetime.fromisoformat(last["at"].replace("Z", "+00:00"))
+        next_cursor = queries.Cursor(at, last["audit_id"]).encode()
+    return {"items": rows, "next_cursor": next_cursor}

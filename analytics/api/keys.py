@@ -1,0 +1,97 @@
+"""API keys: `/api/v1/keys` (admin) and `/api/v1/me` (any key: who am I)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from analytics import audit
+from analytics.api.deps import Services, services
+from analytics.errors import Conflict, InvalidField, KafkaRefused, NotFound
+from disparo.access import (
+    ACCOUNT_PATTERN,
+    GRANTS,
+    KEY_NAME_PATTERN,
+    ApiKey,
+    Permission,
+    Role,
+    new_key,
+    revoked,
+)
+from disparo.api_access import allow
+from disparo.errors import KafkaUnavailable
+from disparo.keys import publish_key
+
+router = APIRouter(tags=["keys"])
+Admin = Annotated[ApiKey, Depends(allow(Permission.MANAGE))]
+
+
+class KeyCreate(BaseModel):
+    """A key to create: a name people recognise, its role, and (later) its account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=KEY_NAME_PATTERN)
+    role: Role
+    account_id: str | None = Field(None, pattern=ACCOUNT_PATTERN)
+
+
+def save_key(svc: Services, key: ApiKey) -> None:
+    """Write a key record and wait until this replica's view holds it."""
+    try:
+        partition, offset = publish_key(svc.producer, svc.topics.api_keys, key)
+    except KafkaUnavailable as exc:
+        raise KafkaRefused(str(exc)) from exc
+    svc.keys.wait_for(partition, offset, timeout_s=10)
+
+
+@router.post("/api/v1/keys", status_code=201)
+def create_key(
+    body: KeyCreate, actor: Admin, svc: Annotated[Services, Depends(services)]
+) -> dict[str, Any]:
+    """Create a key; the response is the only place the key itself is shown."""
+    if body.account_id is not None:
+        raise InvalidField(
+            "account_id", "account keys come with accounts, which this version does not have yet"
+        )
+    if any(k.name == body.name and k.active for k in svc.keys.all()):
+        raise Conflict(f"an active key is named {body.name!r}; names identify actors in the audit")
+    secret, key = new_key(body.name, body.role, body.account_id)
+    save_key(svc, key)
+    audit.record(svc.store, actor, "key.create", key.id, {"name": key.name, "role": key.role})
+    return {**key.public(), "key": secret}
+
+
+@router.get("/api/v1/keys", dependencies=[Depends(allow(Permission.MANAGE))])
+def list_keys(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    """Every key, revoked ones included; never a key or its hash."""
+    return {"items": [k.public() for k in svc.keys.all()]}
+
+
+@router.delete("/api/v1/keys/{key_id}")
+def revoke_key(
+    key_id: Annotated[str, Path(max_length=40)],
+    actor: Admin,
+    svc: Annotated[Services, Depends(services)],
+) -> dict[str, Any]:
+    """Revoke a key: every API replica refuses it within seconds."""
+    key = svc.keys.get(key_id)
+    if key is None:
+        raise NotFound(f"no key with id {key_id}; GET /api/v1/keys lists them")
+    if not key.active:
+        return key.public()
+    admins = [k for k in svc.keys.all() if k.active and k.role == "admin"]
+    if key.role == "admin" and len(admins) == 1:
+        raise Conflict("this is the last active admin key; create another admin key first")
+    gone = revoked(key)
+    save_key(svc, gone)
+    audit.record(svc.store, actor, "key.revoke", key.id, {"name": key.name, "role": key.role})
+    return gone.public()
+
+
+@router.get("/api/v1/me")
+def who_am_i(key: Annotated[ApiKey, Depends(allow(Permission.SIGNED_IN))]) -> dict[str, Any]:
+    """The key this request signed in with: its name, role and what that role may do."""
+    return {**key.public(), "may": sorted(p.value for p in GRANTS[key.role])}
