@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from analytics import audit, rules_topic
 from analytics.api.deps import Services, services
 from analytics.errors import Conflict, InvalidField, NotFound
+from analytics.rule_ids import next_rule_id
 from disparo.access import ApiKey, Permission
 from disparo.api_access import allow
 from disparo.limits import headers_problem, url_problem
@@ -21,7 +22,6 @@ router = APIRouter(tags=["rules"])
 MASKED = "********"  # how every header value reads back; sent back, it keeps the value
 Admin = Annotated[ApiKey, Depends(allow(Permission.MANAGE))]
 _id_lock = threading.Lock()
-FIRST_RULE_ID = 1000
 
 
 class RuleBody(RuleFields):
@@ -113,11 +113,11 @@ def create_rule(
 ) -> dict[str, Any]:
     """Create a rule; the response is the only place its secret is shown in full."""
     with _id_lock:
-        taken = {r.id for r in svc.rules.all()}
-        if body.id is not None and body.id in taken:
+        if body.id is not None and svc.rules.get(body.id) is not None:
             raise Conflict(f"rule id {body.id} exists; leave 'id' out to get a new one")
         _check_target(svc, body)
-        rule_id = body.id or max(taken | {FIRST_RULE_ID - 1}) + 1
+        taken = lambda rule_id: svc.rules.get(rule_id) is not None  # noqa: E731
+        rule_id = body.id or next_rule_id(svc.producer, svc.topics.rule_ids, taken)
         fields = body.model_dump(exclude={"id", "secret"})
         rule = Rule(
             id=rule_id, secret=body.secret or generate_secret(), activated_at=now_utc(), **fields

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -98,12 +101,13 @@ def test_401_and_403_say_what_to_do(stack: Stack) -> None:
     assert open_paths == [200, 200, 200]
 
 
-def test_a_revoked_key_is_refused_by_every_api_replica(stack: Stack, tmp_path: Path) -> None:
-    """A second analytics process (its own chdb and sink group) learns keys from the topic."""
+@contextmanager
+def second_replica(stack: Stack, home: Path) -> Iterator[str]:
+    """Another analytics process on the same topics (its own chdb and sink group)."""
     port = free_port()
     env = {
         **stack.env,
-        "DISPARO_HOME": str(tmp_path / "second"),  # its own chdb; the stack's home is tmp_path
+        "DISPARO_HOME": str(home),
         "DISPARO_API_PORT": str(port),
         "DISPARO_SINK_GROUP": f"{stack.settings.topic_prefix}sink-2",
         "DISPARO_CLICKHOUSE_URL": "",
@@ -112,6 +116,14 @@ def test_a_revoked_key_is_refused_by_every_api_replica(stack: Stack, tmp_path: P
     try:
         second = f"http://127.0.0.1:{port}"
         stack.table.wait_http("analytics-2", f"{second}/readyz", 90)
+        yield second
+    finally:
+        stack.table.stop("analytics-2", grace_s=20)
+
+
+def test_a_revoked_key_is_refused_by_every_api_replica(stack: Stack, tmp_path: Path) -> None:
+    """The second replica learns keys, and their revocation, from the api-keys topic."""
+    with second_replica(stack, tmp_path / "second") as second:
         key = signed_in_key(stack, "short-lived", "operator")
         me = httpx.get(f"{second}/api/v1/me", headers=bearer(key))
         assert me.status_code == 200
@@ -125,8 +137,28 @@ def test_a_revoked_key_is_refused_by_every_api_replica(stack: Stack, tmp_path: P
             return all(a.status_code == 401 and "revoked" in a.json()["error"] for a in answers)
 
         eventually(refused_everywhere, 5, "both replicas to refuse the revoked key")
-    finally:
-        stack.table.stop("analytics-2", grace_s=20)
+
+
+def test_two_replicas_creating_rules_at_once_never_share_an_id(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Each replica's chdb is its own (one process per chdb path); ids come from Kafka."""
+    stack.create_rule(name="explicit", id=1003, event_types=["*"], url="http://127.0.0.1:9/x")
+    with second_replica(stack, tmp_path / "second") as second:
+
+        def create(api: str, n: int) -> int:
+            body = {"name": f"r{n}", "event_types": ["*"], "url": "http://127.0.0.1:9/x"}
+            answer = stack.http.post(f"{api}/api/v1/rules", json=body)
+            assert answer.status_code == 201, answer.text
+            return int(answer.json()["id"])
+
+        with ThreadPoolExecutor(8) as pool:
+            jobs = [pool.submit(create, api, n) for n in range(100) for api in (stack.api, second)]
+            ids = [job.result() for job in jobs]
+    assert len(set(ids)) == 200
+    assert 1003 not in ids  # the explicit id is stepped over
+    listed = {r["id"] for r in stack.http.get(f"{stack.api}/api/v1/rules").json()["items"]}
+    assert listed == {*ids, 1003}
 
 
 def test_keys_from_the_cli_sign_in_list_and_revoke(stack: Stack) -> None:

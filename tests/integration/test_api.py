@@ -226,7 +226,12 @@ def test_status_shows_processes_lag_and_the_last_minute(stack: Stack, receiver: 
     stack.publisher.publish_many([order_event("ST-1"), order_event("ST-2")])
     eventually(lambda: stack.total() == 2, 30, "2 attempts")
     done = subprocess.run(
-        [DISPARO, "status"], env=stack.env, capture_output=True, text=True, timeout=60, check=False
+        [DISPARO, "status"],
+        env={**stack.env, "DISPARO_API_KEY": stack.key},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     out = done.stdout
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
