@@ -26,7 +26,9 @@ from analytics.warden import RuleWarden
 from disparo.kafka import make_producer
 from disparo.keys_view import KeysView
 from disparo.lag import GroupLag
+from disparo.rule_codec import encode_rule
 from disparo.rules_view import RulesView
+from disparo.schemas import Rule
 from disparo.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ def run(
     store = open_store(settings.clickhouse_url, settings.chdb_path)
     ensure_schema_when_reachable(store)
     producer = make_producer(settings, client_id="disparo-analytics")
-    rules = RulesView(settings)
+    box = settings.secret_box()
+    rules = RulesView(settings, box)
     keys = KeysView(settings)
     sink = OutcomeSink(settings, store, producer)
     sink_thread = threading.Thread(target=_guarded(sink.run), name="sink", daemon=True)
@@ -52,11 +55,13 @@ def run(
         store=store,
         rules=rules,
         keys=keys,
+        box=box,
         producer=producer,
         topics=Topics(settings.topic_prefix),
         ready=lambda: sink_thread.is_alive() and sink.consuming(),
         problem=sink_problem(sink, sink_thread, lag, settings.sink_stall_s),
         allowlist=settings.allowed_targets,
+        secret_overlap=settings.secret_overlap_delta,
     )
 
     # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would
@@ -107,8 +112,9 @@ def run(
 
 
 def _warden(settings: AnalyticsSettings, svc: Services) -> RuleWarden:
-    def write(rule_id: int, value: bytes) -> None:
-        write_rule(svc.producer, svc.topics.rules, svc.rules, rule_id, value)
+    def write(rule: Rule) -> None:
+        value = encode_rule(rule, svc.box)
+        write_rule(svc.producer, svc.topics.rules, svc.rules, rule.id, value)
 
     return RuleWarden(
         svc.store, svc.rules, write, settings.deactivate_after_delta, settings.warden_interval_s

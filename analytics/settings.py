@@ -34,13 +34,23 @@ class AnalyticsSettings(KernelSettings):
         description="deactivate a rule whose endpoint failed continuously this long; 0 = never",
     )
     warden_interval_s: float = Field(60.0, gt=0, le=3600, description="how often rules are checked")
+    secret_overlap: str = Field(
+        "24h", description="after a secret rotation, how long webhooks carry both signatures"
+    )
 
-    @field_validator("deactivate_after")
+    @field_validator("deactivate_after", "secret_overlap")
     @classmethod
     def _duration(cls, value: str) -> str:
         if value != "0":
             parse_schedule(value)
         return value
+
+    @property
+    def secret_overlap_delta(self) -> timedelta:
+        """How long the previous secret still signs after a rotation."""
+        if self.secret_overlap == "0":
+            return timedelta(0)
+        return timedelta(seconds=parse_schedule(self.secret_overlap)[0].delay_s)
 
     @property
     def allowed_hosts(self) -> list[str]:

@@ -28,7 +28,7 @@ class RuleWarden:
         self,
         store: Store,
         rules: RulesView,
-        write: Callable[[int, bytes], None],
+        write: Callable[[Rule], None],
         after: timedelta | None,
         interval_s: float,
     ) -> None:
@@ -69,19 +69,11 @@ class RuleWarden:
                 f"attempts, none successful for over {self.after}); fix the endpoint and "
                 "set active=true"
             )
-            self.write(rule.id, _deactivated(rule, reason))
+            self.write(rule.changed(active=False, deactivated_reason=reason))
             DEACTIVATED.inc()
             log.warning("rule %d deactivated: %s", rule.id, reason)
             done.append(rule.id)
         return done
-
-
-def _deactivated(rule: Rule, reason: str) -> bytes:
-    return (
-        rule.model_copy(update={"active": False, "deactivated_reason": reason})
-        .model_dump_json()
-        .encode()
-    )
 
 
 def _text(value: object) -> str:

@@ -18,7 +18,14 @@ import httpx
 from bench.harness import nginx, say
 from consumers.delivery import Deliverer, webhook_body
 from consumers.transport import make_transport
-from disparo.schemas import DispatchJob, OrderEvent, Rule, generate_secret, now_utc
+from disparo.schemas import (
+    DeliveryTarget,
+    DispatchJob,
+    OrderEvent,
+    Rule,
+    generate_secret,
+    now_utc,
+)
 from disparo.targets import parse_allowlist
 
 
@@ -34,7 +41,7 @@ def jobs(url: str, n: int) -> list[DispatchJob]:
                 payload={"n": i},
             ),
             rule,
-        )
+        ).with_target(DeliveryTarget.of(rule))
         for i in range(n)
     ]
 

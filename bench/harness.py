@@ -20,6 +20,7 @@ from deploy.local.processes import ProcessTable
 from disparo.access import new_key
 from disparo.kafka import ensure_topics, make_producer
 from disparo.keys import publish_key
+from disparo.secret_box import new_key_text
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
 
@@ -123,6 +124,7 @@ def services(
             "DISPARO_WORKER_PORT": "0",
             "DISPARO_TARGET_ALLOWLIST": "127.0.0.0/8",
             "DISPARO_LOG_LEVEL": "WARNING",
+            "DISPARO_SECRET_KEY": new_key_text(),
             **extra_env,
         }
     )

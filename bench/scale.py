@@ -21,7 +21,9 @@ from bench.harness import DISPARO, broker, cpu_seconds, nginx, say
 from deploy.local.broker import free_port
 from deploy.local.processes import ProcessTable
 from disparo.kafka import ensure_topics, make_producer
+from disparo.rule_codec import encode_rule
 from disparo.schemas import DispatchJob, OrderEvent, Rule, generate_secret
+from disparo.secret_box import SecretBox, new_key_text
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
 
@@ -34,6 +36,11 @@ def run_once(
     settings = KernelSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix, home=home)
     ensure_topics(settings)
     rule = Rule(id=1, name="scale", event_types=["*"], url=url, secret=generate_secret())
+    secret_key = new_key_text()  # the workers read the rule, sealed, from the rules topic
+    rules_producer = make_producer(settings, client_id="bench-rules")
+    sealed = encode_rule(rule, SecretBox(secret_key))
+    rules_producer.send(Topics(prefix).rules, key=b"1", value=sealed).get(30)
+    rules_producer.close(10)
     jobs = [DispatchJob.first(OrderEvent.model_validate(e), rule) for e in make_events(n)]
     table = ProcessTable(home / f"run-{workers}")
     names = [f"worker-{i}" for i in range(workers)]
@@ -46,6 +53,7 @@ def run_once(
         "DISPARO_WORKER_GROUP": f"{prefix}delivery",
         "DISPARO_TARGET_ALLOWLIST": "127.0.0.0/8",
         "DISPARO_LOG_LEVEL": "WARNING",
+        "DISPARO_SECRET_KEY": secret_key,
     }
     try:
         for name in names:

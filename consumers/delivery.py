@@ -137,12 +137,20 @@ class Deliverer:
 
     @staticmethod
     def _headers(job: DispatchJob, body: bytes) -> dict[str, str]:
+        target = job.target
+        signed = webhook_headers(
+            target.secret, job.dispatch_id, int(time.time()), body, target.previous_secret
+        )
         return {
             "user-agent": USER_AGENT,
-            **job.target.headers,
+            **target.headers,
             "content-type": "application/json",
-            **webhook_headers(job.target.secret, job.dispatch_id, int(time.time()), body),
+            **signed,
         }
+
+    def without_attempt(self, job: DispatchJob, reason: str, error: str) -> AttemptOutcome:
+        """The outcome of a job that ends without a request (its rule was deleted)."""
+        return self._outcome(job, now_utc(), 0.0, None, reason, error, b"")
 
     @staticmethod
     def _request(job: DispatchJob, body: bytes, headers: dict[str, str]) -> httpx.Request:

@@ -17,10 +17,19 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def webhook_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The three Standard Webhooks headers for one message."""
+def webhook_headers(
+    secret: str, msg_id: str, timestamp: int, body: bytes, previous: str | None = None
+) -> dict[str, str]:
+    """The three Standard Webhooks headers for one message.
+
+    During a rotation's overlap the previous secret signs too (`v1,<new> v1,<old>`), so a
+    receiver that knows either secret verifies the webhook.
+    """
+    signatures = [sign(secret, msg_id, timestamp, body)]
+    if previous:
+        signatures.append(sign(previous, msg_id, timestamp, body))
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, msg_id, timestamp, body),
+        "webhook-signature": " ".join(signatures),
     }

@@ -28,6 +28,7 @@ from consumers.endpoints import EndpointGuard, endpoint_of
 from consumers.errors import OutcomeNotRecorded, WorkerFailed
 from consumers.offsets import OffsetTracker
 from consumers.retry_policy import RetryPolicy
+from consumers.rule_lookup import RuleLookup
 from consumers.settings import WorkerSettings
 from consumers.settle import settle
 from consumers.transport import make_transport
@@ -39,6 +40,7 @@ from disparo.errors import InvalidMessage
 from disparo.kafka import make_producer
 from disparo.lag import GroupLag
 from disparo.ops_http import start_ops_server
+from disparo.rules_view import RulesView
 from disparo.schemas import AttemptOutcome, DispatchJob, now_utc, parse_job
 from disparo.topics import Topics
 
@@ -64,8 +66,10 @@ class DeliveryWorker:
         consumer: ConsumerThread,
         producer: KafkaProducer,
         deliverer: Deliverer,
+        rules: RuleLookup,
     ) -> None:
         self.settings = settings
+        self.rules = rules
         self.topics = Topics(settings.topic_prefix)
         self.consumer = consumer
         self.producer = producer
@@ -144,7 +148,7 @@ class DeliveryWorker:
                 if job.not_before is not None and job.not_before > now:
                     self.gate.hold(tp, record.offset, job.not_before)
                     break
-                taken.append((tp, record, job, ""))
+                taken.append((tp, record, self.rules.resolve(job), ""))
         return taken
 
     def _start_all(self, taken: list[Taken]) -> None:
@@ -157,6 +161,12 @@ class DeliveryWorker:
                 self._start(tp, record, job)
 
     def _start(self, tp: Any, record: Any, job: DispatchJob) -> None:
+        if job.target.deleted:
+            text = f"rule {job.rule.rule_id} was deleted; nothing was sent"
+            outcome = self.deliverer.without_attempt(job, classify.RULE_DELETED, text)
+            self.sends.extend(self._record(job, outcome))
+            self.offsets.finish(tp, record.offset)
+            return
         endpoint = endpoint_of(job.target.url)
         if self.waiting.full(endpoint):
             # Its slots free up no sooner than its requests time out.
@@ -384,6 +394,9 @@ def make_consumer(settings: WorkerSettings) -> KafkaConsumer:
 
 async def serve(settings: WorkerSettings) -> None:
     """Run one worker process until SIGTERM or SIGINT."""
+    # The rules first: a job names its rule, and the view must hold every rule to resolve it.
+    rules = RulesView(settings, settings.secret_box())
+    await asyncio.to_thread(rules.start, 60)
     try:
         consumer = ConsumerThread(functools.partial(make_consumer, settings), "worker-consumer")
     except KafkaError as exc:
@@ -394,7 +407,7 @@ async def serve(settings: WorkerSettings) -> None:
     deliverer = Deliverer(
         transport, allowlist=settings.allowed_targets, excerpt_bytes=settings.excerpt_bytes
     )
-    worker = DeliveryWorker(settings, consumer, producer, deliverer)
+    worker = DeliveryWorker(settings, consumer, producer, deliverer, RuleLookup(rules))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
@@ -413,4 +426,5 @@ async def serve(settings: WorkerSettings) -> None:
         await asyncio.to_thread(producer.close, 10)
         await asyncio.to_thread(consumer.close)
         await asyncio.to_thread(lag.stop)
+        await asyncio.to_thread(rules.stop)
         log.info("delivery worker stopped after %d commits", worker.commits)

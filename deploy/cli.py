@@ -167,6 +167,49 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_secrets(args: argparse.Namespace) -> int:
+    if args.action == "new-key":
+        from disparo.secret_box import new_key_text
+
+        print(new_key_text())
+        return 0
+    from disparo.kafka import make_producer
+    from disparo.rule_codec import encode_rule
+    from disparo.rules_view import RulesView
+    from disparo.topics import Topics
+
+    settings = load(KernelSettings)
+    box = settings.secret_box()
+    view = RulesView(settings, box)
+    view.start(timeout_s=60)  # every rule opened, with the key or the previous one
+    producer = make_producer(settings, client_id="disparo-secrets")
+    try:
+        rules = view.all()
+        topic = Topics(settings.topic_prefix).rules
+        for n, rule in enumerate(rules, 1):
+            value = encode_rule(rule, box)
+            producer.send(topic, key=str(rule.id).encode(), value=value).get(30)
+            if n % 100 == 0 or n == len(rules):
+                print(f"resealed {n}/{len(rules)} rules", file=sys.stderr)
+    finally:
+        producer.close(10)
+        view.stop()
+    print(f"every rule is sealed with key {box.fingerprint}; DISPARO_SECRET_KEY_PREVIOUS can go")
+    return 0
+
+
+def _secrets_parser(sub: Any) -> None:
+    secrets = sub.add_parser("secrets", help="the key that seals rule secrets in the rules topic")
+    actions = secrets.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("new-key", help="print a new random key for DISPARO_SECRET_KEY")
+    actions.add_parser(
+        "rewrap",
+        help="reseal every rule with DISPARO_SECRET_KEY, opening old ones with "
+        "DISPARO_SECRET_KEY_PREVIOUS (run after changing the key; see docs/operations.md)",
+    )
+    secrets.set_defaults(run=cmd_secrets)
+
+
 def _keys_parser(sub: Any) -> None:
     from disparo.access import ROLES
 
@@ -215,6 +258,7 @@ def parser() -> argparse.ArgumentParser:
     produce.add_argument("--file", help="JSON lines of OrderEvents ('-' for stdin)")
     produce.set_defaults(run=cmd_produce)
     _keys_parser(sub)
+    _secrets_parser(sub)
     return p
 
 

@@ -9,10 +9,9 @@ from typing import Generic, TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
-from pydantic import ValidationError
 
 from disparo.consumer import plain_consumer
-from disparo.errors import KafkaUnavailable
+from disparo.errors import DisparoError, KafkaUnavailable
 from disparo.settings import KernelSettings
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,12 @@ class CompactedView(Generic[K, V]):
         self._positions: dict[int, int] = {}
         self._ends: dict[int, int] | None = None  # the topic's ends when tailing began
         self._failed: Exception | None = None
+        self._undecodable: DisparoError | None = None  # e.g. a secret under another key
+        self.generation = 0  # raised by every applied change
+        self._syncs_wanted = 0
+        self._syncs_done = 0
+        self._sync_ends: dict[int, int] | None = None
+        self._sync_for = 0
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"view-{topic}", daemon=True)
@@ -56,6 +61,22 @@ class CompactedView(Generic[K, V]):
             ends = dict(self._ends or {})
         for partition, end in ends.items():
             self.wait_for(partition, end - 1, max(0.0, deadline - time.monotonic()))
+        with self._changed:
+            if self._undecodable is not None:
+                raise self._undecodable  # a wrong key is a start-up error, named
+
+    def sync(self, timeout_s: float = 5.0) -> bool:
+        """Wait until the view holds every record published before this call (False: timeout)."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            self._syncs_wanted += 1
+            ticket = self._syncs_wanted
+            while self._syncs_done < ticket:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
 
     def stop(self) -> None:
         self._stop.set()
@@ -131,7 +152,13 @@ class CompactedView(Generic[K, V]):
         consumer.close()
 
     def _tail_once(self, consumer: KafkaConsumer, tps: list[TopicPartition]) -> None:
-        polled = consumer.poll(timeout_ms=200)
+        with self._changed:
+            wanted = self._syncs_wanted
+        if wanted > self._syncs_done and self._sync_ends is None:
+            ends = consumer.end_offsets(tps)  # asked after the syncs up to `wanted` were
+            self._sync_ends = {tp.partition: end for tp, end in ends.items()}
+            self._sync_for = wanted
+        polled = consumer.poll(timeout_ms=0 if self._sync_ends else 200)
         # position() steps over offsets compaction removed; asked outside the lock.
         positions = {tp.partition: consumer.position(tp, timeout_ms=5000) for tp in tps}
         with self._changed:
@@ -139,6 +166,9 @@ class CompactedView(Generic[K, V]):
                 for record in records:
                     self._apply(record.key, record.value)
             self._positions.update(positions)
+            ends = self._sync_ends
+            if ends is not None and all(positions[p] >= end for p, end in ends.items()):
+                self._syncs_done, self._sync_ends = self._sync_for, None
             self._changed.notify_all()
 
     def _apply(self, raw_key: bytes | None, value: bytes | None) -> None:
@@ -147,14 +177,19 @@ class CompactedView(Generic[K, V]):
             return
         old = self._items.get(key)
         self._snapshot = None
+        self.generation += 1
         if value is None:
             self._items.pop(key, None)
             self.changed(key, old, None)
             return
         try:
             item = self.decode_value(value)
-        except ValidationError as exc:
+        except ValueError as exc:  # pydantic's ValidationError and JSON errors are ValueErrors
             log.error("ignoring invalid %s record %s: %s", self.what, raw_key, exc)
+            return
+        except DisparoError as exc:
+            log.error("cannot read %s record %s: %s", self.what, raw_key, exc)
+            self._undecodable = self._undecodable or exc
             return
         self._items[key] = item
         self.changed(key, old, item)

@@ -17,6 +17,7 @@ INVALID_URL = "invalid_url"
 INVALID_REQUEST = "invalid_request"
 INVALID_RESPONSE = "invalid_response"
 RESPONSE_TOO_LARGE = "response_too_large"
+RULE_DELETED = "rule_deleted"  # the job's rule was deleted before it was sent: no attempt
 OTHER = "other"
 
 ATTEMPT_REASONS = (
@@ -33,6 +34,7 @@ ATTEMPT_REASONS = (
     INVALID_REQUEST,
     INVALID_RESPONSE,
     RESPONSE_TOO_LARGE,
+    RULE_DELETED,
     OTHER,
 )
 # Not attempts' reasons: why a job was deferred without an attempt (metrics only).

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from disparo.compacted_view import CompactedView
+from disparo.rule_codec import decode_rule
 from disparo.schemas import Rule
+from disparo.secret_box import SecretBox
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
 
 
 class RulesView(CompactedView[int, Rule]):
-    """Every rule by id, from the rules topic."""
+    """Every rule by id, from the rules topic, secrets opened with the process's key."""
 
     what = "rule"
 
-    def __init__(self, settings: KernelSettings) -> None:
+    def __init__(self, settings: KernelSettings, box: SecretBox) -> None:
         super().__init__(settings, Topics(settings.topic_prefix).rules)
+        self.box = box
 
     def decode_key(self, key: bytes) -> int | None:
         text = key.decode(errors="replace")
         return int(text) if text.isdigit() else None
 
     def decode_value(self, value: bytes) -> Rule:
-        return Rule.model_validate_json(value)
+        return decode_rule(value, self.box)

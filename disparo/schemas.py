@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from disparo.errors import InvalidMessage
@@ -112,20 +113,42 @@ class Rule(RuleFields):
     """A routing rule: which events go to which endpoint, signed with which secret."""
 
     id: int = Field(gt=0)
+    version: int = Field(1, ge=1, description="raised by every change; jobs name the version")
     secret: str
+    previous_secret: str | None = Field(
+        None, description="the secret before the last rotation, also signed with until below"
+    )
+    previous_secret_until: AwareDatetime | None = None
     deactivated_reason: str | None = Field(
         None, description="why disparo deactivated the rule by itself; cleared on reactivation"
     )
     activated_at: AwareDatetime | None = Field(None, description="when it was last made active")
 
-    @field_validator("secret")
+    @field_validator("secret", "previous_secret")
     @classmethod
-    def _secret_well_formed(cls, value: str) -> str:
-        return check_secret(value)
+    def _secret_well_formed(cls, value: str | None) -> str | None:
+        return None if value is None else check_secret(value)
+
+    def changed(self, **fields: Any) -> Rule:
+        """This rule with `fields` replaced and its version raised."""
+        return self.model_copy(update={**fields, "version": self.version + 1})
+
+
+class RuleRef(BaseModel):
+    """Which rule (and which version of it) a job is for; never its URL, headers or secret."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule_id: int = Field(gt=0)
+    version: int = Field(1, ge=1)
+
+    @classmethod
+    def of(cls, rule: Rule) -> RuleRef:
+        return cls(rule_id=rule.id, version=rule.version)
 
 
 class DeliveryTarget(BaseModel):
-    """The part of a rule a delivery needs, snapshotted into each job."""
+    """The part of a rule a delivery needs: looked up by the worker, never sent in a topic."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -133,20 +156,30 @@ class DeliveryTarget(BaseModel):
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
     secret: str
+    previous_secret: str | None = None  # during a rotation's overlap: both sign
     timeout_s: float
     max_attempts: int
+    deleted: bool = False  # the rule is gone: the job ends without an attempt
 
     @classmethod
-    def of(cls, rule: Rule) -> DeliveryTarget:
-        """The delivery target of a rule."""
+    def of(cls, rule: Rule, now: datetime | None = None) -> DeliveryTarget:
+        """The delivery target of a rule as it is at `now`."""
+        until = rule.previous_secret_until
+        overlapping = until is not None and until > (now or now_utc())
         return cls(
             rule_id=rule.id,
             url=str(rule.url),
             headers=rule.headers,
             secret=rule.secret,
+            previous_secret=rule.previous_secret if overlapping else None,
             timeout_s=rule.timeout_s,
             max_attempts=rule.max_attempts,
         )
+
+    @classmethod
+    def gone(cls, rule_id: int) -> DeliveryTarget:
+        """The target of a deleted rule: nothing to send to."""
+        return cls(rule_id=rule_id, url="", secret="", timeout_s=1, max_attempts=1, deleted=True)
 
 
 def dispatch_id_for(event_id: uuid.UUID, rule_id: int) -> str:
@@ -169,9 +202,21 @@ class DispatchJob(BaseModel):
     manual: bool = False
     resend_id: str | None = None
     event: OrderEvent
-    target: DeliveryTarget
+    rule: RuleRef
     created_at: AwareDatetime = Field(default_factory=now_utc)
     not_before: AwareDatetime | None = None
+    # Filled in by the worker from its rules view; excluded from every dump, so a job on a
+    # topic never carries the rule's URL, headers or secret.
+    resolved: DeliveryTarget | None = Field(None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rule_of_older_jobs(cls, data: Any) -> Any:
+        """Jobs written before secrets left the topics name their rule inside `target`."""
+        if isinstance(data, dict) and "rule" not in data and isinstance(data.get("target"), dict):
+            data = {**data, "rule": {"rule_id": data["target"].get("rule_id")}}
+            data.pop("target")
+        return data
 
     @classmethod
     def first(cls, event: OrderEvent, rule: Rule) -> DispatchJob:
@@ -179,8 +224,18 @@ class DispatchJob(BaseModel):
         return cls(
             dispatch_id=dispatch_id_for(event.event_id, rule.id),
             event=event,
-            target=DeliveryTarget.of(rule),
+            rule=RuleRef.of(rule),
         )
+
+    @property
+    def target(self) -> DeliveryTarget:
+        """The rule as the worker resolved it for this attempt."""
+        if self.resolved is None:
+            raise LookupError(f"{self.dispatch_id}: rule {self.rule.rule_id} not resolved yet")
+        return self.resolved
+
+    def with_target(self, target: DeliveryTarget) -> DispatchJob:
+        return self.model_copy(update={"resolved": target})
 
     @property
     def attempt_id(self) -> str:

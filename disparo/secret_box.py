@@ -33,7 +33,9 @@ def _key_from_text(text: str, variable: str) -> bytes:
     except (binascii.Error, ValueError):
         raise SettingsError(f"{variable} is not base64; {HOW_TO_MAKE_ONE}") from None
     if len(key) != KEY_BYTES:
-        raise SettingsError(f"{variable} must hold {KEY_BYTES} bytes, not {len(key)}; {HOW_TO_MAKE_ONE}")
+        raise SettingsError(
+            f"{variable} must hold {KEY_BYTES} bytes, not {len(key)}; {HOW_TO_MAKE_ONE}"
+        )
     return key
 
 

@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from disparo.errors import SettingsError
 from disparo.retry_tiers import DEFAULT_SCHEDULE, Tier, parse_schedule
+from disparo.secret_box import SecretBox
 from disparo.targets import AllowEntry, parse_allowlist
 
 S = TypeVar("S", bound="KernelSettings")
@@ -49,6 +50,14 @@ class KernelSettings(BaseSettings):
         "",
         description="non-public webhook targets allowed: IP, CIDR, IP:port or [IPv6]:port, "
         "comma separated (empty: public unicast addresses only)",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="base64 of 32 random bytes: the AES-GCM key sealing rule secrets and header "
+        "values in the rules topic (`make up` keeps one in DISPARO_HOME/secret.key)",
+    )
+    secret_key_previous: SecretStr | None = Field(
+        None, description="the key before a change, still read while `disparo secrets rewrap` runs"
     )
 
     @field_validator("kafka_bootstrap")
@@ -105,6 +114,14 @@ class KernelSettings(BaseSettings):
     def retry_tiers(self) -> tuple[Tier, ...]:
         """The parsed retry schedule."""
         return parse_schedule(self.retry_schedule)
+
+    def secret_box(self) -> SecretBox:
+        """The sealer of rule secrets; SettingsError naming the variable when the key is bad."""
+        key, previous = self.secret_key, self.secret_key_previous
+        return SecretBox(
+            key.get_secret_value() if key else None,
+            previous.get_secret_value() if previous else None,
+        )
 
     @property
     def bootstrap_servers(self) -> list[str]:

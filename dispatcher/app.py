@@ -148,7 +148,7 @@ def run(settings: DispatcherSettings) -> None:
     )
     install_fast_loop()
     # Rules first: an event routed before the view caught up would miss its rules.
-    rules_view = RulesView(settings)
+    rules_view = RulesView(settings, settings.secret_box())
     rules_view.start(timeout_s=60)
     app = create_app(settings, rules_view)
     topics = Topics(settings.topic_prefix)

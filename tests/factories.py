@@ -43,10 +43,11 @@ def rule(**changes: Any) -> Rule:
 
 
 def job(url: str = "https://hooks.example.com/in", **target: Any) -> DispatchJob:
-    base = DispatchJob.first(event(), rule(url=url))
+    matched = rule(url=url)
+    base = DispatchJob.first(event(), matched).with_target(DeliveryTarget.of(matched))
     if target:
         merged = base.target.model_dump() | target
-        return base.model_copy(update={"target": DeliveryTarget(**merged)})
+        return base.with_target(DeliveryTarget(**merged))
     return base
 
 

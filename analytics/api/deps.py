@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import Request
 from kafka import KafkaProducer
@@ -11,6 +12,7 @@ from kafka import KafkaProducer
 from analytics.store import Store
 from disparo.keys_view import KeysView
 from disparo.rules_view import RulesView
+from disparo.secret_box import SecretBox
 from disparo.targets import AllowEntry
 from disparo.topics import Topics
 
@@ -22,11 +24,13 @@ class Services:
     store: Store
     rules: RulesView
     keys: KeysView
+    box: SecretBox  # seals rule secrets before they reach the rules topic
     producer: KafkaProducer
     topics: Topics
     ready: Callable[[], bool] | None = None
     problem: Callable[[], str | None] | None = None  # why the process should be restarted
     allowlist: tuple[AllowEntry, ...] = ()  # non-public targets a rule may name
+    secret_overlap: timedelta = timedelta(hours=24)  # both secrets sign after a rotation
 
 
 async def services(request: Request) -> Services:

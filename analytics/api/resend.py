@@ -18,7 +18,7 @@ from analytics.errors import Conflict, KafkaRefused, NotFound, TooBroad
 from disparo.access import ApiKey, Permission
 from disparo.api_access import allow
 from disparo.limits import MAX_ATTEMPT
-from disparo.schemas import DeliveryTarget, DispatchJob, OrderEvent, now_utc
+from disparo.schemas import DispatchJob, OrderEvent, RuleRef, now_utc
 
 router = APIRouter(tags=["resend"])
 Operator = Annotated[ApiKey, Depends(allow(Permission.RESEND))]
@@ -96,7 +96,7 @@ def _jobs(svc: Services, rows: list[dict[str, Any]]) -> list[DispatchJob]:
                 manual=True,
                 resend_id=uuid.uuid4().hex,
                 event=event,
-                target=DeliveryTarget.of(rule),
+                rule=RuleRef.of(rule),
             )
         )
     return jobs

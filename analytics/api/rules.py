@@ -6,7 +6,7 @@ import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from analytics import audit, rules_topic
 from analytics.api.deps import Services, services
@@ -15,6 +15,7 @@ from analytics.rule_ids import next_rule_id
 from disparo.access import ApiKey, Permission
 from disparo.api_access import allow
 from disparo.limits import headers_problem, url_problem
+from disparo.rule_codec import encode_rule
 from disparo.schemas import Rule, RuleFields, check_secret, generate_secret, now_utc
 from disparo.targets import url_refusal
 
@@ -74,7 +75,7 @@ def masked(secret: str) -> str:
 
 def view(rule: Rule, reveal: bool = False) -> dict[str, Any]:
     """The API form of a rule: header values masked; the secret in full only when created."""
-    out = rule.model_dump(mode="json")
+    out = rule.model_dump(mode="json", exclude={"previous_secret"})
     out["secret"] = rule.secret if reveal else masked(rule.secret)
     out["headers"] = dict.fromkeys(rule.headers, MASKED)
     return out
@@ -88,9 +89,10 @@ def kept_headers(sent: dict[str, str], current: dict[str, str]) -> dict[str, str
     }
 
 
-def write_rule(svc: Services, rule_id: int, value: bytes | None) -> None:
-    """Publish a rule (or its tombstone) and wait until the rules view holds it."""
-    rules_topic.write_rule(svc.producer, svc.topics.rules, svc.rules, rule_id, value)
+def write_rule(svc: Services, rule: Rule) -> None:
+    """Publish a rule, secrets sealed, and wait until the rules view holds it."""
+    value = encode_rule(rule, svc.box)
+    rules_topic.write_rule(svc.producer, svc.topics.rules, svc.rules, rule.id, value)
 
 
 def _check_target(svc: Services, body: RuleBody) -> None:
@@ -122,7 +124,7 @@ def create_rule(
         rule = Rule(
             id=rule_id, secret=body.secret or generate_secret(), activated_at=now_utc(), **fields
         )
-        write_rule(svc, rule.id, rule.model_dump_json().encode())
+        write_rule(svc, rule)
     audit.record(svc.store, actor, "rule.create", str(rule.id), {"after": view(rule)})
     return view(rule, reveal=True)
 
@@ -150,13 +152,16 @@ def update_rule(
     reason = None if body.active else current.deactivated_reason
     rule = Rule(
         id=rule_id,
+        version=current.version + 1,
         secret=body.secret or current.secret,
+        previous_secret=None if body.secret else current.previous_secret,
+        previous_secret_until=None if body.secret else current.previous_secret_until,
         headers=kept_headers(body.headers, current.headers),
         deactivated_reason=reason,
         activated_at=now_utc() if body.active and not current.active else current.activated_at,
         **fields,
     )
-    write_rule(svc, rule_id, rule.model_dump_json().encode())
+    write_rule(svc, rule)
     details: dict[str, Any] = {"before": view(current), "after": view(rule)}
     if rule.secret != current.secret:
         details["secret_replaced"] = True
@@ -170,6 +175,41 @@ def delete_rule(
 ) -> Response:
     """Delete a rule (a tombstone on the compacted topic)."""
     current = _found(svc, rule_id)
-    write_rule(svc, rule_id, None)
+    rules_topic.write_rule(svc.producer, svc.topics.rules, svc.rules, rule_id, None)
     audit.record(svc.store, actor, "rule.delete", str(rule_id), {"before": view(current)})
     return Response(status_code=204)
+
+
+class Rotation(BaseModel):
+    """A secret rotation: the new secret (generated when left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_ok(cls, value: str | None) -> str | None:
+        return None if value is None else check_secret(value)
+
+
+@router.post("/api/v1/rules/{rule_id}/rotate-secret")
+def rotate_secret(
+    rule_id: int,
+    actor: Admin,
+    svc: Annotated[Services, Depends(services)],
+    body: Rotation | None = None,
+) -> dict[str, Any]:
+    """A new signing secret, shown once; both sign webhooks until the overlap ends."""
+    current = _found(svc, rule_id)
+    until = now_utc() + svc.secret_overlap
+    new_secret = (body.secret if body else None) or generate_secret()
+    if new_secret == current.secret:
+        raise InvalidField("secret", "the new secret must differ from the current one")
+    rule = current.changed(
+        secret=new_secret, previous_secret=current.secret, previous_secret_until=until
+    )
+    write_rule(svc, rule)
+    details = {"version": rule.version, "previous_secret_until": until.isoformat()}
+    audit.record(svc.store, actor, "rule.rotate_secret", str(rule_id), details)
+    return {**view(rule), "secret": new_secret, "previous_secret_until": until.isoformat()}

@@ -15,11 +15,13 @@ from deploy.local.processes import ProcessTable
 from disparo.errors import DisparoError
 from disparo.kafka import ensure_topics
 from disparo.keys import KeyBook
+from disparo.secret_box import new_key_text
 from disparo.settings import KernelSettings
 
 SERVICES = ("analytics", "dispatcher", "worker")
 DEMO_RECEIVER_PORT = 8090
 ADMIN_KEY_FILE = "admin.key"
+SECRET_KEY_FILE = "secret.key"
 
 
 def say(text: str) -> None:
@@ -51,6 +53,8 @@ def service_env(settings: KernelSettings) -> dict[str, str]:
         DISPARO_TOPIC_PREFIX=settings.topic_prefix,
         DISPARO_HOME=str(settings.home.resolve()),
     )
+    if not env.get("DISPARO_SECRET_KEY"):
+        env["DISPARO_SECRET_KEY"] = _secret_key(settings.home)
     # The demo receiver is on loopback: allowed on top of whatever the operator listed.
     listed = env.get("DISPARO_TARGET_ALLOWLIST", "").strip(" ,")
     demo = f"127.0.0.1:{DEMO_RECEIVER_PORT}"
@@ -90,6 +94,20 @@ def up(settings: KernelSettings, api_port: int, demo_data: bool = True) -> None:
         f"http://127.0.0.1:{api_port}/api/v1/rules"
     )
     say(f"logs and pids under {table.run_dir}; stop everything with `make down`")
+
+
+def _secret_key(home: Path) -> str:
+    """The master key sealing rule secrets: made on the first run, kept in $DISPARO_HOME."""
+    path = home / SECRET_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = new_key_text()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    say(f"created the key that seals rule secrets: {path} (back it up; readable by you only)")
+    return key
 
 
 def _admin_key(settings: KernelSettings) -> str:

@@ -24,6 +24,7 @@ from disparo.kafka import ensure_topics, make_producer
 from disparo.keys import publish_key
 from disparo.ops_http import STACKS_PATH
 from disparo.schemas import dispatch_id_for, now_utc
+from disparo.secret_box import new_key_text
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
 from producers.publish import Publisher
@@ -271,6 +272,7 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
             "DISPARO_TARGET_ALLOWLIST": "127.0.0.0/8",
             "DISPARO_SINK_LINGER_MS": "100",
             "DISPARO_RETRY_SCHEDULE": RETRY_SCHEDULE,
+            "DISPARO_SECRET_KEY": new_key_text(),
             **extra_env,
         }
     )

@@ -155,9 +155,9 @@ def test_a_url_httpx_cannot_build_is_invalid_url_and_never_sent() -> None:
         calls.append(request)
         return httpx.Response(200)
 
-    base = job()  # a stored target, as a job carries it: no URL validation on the way
+    base = job()  # a stored rule's target: no URL validation on the way
     bad = base.target.model_copy(update={"url": "http://ex\x00ample.com/in"})
-    outcome = _deliver(handler, base.model_copy(update={"target": bad}))
+    outcome = _deliver(handler, base.with_target(bad))
     assert (outcome.status, outcome.reason) == ("failure", classify.INVALID_URL)
     assert "non-printable" in (outcome.error or "")
     assert calls == []

@@ -20,7 +20,7 @@ def test_one_job_per_matching_active_rule() -> None:
     )
     routed = route(order_event.model_dump_json().encode(), rules)
     assert routed.refused == ""
-    assert [j.target.rule_id for j in routed.jobs] == [1, 2]
+    assert [j.rule.rule_id for j in routed.jobs] == [1, 2]
     assert {j.dispatch_id for j in routed.jobs} == {
         dispatch_id_for(order_event.event_id, 1),
         dispatch_id_for(order_event.event_id, 2),

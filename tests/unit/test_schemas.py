@@ -1,11 +1,13 @@
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
 from disparo.errors import InvalidMessage
 from disparo.schemas import (
+    DeliveryTarget,
     DispatchJob,
     Rule,
     attempt_id_for,
@@ -68,13 +70,42 @@ def test_attempt_ids_differ_per_attempt_and_resend() -> None:
     assert len(ids) == 3
 
 
-def test_first_job_snapshots_the_rule_target() -> None:
-    r = rule(headers={"x-tenant": "acme"}, timeout_s=3, max_attempts=4)
+def test_a_job_names_its_rule_and_never_carries_its_url_headers_or_secret() -> None:
+    r = rule(headers={"x-tenant": "tenant-token-9"}, timeout_s=3, max_attempts=4)
     job = DispatchJob.first(event(), r)
-    assert job.attempt == 1
-    assert (job.target.rule_id, job.target.url) == (r.id, str(r.url))
-    assert job.target.headers == {"x-tenant": "acme"}
-    assert parse_job(job.model_dump_json().encode()) == job
+    assert (job.attempt, job.rule.rule_id, job.rule.version) == (1, r.id, r.version)
+    resolved = job.with_target(DeliveryTarget.of(r))
+    assert resolved.target.headers == {"x-tenant": "tenant-token-9"}
+    wire = resolved.model_dump_json()
+    for private in (r.secret, "tenant-token-9", str(r.url)):
+        assert private not in wire
+    assert parse_job(wire.encode()) == job
+    with pytest.raises(LookupError, match="not resolved"):
+        _ = job.target
+
+
+def test_a_job_written_before_secrets_left_the_topics_still_parses() -> None:
+    r = rule()
+    old = DispatchJob.first(event(), r).model_dump(mode="json")
+    del old["rule"]
+    old["target"] = {"rule_id": r.id, "url": str(r.url), "secret": r.secret, "headers": {}}
+    parsed = parse_job(json.dumps(old).encode())
+    assert parsed.rule.rule_id == r.id
+    assert r.secret not in parsed.model_dump_json()
+
+
+def test_a_rotation_signs_with_both_secrets_until_the_overlap_ends() -> None:
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    old = rule()
+    rotated = old.changed(
+        secret=generate_secret(),
+        previous_secret=old.secret,
+        previous_secret_until=now + timedelta(hours=24),
+    )
+    assert rotated.version == old.version + 1
+    during = DeliveryTarget.of(rotated, now)
+    assert (during.secret, during.previous_secret) == (rotated.secret, old.secret)
+    assert DeliveryTarget.of(rotated, now + timedelta(hours=25)).previous_secret is None
 
 
 @pytest.mark.parametrize(
