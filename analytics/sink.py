@@ -28,7 +28,7 @@ from disparo.consumer import (
     subscribe_when_ready,
 )
 from disparo.dead_letter import DeadLetters
-from disparo.errors import InvalidMessage
+from disparo.errors import InvalidMessage, KafkaUnavailable
 from disparo.schemas import AttemptOutcome, parse_outcome
 from disparo.topics import Topics
 
@@ -148,7 +148,7 @@ class OutcomeSink:
         tps = [TopicPartition(self.topics.outcomes, p) for p in stored]
         try:
             ends = self._end_offsets(tps) if tps else {}
-        except KafkaError as exc:  # a leader is away: keep the stored offsets as they are
+        except (KafkaError, KafkaUnavailable) as exc:  # a leader is away: keep them as they are
             log.warning(
                 "cannot read the outcomes topic's end offsets (%s); skipping the check", exc
             )

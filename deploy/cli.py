@@ -13,10 +13,14 @@ from disparo.errors import DisparoError
 from disparo.settings import KernelSettings, load
 
 
-def _logging(settings: KernelSettings) -> None:
+def _prepare(settings: KernelSettings, logs: bool = True) -> None:
+    """Before a service starts: its logging, and a refused SASL login stops it now, named."""
+    from disparo.kafka import check_login
     from disparo.logs import setup
 
-    setup(settings.log_level, settings.log_format)
+    if logs:  # faust sets up the dispatcher's own
+        setup(settings.log_level, settings.log_format)
+    check_login(settings)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -71,7 +75,9 @@ def cmd_dispatcher(_: argparse.Namespace) -> int:
     from dispatcher.app import run
     from dispatcher.settings import DispatcherSettings
 
-    run(load(DispatcherSettings))
+    settings = load(DispatcherSettings)
+    _prepare(settings, logs=False)
+    run(settings)
     return 0
 
 
@@ -81,7 +87,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from disparo.loops import run
 
     settings = load(WorkerSettings)
-    _logging(settings)
+    _prepare(settings)
     run(serve(settings))
     return 0
 
@@ -93,7 +99,7 @@ def cmd_analytics(_: argparse.Namespace) -> int:
     from producers.publish import Publisher
 
     settings = load(AnalyticsSettings)
-    _logging(settings)
+    _prepare(settings)
     # The HTTP ingest is the producers' router, served by the analytics API process.
     run(settings, [ingest.router], lambda producer: {"publisher": Publisher(settings, producer)})
     return 0
@@ -101,8 +107,10 @@ def cmd_analytics(_: argparse.Namespace) -> int:
 
 def cmd_demo_receiver(args: argparse.Namespace) -> int:
     from deploy.local.demo import serve_receiver
+    from disparo.logs import setup
 
-    _logging(load(KernelSettings))
+    settings = load(KernelSettings)
+    setup(settings.log_level, settings.log_format)  # no Kafka here: no login to check
     serve_receiver(args.port)
     return 0
 

@@ -19,7 +19,7 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from disparo.errors import KafkaUnavailable
-from disparo.kafka import CLIENT_DEFAULTS
+from disparo.kafka import client_options, unreachable
 from disparo.settings import KernelSettings
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,7 @@ def group_consumer(
 ) -> KafkaConsumer:
     """A consumer in `group` that commits by hand and starts new groups at the earliest record."""
     options: dict[str, Any] = {
-        **CLIENT_DEFAULTS,
-        "bootstrap_servers": settings.bootstrap_servers,
+        **client_options(settings),
         "group_id": group,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -51,19 +50,21 @@ def group_consumer(
     try:
         return KafkaConsumer(**options)
     except KafkaError as exc:
-        raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+        raise unreachable(settings, exc) from exc
 
 
 def plain_consumer(settings: KernelSettings, client_id: str) -> KafkaConsumer:
     """A consumer outside any group (assigned partitions, offset lookups); requests bounded."""
-    return KafkaConsumer(
-        **CLIENT_DEFAULTS,
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        client_id=client_id,
-        request_timeout_ms=REQUEST_TIMEOUT_MS,
-    )
+    try:
+        return KafkaConsumer(
+            **client_options(settings),
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=client_id,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+        )
+    except KafkaError as exc:
+        raise unreachable(settings, exc) from exc
 
 
 def subscribe_when_ready(

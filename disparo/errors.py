@@ -19,3 +19,7 @@ class InvalidMessage(DisparoError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class KafkaCredentialsRefused(KafkaUnavailable):
+    """The brokers refused this process's SASL login: retrying will not help."""

@@ -17,7 +17,8 @@ from kafka.errors import KafkaError
 from prometheus_client import Gauge
 
 from disparo.consumer import REQUEST_TIMEOUT_MS, plain_consumer
-from disparo.kafka import CLIENT_DEFAULTS
+from disparo.errors import KafkaUnavailable
+from disparo.kafka import client_options
 from disparo.settings import KernelSettings
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,13 @@ def group_backlog(
 def lag_clients(settings: KernelSettings, name: str) -> tuple[KafkaAdminClient, KafkaConsumer]:
     """The admin client and group-less consumer that measure lag (owned by their caller)."""
     admin = KafkaAdminClient(
-        **CLIENT_DEFAULTS,
-        bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         client_id=f"{name}-lag-admin",
         request_timeout_ms=REQUEST_TIMEOUT_MS,
     )
     try:
         probe = plain_consumer(settings, f"{name}-lag")
-    except KafkaError:
+    except (KafkaError, KafkaUnavailable):
         admin.close()
         raise
     return admin, probe
@@ -100,7 +100,7 @@ class GroupLag:
                 if clients is None:
                     clients = lag_clients(self.settings, self.group)
                 self._publish(group_backlog(*clients, self.group, self.topics))
-            except KafkaError as exc:  # the broker is away: keep the last figures
+            except (KafkaError, KafkaUnavailable) as exc:  # the broker is away: keep the figures
                 log.info("lag of %s not measured: %s", self.group, exc)
             self._stop.wait(self.every_s)
         if clients is not None:

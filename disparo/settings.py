@@ -51,6 +51,20 @@ class KernelSettings(BaseSettings):
         description="non-public webhook targets allowed: IP, CIDR, IP:port or [IPv6]:port, "
         "comma separated (empty: public unicast addresses only)",
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="how every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism with SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_username: str = Field("", description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
+    kafka_ca_file: str = Field(
+        "",
+        description="PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL); "
+        "empty = the system's CAs",
+    )
     secret_key: SecretStr | None = Field(
         None,
         description="base64 of 32 random bytes: the AES-GCM key sealing rule secrets and header "
@@ -95,6 +109,19 @@ class KernelSettings(BaseSettings):
     def _allowlist_parses(cls, value: str) -> str:
         parse_allowlist(value)
         return value
+
+    @model_validator(mode="after")
+    def _kafka_credentials_complete(self) -> KernelSettings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"DISPARO_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "DISPARO_KAFKA_SASL_USERNAME and DISPARO_KAFKA_SASL_PASSWORD"
+            )
+        if self.kafka_ca_file and not Path(self.kafka_ca_file).is_file():
+            raise ValueError(f"DISPARO_KAFKA_CA_FILE {self.kafka_ca_file} is not a readable file")
+        return self
 
     @model_validator(mode="after")
     def _no_replaced_settings(self) -> KernelSettings:

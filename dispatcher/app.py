@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,35 @@ from disparo.errors import DisparoError
 from disparo.lag import GroupLag
 from disparo.loops import install_fast_loop
 from disparo.ops_http import start_ops_server
+from disparo.rule_codec import decode_rule
 from disparo.rules_view import RulesView
-from disparo.schemas import Rule, describe
+from disparo.schemas import describe
+from disparo.secret_box import SecretBox
 from disparo.topics import ORDER_EVENT_PARTITIONS, Topics
 from dispatcher import metrics
 from dispatcher.routing import route
 from dispatcher.settings import DispatcherSettings
 
 log = logging.getLogger(__name__)
+
+
+def broker_credentials(settings: DispatcherSettings) -> faust.types.auth.CredentialsT | None:
+    """faust's (aiokafka's) form of the DISPARO_KAFKA_* security settings."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.kafka_ca_file or None)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = settings.kafka_sasl_password
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=password.get_secret_value() if password else "",
+        ssl_context=context,
+        mechanism=settings.kafka_sasl_mechanism,
+    )
 
 
 def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App:
@@ -35,6 +57,7 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
     app = faust.App(
         settings.dispatcher_group,
         broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         datadir=data_dir,
         topic_partitions=ORDER_EVENT_PARTITIONS,
@@ -72,7 +95,7 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
     @_fatal_on_crash
     async def check_rules(stream: Any) -> None:
         async for event in stream.events():
-            await _check_rule(event, to_dead_letter)
+            await _check_rule(event, to_dead_letter, rules_view.box)
 
     @app.agent(events_topic)
     @_fatal_on_crash
@@ -119,16 +142,19 @@ def _fatal_on_crash(agent: Callable[[Any], Awaitable[None]]) -> Callable[[Any], 
     return guarded
 
 
-async def _check_rule(event: Any, to_dead_letter: Any) -> None:
+async def _check_rule(event: Any, to_dead_letter: Any, box: SecretBox) -> None:
     key = event.message.key.decode() if event.message.key else ""
     raw = event.message.value
     if raw is None:
         metrics.RULE_CHANGES.labels("deleted").inc()
         return
     try:
-        rule = Rule.model_validate_json(raw)
+        rule = decode_rule(raw, box)
     except ValidationError as exc:
         await to_dead_letter(event, f"rule: {describe(exc)}", "invalid_rule")
+        return
+    except (ValueError, DisparoError) as exc:  # not JSON, or sealed under another key
+        await to_dead_letter(event, f"rule: {exc}", "invalid_rule")
         return
     if str(rule.id) != key:
         await to_dead_letter(event, f"rule: key {key!r} differs from id {rule.id}", "invalid_rule")

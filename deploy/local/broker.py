@@ -59,6 +59,34 @@ def provision_jars(cache_dir: Path) -> Path:
     return libs
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """A SASL_SSL (SCRAM-SHA-512) listener: its port, PEM key+chain and SCRAM users."""
+
+    port: int
+    keystore_pem: Path  # PKCS#8 private key followed by the certificate chain
+    users: tuple[tuple[str, str], ...]  # (name, password)
+
+    def listener(self) -> str:
+        return f"SASL_SSL://127.0.0.1:{self.port}"
+
+    def props(self) -> dict[str, str]:
+        scram = "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"
+        return {
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            scram: "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.keystore_pem),
+        }
+
+    def format_args(self) -> list[str]:
+        return [
+            arg
+            for name, password in self.users
+            for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+        ]
+
+
 @dataclass
 class KafkaNode:
     """One broker+controller node: config, storage format, process, readiness."""
@@ -71,6 +99,7 @@ class KafkaNode:
     node_id: int = 1
     voters: str = ""  # controller.quorum.voters of a cluster; empty = this node alone
     replication: int = 1  # of the broker's internal topics (offsets, transactions)
+    secure: SecureListener | None = None  # a SASL_SSL listener beside the plaintext one
 
     def __post_init__(self) -> None:
         self.data_dir = self.data_dir.resolve()
@@ -108,6 +137,12 @@ class KafkaNode:
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
         }
+        if self.secure is not None:
+            listener = self.secure.listener()
+            props["listeners"] += "," + listener
+            props["advertised.listeners"] += "," + listener
+            props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            props.update(self.secure.props())
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
 
     def java(self, main: str, *args: str) -> list[str]:
@@ -132,9 +167,16 @@ class KafkaNode:
             return
         self.write_config()
         cluster_id = cluster_id or self.random_cluster_id()
+        scram = self.secure.format_args() if self.secure is not None else []
         self._run(
             self.java(
-                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.config_file),
+                *scram,
             )
         )
 

@@ -276,12 +276,19 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
             **extra_env,
         }
     )
+    # The test's own clients connect as the services do (DISPARO_KAFKA_* security included).
+    security = {
+        name.removeprefix("DISPARO_").lower(): value
+        for name, value in extra_env.items()
+        if name.startswith("DISPARO_KAFKA_") and name != "DISPARO_KAFKA_BOOTSTRAP"
+    }
     settings = KernelSettings(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=prefix,
         home=tmp_path,
         retry_schedule=RETRY_SCHEDULE,
         topic_replication=int(env.get("DISPARO_TOPIC_REPLICATION", "1")),
+        **security,
     )
     ensure_topics(settings)
     key = add_key(settings, "test-admin", "admin")

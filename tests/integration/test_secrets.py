@@ -76,7 +76,12 @@ def test_no_secret_or_header_value_is_readable_in_any_topic(
     junk = make_producer(stack.settings, client_id="test-junk")
     junk.send(stack.topics.dispatch_jobs, b"not a job").get(30)
     junk.close(10)
-    eventually(lambda: every_record(stack.settings.kafka_bootstrap, stack.topics.dead_letter), 30)
+    dead = eventually(
+        lambda: every_record(stack.settings.kafka_bootstrap, stack.topics.dead_letter), 30
+    )
+    # Only the junk job: the dispatcher reads the sealed rule records as rules, not as junk.
+    sources = [dict(r.headers)["disparo.source.topic"].decode() for r in dead]
+    assert sources == [stack.topics.dispatch_jobs]
     assert receiver.on("/flaky/1")[0].headers["authorization"] == "Bearer tok-sealed-77"
     needles = [
         secret.encode(),
