@@ -36,7 +36,10 @@ class CompactedView(Generic[K, V]):
         self._positions: dict[int, int] = {}
         self._ends: dict[int, int] | None = None  # the topic's ends when tailing began
         self._failed: Exception | None = None
-        self._undecodable: DisparoError | None = None  # e.g. a secret under another key
+        # Keys whose latest record cannot be read (e.g. sealed under another key); an older
+        # unreadable record superseded by a readable one (after a rewrap) does not count.
+        self._undecodable: dict[K, DisparoError] = {}
+        self._caught_up = False
         self.generation = 0  # raised by every applied change
         self._syncs_wanted = 0
         self._syncs_done = 0
@@ -62,8 +65,9 @@ class CompactedView(Generic[K, V]):
         for partition, end in ends.items():
             self.wait_for(partition, end - 1, max(0.0, deadline - time.monotonic()))
         with self._changed:
-            if self._undecodable is not None:
-                raise self._undecodable  # a wrong key is a start-up error, named
+            self._caught_up = True
+            if self._undecodable:
+                raise next(iter(self._undecodable.values()))  # a wrong key stops the start
 
     def sync(self, timeout_s: float = 5.0) -> bool:
         """Wait until the view holds every record published before this call (False: timeout)."""
@@ -178,6 +182,7 @@ class CompactedView(Generic[K, V]):
         old = self._items.get(key)
         self._snapshot = None
         self.generation += 1
+        self._undecodable.pop(key, None)
         if value is None:
             self._items.pop(key, None)
             self.changed(key, old, None)
@@ -188,8 +193,9 @@ class CompactedView(Generic[K, V]):
             log.error("ignoring invalid %s record %s: %s", self.what, raw_key, exc)
             return
         except DisparoError as exc:
-            log.error("cannot read %s record %s: %s", self.what, raw_key, exc)
-            self._undecodable = self._undecodable or exc
+            if self._caught_up:  # during the first read, only the latest record counts
+                log.error("cannot read %s record %s: %s", self.what, raw_key, exc)
+            self._undecodable[key] = exc
             return
         self._items[key] = item
         self.changed(key, old, item)

@@ -19,11 +19,14 @@ def test_stacks_of_each_service_name_their_threads_and_chdb_keeps_answering(
     assert analytics.status_code == 200
     assert "--- thread sink" in analytics.text
     assert "sink.py" in analytics.text  # where the sink's loop is
-    assert "--- thread rules-view" in analytics.text
+    rules_view = f"--- thread view-{stack.topics.rules}"
+    assert rules_view in analytics.text
+    assert f"--- thread view-{stack.topics.api_keys}" in analytics.text
     worker = httpx.get(f"{stack.worker}{STACKS_PATH}", timeout=10).text
     assert "--- thread worker-consumer" in worker
+    assert rules_view in worker  # workers look each job's rule up in their own view
     dispatcher = httpx.get(f"{stack.dispatcher}{STACKS_PATH}", timeout=10).text
-    assert "--- thread rules-view" in dispatcher
+    assert rules_view in dispatcher
 
     # The embedded ClickHouse still answers queries and stores rows afterwards.
     summary = stack.http.get(f"{stack.api}/api/v1/dispatches/summary", timeout=10)

@@ -191,3 +191,27 @@ def test_a_missing_or_wrong_key_stops_a_service_at_start_naming_the_variable(
         assert done.returncode != 0
         assert message in done.stderr, done.stderr[-2000:]
         assert "DISPARO_SECRET_KEY" in done.stderr
+
+
+def test_rewrap_reseals_every_rule_so_the_new_key_alone_reads_them(
+    stack: Stack, receiver: Receiver
+) -> None:
+    rule = stack.active_rule(name="rewrapped", event_types=["*"], url=f"{receiver.url}/ok/rw")
+    old_key, new_key = stack.env["DISPARO_SECRET_KEY"], new_key_text()
+    env = {**os.environ, **stack.env, "DISPARO_SECRET_KEY": new_key}
+    done = subprocess.run(
+        [DISPARO, "secrets", "rewrap"],
+        env={**env, "DISPARO_SECRET_KEY_PREVIOUS": old_key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "resealed 1/1 rules" in done.stderr
+    # A worker holding only the new key starts (the old records are superseded) and delivers.
+    stack.table.stop("worker", grace_s=20)
+    stack.table.start("worker", [DISPARO, "worker"], {**stack.env, "DISPARO_SECRET_KEY": new_key})
+    stack.table.wait_http("worker", f"{stack.worker}/readyz", 90)
+    stack.publisher.publish_many([order_event("RW-1")])
+    [got] = wait_requests(receiver, "/ok/rw", 1)
+    Webhook(rule["secret"]).verify(got.body, got.headers)
