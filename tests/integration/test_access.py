@@ -24,6 +24,7 @@ from tests.integration.conftest import (
     bearer,
     eventually,
     order_event,
+    running_stack,
 )
 from tests.integration.receiver import Receiver
 
@@ -42,6 +43,13 @@ def api_routes() -> list[tuple[str, str, Permission]]:
         assert permission is not None, f"{method} {path} has no access decision"
         found.append((method, path.format(**SAMPLE_PATH_VALUES), permission))
     return found
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack for the module (each test uses its own key names, rules and orders)."""
+    with running_stack(kafka_bootstrap, tmp_path_factory.mktemp("access")) as started:
+        yield started
 
 
 def signed_in_key(stack: Stack, name: str, role: Role) -> str:
@@ -143,7 +151,9 @@ def test_two_replicas_creating_rules_at_once_never_share_an_id(
     stack: Stack, tmp_path: Path
 ) -> None:
     """Each replica's chdb is its own (one process per chdb path); ids come from Kafka."""
-    stack.create_rule(name="explicit", id=1003, event_types=["*"], url="http://127.0.0.1:9/x")
+    before = {r["id"] for r in stack.http.get(f"{stack.api}/api/v1/rules").json()["items"]}
+    explicit = max(before | {1000}) + 2  # an id the sequencer reaches soon: stepped over
+    stack.create_rule(name="explicit", id=explicit, event_types=["*"], url="http://127.0.0.1:9/x")
     with second_replica(stack, tmp_path / "second") as second:
 
         def create(api: str, n: int) -> int:
@@ -156,9 +166,10 @@ def test_two_replicas_creating_rules_at_once_never_share_an_id(
             jobs = [pool.submit(create, api, n) for n in range(100) for api in (stack.api, second)]
             ids = [job.result() for job in jobs]
     assert len(set(ids)) == 200
-    assert 1003 not in ids  # the explicit id is stepped over
+    assert explicit not in ids
+    assert max(ids) > explicit  # the sequencer went past it
     listed = {r["id"] for r in stack.http.get(f"{stack.api}/api/v1/rules").json()["items"]}
-    assert listed == {*ids, 1003}
+    assert listed == before | {*ids, explicit}
 
 
 def test_keys_from_the_cli_sign_in_list_and_revoke(stack: Stack) -> None:
@@ -226,7 +237,9 @@ def test_rule_changes_are_audited_with_the_actor_and_no_secret(stack: Stack) -> 
     for hidden in (secret, changed["secret"], "customer-token-123"):
         assert hidden not in text
     only = httpx.get(
-        f"{stack.api}/api/v1/audit", params={"action": "rule.delete"}, headers=bearer(viewer)
+        f"{stack.api}/api/v1/audit",
+        params={"action": "rule.delete", "actor": "rule-editor"},
+        headers=bearer(viewer),
     ).json()["items"]
     assert [e["action"] for e in only] == ["rule.delete"]
     bad = httpx.get(f"{stack.api}/api/v1/audit", params={"action": "nope"}, headers=bearer(viewer))
