@@ -28,20 +28,25 @@ Action = Literal[
 ]
 ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
 MAX_LIMIT = 500
+SYSTEM_ACTOR = "disparo"  # changes disparo makes by itself (a rule deactivated by the warden)
 COLUMNS = "at, audit_id, actor, key_id, account_id, action, target, details"
 
 
 def record(
-    store: Store, actor: ApiKey, action: Action, target: str, details: dict[str, Any]
+    store: Store, actor: ApiKey | str, action: Action, target: str, details: dict[str, Any]
 ) -> None:
-    """Store one audit entry; raises StoreError (the caller answers 503) if it cannot."""
+    """Store one audit entry; raises StoreError (the caller answers 503) if it cannot.
+
+    `actor` is the key that asked, or a name for what disparo did by itself.
+    """
     audit_id = str(uuid.uuid4())
+    key = actor if isinstance(actor, ApiKey) else None
     row = {
         "at": now_utc(),
         "audit_id": audit_id,
-        "actor": actor.name,
-        "key_id": actor.id,
-        "account_id": actor.account_id or "",
+        "actor": key.name if key else str(actor),
+        "key_id": key.id if key else "",
+        "account_id": (key.account_id if key else None) or "",
         "action": action,
         "target": target,
         "details": json.dumps(details, sort_keys=True, default=str),

@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from kafka import KafkaProducer
 
+from analytics import audit
 from analytics.api.app import create_app
 from analytics.api.deps import Services
 from analytics.liveness import sink_problem
@@ -115,6 +116,9 @@ def _warden(settings: AnalyticsSettings, svc: Services) -> RuleWarden:
     def write(rule: Rule) -> None:
         value = encode_rule(rule, svc.box)
         write_rule(svc.producer, svc.topics.rules, svc.rules, rule.id, value)
+        after = {"active": rule.active, "deactivated_reason": rule.deactivated_reason}
+        details = {"before": {"active": True, "deactivated_reason": None}, "after": after}
+        audit.record(svc.store, audit.SYSTEM_ACTOR, "rule.update", str(rule.id), details)
 
     return RuleWarden(
         svc.store, svc.rules, write, settings.deactivate_after_delta, settings.warden_interval_s

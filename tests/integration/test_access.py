@@ -7,8 +7,6 @@ import os
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -109,9 +107,10 @@ def test_401_and_403_say_what_to_do(stack: Stack) -> None:
     assert open_paths == [200, 200, 200]
 
 
-@contextmanager
-def second_replica(stack: Stack, home: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def second(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Another analytics process on the same topics (its own chdb and sink group)."""
+    home = tmp_path_factory.mktemp("second-replica")
     port = free_port()
     env = {
         **stack.env,
@@ -129,42 +128,38 @@ def second_replica(stack: Stack, home: Path) -> Iterator[str]:
         stack.table.stop("analytics-2", grace_s=20)
 
 
-def test_a_revoked_key_is_refused_by_every_api_replica(stack: Stack, tmp_path: Path) -> None:
+def test_a_revoked_key_is_refused_by_every_api_replica(stack: Stack, second: str) -> None:
     """The second replica learns keys, and their revocation, from the api-keys topic."""
-    with second_replica(stack, tmp_path / "second") as second:
-        key = signed_in_key(stack, "short-lived", "operator")
-        me = httpx.get(f"{second}/api/v1/me", headers=bearer(key))
-        assert me.status_code == 200
-        assert me.json()["may"] == ["read", "resend", "signed_in"]
-        assert stack.http.delete(f"{stack.api}/api/v1/keys/{me.json()['id']}").status_code == 200
+    key = signed_in_key(stack, "short-lived", "operator")
+    me = httpx.get(f"{second}/api/v1/me", headers=bearer(key))
+    assert me.status_code == 200
+    assert me.json()["may"] == ["read", "resend", "signed_in"]
+    assert stack.http.delete(f"{stack.api}/api/v1/keys/{me.json()['id']}").status_code == 200
 
-        def refused_everywhere() -> bool:
-            answers = [
-                httpx.get(f"{api}/api/v1/me", headers=bearer(key)) for api in (stack.api, second)
-            ]
-            return all(a.status_code == 401 and "revoked" in a.json()["error"] for a in answers)
+    def refused_everywhere() -> bool:
+        answers = [
+            httpx.get(f"{api}/api/v1/me", headers=bearer(key)) for api in (stack.api, second)
+        ]
+        return all(a.status_code == 401 and "revoked" in a.json()["error"] for a in answers)
 
-        eventually(refused_everywhere, 5, "both replicas to refuse the revoked key")
+    eventually(refused_everywhere, 5, "both replicas to refuse the revoked key")
 
 
-def test_two_replicas_creating_rules_at_once_never_share_an_id(
-    stack: Stack, tmp_path: Path
-) -> None:
+def test_two_replicas_creating_rules_at_once_never_share_an_id(stack: Stack, second: str) -> None:
     """Each replica's chdb is its own (one process per chdb path); ids come from Kafka."""
     before = {r["id"] for r in stack.http.get(f"{stack.api}/api/v1/rules").json()["items"]}
     explicit = max(before | {1000}) + 2  # an id the sequencer reaches soon: stepped over
     stack.create_rule(name="explicit", id=explicit, event_types=["*"], url="http://127.0.0.1:9/x")
-    with second_replica(stack, tmp_path / "second") as second:
 
-        def create(api: str, n: int) -> int:
-            body = {"name": f"r{n}", "event_types": ["*"], "url": "http://127.0.0.1:9/x"}
-            answer = stack.http.post(f"{api}/api/v1/rules", json=body)
-            assert answer.status_code == 201, answer.text
-            return int(answer.json()["id"])
+    def create(api: str, n: int) -> int:
+        body = {"name": f"r{n}", "event_types": ["*"], "url": "http://127.0.0.1:9/x"}
+        answer = stack.http.post(f"{api}/api/v1/rules", json=body)
+        assert answer.status_code == 201, answer.text
+        return int(answer.json()["id"])
 
-        with ThreadPoolExecutor(8) as pool:
-            jobs = [pool.submit(create, api, n) for n in range(100) for api in (stack.api, second)]
-            ids = [job.result() for job in jobs]
+    with ThreadPoolExecutor(8) as pool:
+        jobs = [pool.submit(create, api, n) for n in range(100) for api in (stack.api, second)]
+        ids = [job.result() for job in jobs]
     assert len(set(ids)) == 200
     assert explicit not in ids
     assert max(ids) > explicit  # the sequencer went past it

@@ -30,6 +30,10 @@ def test_rule_failing_continuously_is_deactivated_with_a_reason_and_gets_no_more
     assert "deactivated automatically" in reason
     assert "1 attempts" in reason
     assert stack.rule(witness["id"])["active"] is True
+    audit = stack.http.get(f"{stack.api}/api/v1/audit", params={"actor": "disparo"}).json()
+    [entry] = audit["items"]
+    assert (entry["action"], entry["target"]) == ("rule.update", str(dead["id"]))
+    assert entry["details"]["after"] == {"active": False, "deactivated_reason": reason}
 
     stack.wait_rule_applied(dead["id"], active=False)
     stack.publisher.publish(order_event("DEAD-2"))

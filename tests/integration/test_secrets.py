@@ -8,7 +8,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,8 +30,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One stack for the module; the rewrap test, which changes its key, runs last."""
-    with running_stack(kafka_bootstrap, tmp_path_factory.mktemp("secrets")) as started:
+    """One stack for the module (4 s rotation overlap); the rewrap test, which changes its
+    key, runs last."""
+    home = tmp_path_factory.mktemp("secrets")
+    with running_stack(kafka_bootstrap, home, DISPARO_SECRET_OVERLAP="4s") as started:
         yield started
 
 
@@ -113,16 +114,9 @@ def test_no_secret_or_header_value_is_readable_in_any_topic(
     assert seen >= 6  # two jobs, a retry, a resend, a dead letter, the rule
 
 
-@pytest.fixture
-def short_overlap(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
-    with running_stack(kafka_bootstrap, tmp_path, DISPARO_SECRET_OVERLAP="4s") as started:
-        yield started
-
-
 def test_during_the_overlap_either_secret_verifies_and_after_it_only_the_new_one(
-    short_overlap: Stack, receiver: Receiver
+    stack: Stack, receiver: Receiver
 ) -> None:
-    stack = short_overlap
     rule = stack.active_rule(name="rotating", event_types=["*"], url=f"{receiver.url}/ok")
     old = rule["secret"]
     rotated = stack.http.post(f"{stack.api}/api/v1/rules/{rule['id']}/rotate-secret")
