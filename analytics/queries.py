@@ -85,6 +85,7 @@ def _ts(value: datetime) -> str:
 
 
 _KINDS = {
+    "account_id": "String",
     "status": "String",
     "reason": "String",
     "dispatch_id": "String",
@@ -153,7 +154,9 @@ def counts(
     keys = ", ".join(group_by)
     parts: list[str] = []
     params: dict[str, Any] = {}
-    for n, (lo, hi, hourly) in enumerate(_slices(period, "order_id" in filters)):
+    # The hourly projection has no order or account: those filters read rows.
+    rows_only = "order_id" in filters or "account_id" in filters
+    for n, (lo, hi, hourly) in enumerate(_slices(period, rows_only)):
         column = "toStartOfHour(dispatched_at)" if hourly else "dispatched_at"
         clauses = [f"{column} >= {{lo{n}:{_TS}}}", f"{column} < {{hi{n}:{_TS}}}"]
         params.update({f"lo{n}": _ts(lo), f"hi{n}": _ts(hi)})
@@ -192,12 +195,11 @@ def summary(
 
 
 def failure_breakdown(
-    database: str, period: Period, order_id: str | None = None
+    database: str, period: Period, order_id: str | None = None, **filters: Any
 ) -> tuple[str, dict[str, Any]]:
     """Failed attempts per reason and rule in a period (rows `reason_`, `rule_id_`, `n`)."""
-    return counts(
-        database, period, ("reason", "rule_id"), {"status": "failure", "order_id": order_id}
-    )
+    wanted = {"status": "failure", "order_id": order_id, **filters}
+    return counts(database, period, ("reason", "rule_id"), wanted)
 
 
 def attempts_of(database: str, dispatch_id: str) -> tuple[str, dict[str, Any]]:

@@ -55,6 +55,7 @@ ATTEMPT: tuple[Column, ...] = (
     ),
     Column("event_json", "String CODEC(ZSTD(3)) COMMENT 'the order event, for resends'"),
     Column("request_headers", "String CODEC(ZSTD(3)) COMMENT 'JSON object; credentials masked'"),
+    Column("account_id", "LowCardinality(String) DEFAULT 'default'", shown=True),
 )
 ATTEMPT_COLUMNS: tuple[tuple[str, str], ...] = tuple((c.name, c.kind) for c in ATTEMPT)
 ITEM_FIELDS: tuple[str, ...] = tuple(c.name for c in ATTEMPT if c.shown)
@@ -65,7 +66,7 @@ _CSV_LEADING = (
 )  # fmt: skip
 CSV_FIELDS: tuple[str, ...] = _CSV_LEADING + tuple(f for f in ITEM_FIELDS if f not in _CSV_LEADING)
 # Columns added after the first release: tables created before them get an ALTER.
-ADDED_COLUMNS = ("retry_tier", "event_json", "request_headers")
+ADDED_COLUMNS = ("retry_tier", "event_json", "request_headers", "account_id")
 # Counts per hour, status, reason and rule: period summaries and failure breakdowns read
 # these instead of the rows (hour-aligned; the partial hours at the edges read rows).
 HOURLY_PROJECTION = (

@@ -75,6 +75,7 @@ def row_of(outcome: AttemptOutcome, partition: int, offset: int) -> Row:
         "retry_tier": outcome.retry_tier or "",
         "event_json": outcome.event.model_dump_json() if outcome.event else "",
         "request_headers": json.dumps(outcome.request_headers) if outcome.request_headers else "",
+        "account_id": outcome.account_id,
     }
 
 

@@ -192,6 +192,7 @@ class Deliverer:
             event_type=event.event_type,
             rule_id=job.target.rule_id,
             url=job.target.url,
+            account_id=event.account_id,
             dispatched_at=started_at,
             status="success" if ok else "failure",
             reason=reason,

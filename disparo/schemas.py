@@ -35,6 +35,9 @@ def _uuid_text(value: str) -> str:
 
 
 UuidText = Annotated[str, AfterValidator(_uuid_text)]
+DEFAULT_ACCOUNT = "default"
+# Which customer of the platform an event, rule or attempt belongs to (design: "Accounts").
+AccountId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
 def now_utc() -> datetime:
@@ -53,6 +56,7 @@ class OrderEvent(BaseModel):
     order_status: str | None = Field(None, max_length=200)
     occurred_at: AwareDatetime
     payload: dict[str, Any] = Field(default_factory=dict)
+    account_id: AccountId = DEFAULT_ACCOUNT
 
 
 def generate_secret() -> str:
@@ -91,6 +95,7 @@ class RuleFields(BaseModel):
     active: bool = True
     timeout_s: float = Field(10.0, gt=0, le=60)
     max_attempts: int = Field(6, ge=1, le=20)
+    account_id: AccountId = DEFAULT_ACCOUNT  # a rule matches only its own account's events
 
     @field_validator("event_types")
     @classmethod
@@ -259,6 +264,7 @@ class AttemptOutcome(BaseModel):
     event_type: str
     rule_id: int
     url: str
+    account_id: str = DEFAULT_ACCOUNT
     dispatched_at: AwareDatetime
     status: Status
     reason: str

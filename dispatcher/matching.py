@@ -41,7 +41,7 @@ def passes_filters(event: OrderEvent, filters: dict[str, list[str]]) -> bool:
 
 def matches(rule: Rule, event: OrderEvent) -> bool:
     """True when an active rule wants this event."""
-    if not rule.active:
+    if not rule.active or rule.account_id != event.account_id:
         return False
     types = rule.event_types
     if ALL_EVENT_TYPES not in types and event.event_type not in types:

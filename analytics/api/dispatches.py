@@ -55,6 +55,9 @@ ReasonQ = Annotated[
     str | None, Query(max_length=64, description="failure reason, e.g. timeout or http_5xx")
 ]
 RuleQ = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="event rule id")]
+AccountQ = Annotated[
+    str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="one account's attempts")
+]
 EXPORT_ROWS = 100_000
 CSV_COLUMNS = schema.CSV_FIELDS
 
@@ -68,6 +71,7 @@ class HistoryFilter:
     order_id: str | None
     reason: str | None
     rule_id: int | None
+    account_id: str | None = None
 
 
 def history_filter(
@@ -77,8 +81,9 @@ def history_filter(
     order_id: OrderQ = None,
     reason: ReasonQ = None,
     rule_id: RuleQ = None,
+    account_id: AccountQ = None,
 ) -> HistoryFilter:
-    return HistoryFilter(_period(start, end), status, order_id, reason, rule_id)
+    return HistoryFilter(_period(start, end), status, order_id, reason, rule_id, account_id)
 
 
 Filter = Annotated[HistoryFilter, Depends(history_filter)]
@@ -97,6 +102,7 @@ def _page(
         after,
         reason=f.reason,
         rule_id=f.rule_id,
+        account_id=f.account_id,
     )
     rows = [_item(r) for r in svc.store.select(sql, params)]
     if len(rows) <= limit:
@@ -168,11 +174,17 @@ def dispatch_summary(
     order_id: OrderQ = None,
     reason: ReasonQ = None,
     rule_id: RuleQ = None,
+    account_id: AccountQ = None,
 ) -> dict[str, Any]:
     """Total attempts, failed attempts and the failure rate of a period."""
     period = _period(start, end)
     sql, params = queries.summary(
-        svc.store.database, period, order_id, reason=reason, rule_id=rule_id
+        svc.store.database,
+        period,
+        order_id,
+        reason=reason,
+        rule_id=rule_id,
+        account_id=account_id,
     )
     by_status = {r["status_"]: int(r["n"]) for r in svc.store.select(sql, params)}
     total, failed = sum(by_status.values()), by_status.get("failure", 0)
@@ -185,9 +197,13 @@ def failure_breakdown(
     start: FromQ = None,
     end: ToQ = None,
     order_id: OrderQ = None,
+    account_id: AccountQ = None,
 ) -> dict[str, Any]:
     """The period's failed attempts by reason and by rule, largest first."""
-    sql, params = queries.failure_breakdown(svc.store.database, _period(start, end), order_id)
+    period = _period(start, end)
+    sql, params = queries.failure_breakdown(
+        svc.store.database, period, order_id, account_id=account_id
+    )
     by_reason: Counter[str] = Counter()
     by_rule: Counter[int] = Counter()
     for row in svc.store.select(sql, params):

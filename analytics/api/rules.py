@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from analytics import audit, rules_topic
@@ -130,9 +130,17 @@ def create_rule(
 
 
 @router.get("/api/v1/rules", dependencies=[Depends(allow(Permission.READ))])
-def list_rules(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
-    """Every rule; secrets and header values masked."""
-    return {"items": [view(r) for r in svc.rules.all()]}
+def list_rules(
+    svc: Annotated[Services, Depends(services)],
+    account_id: Annotated[
+        str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="one account's rules")
+    ] = None,
+) -> dict[str, Any]:
+    """Every rule (or one account's); secrets and header values masked."""
+    rules = svc.rules.all()
+    if account_id is not None:
+        rules = [r for r in rules if r.account_id == account_id]
+    return {"items": [view(r) for r in rules]}
 
 
 @router.get("/api/v1/rules/{rule_id}", dependencies=[Depends(allow(Permission.READ))])

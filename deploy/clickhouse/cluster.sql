@@ -31,8 +31,9 @@ CREATE TABLE IF NOT EXISTS disparo.attempts_local ON CLUSTER 'disparo' (
     retry_tier LowCardinality(String) COMMENT 'tier of a scheduled retry; empty if final',
     event_json String CODEC(ZSTD(3)) COMMENT 'the order event, for resends',
     request_headers String CODEC(ZSTD(3)) COMMENT 'JSON object; credentials masked',
+    account_id LowCardinality(String) DEFAULT 'default',
     PROJECTION hourly (SELECT toStartOfHour(dispatched_at), status, reason, rule_id, count() GROUP BY toStartOfHour(dispatched_at), status, reason, rule_id),
-    PROJECTION by_order (SELECT dispatched_at, attempt_id, dispatch_id, attempt, manual, final, order_id, order_status, event_type, rule_id, url, status, reason, http_status, error, duration_ms, retry_tier ORDER BY order_id, dispatched_at)
+    PROJECTION by_order (SELECT dispatched_at, attempt_id, dispatch_id, attempt, manual, final, order_id, order_status, event_type, rule_id, url, status, reason, http_status, error, duration_ms, retry_tier, account_id ORDER BY order_id, dispatched_at)
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/disparo/attempts_local', '{replica}')
 PARTITION BY toDate(dispatched_at)

@@ -1,3 +1,4 @@
+from disparo.schemas import DEFAULT_ACCOUNT
 from dispatcher.matching import field_value, matches, matching_rules, passes_filters
 from tests.factories import event, rule
 
@@ -51,3 +52,14 @@ def test_matching_rules_returns_every_match_in_id_order() -> None:
         rule(id=4, event_types=["*"], active=False),
     ]
     assert [r.id for r in matching_rules(rules, event())] == [1, 3]
+
+
+def test_an_event_matches_only_rules_of_its_own_account() -> None:
+    for_a = rule(id=1, event_types=["*"], account_id="acct-a")
+    for_b = rule(id=2, event_types=["*"], account_id="acct-b")
+    default = rule(id=3, event_types=["*"])
+    assert default.account_id == DEFAULT_ACCOUNT
+    rules = (for_a, for_b, default)
+    assert [r.id for r in matching_rules(rules, event(account_id="acct-a"))] == [1]
+    assert [r.id for r in matching_rules(rules, event(account_id="acct-b"))] == [2]
+    assert [r.id for r in matching_rules(rules, event())] == [3]  # producers without accounts
