@@ -33,11 +33,17 @@ COLUMNS = "at, audit_id, actor, key_id, account_id, action, target, details"
 
 
 def record(
-    store: Store, actor: ApiKey | str, action: Action, target: str, details: dict[str, Any]
+    store: Store,
+    actor: ApiKey | str,
+    action: Action,
+    target: str,
+    details: dict[str, Any],
+    account_id: str | None = None,
 ) -> None:
     """Store one audit entry; raises StoreError (the caller answers 503) if it cannot.
 
-    `actor` is the key that asked, or a name for what disparo did by itself.
+    `actor` is the key that asked, or a name for what disparo did by itself; `account_id`
+    the account of the object changed (default: the key's), which account keys filter on.
     """
     audit_id = str(uuid.uuid4())
     key = actor if isinstance(actor, ApiKey) else None
@@ -46,7 +52,7 @@ def record(
         "audit_id": audit_id,
         "actor": key.name if key else str(actor),
         "key_id": key.id if key else "",
-        "account_id": (key.account_id if key else None) or "",
+        "account_id": account_id or (key.account_id if key else None) or "",
         "action": action,
         "target": target,
         "details": json.dumps(details, sort_keys=True, default=str),
@@ -66,10 +72,14 @@ def page_query(
     action: str | None,
     limit: int,
     cursor: Cursor | None,
+    account_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """One page of audit entries, newest first; one extra row says whether more follow."""
     clauses = [f"at >= {{lo:{_TS}}}", f"at < {{hi:{_TS}}}"]
     params: dict[str, Any] = {"lo": _ts(period.start), "hi": _ts(period.end)}
+    if account_id is not None:
+        clauses.append("account_id = {account:String}")
+        params["account"] = account_id
     if actor is not None:
         clauses.append("actor = {actor:String}")
         params["actor"] = actor

@@ -252,6 +252,7 @@ def resend_candidates(
     event_type: str | None = None,
     rule_id: int | None = None,
     limit: int = 1000,
+    account_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Dispatches to resend by id or by order (optionally one event type and/or rule)."""
     clauses = [f"dispatched_at >= {{since:{_TS}}}"]
@@ -261,6 +262,7 @@ def resend_candidates(
         "order_id": order_id,
         "event_type": event_type,
         "rule_id": rule_id,
+        "account_id": account_id,
     }
     _equal_to(filters, clauses, params)
     sql = (
@@ -278,11 +280,18 @@ def final_failures(
     reason: str | None = None,
     order_id: str | None = None,
     limit: int = 10000,
+    account_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Dispatches whose last attempt, made in the period, failed for good."""
     clauses = [f"dispatched_at >= {{start:{_TS}}}"]
     params: dict[str, Any] = {"start": _ts(period.start), "end": _ts(period.end)}
-    _equal_to({"rule_id": rule_id, "event_type": event_type, "order_id": order_id}, clauses, params)
+    wanted = {
+        "rule_id": rule_id,
+        "event_type": event_type,
+        "order_id": order_id,
+        "account_id": account_id,
+    }
+    _equal_to(wanted, clauses, params)
     having = [
         f"argMax(status, {_LAST}) = 'failure'",
         f"argMax(final, {_LAST})",

@@ -226,7 +226,7 @@ def _keys_parser(sub: Any) -> None:
     create = actions.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True, help="who uses it; shown as the audit actor")
     create.add_argument("--role", required=True, choices=ROLES)
-    create.add_argument("--account", help="limit the key to one account (not available yet)")
+    create.add_argument("--account", help="limit the key to one account's rules, history and keys")
     actions.add_parser("list", help="every key: id, name, role, created, revoked")
     revoke = actions.add_parser("revoke", help="revoke a key (refused by the API within seconds)")
     revoke.add_argument("id", help="the key id, e.g. key_0123456789abcdef")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from pydantic import ValidationError
 
 from disparo.access import ApiKey, Role, new_key, record_for, revoked
 from disparo.errors import DisparoError, KafkaUnavailable
 from disparo.kafka import ensure_topics, make_producer
 from disparo.keys_view import KeysView
+from disparo.schemas import describe
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
 
@@ -43,11 +45,12 @@ class KeyBook:
 
     def create(self, name: str, role: Role, account_id: str | None = None) -> tuple[str, ApiKey]:
         """A new key (shown once by the caller) and its stored record."""
-        if account_id is not None:
-            raise DisparoError("account keys come with accounts, which this version lacks yet")
         if any(k.name == name and k.active for k in self.view.all()):
             raise DisparoError(f"an active key is named {name!r}; pick another name")
-        secret, key = new_key(name, role, account_id)
+        try:
+            secret, key = new_key(name, role, account_id)
+        except ValidationError as exc:
+            raise DisparoError(f"cannot make that key: {describe(exc)}") from None
         self.save(key)
         return secret, key
 

@@ -7,16 +7,29 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from pydantic import TypeAdapter, ValidationError
 
-from disparo.access import Permission
+from disparo.access import ApiKey, Permission
 from disparo.api_access import allow
 from disparo.errors import KafkaUnavailable
 from disparo.schemas import OrderEvent, describe
 from disparo.topics import MAX_EVENT_BYTES
 from producers.publish import Publisher
 
-router = APIRouter(tags=["events"], dependencies=[Depends(allow(Permission.INGEST))])
+INGESTER = allow(Permission.INGEST)
+router = APIRouter(tags=["events"], dependencies=[Depends(INGESTER)])
 MAX_EVENTS = 1000
 _events = TypeAdapter(list[OrderEvent])
+
+
+def _of_account(item: Any, account_id: str, index: int) -> Any:
+    """An account key publishes for its own account: events without one get it."""
+    if not isinstance(item, dict):
+        return item  # validation below says what is wrong with it
+    sent = item.get("account_id", account_id)
+    if sent != account_id:
+        raise HTTPException(
+            422, f"event {index}: account_id {sent!r}: this key publishes for {account_id!r} only"
+        )
+    return {**item, "account_id": account_id}
 
 
 def get_publisher(request: Request) -> Publisher:
@@ -28,6 +41,7 @@ def get_publisher(request: Request) -> Publisher:
 def ingest_events(
     body: Annotated[Any, Body(description="One OrderEvent, or a list of up to 1,000")],
     publisher: Annotated[Publisher, Depends(get_publisher)],
+    key: Annotated[ApiKey, Depends(INGESTER)],
 ) -> dict[str, Any]:
     """Validate every event, publish them all, and answer once Kafka has them."""
     items = body if isinstance(body, list) else [body]
@@ -35,6 +49,8 @@ def ingest_events(
         raise HTTPException(422, "send one event or a non-empty list of events")
     if len(items) > MAX_EVENTS:
         raise HTTPException(413, f"at most {MAX_EVENTS} events per request, got {len(items)}")
+    if key.account_id is not None:
+        items = [_of_account(item, key.account_id, n) for n, item in enumerate(items)]
     try:
         events = _events.validate_python(items)
     except ValidationError as exc:

@@ -9,16 +9,19 @@ from fastapi import APIRouter, Depends, Query
 
 from analytics import audit, queries, schema
 from analytics.api.deps import Services, services
+from analytics.api.scope import AccountQ, account_scope
 from analytics.errors import InvalidField
-from disparo.access import Permission
+from disparo.access import ApiKey, Permission
 from disparo.api_access import allow
 from disparo.schemas import now_utc
 
-router = APIRouter(tags=["audit"], dependencies=[Depends(allow(Permission.READ))])
+READER = allow(Permission.READ)
+router = APIRouter(tags=["audit"], dependencies=[Depends(READER)])
 
 
 @router.get("/api/v1/audit")
 def list_audit(
+    key: Annotated[ApiKey, Depends(READER)],
     svc: Annotated[Services, Depends(services)],
     start: Annotated[
         datetime | None, Query(alias="from", description="default 30 days ago")
@@ -28,6 +31,7 @@ def list_audit(
     action: Annotated[str | None, Query(max_length=50, description="e.g. rule.update")] = None,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
+    account_id: AccountQ = None,
 ) -> dict[str, Any]:
     """Rule, secret, resend and key changes, newest first (kept a year)."""
     if action is not None and action not in audit.ACTIONS:
@@ -36,7 +40,10 @@ def list_audit(
         start, end, now_utc(), default_days=30, kept_days=schema.AUDIT_RETENTION_DAYS
     )
     after = queries.Cursor.decode(cursor) if cursor else None
-    sql, params = audit.page_query(svc.store.database, period, actor, action, limit, after)
+    scope = account_scope(key, account_id)
+    sql, params = audit.page_query(
+        svc.store.database, period, actor, action, limit, after, account_id=scope
+    )
     rows = [audit.item(r) for r in svc.store.select(sql, params)]
     next_cursor = None
     if len(rows) > limit:

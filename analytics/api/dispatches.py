@@ -16,12 +16,15 @@ from fastapi.responses import StreamingResponse
 
 from analytics import queries, schema
 from analytics.api.deps import Services, services
+from analytics.api.scope import AccountQ, account_scope, visible
 from analytics.errors import NotFound
-from disparo.access import Permission
+from disparo.access import ApiKey, Permission
 from disparo.api_access import allow
 from disparo.schemas import now_utc
 
-router = APIRouter(tags=["dispatches"], dependencies=[Depends(allow(Permission.READ))])
+READER = allow(Permission.READ)  # one callable: FastAPI runs it once per request
+Reader = Annotated[ApiKey, Depends(READER)]
+router = APIRouter(tags=["dispatches"], dependencies=[Depends(READER)])
 FromQ = Annotated[datetime | None, Query(alias="from", description="RFC 3339; default 7 days ago")]
 ToQ = Annotated[datetime | None, Query(alias="to", description="RFC 3339; default now")]
 OrderQ = Annotated[str | None, Query(max_length=200, description="exact order number")]
@@ -55,9 +58,6 @@ ReasonQ = Annotated[
     str | None, Query(max_length=64, description="failure reason, e.g. timeout or http_5xx")
 ]
 RuleQ = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="event rule id")]
-AccountQ = Annotated[
-    str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="one account's attempts")
-]
 EXPORT_ROWS = 100_000
 CSV_COLUMNS = schema.CSV_FIELDS
 
@@ -75,6 +75,7 @@ class HistoryFilter:
 
 
 def history_filter(
+    key: Reader,
     start: FromQ = None,
     end: ToQ = None,
     status: queries.StatusFilter = "all",
@@ -83,7 +84,8 @@ def history_filter(
     rule_id: RuleQ = None,
     account_id: AccountQ = None,
 ) -> HistoryFilter:
-    return HistoryFilter(_period(start, end), status, order_id, reason, rule_id, account_id)
+    scope = account_scope(key, account_id)
+    return HistoryFilter(_period(start, end), status, order_id, reason, rule_id, scope)
 
 
 Filter = Annotated[HistoryFilter, Depends(history_filter)]
@@ -168,6 +170,7 @@ def export_dispatches(svc: Annotated[Services, Depends(services)], f: Filter) ->
 
 @router.get("/api/v1/dispatches/summary")
 def dispatch_summary(
+    key: Reader,
     svc: Annotated[Services, Depends(services)],
     start: FromQ = None,
     end: ToQ = None,
@@ -178,6 +181,7 @@ def dispatch_summary(
 ) -> dict[str, Any]:
     """Total attempts, failed attempts and the failure rate of a period."""
     period = _period(start, end)
+    account_id = account_scope(key, account_id)
     sql, params = queries.summary(
         svc.store.database,
         period,
@@ -193,6 +197,7 @@ def dispatch_summary(
 
 @router.get("/api/v1/dispatches/breakdown")
 def failure_breakdown(
+    key: Reader,
     svc: Annotated[Services, Depends(services)],
     start: FromQ = None,
     end: ToQ = None,
@@ -201,6 +206,7 @@ def failure_breakdown(
 ) -> dict[str, Any]:
     """The period's failed attempts by reason and by rule, largest first."""
     period = _period(start, end)
+    account_id = account_scope(key, account_id)
     sql, params = queries.failure_breakdown(
         svc.store.database, period, order_id, account_id=account_id
     )
@@ -218,11 +224,11 @@ def failure_breakdown(
 
 @router.get("/api/v1/dispatches/{dispatch_id}")
 def dispatch_detail(
-    dispatch_id: str, svc: Annotated[Services, Depends(services)]
+    dispatch_id: str, key: Reader, svc: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     """Every attempt of one dispatch, with request and response excerpts."""
     sql, params = queries.attempts_of(svc.store.database, dispatch_id)
-    rows = [_item(r) for r in svc.store.select(sql, params)]
+    rows = [_item(r) for r in svc.store.select(sql, params) if visible(key, r["account_id"])]
     for row in rows:
         row["request_headers"] = json.loads(row["request_headers"] or "{}")
     if not rows:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from analytics import audit
 from analytics.api.deps import Services, services
+from analytics.api.scope import visible
 from analytics.errors import Conflict, InvalidField, KafkaRefused, NotFound
 from disparo.access import (
     ACCOUNT_PATTERN,
@@ -29,7 +30,7 @@ Admin = Annotated[ApiKey, Depends(allow(Permission.MANAGE))]
 
 
 class KeyCreate(BaseModel):
-    """A key to create: a name people recognise, its role, and (later) its account."""
+    """A key to create: a name people recognise, its role, and (optionally) its account."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -51,23 +52,28 @@ def save_key(svc: Services, key: ApiKey) -> None:
 def create_key(
     body: KeyCreate, actor: Admin, svc: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
-    """Create a key; the response is the only place the key itself is shown."""
-    if body.account_id is not None:
-        raise InvalidField(
-            "account_id", "account keys come with accounts, which this version does not have yet"
-        )
+    """Create a key; the response is the only place the key itself is shown.
+
+    An account's admin makes keys of its own account only; a platform admin any.
+    """
+    account = body.account_id
+    if actor.account_id is not None:
+        if account is not None and account != actor.account_id:
+            raise InvalidField("account_id", f"this key manages account {actor.account_id!r} only")
+        account = actor.account_id
     if any(k.name == body.name and k.active for k in svc.keys.all()):
         raise Conflict(f"an active key is named {body.name!r}; names identify actors in the audit")
-    secret, key = new_key(body.name, body.role, body.account_id)
+    secret, key = new_key(body.name, body.role, account)
     save_key(svc, key)
-    audit.record(svc.store, actor, "key.create", key.id, {"name": key.name, "role": key.role})
+    details = {"name": key.name, "role": key.role}
+    audit.record(svc.store, actor, "key.create", key.id, details, key.account_id)
     return {**key.public(), "key": secret}
 
 
-@router.get("/api/v1/keys", dependencies=[Depends(allow(Permission.MANAGE))])
-def list_keys(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
-    """Every key, revoked ones included; never a key or its hash."""
-    return {"items": [k.public() for k in svc.keys.all()]}
+@router.get("/api/v1/keys")
+def list_keys(actor: Admin, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    """Every key this admin may see, revoked ones included; never a key or its hash."""
+    return {"items": [k.public() for k in svc.keys.all() if visible(actor, k.account_id)]}
 
 
 @router.delete("/api/v1/keys/{key_id}")
@@ -78,16 +84,17 @@ def revoke_key(
 ) -> dict[str, Any]:
     """Revoke a key: every API replica refuses it within seconds."""
     key = svc.keys.get(key_id)
-    if key is None:
+    if key is None or not visible(actor, key.account_id):
         raise NotFound(f"no key with id {key_id}; GET /api/v1/keys lists them")
     if not key.active:
         return key.public()
-    admins = [k for k in svc.keys.all() if k.active and k.role == "admin"]
-    if key.role == "admin" and len(admins) == 1:
-        raise Conflict("this is the last active admin key; create another admin key first")
+    platform = [k for k in svc.keys.all() if k.active and k.role == "admin" and not k.account_id]
+    if key.role == "admin" and not key.account_id and len(platform) == 1:
+        raise Conflict("this is the last active platform admin key; create another one first")
     gone = revoked(key)
     save_key(svc, gone)
-    audit.record(svc.store, actor, "key.revoke", key.id, {"name": key.name, "role": key.role})
+    details = {"name": key.name, "role": key.role}
+    audit.record(svc.store, actor, "key.revoke", key.id, details, key.account_id)
     return gone.public()
 
 

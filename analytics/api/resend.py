@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from analytics import audit, queries, schema
 from analytics.api.deps import Services, services
+from analytics.api.scope import account_scope
 from analytics.errors import Conflict, KafkaRefused, NotFound, TooBroad
 from disparo.access import ApiKey, Permission
 from disparo.api_access import allow
@@ -62,6 +63,7 @@ class BulkResendRequest(BaseModel):
     event_type: str | None = Field(None, max_length=200)
     reason: str | None = Field(None, max_length=50)
     order_id: str | None = Field(None, max_length=200)
+    account_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def _jobs(svc: Services, rows: list[dict[str, Any]]) -> list[DispatchJob]:
@@ -142,6 +144,7 @@ def resend(
         body.event_type,
         body.rule_id,
         MAX_PER_ORDER,
+        account_id=actor.account_id,  # an account key resends its own dispatches only
     )
     rows = svc.store.select(sql, params)
     if not rows:
@@ -156,7 +159,8 @@ def resend(
     RESENDS.labels("dispatch" if body.dispatch_id else "order").inc(len(jobs))
     target = body.dispatch_id or f"order:{body.order_id}"
     request = body.model_dump(exclude_none=True)
-    audit.record(svc.store, actor, "resend", target, {"request": request, "queued": len(jobs)})
+    details = {"request": request, "queued": len(jobs)}
+    audit.record(svc.store, actor, "resend", target, details, jobs[0].event.account_id)
     return {"queued": len(jobs), "dispatch_ids": [j.dispatch_id for j in jobs]}
 
 
@@ -174,6 +178,7 @@ def resend_bulk(
         body.reason,
         body.order_id,
         MAX_BULK,
+        account_id=account_scope(actor, body.account_id),
     )
     rows = svc.store.select(sql, params)
     jobs = _queue_rows(
@@ -198,5 +203,5 @@ def resend_bulk(
     )
     request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
     details = {"request": request, "queued": len(jobs), "request_id": request_id}
-    audit.record(svc.store, actor, "resend.bulk", request_id, details)
+    audit.record(svc.store, actor, "resend.bulk", request_id, details, body.account_id)
     return {"queued": len(jobs), "request_id": request_id}

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from analytics import audit, rules_topic
 from analytics.api.deps import Services, services
+from analytics.api.scope import AccountQ, account_scope, visible
 from analytics.errors import Conflict, InvalidField, NotFound
 from analytics.rule_ids import next_rule_id
 from disparo.access import ApiKey, Permission
@@ -22,6 +23,7 @@ from disparo.targets import url_refusal
 router = APIRouter(tags=["rules"])
 MASKED = "********"  # how every header value reads back; sent back, it keeps the value
 Admin = Annotated[ApiKey, Depends(allow(Permission.MANAGE))]
+Reader = Annotated[ApiKey, Depends(allow(Permission.READ))]
 _id_lock = threading.Lock()
 
 
@@ -102,11 +104,22 @@ def _check_target(svc: Services, body: RuleBody) -> None:
         raise InvalidField("url", refused)
 
 
-def _found(svc: Services, rule_id: int) -> Rule:
+def _found(svc: Services, rule_id: int, key: ApiKey) -> Rule:
+    """The rule, if it exists for this key (another account's rule does not: 404)."""
     rule = svc.rules.get(rule_id)
-    if rule is None:
+    if rule is None or not visible(key, rule.account_id):
         raise NotFound(f"no rule with id {rule_id}; GET /api/v1/rules lists them")
     return rule
+
+
+def _account_of(body: RuleBody, key: ApiKey, current: str | None = None) -> str:
+    """The account a rule written with this key belongs to: an account key's own."""
+    sent = "account_id" in body.model_fields_set
+    if key.account_id is None:  # a platform key: as sent, else as it was (new: default)
+        return body.account_id if sent or current is None else current
+    if sent and body.account_id != key.account_id:
+        raise InvalidField("account_id", f"this key manages account {key.account_id!r} only")
+    return key.account_id
 
 
 @router.post("/api/v1/rules", status_code=201)
@@ -114,39 +127,42 @@ def create_rule(
     body: RuleCreate, actor: Admin, svc: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     """Create a rule; the response is the only place its secret is shown in full."""
+    if body.id is not None and actor.account_id is not None:
+        raise InvalidField("id", "only platform keys choose rule ids; leave 'id' out")
+    account = _account_of(body, actor)
     with _id_lock:
         if body.id is not None and svc.rules.get(body.id) is not None:
             raise Conflict(f"rule id {body.id} exists; leave 'id' out to get a new one")
         _check_target(svc, body)
         taken = lambda rule_id: svc.rules.get(rule_id) is not None  # noqa: E731
         rule_id = body.id or next_rule_id(svc.producer, svc.topics.rule_ids, taken)
-        fields = body.model_dump(exclude={"id", "secret"})
+        fields = {**body.model_dump(exclude={"id", "secret"}), "account_id": account}
         rule = Rule(
             id=rule_id, secret=body.secret or generate_secret(), activated_at=now_utc(), **fields
         )
         write_rule(svc, rule)
-    audit.record(svc.store, actor, "rule.create", str(rule.id), {"after": view(rule)})
+    audit.record(
+        svc.store, actor, "rule.create", str(rule.id), {"after": view(rule)}, rule.account_id
+    )
     return view(rule, reveal=True)
 
 
-@router.get("/api/v1/rules", dependencies=[Depends(allow(Permission.READ))])
+@router.get("/api/v1/rules")
 def list_rules(
-    svc: Annotated[Services, Depends(services)],
-    account_id: Annotated[
-        str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="one account's rules")
-    ] = None,
+    key: Reader, svc: Annotated[Services, Depends(services)], account_id: AccountQ = None
 ) -> dict[str, Any]:
-    """Every rule (or one account's); secrets and header values masked."""
-    rules = svc.rules.all()
-    if account_id is not None:
-        rules = [r for r in rules if r.account_id == account_id]
+    """Every rule the key may see (or one account's); secrets and header values masked."""
+    scope = account_scope(key, account_id)
+    rules = [r for r in svc.rules.all() if scope is None or r.account_id == scope]
     return {"items": [view(r) for r in rules]}
 
 
-@router.get("/api/v1/rules/{rule_id}", dependencies=[Depends(allow(Permission.READ))])
-def get_rule(rule_id: int, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+@router.get("/api/v1/rules/{rule_id}")
+def get_rule(
+    rule_id: int, key: Reader, svc: Annotated[Services, Depends(services)]
+) -> dict[str, Any]:
     """One rule; secret and header values masked."""
-    return view(_found(svc, rule_id))
+    return view(_found(svc, rule_id, key))
 
 
 @router.put("/api/v1/rules/{rule_id}")
@@ -154,9 +170,10 @@ def update_rule(
     rule_id: int, body: RuleUpdate, actor: Admin, svc: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     """Replace a rule's fields (activate/deactivate with `active`)."""
-    current = _found(svc, rule_id)
+    current = _found(svc, rule_id, actor)
     _check_target(svc, body)
-    fields = body.model_dump(exclude={"secret", "headers"})
+    account = _account_of(body, actor, current.account_id)
+    fields = {**body.model_dump(exclude={"secret", "headers"}), "account_id": account}
     reason = None if body.active else current.deactivated_reason
     rule = Rule(
         id=rule_id,
@@ -173,7 +190,7 @@ def update_rule(
     details: dict[str, Any] = {"before": view(current), "after": view(rule)}
     if rule.secret != current.secret:
         details["secret_replaced"] = True
-    audit.record(svc.store, actor, "rule.update", str(rule_id), details)
+    audit.record(svc.store, actor, "rule.update", str(rule_id), details, rule.account_id)
     return view(rule)
 
 
@@ -182,9 +199,10 @@ def delete_rule(
     rule_id: int, actor: Admin, svc: Annotated[Services, Depends(services)]
 ) -> Response:
     """Delete a rule (a tombstone on the compacted topic)."""
-    current = _found(svc, rule_id)
+    current = _found(svc, rule_id, actor)
     rules_topic.write_rule(svc.producer, svc.topics.rules, svc.rules, rule_id, None)
-    audit.record(svc.store, actor, "rule.delete", str(rule_id), {"before": view(current)})
+    details = {"before": view(current)}
+    audit.record(svc.store, actor, "rule.delete", str(rule_id), details, current.account_id)
     return Response(status_code=204)
 
 
@@ -209,7 +227,7 @@ def rotate_secret(
     body: Rotation | None = None,
 ) -> dict[str, Any]:
     """A new signing secret, shown once; both sign webhooks until the overlap ends."""
-    current = _found(svc, rule_id)
+    current = _found(svc, rule_id, actor)
     until = now_utc() + svc.secret_overlap
     new_secret = (body.secret if body else None) or generate_secret()
     if new_secret == current.secret:
@@ -219,5 +237,5 @@ def rotate_secret(
     )
     write_rule(svc, rule)
     details = {"version": rule.version, "previous_secret_until": until.isoformat()}
-    audit.record(svc.store, actor, "rule.rotate_secret", str(rule_id), details)
+    audit.record(svc.store, actor, "rule.rotate_secret", str(rule_id), details, current.account_id)
     return {**view(rule), "secret": new_secret, "previous_secret_until": until.isoformat()}

@@ -100,7 +100,8 @@ async function signIn(key) {
   }
   sessionStorage.setItem("disparo.key", key);
   $("#sidebar").hidden = false;
-  $("#who").textContent = tr("signedInAs", { name: state.me.name, role: state.me.role });
+  const who = tr("signedInAs", { name: state.me.name, role: state.me.role });
+  $("#who").textContent = state.me.account_id ? `${state.me.account_id} — ${who}` : who;
   $("#who").hidden = $("#sign-out").hidden = false;
   $$("[data-needs]").forEach((node) => { node.hidden = !may(node.dataset.needs); });
   route();

@@ -232,9 +232,9 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def add_key(settings: KernelSettings, name: str, role: Role) -> str:
-    """A new API key of `role`, published to the stack's api-keys topic."""
-    secret, record = new_key(name, role)
+def add_key(settings: KernelSettings, name: str, role: Role, account_id: str | None = None) -> str:
+    """A new API key of `role` (of one account, or a platform key), in the api-keys topic."""
+    secret, record = new_key(name, role, account_id)
     producer = make_producer(settings, client_id="test-keys")
     try:
         publish_key(producer, Topics(settings.topic_prefix).api_keys, record)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
-from tests.integration.conftest import Stack, order_event
+from tests.integration.conftest import Stack, add_key, bearer, eventually, order_event
 from tests.integration.receiver import Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -47,3 +48,81 @@ def test_an_event_reaches_only_the_rules_of_its_account_and_rows_carry_it(
     )
     assert len(csv.text.strip().splitlines()) == 3  # header + A's two attempts
     assert "account_id" in csv.text.splitlines()[0]
+
+
+def test_an_account_key_sees_and_changes_only_its_own_account(
+    stack: Stack, receiver: Receiver
+) -> None:
+    """Everything of B is 404 or absent for A's key; a platform key sees both and filters."""
+    keys = {
+        name: add_key(stack.settings, f"acct-test-{name}", "admin", account)
+        for name, account in (("a", "acct-a"), ("b", "acct-b"))
+    }
+    eventually(
+        lambda: all(
+            httpx.get(f"{stack.api}/api/v1/me", headers=bearer(k)).status_code == 200
+            for k in keys.values()
+        ),
+        10,
+    )
+    a, b = (httpx.Client(base_url=stack.api, headers=bearer(keys[x]), timeout=30) for x in "ab")
+    rule = {"event_types": ["*"], "url": f"{receiver.url}/fail", "max_attempts": 1}
+    rule_a = a.post("/api/v1/rules", json={"name": "a-rule", **rule})
+    assert (rule_a.status_code, rule_a.json()["account_id"]) == (201, "acct-a")
+    rule_b = b.post("/api/v1/rules", json={"name": "b-rule", **rule}).json()
+    refused = a.post("/api/v1/rules", json={"name": "x", "account_id": "acct-b", **rule})
+    assert refused.status_code == 422
+    for rid in (rule_a.json()["id"], rule_b["id"]):
+        stack.wait_rule_applied(rid, active=True)
+    # A's publisher key stamps its account; it may not publish for B.
+    sent = a.post("/api/v1/events", json=order_event("ISO-A1"))
+    assert sent.status_code == 202
+    assert (
+        a.post("/api/v1/events", json=order_event("ISO-B0", account_id="acct-b")).status_code == 422
+    )
+    stack.publisher.publish_many([order_event("ISO-B1", account_id="acct-b")])
+    rows = stack.rows_eventually(2, status="failure")
+    b_row = next(r for r in rows if r["order_id"] == "ISO-B1")
+    a_row = next(r for r in rows if r["order_id"] == "ISO-A1")
+    assert (a_row["account_id"], b_row["account_id"]) == ("acct-a", "acct-b")
+
+    hidden = [
+        ("GET", f"/api/v1/rules/{rule_b['id']}", None),
+        ("PUT", f"/api/v1/rules/{rule_b['id']}", {"name": "mine", **rule}),
+        ("DELETE", f"/api/v1/rules/{rule_b['id']}", None),
+        ("POST", f"/api/v1/rules/{rule_b['id']}/rotate-secret", None),
+        ("GET", f"/api/v1/dispatches/{b_row['dispatch_id']}", None),
+        ("GET", "/api/v1/dispatches?account_id=acct-b", None),
+        ("GET", "/api/v1/dispatches/summary?account_id=acct-b", None),
+        ("GET", "/api/v1/audit?account_id=acct-b", None),
+        ("POST", "/api/v1/resend", {"dispatch_id": b_row["dispatch_id"]}),
+        ("POST", "/api/v1/resend", {"order_id": "ISO-B1"}),
+    ]
+    answers = [(m, u, a.request(m, u, json=body).status_code) for m, u, body in hidden]
+    assert [x for x in answers if x[2] != 404] == []
+    assert {r["order_id"] for r in a.get("/api/v1/dispatches").json()["items"]} == {"ISO-A1"}
+    assert a.get("/api/v1/dispatches", params={"order_id": "ISO-B1"}).json()["items"] == []
+    assert a.get("/api/v1/dispatches/summary").json()["total"] == 1
+    csv = a.get("/api/v1/dispatches/export.csv").text
+    assert "ISO-A1" in csv
+    assert "ISO-B1" not in csv
+    assert [r["id"] for r in a.get("/api/v1/rules").json()["items"]] == [rule_a.json()["id"]]
+    bulk = a.post("/api/v1/resend/bulk", json={"reason": "http_5xx"}).json()
+    assert bulk["queued"] == 1  # A's failure only
+    audit_a = a.get("/api/v1/audit").json()["items"]
+    assert {e["account_id"] for e in audit_a} == {"acct-a"}
+    assert str(rule_b["id"]) not in {e["target"] for e in audit_a}
+    keys_a = a.get("/api/v1/keys").json()["items"]
+    assert {k["account_id"] for k in keys_a} == {"acct-a"}
+    b_key_id = b.get("/api/v1/me").json()["id"]
+    assert a.delete(f"/api/v1/keys/{b_key_id}").status_code == 404
+    made = a.post("/api/v1/keys", json={"name": "acct-a-viewer", "role": "viewer"}).json()
+    assert made["account_id"] == "acct-a"
+
+    platform = stack.http
+    everything = platform.get(f"{stack.api}/api/v1/dispatches").json()["items"]
+    assert {"ISO-A1", "ISO-B1"} <= {r["order_id"] for r in everything}
+    only_b = platform.get(f"{stack.api}/api/v1/audit", params={"account_id": "acct-b"})
+    assert {e["account_id"] for e in only_b.json()["items"]} == {"acct-b"}
+    a.close()
+    b.close()
