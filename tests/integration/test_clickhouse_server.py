@@ -39,7 +39,7 @@ CREATE TABLE {database}.attempts (
     status Enum8('success' = 1, 'failure' = 2), reason String, http_status UInt16,
     error String, duration_ms UInt32, request_excerpt String, response_excerpt String,
     kafka_partition UInt16, kafka_offset UInt64, retry_tier String, event_json String,
-    request_headers String
+    request_headers String, account_id String
 ) ENGINE = MergeTree PARTITION BY toDate(dispatched_at) ORDER BY (dispatched_at, attempt_id)
 """
 
