@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from analytics import schema
 from analytics.errors import StoreError
-from analytics.queries import _TS, Cursor, Period, _ts
+from analytics.queries import _TS, Cursor, Period, _ts, keyset_after
 from analytics.store import Store
 from disparo.access import ApiKey
 from disparo.schemas import now_utc
@@ -86,9 +86,7 @@ def page_query(
     if action is not None:
         clauses.append("action = {action:String}")
         params["action"] = action
-    if cursor is not None:
-        clauses.append(f"(at, audit_id) < ({{c_at:{_TS}}}, {{c_id:UUID}})")
-        params.update(c_at=_ts(cursor.at), c_id=cursor.attempt_id)
+    keyset_after(cursor, "at", "audit_id", clauses, params)
     sql = (
         f"SELECT {COLUMNS} FROM {database}.{schema.AUDIT_TABLE} WHERE {' AND '.join(clauses)} "
         f"ORDER BY at DESC, audit_id DESC LIMIT {limit + 1}"

@@ -113,6 +113,15 @@ def _where(
     return clauses, params
 
 
+def keyset_after(
+    cursor: Cursor | None, at: str, row_id: str, clauses: list[str], params: dict[str, Any]
+) -> None:
+    """Add the condition for rows after `cursor` in (at, id) DESC order (keyset paging)."""
+    if cursor is not None:
+        clauses.append(f"({at}, {row_id}) < ({{c_at:{_TS}}}, {{c_id:UUID}})")
+        params.update(c_at=_ts(cursor.at), c_id=cursor.attempt_id)
+
+
 def dispatches(
     database: str,
     period: Period,
@@ -129,9 +138,7 @@ def dispatches(
     if not 1 <= limit <= MAX_LIMIT:
         raise BadQuery(f"'limit' must be between 1 and {MAX_LIMIT}")
     clauses, params = _where(period, status, order_id, **filters)
-    if cursor is not None:
-        clauses.append(f"(dispatched_at, attempt_id) < ({{c_at:{_TS}}}, {{c_id:UUID}})")
-        params.update(c_at=_ts(cursor.at), c_id=cursor.attempt_id)
+    keyset_after(cursor, "dispatched_at", "attempt_id", clauses, params)
     sql = (
         f"SELECT {ITEM_COLUMNS} FROM {database}.{schema.TABLE} WHERE {' AND '.join(clauses)} "
         f"ORDER BY dispatched_at DESC, attempt_id DESC LIMIT {limit + 1}"

@@ -124,13 +124,16 @@ def make_producer(settings: KernelSettings, **overrides: Any) -> KafkaProducer:
 def make_admin(settings: KernelSettings, timeout_s: float = 30.0) -> KafkaAdminClient:
     """An admin client, retried until the cluster answers or the timeout passes."""
     deadline = time.monotonic() + timeout_s
+    diagnosed = False
     while True:
         try:
             return KafkaAdminClient(**client_options(settings), client_id="disparo-admin")
         except KafkaError as exc:
-            diagnosis = unreachable(settings, exc)
-            if isinstance(diagnosis, KafkaCredentialsRefused):
-                raise diagnosis from exc
+            if not diagnosed:  # a login probe costs a connection: one is enough to tell
+                diagnosed = True
+                diagnosis = unreachable(settings, exc)
+                if isinstance(diagnosis, KafkaCredentialsRefused):
+                    raise diagnosis from exc
             if time.monotonic() > deadline:
                 raise KafkaUnavailable(
                     f"Kafka at {settings.kafka_bootstrap} did not answer in {timeout_s:.0f}s: {exc}"

@@ -25,6 +25,12 @@ def publish_key(producer: KafkaProducer, topic: str, key: ApiKey) -> tuple[int, 
     return sent.partition, sent.offset
 
 
+def save_key(producer: KafkaProducer, topic: str, view: KeysView, key: ApiKey) -> None:
+    """Write one key record and wait until `view` holds it."""
+    partition, offset = publish_key(producer, topic, key)
+    view.wait_for(partition, offset, timeout_s=10)
+
+
 class KeyBook:
     """The api-keys topic for the CLI and the launcher: read it whole, then write to it."""
 
@@ -40,8 +46,7 @@ class KeyBook:
         self.view.stop()
 
     def save(self, key: ApiKey) -> None:
-        partition, offset = publish_key(self.producer, self.topic, key)
-        self.view.wait_for(partition, offset, timeout_s=10)
+        save_key(self.producer, self.topic, self.view, key)
 
     def create(self, name: str, role: Role, account_id: str | None = None) -> tuple[str, ApiKey]:
         """A new key (shown once by the caller) and its stored record."""

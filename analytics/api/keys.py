@@ -11,6 +11,7 @@ from analytics import audit
 from analytics.api.deps import Services, services
 from analytics.api.scope import visible
 from analytics.errors import Conflict, InvalidField, KafkaRefused, NotFound
+from disparo import keys as key_topic
 from disparo.access import (
     ACCOUNT_PATTERN,
     GRANTS,
@@ -23,7 +24,6 @@ from disparo.access import (
 )
 from disparo.api_access import allow
 from disparo.errors import KafkaUnavailable
-from disparo.keys import publish_key
 
 router = APIRouter(tags=["keys"])
 Admin = Annotated[ApiKey, Depends(allow(Permission.MANAGE))]
@@ -42,10 +42,9 @@ class KeyCreate(BaseModel):
 def save_key(svc: Services, key: ApiKey) -> None:
     """Write a key record and wait until this replica's view holds it."""
     try:
-        partition, offset = publish_key(svc.producer, svc.topics.api_keys, key)
+        key_topic.save_key(svc.producer, svc.topics.api_keys, svc.keys, key)
     except KafkaUnavailable as exc:
         raise KafkaRefused(str(exc)) from exc
-    svc.keys.wait_for(partition, offset, timeout_s=10)
 
 
 @router.post("/api/v1/keys", status_code=201)

@@ -96,16 +96,21 @@ def up(settings: KernelSettings, api_port: int, demo_data: bool = True) -> None:
     say(f"logs and pids under {table.run_dir}; stop everything with `make down`")
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Create `path` readable by its owner only (never over an existing file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text + "\n")
+
+
 def _secret_key(home: Path) -> str:
     """The master key sealing rule secrets: made on the first run, kept in $DISPARO_HOME."""
     path = home / SECRET_KEY_FILE
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = new_key_text()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(key + "\n")
+    _write_private(path, key)
     say(f"created the key that seals rule secrets: {path} (back it up; readable by you only)")
     return key
 
@@ -122,10 +127,7 @@ def _admin_key(settings: KernelSettings) -> str:
         secret, key = book.create("admin", "admin")
     finally:
         book.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(secret + "\n")
+    _write_private(path, secret)
     say(f"created admin key {key.id}, written to {path} (readable by you only)")
     return secret
 
