@@ -25,6 +25,9 @@ Action = Literal[
     "resend.bulk",
     "key.create",
     "key.revoke",
+    "account.create",
+    "account.update",
+    "account.rotate_secret",
 ]
 ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
 MAX_LIMIT = 500

@@ -28,6 +28,10 @@ def cluster_ddl(cluster: str = DEFAULT_CLUSTER, database: str = schema.DATABASE)
         _distributed(on, cluster, database, schema.RESENDS_TABLE, "rand()"),
         _replicated(on, database, schema.AUDIT_TABLE, schema.AUDIT_TABLE_BODY, schema.AUDIT_LAYOUT),
         _distributed(on, cluster, database, schema.AUDIT_TABLE, "rand()"),
+        _replicated(
+            on, database, schema.HEALTH_TABLE, schema.HEALTH_TABLE_BODY, schema.HEALTH_LAYOUT
+        ),
+        _distributed(on, cluster, database, schema.HEALTH_TABLE, "rule_id"),
     ]
 
 

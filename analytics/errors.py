@@ -42,3 +42,11 @@ class TooBroad(AnalyticsError):
 
 class KafkaRefused(AnalyticsError):
     """Kafka did not take a write the request needs (a rule change, a resend)."""
+
+
+class RateLimited(AnalyticsError):
+    """An account's limit is used up for now; answered 429 with `Retry-After`."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, retry_after_s)

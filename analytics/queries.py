@@ -143,6 +143,10 @@ def dispatches(
         f"SELECT {ITEM_COLUMNS} FROM {database}.{schema.TABLE} WHERE {' AND '.join(clauses)} "
         f"ORDER BY dispatched_at DESC, attempt_id DESC LIMIT {limit + 1}"
     )
+    if filters.get("account_id") is not None and not order_id:
+        # Reading the table in time order would win over the `by_account` projection and
+        # walk every account's rows to find one account's page (84 vs 24 ms on 30 M rows).
+        sql += " SETTINGS optimize_read_in_order = 0"
     return sql, params
 
 
@@ -154,15 +158,15 @@ def counts(
 ) -> tuple[str, dict[str, Any]]:
     """Attempt counts `n` per `group_by` columns in a period.
 
-    Whole hours are counted from the `hourly` projection (a few rows per hour instead of
+    Whole hours are counted from the `account_hourly` projection (a few rows per hour instead of
     every attempt); the partial hours at either edge, and any order search, read rows.
     """
     filters = {k: v for k, v in (filters or {}).items() if v is not None}
     keys = ", ".join(group_by)
     parts: list[str] = []
     params: dict[str, Any] = {}
-    # The hourly projection has no order or account: those filters read rows.
-    rows_only = "order_id" in filters or "account_id" in filters
+    # The hourly projection has no order: an order search reads rows.
+    rows_only = "order_id" in filters
     for n, (lo, hi, hourly) in enumerate(_slices(period, rows_only)):
         column = "toStartOfHour(dispatched_at)" if hourly else "dispatched_at"
         clauses = [f"{column} >= {{lo{n}:{_TS}}}", f"{column} < {{hi{n}:{_TS}}}"]
@@ -334,3 +338,30 @@ def failing_rules(
         f"GROUP BY a.rule_id HAVING streak_start < {{cutoff:{_TS}}}"
     )
     return sql, {"since": _ts(since), "cutoff": _ts(streak_before)}
+
+
+def rule_slices(database: str, edges: list[datetime]) -> tuple[str, dict[str, Any]]:
+    """Automatic attempts and failures per rule in each slice between consecutive `edges`
+    (rows `rule`, `account`, `n0`, `f0`, `n1`, `f1`, ...); account notifications left out."""
+    params = {f"e{i}": _ts(edge) for i, edge in enumerate(edges)}
+    columns = []
+    for i in range(len(edges) - 1):
+        inside = f"dispatched_at >= {{e{i}:{_TS}}} AND dispatched_at < {{e{i + 1}:{_TS}}}"
+        columns.append(f"countIf({inside}) AS n{i}")
+        columns.append(f"countIf({inside} AND status = 'failure') AS f{i}")
+    last = len(edges) - 1
+    sql = (
+        f"SELECT rule_id AS rule, any(account_id) AS account, {', '.join(columns)} "
+        f"FROM {database}.{schema.TABLE} WHERE NOT manual AND rule_id > 0 "
+        f"AND dispatched_at >= {{e0:{_TS}}} AND dispatched_at < {{e{last}:{_TS}}} "
+        "GROUP BY rule_id"
+    )
+    return sql, params
+
+
+def rule_states(database: str) -> str:
+    """Each rule's latest health state and how many changes it went through."""
+    return (
+        "SELECT rule_id AS rule, argMax(state, at) AS state, count() AS changes "
+        f"FROM {database}.{schema.HEALTH_TABLE} GROUP BY rule_id"
+    )

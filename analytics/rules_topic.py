@@ -1,20 +1,37 @@
-"""Writes to the rules topic, the source of truth for rules, seen back through the rules view."""
+"""Writes to the compacted topics the API owns (rules, accounts), seen back through their view."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from analytics.errors import KafkaRefused
-from disparo.rules_view import RulesView
+from disparo.compacted_view import CompactedView
+
+
+def write_record(
+    producer: KafkaProducer,
+    topic: str,
+    view: CompactedView[Any, Any],
+    key: str | int,
+    value: bytes | None,
+) -> None:
+    """Publish a record (or its tombstone) and wait until `view` holds it."""
+    try:
+        meta = producer.send(topic, key=str(key).encode(), value=value).get(30)
+    except KafkaError as exc:
+        raise KafkaRefused(f"{view.what} not saved, Kafka is unavailable: {exc}") from exc
+    view.wait_for(meta.partition, meta.offset, timeout_s=10)
 
 
 def write_rule(
-    producer: KafkaProducer, topic: str, view: RulesView, rule_id: int, value: bytes | None
+    producer: KafkaProducer,
+    topic: str,
+    view: CompactedView[Any, Any],
+    rule_id: int,
+    value: bytes | None,
 ) -> None:
     """Publish a rule (or its tombstone) and wait until the rules view holds it."""
-    try:
-        meta = producer.send(topic, key=str(rule_id).encode(), value=value).get(30)
-    except KafkaError as exc:
-        raise KafkaRefused(f"rule not saved, Kafka is unavailable: {exc}") from exc
-    view.wait_for(meta.partition, meta.offset, timeout_s=10)
+    write_record(producer, topic, view, rule_id, value)

@@ -67,19 +67,28 @@ _CSV_LEADING = (
 CSV_FIELDS: tuple[str, ...] = _CSV_LEADING + tuple(f for f in ITEM_FIELDS if f not in _CSV_LEADING)
 # Columns added after the first release: tables created before them get an ALTER.
 ADDED_COLUMNS = ("retry_tier", "event_json", "request_headers", "account_id")
-# Counts per hour, status, reason and rule: period summaries and failure breakdowns read
-# these instead of the rows (hour-aligned; the partial hours at the edges read rows).
+# Counts per hour, account, status, reason and rule: period summaries and failure
+# breakdowns, of one account or all, read these instead of the rows (hour-aligned; the
+# partial hours at the edges read rows). Rules belong to one account, so the account adds
+# no rows; leading, it lets one account's counts skip the other accounts' granules. Tables
+# from before accounts also keep their `hourly` one (no account column).
 HOURLY_PROJECTION = (
-    "PROJECTION hourly (SELECT toStartOfHour(dispatched_at), status, reason, rule_id, count() "
-    "GROUP BY toStartOfHour(dispatched_at), status, reason, rule_id)"
+    "PROJECTION account_hourly (SELECT account_id, toStartOfHour(dispatched_at), status, "
+    "reason, rule_id, count() "
+    "GROUP BY account_id, toStartOfHour(dispatched_at), status, reason, rule_id)"
 )
 # The screen's columns ordered by order: an order search seeks instead of scanning.
 BY_ORDER_PROJECTION = (
     f"PROJECTION by_order (SELECT {', '.join(ITEM_FIELDS)} ORDER BY order_id, dispatched_at)"
 )
+# The screen's columns ordered by account then time: an account's pages seek to its rows.
+BY_ACCOUNT_PROJECTION = (
+    f"PROJECTION by_account (SELECT {', '.join(ITEM_FIELDS)} "
+    "ORDER BY account_id, dispatched_at, attempt_id)"
+)
 # A bloom filter on order_id (the first release) made the planner skip `by_order`: with
 # the index it counted few marks, then read the filter of every granule (55 ms vs 14 ms).
-ATTEMPT_INDEXES = (HOURLY_PROJECTION, BY_ORDER_PROJECTION)
+ATTEMPT_INDEXES = (HOURLY_PROJECTION, BY_ORDER_PROJECTION, BY_ACCOUNT_PROJECTION)
 ATTEMPT_LAYOUT = f"""PARTITION BY toDate(dispatched_at)
 ORDER BY (dispatched_at, attempt_id)
 TTL toDateTime(dispatched_at) + INTERVAL {RETENTION_DAYS} DAY"""
@@ -107,6 +116,17 @@ AUDIT_TABLE_BODY = """(
 AUDIT_LAYOUT = f"""PARTITION BY toYYYYMM(at)
 ORDER BY (at, audit_id)
 TTL toDateTime(at) + INTERVAL {AUDIT_RETENTION_DAYS} DAY"""
+
+HEALTH_TABLE = "rule_health"
+HEALTH_TABLE_BODY = """(
+    at            DateTime64(3, 'UTC'),
+    rule_id       UInt64,
+    account_id    String,
+    state         LowCardinality(String) COMMENT 'failing or recovered',
+    failure_ratio Float64 COMMENT 'of the latest slice of the window'
+)"""
+HEALTH_LAYOUT = f"""ORDER BY (rule_id, at)
+TTL toDateTime(at) + INTERVAL {RETENTION_DAYS} DAY"""
 
 
 def attempt_table_body() -> str:
@@ -150,12 +170,11 @@ def ddl(database: str = DATABASE) -> list[str]:
         ),
         f"ALTER TABLE {database}.{TABLE} DROP INDEX IF EXISTS order_id_bloom",
         # Tables from before the projections get them for new parts; old parts age out.
-        *(
-            f"ALTER TABLE {database}.{TABLE} ADD {_if_not_exists(p)}"
-            for p in (HOURLY_PROJECTION, BY_ORDER_PROJECTION)
-        ),
+        *(f"ALTER TABLE {database}.{TABLE} ADD {_if_not_exists(p)}" for p in ATTEMPT_INDEXES),
         f"CREATE TABLE IF NOT EXISTS {database}.{RESENDS_TABLE} {RESEND_TABLE_BODY}\n"
         f"ENGINE = MergeTree\n{RESEND_LAYOUT}",
+        f"CREATE TABLE IF NOT EXISTS {database}.{HEALTH_TABLE} {HEALTH_TABLE_BODY}\n"
+        f"ENGINE = MergeTree\n{HEALTH_LAYOUT}",
         f"CREATE TABLE IF NOT EXISTS {database}.{AUDIT_TABLE} {AUDIT_TABLE_BODY}\n"
         f"ENGINE = MergeTree\n{AUDIT_LAYOUT}\n"
         "SETTINGS non_replicated_deduplication_window = 1000",

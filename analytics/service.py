@@ -3,33 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from analytics import audit
 from analytics.api.app import create_app
 from analytics.api.deps import Services
+from analytics.errors import KafkaRefused
 from analytics.liveness import sink_problem
+from analytics.rule_health import RuleHealth
 from analytics.rules_topic import write_rule
 from analytics.settings import AnalyticsSettings
 from analytics.sink import OutcomeSink
 from analytics.store import ensure_schema_when_reachable, open_store
 from analytics.warden import RuleWarden
+from disparo.accounts_view import AccountsView
 from disparo.kafka import make_producer
 from disparo.keys_view import KeysView
 from disparo.lag import GroupLag
+from disparo.notifications import notification_job
 from disparo.rule_codec import encode_rule
 from disparo.rules_view import RulesView
-from disparo.schemas import Rule
+from disparo.schemas import DispatchJob, Rule, now_utc
 from disparo.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,7 @@ def run(
     box = settings.secret_box()
     rules = RulesView(settings, box)
     keys = KeysView(settings)
+    accounts = AccountsView(settings, box)
     sink = OutcomeSink(settings, store, producer)
     sink_thread = threading.Thread(target=_guarded(sink.run), name="sink", daemon=True)
     lag = GroupLag(settings, settings.sink_group, [Topics(settings.topic_prefix).outcomes])
@@ -56,6 +64,7 @@ def run(
         store=store,
         rules=rules,
         keys=keys,
+        accounts=accounts,
         box=box,
         producer=producer,
         topics=Topics(settings.topic_prefix),
@@ -69,17 +78,30 @@ def run(
     # never run: the sink must flush, commit and leave its group in the app's lifespan.
     warden = _warden(settings, svc)
     warden_thread = threading.Thread(target=warden.run, name="warden", daemon=True)
+    health = RuleHealth(
+        store,
+        rules,
+        accounts,
+        functools.partial(_send_job, svc),
+        settings.failing_window_delta or timedelta(0),
+        settings.health_interval_s,
+    )
+    health_thread = threading.Thread(target=health.run, name="rule-health", daemon=True)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         rules.start()
         keys.start()
+        accounts.start()
         sink_thread.start()
         lag.start()
         if warden.after is not None:
             warden_thread.start()
+        if settings.failing_window_delta is not None:
+            health_thread.start()
         yield
         warden.stop()
+        health.stop()
         # A sink stuck past its limit will not flush: do not hold the shutdown for it (its
         # uncommitted records are read again by the next owner).
         stuck = sink.stalled_for() > settings.sink_stall_s
@@ -90,6 +112,7 @@ def run(
         await asyncio.to_thread(lag.stop)
         rules.stop()
         keys.stop()
+        accounts.stop()
         producer.close(10)
         store.close()
         if stuck:
@@ -112,6 +135,16 @@ def run(
     )
 
 
+def _send_job(svc: Services, job: DispatchJob) -> None:
+    """Queue a job (an account notification) and wait until Kafka has it."""
+    value = job.model_dump_json().encode()
+    try:
+        svc.producer.send(svc.topics.dispatch_jobs, key=job.event.order_id.encode(), value=value)
+        svc.producer.flush(30)
+    except KafkaError as exc:
+        raise KafkaRefused(f"notification not queued, Kafka is unavailable: {exc}") from exc
+
+
 def _warden(settings: AnalyticsSettings, svc: Services) -> RuleWarden:
     def write(rule: Rule) -> None:
         value = encode_rule(rule, svc.box)
@@ -119,6 +152,11 @@ def _warden(settings: AnalyticsSettings, svc: Services) -> RuleWarden:
         after = {"active": rule.active, "deactivated_reason": rule.deactivated_reason}
         details = {"before": {"active": True, "deactivated_reason": None}, "after": after}
         audit.record(svc.store, audit.SYSTEM_ACTOR, "rule.update", str(rule.id), details)
+        if svc.accounts.of(rule.account_id).notification_url is not None:
+            reason = {"reason": rule.deactivated_reason}
+            _send_job(
+                svc, notification_job("rule.paused", rule, str(rule.version), now_utc(), reason)
+            )
 
     return RuleWarden(
         svc.store, svc.rules, write, settings.deactivate_after_delta, settings.warden_interval_s

@@ -34,11 +34,19 @@ class AnalyticsSettings(KernelSettings):
         description="deactivate a rule whose endpoint failed continuously this long; 0 = never",
     )
     warden_interval_s: float = Field(60.0, gt=0, le=3600, description="how often rules are checked")
+    failing_window: str = Field(
+        "15m",
+        description="a rule whose failure ratio stays above its account's threshold this long "
+        "is reported failing (rule.failing); 0 = never",
+    )
+    health_interval_s: float = Field(
+        60.0, gt=0, le=3600, description="how often rules' failure ratios are judged"
+    )
     secret_overlap: str = Field(
         "24h", description="after a secret rotation, how long webhooks carry both signatures"
     )
 
-    @field_validator("deactivate_after", "secret_overlap")
+    @field_validator("deactivate_after", "secret_overlap", "failing_window")
     @classmethod
     def _duration(cls, value: str) -> str:
         if value != "0":
@@ -63,6 +71,13 @@ class AnalyticsSettings(KernelSettings):
         if self.deactivate_after == "0":
             return None
         return timedelta(seconds=parse_schedule(self.deactivate_after)[0].delay_s)
+
+    @property
+    def failing_window_delta(self) -> timedelta | None:
+        """How long a rule must fail to be reported failing, or None when disabled."""
+        if self.failing_window == "0":
+            return None
+        return timedelta(seconds=parse_schedule(self.failing_window)[0].delay_s)
 
     @field_validator("clickhouse_url")
     @classmethod

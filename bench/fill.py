@@ -1,9 +1,9 @@
 """Realistic attempt rows generated inside ClickHouse (INSERT ... SELECT FROM numbers()).
 
 One day holds `per_day` attempts spread over the day, `orders` distinct orders, `rules`
-rules, `failure_pct` % failures with a mix of reasons, and bodies shaped like disparo's own
-webhooks (Standard Webhooks envelope around the order event), so sizes and compression match
-what the sink writes.
+rules of `accounts` accounts, `failure_pct` % failures with a mix of reasons, and bodies
+shaped like disparo's own webhooks (Standard Webhooks envelope around the order event), so
+sizes and compression match what the sink writes.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class Mix:
     orders: int = 200_000
     rules: int = 500
     failure_pct: float = 3.0
+    accounts: int = 500  # each rule belongs to account `acct-<rule % accounts>`
 
 
 def fill_day(database: str, day: date, mix: Mix) -> str:
@@ -84,6 +85,7 @@ def fill_day(database: str, day: date, mix: Mix) -> str:
         "kafka_offset": n,
         "retry_tier": f"if({failed} AND NOT (cityHash64({n}, 13) % 5 = 0), '1m', '')",
         "event_json": "event",
+        "account_id": f"concat('acct-', toString(({rule}) % {mix.accounts}))",
         "request_headers": (
             'concat(\'{"user-agent": "disparo-webhooks/0.1", "content-type": '
             '"application/json", "webhook-id": "msg_\', hex(cityHash64(number, 10)), '

@@ -1,8 +1,8 @@
 """History query latency on 30 days x 1,000,000 attempts (chdb), through the API's own queries.
 
 Fills the attempts table with realistic days (3 % failures, 200k distinct orders a day, 500
-rules; see bench.fill), merges, then times each query the screen makes: the median of
-several runs, after one warm-up run.
+rules of 500 accounts; see bench.fill), merges, then times each query the screen makes: the
+median of several runs, after one warm-up run.
 Usage: python -m bench.history [--days 30] [--per-day 1000000] [--runs 7] [--keep DIR]
 """
 
@@ -27,6 +27,7 @@ from bench.harness import say
 
 TARGET_MS = 50.0
 ORDER_TARGET_MS = 25.0
+ACCOUNT_MS = 25.0  # issue 13: an account's summary, first page and order search
 
 
 def fill(store: ChdbStore, days: int, mix: Mix) -> None:
@@ -71,10 +72,10 @@ def measure(store: ChdbStore, runs: int) -> list[tuple[str, float, float, str]]:
     month = queries.Period(now - timedelta(days=30), now)
     db = store.database
     [order] = store.select(
-        f"SELECT order_id FROM {db}.{schema.TABLE} "
-        "WHERE dispatched_at < now() - INTERVAL 3 DAY LIMIT 1"
+        f"SELECT order_id, account_id FROM {db}.{schema.TABLE} "
+        "WHERE dispatched_at BETWEEN now() - INTERVAL 10 DAY AND now() - INTERVAL 3 DAY LIMIT 1"
     )
-    order_id = order["order_id"]
+    order_id, account = order["order_id"], {"account_id": order["account_id"]}
     deep = deep_cursor(store, month, 1000)
     builders: list[tuple[str, tuple[str, dict[str, Any]], float]] = [
         ("summary, 7 days", queries.summary(db, week), TARGET_MS),
@@ -86,6 +87,18 @@ def measure(store: ChdbStore, runs: int) -> list[tuple[str, float, float, str]]:
         ("failed tab first page, 30 days", queries.dispatches(db, month, "failure"), TARGET_MS),
         ("order search, 30 days", queries.dispatches(db, month, "all", order_id), ORDER_TARGET_MS),
         ("order summary, 30 days", queries.summary(db, month, order_id), ORDER_TARGET_MS),
+        ("one account: summary, 30 days", queries.summary(db, month, **account), ACCOUNT_MS),
+        ("one account: first page, 30 days", queries.dispatches(db, month, **account), ACCOUNT_MS),
+        (
+            "one account: failed tab, 30 days",
+            queries.dispatches(db, month, "failure", **account),
+            ACCOUNT_MS,
+        ),
+        (
+            "one account: order search, 30 days",
+            queries.dispatches(db, month, "all", order_id, **account),
+            ACCOUNT_MS,
+        ),
     ]
     cases: list[tuple[str, Callable[[], Any], float]] = [
         (name, functools.partial(store.select, *query), target) for name, query, target in builders

@@ -35,13 +35,23 @@ RULE_DELIVERIES = Counter(
     ["rule_id", "outcome"],
 )
 
+ACCOUNT_DELIVERIES = Counter(
+    "disparo_account_deliveries_total",
+    "Delivery attempts by account and outcome, for the accounts named in "
+    "DISPARO_METRICS_ACCOUNTS only (bounded by that list).",
+    ["account", "outcome"],
+)
 
-def declare_series() -> None:
+
+def declare_series(accounts: frozenset[str] = frozenset()) -> None:
     """Create every outcome/reason series at zero, so rates see a process's first failures."""
     DELIVERIES.labels("success", classify.SUCCESS)
     for reason in classify.REASONS:
         if reason != classify.SUCCESS:
             DELIVERIES.labels("failure", reason)
+    for account in accounts:
+        ACCOUNT_DELIVERIES.labels(account, "success")
+        ACCOUNT_DELIVERIES.labels(account, "failure")
 
 
 _rules_seen: set[int] = set()

@@ -2,27 +2,57 @@
 
 from __future__ import annotations
 
+from disparo.accounts_view import AccountsView
+from disparo.notifications import notification_target
 from disparo.rules_view import RulesView
-from disparo.schemas import DeliveryTarget, DispatchJob, Rule, RuleRef, now_utc
+from disparo.schemas import (
+    NOTIFICATIONS_RULE_ID,
+    DeliveryTarget,
+    DispatchJob,
+    Rule,
+    RuleRef,
+    now_utc,
+)
 
 SYNC_TIMEOUT_S = 5.0
 MAX_CONFIRMED = 10_000
 
 
 class RuleLookup:
-    """Resolves jobs against the rules topic; catches up before calling a rule deleted."""
+    """Resolves jobs against the rules topic; catches up before calling a rule deleted.
 
-    def __init__(self, view: RulesView, sync_timeout_s: float = SYNC_TIMEOUT_S) -> None:
+    Jobs for rule 0 are an account's notifications: they go to the account's notification
+    URL, signed with its notification secret.
+    """
+
+    def __init__(
+        self,
+        view: RulesView,
+        accounts: AccountsView | None = None,
+        sync_timeout_s: float = SYNC_TIMEOUT_S,
+    ) -> None:
         self.view = view
+        self.accounts = accounts
         self.sync_timeout_s = sync_timeout_s
         self._missing: dict[int, int] = {}  # rule id -> view generation it was confirmed gone at
 
     def resolve(self, job: DispatchJob) -> DispatchJob:
         """The job with its target: the rule's current URL, headers and secrets, or `gone`."""
+        if job.rule.rule_id == NOTIFICATIONS_RULE_ID:
+            return job.with_target(self._notifications(job.event.account_id))
         rule = self._current(job.rule)
         if rule is None:
             return job.with_target(DeliveryTarget.gone(job.rule.rule_id))
         return job.with_target(DeliveryTarget.of(rule, now_utc()))
+
+    def _notifications(self, account_id: str) -> DeliveryTarget:
+        if self.accounts is None:
+            return DeliveryTarget.gone(NOTIFICATIONS_RULE_ID)
+        account = self.accounts.get(account_id)
+        if account is None or account.notification_url is None:
+            self.accounts.sync(self.sync_timeout_s)  # set a moment ago: catch up first
+            account = self.accounts.get(account_id)
+        return notification_target(account)
 
     def _current(self, ref: RuleRef) -> Rule | None:
         rule = self.view.get(ref.rule_id)

@@ -34,6 +34,7 @@ from consumers.settle import settle
 from consumers.transport import make_transport
 from consumers.waiting import Ticket, WaitingJobs
 from disparo import failpoints
+from disparo.accounts_view import AccountsView
 from disparo.consumer import ConsumerThread, commit_bounded, group_consumer, subscribe_when_ready
 from disparo.dead_letter import DeadLetters
 from disparo.errors import InvalidMessage
@@ -69,6 +70,7 @@ class DeliveryWorker:
         rules: RuleLookup,
     ) -> None:
         self.settings = settings
+        self.metered = settings.metered_accounts  # accounts with metric series of their own
         self.rules = rules
         self.topics = Topics(settings.topic_prefix)
         self.consumer = consumer
@@ -162,7 +164,11 @@ class DeliveryWorker:
 
     def _start(self, tp: Any, record: Any, job: DispatchJob) -> None:
         if job.target.deleted:
-            text = f"rule {job.rule.rule_id} was deleted; nothing was sent"
+            text = (
+                f"rule {job.rule.rule_id} was deleted; nothing was sent"
+                if job.rule.rule_id
+                else f"account {job.event.account_id!r} has no notification_url; nothing was sent"
+            )
             outcome = self.deliverer.without_attempt(job, classify.RULE_DELETED, text)
             self.sends.extend(self._record(job, outcome))
             self.offsets.finish(tp, record.offset)
@@ -311,6 +317,8 @@ class DeliveryWorker:
                 },
             )
         metrics.count_rule_delivery(job.target.rule_id, outcome.status)
+        if job.event.account_id in self.metered:
+            metrics.ACCOUNT_DELIVERIES.labels(job.event.account_id, outcome.status).inc()
         metrics.ATTEMPTS.labels(str(job.attempt), str(job.manual).lower()).inc()
         sends.append(
             self.producer.send(
@@ -395,8 +403,11 @@ def make_consumer(settings: WorkerSettings) -> KafkaConsumer:
 async def serve(settings: WorkerSettings) -> None:
     """Run one worker process until SIGTERM or SIGINT."""
     # The rules first: a job names its rule, and the view must hold every rule to resolve it.
-    rules = RulesView(settings, settings.secret_box())
+    box = settings.secret_box()
+    rules = RulesView(settings, box)
     await asyncio.to_thread(rules.start, 60)
+    accounts = AccountsView(settings, box)  # where each account's notifications go
+    await asyncio.to_thread(accounts.start, 60)
     try:
         consumer = ConsumerThread(functools.partial(make_consumer, settings), "worker-consumer")
     except KafkaError as exc:
@@ -407,11 +418,11 @@ async def serve(settings: WorkerSettings) -> None:
     deliverer = Deliverer(
         transport, allowlist=settings.allowed_targets, excerpt_bytes=settings.excerpt_bytes
     )
-    worker = DeliveryWorker(settings, consumer, producer, deliverer, RuleLookup(rules))
+    worker = DeliveryWorker(settings, consumer, producer, deliverer, RuleLookup(rules, accounts))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
-    metrics.declare_series()
+    metrics.declare_series(settings.metered_accounts)
     ops = await start_ops_server(
         settings.ops_host, settings.worker_port, lambda: bool(consumer.assigned)
     )
@@ -427,4 +438,5 @@ async def serve(settings: WorkerSettings) -> None:
         await asyncio.to_thread(consumer.close)
         await asyncio.to_thread(lag.stop)
         await asyncio.to_thread(rules.stop)
+        await asyncio.to_thread(accounts.stop)
         log.info("delivery worker stopped after %d commits", worker.commits)

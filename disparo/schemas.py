@@ -36,6 +36,8 @@ def _uuid_text(value: str) -> str:
 
 UuidText = Annotated[str, AfterValidator(_uuid_text)]
 DEFAULT_ACCOUNT = "default"
+# The rule id of an account's own notifications (rule.failing...): no rule has it.
+NOTIFICATIONS_RULE_ID = 0
 # Which customer of the platform an event, rule or attempt belongs to (design: "Accounts").
 AccountId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
@@ -144,7 +146,8 @@ class RuleRef(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    rule_id: int = Field(gt=0)
+    # 0 (NOTIFICATIONS_RULE_ID) names the account's notification endpoint, not a rule.
+    rule_id: int = Field(ge=0)
     version: int = Field(1, ge=1)
 
     @classmethod

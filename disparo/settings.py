@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -13,6 +14,8 @@ from disparo.errors import SettingsError
 from disparo.retry_tiers import DEFAULT_SCHEDULE, Tier, parse_schedule
 from disparo.secret_box import SecretBox
 from disparo.targets import AllowEntry, parse_allowlist
+
+_ACCOUNT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 S = TypeVar("S", bound="KernelSettings")
 
@@ -70,9 +73,27 @@ class KernelSettings(BaseSettings):
         description="base64 of 32 random bytes: the AES-GCM key sealing rule secrets and header "
         "values in the rules topic (`make up` keeps one in DISPARO_HOME/secret.key)",
     )
+    metrics_accounts: str = Field(
+        "",
+        description="accounts that get their own metric series, comma separated (default "
+        "none: totals only, so series stay bounded however many accounts there are)",
+    )
     secret_key_previous: SecretStr | None = Field(
         None, description="the key before a change, still read while `disparo secrets rewrap` runs"
     )
+
+    @field_validator("metrics_accounts")
+    @classmethod
+    def _accounts_named(cls, value: str) -> str:
+        for name in value.split(","):
+            if name.strip() and not _ACCOUNT.fullmatch(name.strip()):
+                raise ValueError(f"{name.strip()!r} is not an account id (1-64 of A-Za-z0-9._-)")
+        return value
+
+    @property
+    def metered_accounts(self) -> frozenset[str]:
+        """The accounts with metric series of their own."""
+        return frozenset(n.strip() for n in self.metrics_accounts.split(",") if n.strip())
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -43,6 +43,10 @@ class Topics:
         return f"{self.prefix}api-keys"
 
     @property
+    def accounts(self) -> str:
+        return f"{self.prefix}accounts"
+
+    @property
     def rule_ids(self) -> str:
         return f"{self.prefix}rule-ids"
 
@@ -75,6 +79,7 @@ class Topics:
             TopicSpec(self.order_events, p, dict(LARGE_MESSAGES)),
             TopicSpec(self.rules, 1, {"cleanup.policy": "compact"}),
             TopicSpec(self.api_keys, 1, {"cleanup.policy": "compact"}),
+            TopicSpec(self.accounts, 1, {"cleanup.policy": "compact"}),
             # A sequencer: the offset of each (empty) record is a new rule id, unique across
             # API replicas. Offsets keep growing after old records expire.
             TopicSpec(self.rule_ids, 1, {"retention.ms": str(24 * 3600 * 1000)}),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from pydantic import TypeAdapter, ValidationError
 
 from disparo.access import ApiKey, Permission
+from disparo.accounts_view import AccountsView
 from disparo.api_access import allow
 from disparo.errors import KafkaUnavailable
+from disparo.rate_limit import RateLimiter, over_limit
 from disparo.schemas import OrderEvent, describe
 from disparo.topics import MAX_EVENT_BYTES
 from producers.publish import Publisher
@@ -32,6 +35,24 @@ def _of_account(item: Any, account_id: str, index: int) -> Any:
     return {**item, "account_id": account_id}
 
 
+def _within_limits(request: Request, events: list[OrderEvent]) -> None:
+    """Each account's events per second (all or nothing: a refused request publishes none)."""
+    accounts: AccountsView | None = getattr(request.app.state, "accounts", None)
+    limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
+    if accounts is None or limiter is None:
+        return
+    for account_id, n in Counter(e.account_id for e in events).items():
+        limit = accounts.of(account_id).limits.events_per_second
+        refusal = over_limit(limiter, account_id, "events", n, limit, "second")
+        if refusal is None:
+            continue
+        if refusal.retry_after_s is None:
+            raise HTTPException(413, refusal.message)
+        raise HTTPException(
+            429, refusal.message, headers={"Retry-After": str(refusal.retry_after_s)}
+        )
+
+
 def get_publisher(request: Request) -> Publisher:
     publisher: Publisher = request.app.state.publisher
     return publisher
@@ -42,6 +63,7 @@ def ingest_events(
     body: Annotated[Any, Body(description="One OrderEvent, or a list of up to 1,000")],
     publisher: Annotated[Publisher, Depends(get_publisher)],
     key: Annotated[ApiKey, Depends(INGESTER)],
+    request: Request,
 ) -> dict[str, Any]:
     """Validate every event, publish them all, and answer once Kafka has them."""
     items = body if isinstance(body, list) else [body]
@@ -63,6 +85,7 @@ def ingest_events(
                 f"event {index} is {size} bytes once normalised, over the "
                 f"{MAX_EVENT_BYTES // 1024} KiB limit; link large documents from the payload",
             )
+    _within_limits(request, events)
     try:
         publisher.publish_many(events)
     except KafkaUnavailable as exc:

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from analytics.api import audit, dispatches, health, keys, resend, rules
+from analytics.api import accounts, audit, dispatches, health, keys, resend, rules
 from analytics.api.deps import Services
 from analytics.api.guards import BodyLimit, HostAllowlist, SecurityHeaders
 from analytics.errors import (
@@ -24,6 +24,7 @@ from analytics.errors import (
     InvalidField,
     KafkaRefused,
     NotFound,
+    RateLimited,
     StoreError,
     TooBroad,
 )
@@ -31,7 +32,15 @@ from disparo.access import Permission
 from disparo.api_access import permission_of
 
 WEB = Path(__file__).resolve().parent.parent / "web"
-ROUTERS = (health.router, rules.router, dispatches.router, resend.router, keys.router, audit.router)
+ROUTERS = (
+    health.router,
+    rules.router,
+    dispatches.router,
+    resend.router,
+    keys.router,
+    audit.router,
+    accounts.router,
+)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 # Domain errors to HTTP, in one place: routers and the code below them raise domain errors.
 STATUS_OF: tuple[tuple[type[AnalyticsError], int], ...] = (
@@ -40,6 +49,7 @@ STATUS_OF: tuple[tuple[type[AnalyticsError], int], ...] = (
     (Conflict, 409),
     (InvalidField, 422),
     (TooBroad, 422),
+    (RateLimited, 429),
     (KafkaRefused, 503),
     (StoreError, 503),
 )
@@ -65,6 +75,8 @@ def create_app(
     app.add_middleware(HostAllowlist, allowed=allowed_hosts)
     app.state.services = svc
     app.state.keys = svc.keys  # read by every route's key check (disparo.api_access)
+    app.state.accounts = svc.accounts  # and by the ingest's per-account limit
+    app.state.limiter = svc.limiter
     for name, value in (extra_state or {}).items():
         setattr(app.state, name, value)
     routers = (*ROUTERS, *extra_routers)
@@ -127,4 +139,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         body: dict[str, Any] = {"error": text}
         if isinstance(exc, InvalidField):  # the same shape as a schema validation error
             body["fields"] = {exc.field: exc.message}
-        return JSONResponse(body, status_code=http_status_of(exc))
+        headers = {}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after_s)
+        return JSONResponse(body, status_code=http_status_of(exc), headers=headers)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fastapi import Request
 from kafka import KafkaProducer
 
 from analytics.store import Store
+from disparo.accounts_view import AccountsView
 from disparo.keys_view import KeysView
+from disparo.rate_limit import RateLimiter
 from disparo.rules_view import RulesView
 from disparo.secret_box import SecretBox
 from disparo.targets import AllowEntry
@@ -19,11 +21,12 @@ from disparo.topics import Topics
 
 @dataclass
 class Services:
-    """The store, the rules and keys views and the producer behind the API."""
+    """The store, the rules, keys and accounts views and the producer behind the API."""
 
     store: Store
     rules: RulesView
     keys: KeysView
+    accounts: AccountsView
     box: SecretBox  # seals rule secrets before they reach the rules topic
     producer: KafkaProducer
     topics: Topics
@@ -31,6 +34,7 @@ class Services:
     problem: Callable[[], str | None] | None = None  # why the process should be restarted
     allowlist: tuple[AllowEntry, ...] = ()  # non-public targets a rule may name
     secret_overlap: timedelta = timedelta(hours=24)  # both secrets sign after a rotation
+    limiter: RateLimiter = field(default_factory=RateLimiter)  # per-account limits
 
 
 async def services(request: Request) -> Services:

@@ -57,7 +57,9 @@ def _item(row: dict[str, Any]) -> dict[str, Any]:
 ReasonQ = Annotated[
     str | None, Query(max_length=64, description="failure reason, e.g. timeout or http_5xx")
 ]
-RuleQ = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="event rule id")]
+RuleQ = Annotated[
+    int | None, Query(ge=0, le=2**63 - 1, description="event rule id (0: account notifications)")
+]
 EXPORT_ROWS = 100_000
 CSV_COLUMNS = schema.CSV_FIELDS
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from analytics import audit, queries, schema
 from analytics.api.deps import Services, services
+from analytics.api.quotas import take_resends
 from analytics.api.scope import account_scope
 from analytics.errors import Conflict, KafkaRefused, NotFound, TooBroad
 from disparo.access import ApiKey, Permission
@@ -126,6 +127,7 @@ def _queue_rows(
     if len(rows) > limit:
         raise TooBroad(f"more than {limit} dispatches match; {advice}")
     jobs = _jobs(svc, rows)
+    take_resends(svc, (job.event.account_id for job in jobs))
     _queue(svc, jobs)
     return jobs
 

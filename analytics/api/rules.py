@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from analytics import audit, rules_topic
 from analytics.api.deps import Services, services
+from analytics.api.quotas import check_rule_count
 from analytics.api.scope import AccountQ, account_scope, visible
 from analytics.errors import Conflict, InvalidField, NotFound
 from analytics.rule_ids import next_rule_id
@@ -131,6 +132,7 @@ def create_rule(
         raise InvalidField("id", "only platform keys choose rule ids; leave 'id' out")
     account = _account_of(body, actor)
     with _id_lock:
+        check_rule_count(svc, account)
         if body.id is not None and svc.rules.get(body.id) is not None:
             raise Conflict(f"rule id {body.id} exists; leave 'id' out to get a new one")
         _check_target(svc, body)
@@ -173,6 +175,8 @@ def update_rule(
     current = _found(svc, rule_id, actor)
     _check_target(svc, body)
     account = _account_of(body, actor, current.account_id)
+    if account != current.account_id:
+        check_rule_count(svc, account)
     fields = {**body.model_dump(exclude={"secret", "headers"}), "account_id": account}
     reason = None if body.active else current.deactivated_reason
     rule = Rule(

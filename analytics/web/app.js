@@ -12,6 +12,7 @@ const state = {
   tab: "failure", order: "", reason: "", rule: "", from: "", to: "",
   cursors: [null], page: 0, nextCursor: null, rules: [], fresh: new Set(), listToken: 0, countsToken: 0, breakdownToken: 0,
   key: sessionStorage.getItem("disparo.key") || "", me: null,
+  account: "", // a platform key's chosen account ("" = all); an account key sees its own only
 };
 // What each role may do, as the API's `may` says; controls marked data-needs hide otherwise.
 const may = (what) => Boolean(state.me && state.me.may.includes(what));
@@ -74,6 +75,7 @@ function showSignIn(message) {
   $$("main > section").forEach((s) => { s.hidden = s.id !== "signin-view"; });
   $("#sidebar").hidden = true;
   $("#who").hidden = $("#sign-out").hidden = true;
+  $("#account-name").hidden = $("#account-pick").hidden = true;
   $("#signin-error").textContent = message || "";
   $("#signin-form").elements.api_key.focus();
 }
@@ -99,6 +101,8 @@ async function signIn(key) {
     return showSignIn(tr("publisherOnly"));
   }
   sessionStorage.setItem("disparo.key", key);
+  await loadAccounts();
+  if (!state.me) return; // refused meanwhile (revoked): the sign-in form is back
   $("#sidebar").hidden = false;
   const who = tr("signedInAs", { name: state.me.name, role: state.me.role });
   $("#who").textContent = state.me.account_id ? `${state.me.account_id} — ${who}` : who;
@@ -106,11 +110,39 @@ async function signIn(key) {
   $$("[data-needs]").forEach((node) => { node.hidden = !may(node.dataset.needs); });
   route();
 }
+
+// An account key's page is that customer's portal: its name on top. A platform key picks
+// one account (or all) in a selector; every list and count follows it.
+async function loadAccounts() {
+  let items = [];
+  try {
+    items = (await api("/api/v1/accounts")).items;
+  } catch (error) {
+    items = [];
+  }
+  if (!state.me) return;
+  const own = state.me.account_id;
+  $("#account-name").hidden = !own;
+  $("#account-pick").hidden = Boolean(own);
+  if (own) {
+    state.account = "";
+    const mine = items.find((a) => a.id === own);
+    $("#account-name").textContent = mine ? mine.name : own;
+    return;
+  }
+  const ids = new Set(items.map((a) => a.id));
+  const choices = [...items, ...(ids.has("default") ? [] : [{ id: "default", name: "default" }])];
+  $("#account-select").replaceChildren(
+    el("option", { value: "", text: tr("allAccounts") }),
+    ...choices.map((a) => el("option", { value: a.id, text: a.name === a.id ? a.id : `${a.name} (${a.id})` })));
+  $("#account-select").value = state.account;
+}
+const scoped = (params = {}) => ({ ...params, account_id: state.account });
 const query = (params) => new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v !== null && v !== undefined)).toString();
 
 // ---- routing -----------------------------------------------------------------------------
 function writeHash() {
-  const params = query({ tab: state.tab, order: state.order, reason: state.reason, rule: state.rule, from: state.from, to: state.to });
+  const params = query({ tab: state.tab, order: state.order, reason: state.reason, rule: state.rule, from: state.from, to: state.to, account: state.account });
   const hash = `#/webhooks?${params}`;
   if (location.hash !== hash) history.replaceState(null, "", hash);
 }
@@ -140,6 +172,8 @@ function route() {
   state.order = params.get("order") || "";
   state.reason = params.get("reason") || "";
   state.rule = params.get("rule") || "";
+  if (!state.me.account_id) state.account = params.get("account") || "";
+  if ($("#account-select").value !== state.account) $("#account-select").value = state.account;
   state.from = params.get("from") || state.from || isoDay(addDays(new Date(), -6));
   state.to = params.get("to") || state.to || isoDay(new Date());
   showView("webhooks-view");
@@ -190,7 +224,7 @@ function listParams() {
   return {
     from: period.from, to: period.to, status: state.tab === "all" ? "all" : "failure",
     order_id: state.order, reason: state.tab === "failure" ? state.reason : "",
-    rule_id: state.tab === "failure" ? state.rule : "",
+    rule_id: state.tab === "failure" ? state.rule : "", account_id: state.account,
   };
 }
 
@@ -199,7 +233,7 @@ function listParams() {
 async function loadCounts(period) {
   const token = ++state.countsToken;
   try {
-    const s = await api(`/api/v1/dispatches/summary?${query({ ...period, order_id: state.order })}`);
+    const s = await api(`/api/v1/dispatches/summary?${query(scoped({ ...period, order_id: state.order }))}`);
     if (token !== state.countsToken) return;
     $("[data-testid=failed-count]").textContent = num(s.failed);
     $("[data-testid=failed-pct]").textContent = `(${pct(s.failure_rate)})`;
@@ -215,7 +249,7 @@ async function loadBreakdown(period) {
   const token = ++state.breakdownToken;
   if (state.tab !== "failure") return;
   try {
-    const b = await api(`/api/v1/dispatches/breakdown?${query({ ...period, order_id: state.order })}`);
+    const b = await api(`/api/v1/dispatches/breakdown?${query(scoped({ ...period, order_id: state.order }))}`);
     if (token !== state.breakdownToken) return;
     const toggle = (key, value) => () => { state[key] = state[key] === String(value) ? "" : String(value); refresh(); };
     $("#by-reason").replaceChildren(...b.by_reason.map((r) => el("button", {
@@ -413,7 +447,7 @@ function auditSummary(d) {
 async function loadAudit() {
   showState("#audit-state", tr("loading"), "loading");
   try {
-    const page = await api("/api/v1/audit?limit=200");
+    const page = await api(`/api/v1/audit?${query(scoped({ limit: 200 }))}`);
     if (page.items.length) hideState("#audit-state"); else showState("#audit-state", tr("auditEmpty"), "empty");
     $("#audit-rows").replaceChildren(...page.items.map((a) => el("tr", { "data-action": a.action },
       el("td", { "data-label": tr("at"), text: when(a.at) }), el("td", { "data-label": tr("actor"), text: a.actor }),
@@ -428,7 +462,7 @@ async function loadAudit() {
 
 // ---- rules -------------------------------------------------------------------------------
 async function fetchRules() {
-  state.rules = (await api("/api/v1/rules")).items;
+  state.rules = (await api(`/api/v1/rules?${query(scoped())}`)).items;
   return state.rules;
 }
 
@@ -519,6 +553,7 @@ async function submitRule(event) {
   };
   if (f.secret.value.trim()) body.secret = f.secret.value.trim();
   const id = form.dataset.ruleId;
+  if (!id && state.account) body.account_id = state.account; // a new rule of the chosen account
   try {
     const saved = await api(id ? `/api/v1/rules/${id}` : "/api/v1/rules", { method: id ? "PUT" : "POST", body: JSON.stringify(body) });
     $("#rule-modal").close();
@@ -594,6 +629,12 @@ function wire() {
     signIn(key);
   });
   $("#sign-out").addEventListener("click", () => signOut(""));
+  $("#account-select").addEventListener("change", (e) => {
+    state.account = e.target.value;
+    state.order = state.reason = state.rule = "";
+    writeHash();
+    route();
+  });
   window.addEventListener("hashchange", route);
 }
 

@@ -5,6 +5,8 @@ const MESSAGES = {
   en: {
     signIn: "Sign in",
     signOut: "Sign out",
+    account: "Account",
+    allAccounts: "All accounts",
     apiKey: "API key",
     signInHelp: "Paste an API key (it starts with dsp_). It is kept in this tab only.",
     signedInAs: "{name} · {role}",
@@ -100,6 +102,8 @@ const MESSAGES = {
   "pt-BR": {
     signIn: "Entrar",
     signOut: "Sair",
+    account: "Conta",
+    allAccounts: "Todas as contas",
     apiKey: "Chave de API",
     signInHelp: "Cole uma chave de API (começa com dsp_). Ela fica guardada só nesta aba.",
     signedInAs: "{name} · {role}",

@@ -32,8 +32,9 @@ CREATE TABLE IF NOT EXISTS disparo.attempts_local ON CLUSTER 'disparo' (
     event_json String CODEC(ZSTD(3)) COMMENT 'the order event, for resends',
     request_headers String CODEC(ZSTD(3)) COMMENT 'JSON object; credentials masked',
     account_id LowCardinality(String) DEFAULT 'default',
-    PROJECTION hourly (SELECT toStartOfHour(dispatched_at), status, reason, rule_id, count() GROUP BY toStartOfHour(dispatched_at), status, reason, rule_id),
-    PROJECTION by_order (SELECT dispatched_at, attempt_id, dispatch_id, attempt, manual, final, order_id, order_status, event_type, rule_id, url, status, reason, http_status, error, duration_ms, retry_tier, account_id ORDER BY order_id, dispatched_at)
+    PROJECTION account_hourly (SELECT account_id, toStartOfHour(dispatched_at), status, reason, rule_id, count() GROUP BY account_id, toStartOfHour(dispatched_at), status, reason, rule_id),
+    PROJECTION by_order (SELECT dispatched_at, attempt_id, dispatch_id, attempt, manual, final, order_id, order_status, event_type, rule_id, url, status, reason, http_status, error, duration_ms, retry_tier, account_id ORDER BY order_id, dispatched_at),
+    PROJECTION by_account (SELECT dispatched_at, attempt_id, dispatch_id, attempt, manual, final, order_id, order_status, event_type, rule_id, url, status, reason, http_status, error, duration_ms, retry_tier, account_id ORDER BY account_id, dispatched_at, attempt_id)
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/disparo/attempts_local', '{replica}')
 PARTITION BY toDate(dispatched_at)
@@ -77,4 +78,19 @@ SETTINGS replicated_deduplication_window = 1000;
 
 CREATE TABLE IF NOT EXISTS disparo.audit ON CLUSTER 'disparo' AS disparo.audit_local
 ENGINE = Distributed('disparo', 'disparo', 'audit_local', rand());
+
+CREATE TABLE IF NOT EXISTS disparo.rule_health_local ON CLUSTER 'disparo' (
+    at            DateTime64(3, 'UTC'),
+    rule_id       UInt64,
+    account_id    String,
+    state         LowCardinality(String) COMMENT 'failing or recovered',
+    failure_ratio Float64 COMMENT 'of the latest slice of the window'
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/disparo/rule_health_local', '{replica}')
+ORDER BY (rule_id, at)
+TTL toDateTime(at) + INTERVAL 30 DAY
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS disparo.rule_health ON CLUSTER 'disparo' AS disparo.rule_health_local
+ENGINE = Distributed('disparo', 'disparo', 'rule_health_local', rule_id);
 

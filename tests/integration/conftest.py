@@ -105,6 +105,25 @@ def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> l
         consumer.close()
 
 
+def every_record(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of every partition of `topic`, up to its end now."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records: list[Any] = []
+        deadline = time.monotonic() + 30
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"{topic} not read to its end"
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
 def thread_stacks_of(url: str) -> str:
     """A running service's thread stacks, from its ops endpoint."""
     try:

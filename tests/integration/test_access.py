@@ -31,6 +31,7 @@ SAMPLE_PATH_VALUES = {
     "rule_id": "424242",
     "dispatch_id": "msg_nothing",
     "key_id": "key_0000000000000000",
+    "account_id": "acct-matrix",
 }
 
 
@@ -63,7 +64,8 @@ def signed_in_key(stack: Stack, name: str, role: Role) -> str:
 
 def test_every_route_answers_each_role_as_the_design_says(stack: Stack) -> None:
     routes = api_routes()
-    assert len(routes) >= 17  # rules x5, dispatches x5, resend x2, keys x3, me, audit, events
+    # rules x6, dispatches x5, resend x2, keys x3, me, audit, events, accounts x5
+    assert len(routes) >= 24
     keys = {role: signed_in_key(stack, f"matrix-{role}", role) for role in ROLES}
     revoked = signed_in_key(stack, "matrix-revoked", "viewer")
     revoked_id = stack.http.get(f"{stack.api}/api/v1/me", headers=bearer(revoked)).json()["id"]

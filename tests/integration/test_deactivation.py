@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from tests.integration.conftest import DISPARO, Stack, eventually, order_event
 from tests.integration.receiver import Receiver
@@ -17,6 +18,12 @@ def test_rule_failing_continuously_is_deactivated_with_a_reason_and_gets_no_more
     env = {**stack.env, "DISPARO_DEACTIVATE_AFTER": "2s", "DISPARO_WARDEN_INTERVAL_S": "0.5"}
     stack.table.start("analytics", [DISPARO, "analytics"], env)
     stack.table.wait_http("analytics", f"{stack.api}/readyz", 60)
+    owner = Receiver()  # the default account's owner hears of the pause
+    described = stack.http.post(
+        f"{stack.api}/api/v1/accounts",
+        json={"id": "default", "name": "Default", "notification_url": f"{owner.url}/notify"},
+    )
+    assert described.status_code == 201, described.text
     dead = stack.active_rule(
         name="dead", event_types=["*"], url=f"{receiver.url}/fail", max_attempts=1
     )
@@ -30,6 +37,11 @@ def test_rule_failing_continuously_is_deactivated_with_a_reason_and_gets_no_more
     assert "deactivated automatically" in reason
     assert "1 attempts" in reason
     assert stack.rule(witness["id"])["active"] is True
+    [paused] = owner.wait_for("/notify", 1)
+    told = Webhook(described.json()["notification_secret"]).verify(paused.body, paused.headers)
+    assert (told["type"], told["data"]["payload"]["rule_id"]) == ("rule.paused", dead["id"])
+    assert told["data"]["payload"]["reason"] == reason
+    owner.close()
     audit = stack.http.get(f"{stack.api}/api/v1/audit", params={"actor": "disparo"}).json()
     [entry] = audit["items"]
     assert (entry["action"], entry["target"]) == ("rule.update", str(dead["id"]))

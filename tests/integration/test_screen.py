@@ -328,3 +328,66 @@ def test_a_401_brings_the_sign_in_back_with_the_reason(browser: Browser, screen:
     expect(page.get_by_test_id("signin-form")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('disparo.key')") is None
     context.close()
+
+
+def test_an_account_key_gets_its_own_portal_and_a_platform_key_switches_accounts(
+    browser: Browser, screen: Stack, receiver: Receiver
+) -> None:
+    """Runs last: it adds rows of two more accounts, which the counts above do not expect."""
+    made = screen.http.post(
+        f"{screen.api}/api/v1/accounts", json={"id": "acct-pa", "name": "Portal A"}
+    )
+    assert made.status_code == 201, made.text
+    for account, path in (("acct-pa", "/ok/pa"), ("acct-pb", "/ok/pb")):
+        screen.active_rule(
+            name=f"{account} rule", event_types=["order.dispatched"],
+            url=f"{receiver.url}{path}", account_id=account,
+        )  # fmt: skip
+    screen.publisher.publish_many(
+        [
+            order_event("PA-1", "order.dispatched", account_id="acct-pa"),
+            order_event("PA-2", "order.dispatched", account_id="acct-pa"),
+            order_event("PB-1", "order.dispatched", account_id="acct-pb"),
+        ]
+    )
+    screen.rows_eventually(2, account_id="acct-pa")
+    screen.rows_eventually(1, account_id="acct-pb")
+    viewer = add_key(screen.settings, "portal-a-viewer", "viewer", "acct-pa")
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.goto(f"{screen.api}/")
+    sign_in(page, viewer)
+    expect(page.get_by_test_id("account-name")).to_have_text("Portal A")
+    expect(page.get_by_test_id("account-select")).to_be_hidden()
+    page.get_by_test_id("tab-all").click()
+    expect(page.locator("#rows tr")).to_have_count(2)
+    assert {r["order"] for r in rows(page)} == {"PA-1", "PA-2"}
+    expect(page.get_by_test_id("total-count")).to_have_text("2")
+    page.get_by_test_id("nav-rules").click()
+    expect(page.locator("#rule-rows tr")).to_have_count(1)
+    expect(page.locator("#rule-rows")).to_contain_text("acct-pa rule")
+    page.screenshot(path=ARTIFACTS / "account-portal.png", full_page=True)
+    context.close()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.goto(f"{screen.api}/#/webhooks?tab=all")
+    sign_in(page, screen.key)
+    expect(page.get_by_test_id("account-name")).to_be_hidden()
+    select = page.get_by_test_id("account-select")
+    expect(select.locator("option[value=acct-pa]")).to_have_text("Portal A (acct-pa)")
+    select.select_option("acct-pb")
+    expect(page.locator("#rows tr")).to_have_count(1)
+    assert [r["order"] for r in rows(page)] == ["PB-1"]
+    expect(page.get_by_test_id("total-count")).to_have_text("1")
+    select.select_option("acct-pa")
+    expect(page.locator("#rows tr")).to_have_count(2)
+    assert {r["order"] for r in rows(page)} == {"PA-1", "PA-2"}
+    assert "account=acct-pa" in page.url
+    select.select_option("")
+    expect(page.locator("#rows tr", has_text="PB-1")).to_have_count(1)
+    orders = {r["order"] for r in rows(page)}
+    assert {"PA-1", "PA-2", "PB-1", "SCR-1"} <= orders
+    context.close()

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from disparo.kafka import make_producer
@@ -20,6 +19,7 @@ from tests.integration.conftest import (
     DISPARO,
     Stack,
     eventually,
+    every_record,
     order_event,
     running_stack,
 )
@@ -35,25 +35,6 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     home = tmp_path_factory.mktemp("secrets")
     with running_stack(kafka_bootstrap, home, DISPARO_SECRET_OVERLAP="4s") as started:
         yield started
-
-
-def every_record(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of every partition of `topic`, up to its end now."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        records: list[Any] = []
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            assert time.monotonic() < deadline, f"{topic} not read to its end"
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
 
 
 def wait_requests(receiver: Receiver, path: str, n: int) -> list[Any]:

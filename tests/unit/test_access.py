@@ -75,6 +75,8 @@ def test_an_api_route_without_a_permission_stops_the_app_from_starting() -> None
     def open_route() -> dict[str, str]:
         return {}
 
-    svc = Services(store=None, rules=None, keys=None, box=None, producer=None, topics=None)  # type: ignore[arg-type]
+    svc = Services(
+        store=None, rules=None, keys=None, accounts=None, box=None, producer=None, topics=None
+    )  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="GET /api/v1/open declares no permission"):
         create_app(svc, [careless])

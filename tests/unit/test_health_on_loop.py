@@ -21,7 +21,9 @@ def test_healthz_answers_while_every_pool_thread_is_blocked() -> None:
         entered.release()
         return {"released": release.wait(60)}
 
-    svc: Any = Services(store=None, rules=None, keys=None, box=None, producer=None, topics=None)  # type: ignore[arg-type]
+    svc: Any = Services(
+        store=None, rules=None, keys=None, accounts=None, box=None, producer=None, topics=None
+    )  # type: ignore[arg-type]
     svc.problem = lambda: None
     client = TestClient(create_app(svc, [blocking]), base_url="http://127.0.0.1")
     with client, ThreadPoolExecutor(POOL_THREADS) as pool:

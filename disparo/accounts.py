@@ -1,0 +1,100 @@
+"""Accounts: a customer of the platform, its limits and where its notifications go."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from disparo.limits import url_problem
+from disparo.schemas import DEFAULT_ACCOUNT, AccountId, check_secret, now_utc
+from disparo.secret_box import SecretBox
+
+NOTIFICATION_TYPES = ("rule.paused", "rule.failing", "rule.recovered")
+
+
+class AccountLimits(BaseModel):
+    """What one account may do; None = no limit. Set by a platform admin."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_rules: int | None = Field(None, ge=0, le=100_000)
+    resends_per_minute: int | None = Field(None, ge=1, le=1_000_000)
+    events_per_second: int | None = Field(None, ge=1, le=1_000_000)
+
+
+class AccountFields(BaseModel):
+    """What an admin sets on an account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    limits: AccountLimits = Field(default_factory=AccountLimits)
+    notification_url: AnyHttpUrl | None = Field(
+        None, description="receives signed rule.paused, rule.failing and rule.recovered webhooks"
+    )
+    failing_threshold: float = Field(
+        0.5, gt=0, lt=1, description="failure ratio above which a rule is reported failing"
+    )
+
+    @field_validator("notification_url", mode="before")
+    @classmethod
+    def _url_bounded(cls, value: Any) -> Any:
+        problem = url_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+class Account(AccountFields):
+    """An account as stored in the accounts topic (its notification secret sealed there)."""
+
+    id: AccountId
+    notification_secret: str | None = None
+    created_at: AwareDatetime = Field(default_factory=now_utc)
+    updated_at: AwareDatetime = Field(default_factory=now_utc)
+
+    @field_validator("notification_secret")
+    @classmethod
+    def _secret_ok(cls, value: str | None) -> str | None:
+        return None if value is None else check_secret(value)
+
+    @classmethod
+    def implicit(cls, account_id: str) -> Account:
+        """An account nobody described yet (e.g. `default`): its id as name, no limits."""
+        return cls(id=account_id, name=account_id, created_at=_EPOCH, updated_at=_EPOCH)
+
+    def public(self) -> dict[str, Any]:
+        """The API form: the notification secret never shown after it was made."""
+        out = self.model_dump(mode="json", exclude={"notification_secret"})
+        out["has_notification_secret"] = self.notification_secret is not None
+        return out
+
+
+_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+_SECRET_CONTEXT = "account/{}/notification_secret"
+
+
+def encode_account(account: Account, box: SecretBox) -> bytes:
+    """The accounts-topic value: the notification secret sealed, bound to the account."""
+    data = account.model_dump(mode="json")
+    if data.get("notification_secret"):
+        context = _SECRET_CONTEXT.format(account.id)
+        data["notification_secret"] = box.seal(data["notification_secret"], context)
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def decode_account(raw: bytes, box: SecretBox) -> Account:
+    """An account from its accounts-topic value; ValueError for one that is not an account."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("an account record must be a JSON object")
+    if isinstance(data.get("notification_secret"), str):
+        context = _SECRET_CONTEXT.format(data.get("id"))
+        data["notification_secret"] = box.open(data["notification_secret"], context)
+    return Account.model_validate(data)
+
+
+__all__ = ["DEFAULT_ACCOUNT", "Account", "AccountFields", "AccountLimits"]

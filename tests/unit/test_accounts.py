@@ -1,0 +1,126 @@
+"""Accounts: limits as token buckets, rule health verdicts, sealed notification secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from analytics.rule_health import change, judge
+from disparo.accounts import Account, decode_account, encode_account
+from disparo.notifications import notification_job, notification_target
+from disparo.rate_limit import RateLimiter, over_limit
+from disparo.schemas import NOTIFICATIONS_RULE_ID, Rule, generate_secret, now_utc
+from disparo.secret_box import SecretBox, SecretKeyMismatch, new_key_text
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_limit_admits_up_to_its_size_then_says_how_long_to_wait() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock)
+    assert over_limit(limiter, "a", "events", 6, 10, "second") is None
+    assert over_limit(limiter, "a", "events", 4, 10, "second") is None
+    refusal = over_limit(limiter, "a", "events", 3, 10, "second")
+    assert refusal is not None
+    assert refusal.retry_after_s == 1
+    assert "limit of 10 events per second" in refusal.message
+    clock.now += 0.5  # 5 tokens back
+    assert over_limit(limiter, "a", "events", 3, 10, "second") is None
+    assert over_limit(limiter, "b", "events", 10, 10, "second") is None  # its own bucket
+
+
+def test_a_refused_request_takes_nothing_and_a_request_over_the_limit_never_fits() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock)
+    assert over_limit(limiter, "a", "resends", 60, 60, "minute") is None
+    refusal = over_limit(limiter, "a", "resends", 30, 60, "minute")
+    assert refusal is not None
+    assert refusal.retry_after_s == 30
+    clock.now += 30
+    assert over_limit(limiter, "a", "resends", 30, 60, "minute") is None
+    never = over_limit(limiter, "a", "resends", 61, 60, "minute")
+    assert never is not None
+    assert never.retry_after_s is None
+    assert over_limit(limiter, "a", "resends", 10**6, None, "minute") is None
+
+
+def test_a_changed_limit_starts_a_full_bucket() -> None:
+    limiter = RateLimiter(Clock())
+    assert over_limit(limiter, "a", "events", 5, 5, "second") is None
+    assert over_limit(limiter, "a", "events", 1, 5, "second") is not None
+    assert over_limit(limiter, "a", "events", 8, 8, "second") is None
+
+
+@pytest.mark.parametrize(
+    ("slices", "verdict"),
+    [
+        ([(10, 9), (5, 5), (3, 2)], "failing"),
+        ([(10, 9), (0, 0), (3, 3)], None),  # a silent slice: not failing throughout
+        ([(10, 9), (5, 5), (4, 2)], "ok"),  # exactly at the threshold is not above it
+        ([(10, 9), (5, 5), (0, 0)], None),
+        ([(10, 1), (10, 1), (10, 1)], "ok"),
+    ],
+)
+def test_a_rule_fails_only_when_every_slice_is_above_the_threshold(
+    slices: list[tuple[int, int]], verdict: str | None
+) -> None:
+    assert judge(slices, 0.5) == verdict
+
+
+def test_only_a_change_of_state_is_announced() -> None:
+    assert change(None, "failing") == "rule.failing"
+    assert change("recovered", "failing") == "rule.failing"
+    assert change("failing", "failing") is None
+    assert change("failing", "ok") == "rule.recovered"
+    assert change(None, "ok") is None
+    assert change("failing", None) is None
+
+
+def test_the_notification_secret_is_sealed_in_the_topic_and_bound_to_its_account() -> None:
+    box = SecretBox(new_key_text())
+    secret = generate_secret()
+    account = Account(
+        id="acme", name="ACME", notification_url="https://ops.acme.example/hooks",
+        notification_secret=secret,
+    )  # fmt: skip
+    raw = encode_account(account, box)
+    assert secret.encode() not in raw
+    assert secret.removeprefix("whsec_").encode() not in raw
+    assert decode_account(raw, box) == account
+    moved = raw.replace(b'"id":"acme"', b'"id":"other"')
+    with pytest.raises(SecretKeyMismatch):
+        decode_account(moved, box)
+    assert "notification_secret" not in account.public()
+
+
+def test_notifications_go_to_the_account_url_or_nowhere() -> None:
+    secret = generate_secret()
+    account = Account(
+        id="acme", name="ACME", notification_url="https://ops.acme.example/hooks",
+        notification_secret=secret,
+    )  # fmt: skip
+    target = notification_target(account)
+    assert (target.url, target.secret, target.deleted) == (
+        "https://ops.acme.example/hooks", secret, False,
+    )  # fmt: skip
+    assert notification_target(Account.implicit("acme")).deleted
+    assert notification_target(None).deleted
+
+
+def test_announcing_the_same_change_again_keeps_its_webhook_id() -> None:
+    rule = Rule(
+        id=61856, name="r", event_types=["*"], url="https://x.example/h",
+        secret=generate_secret(), account_id="acme",
+    )  # fmt: skip
+    first = notification_job("rule.failing", rule, "0", now_utc(), {"failure_ratio": 1.0})
+    again = notification_job("rule.failing", rule, "0", now_utc(), {"failure_ratio": 0.9})
+    later = notification_job("rule.failing", rule, "2", now_utc(), {})
+    assert first.dispatch_id == again.dispatch_id != later.dispatch_id
+    assert first.rule.rule_id == NOTIFICATIONS_RULE_ID
+    assert (first.event.event_type, first.event.account_id) == ("rule.failing", "acme")
+    assert first.event.payload["rule_id"] == 61856
