@@ -12,7 +12,6 @@ signed `rule.failing` / `rule.recovered` webhook delivered like any other.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
@@ -20,12 +19,12 @@ from typing import Literal
 from prometheus_client import Counter
 
 from analytics import queries, schema
-from analytics.errors import AnalyticsError
+from analytics.periodic import Periodic
 from analytics.store import Store
 from disparo.accounts_view import AccountsView
 from disparo.notifications import Kind, notification_job
 from disparo.rules_view import RulesView
-from disparo.schemas import DispatchJob, now_utc
+from disparo.schemas import DispatchJob
 
 log = logging.getLogger(__name__)
 SLICES = 3
@@ -55,8 +54,10 @@ def change(state: str | None, verdict: Verdict | None) -> Kind | None:
     return None
 
 
-class RuleHealth:
+class RuleHealth(Periodic):
     """Every `interval_s`, judges each rule over the last `window` and records changes."""
+
+    what = "rule health check"
 
     def __init__(
         self,
@@ -67,24 +68,12 @@ class RuleHealth:
         window: timedelta,
         interval_s: float,
     ) -> None:
+        super().__init__(interval_s)
         self.store = store
         self.rules = rules
         self.accounts = accounts
         self.send = send
         self.window = window
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-
-    def run(self) -> None:
-        """Check on a timer until `stop()`."""
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.check(now_utc())
-            except AnalyticsError as exc:  # history or Kafka away: the next turn tries again
-                log.warning("rule health check skipped: %s", exc)
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def check(self, now: datetime) -> list[tuple[int, Kind]]:
         """Record (and announce) every change of state due now; return them."""

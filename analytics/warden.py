@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
 from analytics import queries, schema
-from analytics.errors import AnalyticsError
+from analytics.periodic import Periodic
 from analytics.store import Store
 from disparo.rules_view import RulesView
-from disparo.schemas import Rule, now_utc
+from disparo.schemas import Rule
 
 log = logging.getLogger(__name__)
 DEACTIVATED = Counter(
@@ -21,8 +20,10 @@ DEACTIVATED = Counter(
 )
 
 
-class RuleWarden:
+class RuleWarden(Periodic):
     """Every `interval_s`, deactivates active rules failing continuously for `after`."""
+
+    what = "rule check"
 
     def __init__(
         self,
@@ -32,23 +33,11 @@ class RuleWarden:
         after: timedelta | None,
         interval_s: float,
     ) -> None:
+        super().__init__(interval_s)
         self.store = store
         self.rules = rules
         self.write = write
         self.after = after
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-
-    def run(self) -> None:
-        """Check on a timer until `stop()`."""
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.check(now_utc())
-            except AnalyticsError as exc:  # history or Kafka away: the next turn tries again
-                log.warning("rule check skipped: %s", exc)
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def check(self, now: datetime) -> list[int]:
         """Deactivate what is due now; return the ids deactivated."""

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
-from disparo.limits import url_problem
+from disparo.limits import refuse_long_url
 from disparo.schemas import DEFAULT_ACCOUNT, AccountId, check_secret, now_utc
 from disparo.secret_box import SecretBox
 
@@ -32,20 +40,12 @@ class AccountFields(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     limits: AccountLimits = Field(default_factory=AccountLimits)
-    notification_url: AnyHttpUrl | None = Field(
+    notification_url: Annotated[AnyHttpUrl | None, BeforeValidator(refuse_long_url)] = Field(
         None, description="receives signed rule.paused, rule.failing and rule.recovered webhooks"
     )
     failing_threshold: float = Field(
         0.5, gt=0, lt=1, description="failure ratio above which a rule is reported failing"
     )
-
-    @field_validator("notification_url", mode="before")
-    @classmethod
-    def _url_bounded(cls, value: Any) -> Any:
-        problem = url_problem(value) if isinstance(value, str) else None
-        if problem is not None:
-            raise ValueError(problem)
-        return value
 
 
 class Account(AccountFields):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 # Attempts of one dispatch, resends included: far below the UInt16 `attempt` column.
 MAX_ATTEMPT = 1000
@@ -29,6 +30,14 @@ def url_problem(url: str) -> str | None:
     if len(url) > MAX_URL_CHARS:
         return f"the URL has {len(url)} characters; at most {MAX_URL_CHARS} are allowed"
     return None
+
+
+def refuse_long_url(value: Any) -> Any:
+    """A `mode="before"` validator: a URL text over the limit is refused before parsing."""
+    problem = url_problem(value) if isinstance(value, str) else None
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 
 def header_problem(name: str, value: str) -> str | None:

@@ -20,7 +20,7 @@ from analytics.errors import Conflict, KafkaRefused, NotFound, TooBroad
 from disparo.access import ApiKey, Permission
 from disparo.api_access import allow
 from disparo.limits import MAX_ATTEMPT
-from disparo.schemas import DispatchJob, OrderEvent, RuleRef, now_utc
+from disparo.schemas import NOTIFICATIONS_RULE_ID, DispatchJob, OrderEvent, RuleRef, now_utc
 
 router = APIRouter(tags=["resend"])
 Operator = Annotated[ApiKey, Depends(allow(Permission.RESEND))]
@@ -70,8 +70,8 @@ class BulkResendRequest(BaseModel):
 def _jobs(svc: Services, rows: list[dict[str, Any]]) -> list[DispatchJob]:
     jobs = []
     for row in rows:
-        rule = svc.rules.get(int(row["rule"]))
-        if rule is None:
+        ref = _rule_of(svc, row)
+        if ref is None:
             raise Conflict(
                 f"rule {row['rule']} of dispatch {row['dispatch_id']} "
                 "no longer exists; recreate it or leave this dispatch out"
@@ -99,10 +99,20 @@ def _jobs(svc: Services, rows: list[dict[str, Any]]) -> list[DispatchJob]:
                 manual=True,
                 resend_id=uuid.uuid4().hex,
                 event=event,
-                rule=RuleRef.of(rule),
+                rule=ref,
             )
         )
     return jobs
+
+
+def _rule_of(svc: Services, row: dict[str, Any]) -> RuleRef | None:
+    """The rule a stored dispatch is resent to: as it is now (rule 0: the account's
+    notification endpoint, looked up by the worker); None when it was deleted."""
+    rule_id = int(row["rule"])
+    if rule_id == NOTIFICATIONS_RULE_ID:
+        return RuleRef(rule_id=rule_id)
+    rule = svc.rules.get(rule_id)
+    return None if rule is None else RuleRef.of(rule)
 
 
 def _queue(svc: Services, jobs: list[DispatchJob]) -> None:

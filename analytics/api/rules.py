@@ -16,7 +16,7 @@ from analytics.errors import Conflict, InvalidField, NotFound
 from analytics.rule_ids import next_rule_id
 from disparo.access import ApiKey, Permission
 from disparo.api_access import allow
-from disparo.limits import headers_problem, url_problem
+from disparo.limits import headers_problem, refuse_long_url
 from disparo.rule_codec import encode_rule
 from disparo.schemas import Rule, RuleFields, check_secret, generate_secret, now_utc
 from disparo.targets import url_refusal
@@ -34,10 +34,7 @@ class RuleBody(RuleFields):
     @field_validator("url", mode="before")
     @classmethod
     def _url_bounded(cls, value: Any) -> Any:
-        problem = url_problem(value) if isinstance(value, str) else None
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+        return refuse_long_url(value)
 
     @field_validator("headers")
     @classmethod

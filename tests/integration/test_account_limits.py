@@ -216,3 +216,12 @@ def test_the_owner_hears_of_a_failing_rule_and_its_recovery_in_signed_webhooks(
     sent = stack.rows_eventually(2, account_id="acct-n", rule_id=0)
     assert sorted(r["event_type"] for r in sent) == ["rule.failing", "rule.recovered"]
     assert {r["status"] for r in sent} == {"success"}
+    # A notification can be resent by hand like any dispatch: the same webhook-id again.
+    first_id = failing["headers"]["webhook-id"]
+    resent = stack.http.post(f"{stack.api}/api/v1/resend", json={"dispatch_id": first_id})
+    assert resent.status_code == 202, resent.text
+    eventually(
+        lambda: [r.headers["webhook-id"] for r in owner.on("/notify")].count(first_id) == 2,
+        30,
+        "the resent notification",
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -86,20 +88,32 @@ def test_an_account_key_sees_and_changes_only_its_own_account(
     a_row = next(r for r in rows if r["order_id"] == "ISO-A1")
     assert (a_row["account_id"], b_row["account_id"]) == ("acct-a", "acct-b")
 
-    hidden = [
-        ("GET", f"/api/v1/rules/{rule_b['id']}", None),
-        ("PUT", f"/api/v1/rules/{rule_b['id']}", {"name": "mine", **rule}),
-        ("DELETE", f"/api/v1/rules/{rule_b['id']}", None),
-        ("POST", f"/api/v1/rules/{rule_b['id']}/rotate-secret", None),
-        ("GET", f"/api/v1/dispatches/{b_row['dispatch_id']}", None),
-        ("GET", "/api/v1/dispatches?account_id=acct-b", None),
-        ("GET", "/api/v1/dispatches/summary?account_id=acct-b", None),
-        ("GET", "/api/v1/audit?account_id=acct-b", None),
-        ("POST", "/api/v1/resend", {"dispatch_id": b_row["dispatch_id"]}),
-        ("POST", "/api/v1/resend", {"order_id": "ISO-B1"}),
-    ]
-    answers = [(m, u, a.request(m, u, json=body).status_code) for m, u, body in hidden]
-    assert [x for x in answers if x[2] != 404] == []
+    def hidden(rule_id: int, row: dict[str, Any], account: str) -> list[Any]:
+        """Every way to reach another account's objects: each must answer 404."""
+        return [
+            ("GET", f"/api/v1/rules/{rule_id}", None),
+            ("PUT", f"/api/v1/rules/{rule_id}", {"name": "mine", **rule}),
+            ("DELETE", f"/api/v1/rules/{rule_id}", None),
+            ("POST", f"/api/v1/rules/{rule_id}/rotate-secret", None),
+            ("GET", f"/api/v1/rules?account_id={account}", None),
+            ("GET", f"/api/v1/dispatches/{row['dispatch_id']}", None),
+            ("GET", f"/api/v1/dispatches?account_id={account}", None),
+            ("GET", f"/api/v1/dispatches/summary?account_id={account}", None),
+            ("GET", f"/api/v1/dispatches/breakdown?account_id={account}", None),
+            ("GET", f"/api/v1/dispatches/export.csv?account_id={account}", None),
+            ("GET", f"/api/v1/audit?account_id={account}", None),
+            ("POST", "/api/v1/resend", {"dispatch_id": row["dispatch_id"]}),
+            ("POST", "/api/v1/resend", {"order_id": row["order_id"]}),
+            ("POST", "/api/v1/resend/bulk", {"account_id": account}),
+            ("GET", f"/api/v1/accounts/{account}", None),
+            ("PUT", f"/api/v1/accounts/{account}", {"name": "mine"}),
+            ("POST", f"/api/v1/accounts/{account}/rotate-notification-secret", None),
+        ]
+
+    for who, other in ((a, hidden(rule_b["id"], b_row, "acct-b")),
+                       (b, hidden(rule_a.json()["id"], a_row, "acct-a"))):  # fmt: skip
+        answers = [(m, u, who.request(m, u, json=body).status_code) for m, u, body in other]
+        assert [x for x in answers if x[2] != 404] == []
     assert {r["order_id"] for r in a.get("/api/v1/dispatches").json()["items"]} == {"ISO-A1"}
     assert a.get("/api/v1/dispatches", params={"order_id": "ISO-B1"}).json()["items"] == []
     assert a.get("/api/v1/dispatches/summary").json()["total"] == 1
