@@ -147,16 +147,18 @@ def _send_job(svc: Services, job: DispatchJob) -> None:
 
 def _warden(settings: AnalyticsSettings, svc: Services) -> RuleWarden:
     def write(rule: Rule) -> None:
-        value = encode_rule(rule, svc.box)
-        write_rule(svc.producer, svc.topics.rules, svc.rules, rule.id, value)
-        after = {"active": rule.active, "deactivated_reason": rule.deactivated_reason}
-        details = {"before": {"active": True, "deactivated_reason": None}, "after": after}
-        audit.record(svc.store, audit.SYSTEM_ACTOR, "rule.update", str(rule.id), details)
+        # The owner's notice is queued first: if writing the rule then fails, the next turn
+        # sends it again under the same webhook-id (the rule's new version) and writes.
         if svc.accounts.of(rule.account_id).notification_url is not None:
             reason = {"reason": rule.deactivated_reason}
             _send_job(
                 svc, notification_job("rule.paused", rule, str(rule.version), now_utc(), reason)
             )
+        value = encode_rule(rule, svc.box)
+        write_rule(svc.producer, svc.topics.rules, svc.rules, rule.id, value)
+        after = {"active": rule.active, "deactivated_reason": rule.deactivated_reason}
+        details = {"before": {"active": True, "deactivated_reason": None}, "after": after}
+        audit.record(svc.store, audit.SYSTEM_ACTOR, "rule.update", str(rule.id), details)
 
     return RuleWarden(
         svc.store, svc.rules, write, settings.deactivate_after_delta, settings.warden_interval_s

@@ -20,7 +20,6 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-import httpx
 
 from bench.harness import Services, broker, nginx, say, services
 from consumers.delivery import webhook_body
@@ -95,15 +94,7 @@ def main() -> None:
         home = Path(tmp)
         with broker(home) as bootstrap, services(bootstrap, home, args.workers) as svc:
             say(f"bootstrap {bootstrap}")
-            created = (
-                svc.client()
-                .post(
-                    f"{svc.api}/api/v1/rules",
-                    json={"name": "bench", "event_types": ["*"], "url": f"{receiver.url}/hook"},
-                )
-                .json()
-            )
-            _wait_rule(svc.dispatcher, created["id"])
+            created = svc.active_rule(name="bench", event_types=["*"], url=f"{receiver.url}/hook")
             publisher = Publisher(
                 KernelSettings(kafka_bootstrap=bootstrap, topic_prefix="bench.", home=home)
             )
@@ -182,16 +173,6 @@ def _publish_paced(
 
 def _cpus() -> int:
     return os.cpu_count() or 0
-
-
-def _wait_rule(dispatcher: str, rule_id: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        rules = httpx.get(f"{dispatcher}/rules", timeout=5).json()["rules"]
-        if any(r["id"] == rule_id for r in rules):
-            return
-        time.sleep(0.2)
-    raise SystemExit("the dispatcher never applied the bench rule")
 
 
 def _wait_rows(svc: Services, n: int, timeout_s: float) -> int:

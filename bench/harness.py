@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -93,6 +94,18 @@ class Services:
     def client(self, timeout_s: float = 30) -> httpx.Client:
         """An HTTP client signed in with the admin key."""
         return httpx.Client(headers={"Authorization": f"Bearer {self.key}"}, timeout=timeout_s)
+
+    def active_rule(self, **fields: Any) -> dict[str, Any]:
+        """Create a rule and wait until the dispatcher applies it; the rule as created."""
+        answer = self.client().post(f"{self.api}/api/v1/rules", json=fields)
+        created: dict[str, Any] = answer.json()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rules = httpx.get(f"{self.dispatcher}/rules", timeout=5).json()["rules"]
+            if {"id": created["id"], "active": True} in rules:
+                return created
+            time.sleep(0.2)  # polling the dispatcher's own answer, not a guess at its delay
+        raise SystemExit(f"the dispatcher never applied rule {created['id']}")
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds per running process of the stack (Kafka included when in the table)."""

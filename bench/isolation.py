@@ -22,8 +22,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.harness import Nginx, Services, broker, nginx, say, services
 from disparo.schemas import now_utc
 from disparo.settings import KernelSettings
@@ -106,18 +104,6 @@ class PhaseCPU:
         self.before = now
 
 
-def rule(svc: Services, **fields: Any) -> None:
-    created = svc.client().post(f"{svc.api}/api/v1/rules", json=fields).json()
-    dispatcher = svc.dispatcher
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        rules = httpx.get(f"{dispatcher}/rules", timeout=5).json()["rules"]
-        if {"id": created["id"], "active": True} in rules:
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"rule {created['id']} not applied")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=5000, help="events per phase")
@@ -131,7 +117,7 @@ def main() -> None:
         services(bootstrap, Path(tmp)) as svc,
     ):
         publisher = Publisher(KernelSettings(kafka_bootstrap=bootstrap, topic_prefix="bench."))
-        rule(svc, name="healthy", event_types=["*"], url=f"{receiver.url}/h")
+        svc.active_rule(name="healthy", event_types=["*"], url=f"{receiver.url}/h")
         cpu = PhaseCPU(svc)
         say(f"phase 1: {args.events} events to the healthy endpoint alone ...")
         publisher.publish_many(events(args.events, "bench.solo"))
@@ -139,7 +125,7 @@ def main() -> None:
         cpu.phase("phase 1", args.events)
         for n in range(4):
             url = f"{others.url}/busy{n}"
-            rule(svc, name=f"busy-{n}", event_types=["bench.busy"], url=url)
+            svc.active_rule(name=f"busy-{n}", event_types=["bench.busy"], url=url)
         cpu.mark()
         say(f"phase 2: {args.events} events to it and to four more healthy rules ...")
         publisher.publish_many(events(args.events, "bench.busy"))
@@ -147,13 +133,7 @@ def main() -> None:
         cpu.phase("phase 2", args.events)
         for n, listener in enumerate(hanging):
             url = f"{listener.url}/hang"
-            rule(
-                svc,
-                name=f"hang-{n}",
-                event_types=["bench.mixed"],
-                url=url,
-                timeout_s=30,
-            )
+            svc.active_rule(name=f"hang-{n}", event_types=["bench.mixed"], url=url, timeout_s=30)
         cpu.mark()
         say(f"phase 3: {args.events} events to it and to four hanging endpoints ...")
         publisher.publish_many(events(args.events, "bench.mixed"))

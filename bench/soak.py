@@ -261,15 +261,7 @@ def run(
     timeline: Timeline,
     settings: KernelSettings,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rule = (
-        svc.client()
-        .post(
-            f"{svc.api}/api/v1/rules",
-            json={"name": "soak", "event_types": ["*"], "url": f"{url}/hook"},
-        )
-        .json()
-    )
-    time.sleep(2)  # the dispatcher applies the rule
+    rule = svc.active_rule(name="soak", event_types=["*"], url=f"{url}/hook")
     stop = threading.Event()
     threads = [
         threading.Thread(target=watch_probes, args=(svc, timeline, stop), daemon=True),

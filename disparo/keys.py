@@ -25,6 +25,11 @@ def publish_key(producer: KafkaProducer, topic: str, key: ApiKey) -> tuple[int, 
     return sent.partition, sent.offset
 
 
+def name_taken(view: KeysView, name: str) -> bool:
+    """Whether an active key has this name (names identify actors in the audit)."""
+    return any(k.name == name and k.active for k in view.all())
+
+
 def save_key(producer: KafkaProducer, topic: str, view: KeysView, key: ApiKey) -> None:
     """Write one key record and wait until `view` holds it."""
     partition, offset = publish_key(producer, topic, key)
@@ -50,7 +55,7 @@ class KeyBook:
 
     def create(self, name: str, role: Role, account_id: str | None = None) -> tuple[str, ApiKey]:
         """A new key (shown once by the caller) and its stored record."""
-        if any(k.name == name and k.active for k in self.view.all()):
+        if name_taken(self.view, name):
             raise DisparoError(f"an active key is named {name!r}; pick another name")
         try:
             secret, key = new_key(name, role, account_id)

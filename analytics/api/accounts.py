@@ -86,15 +86,11 @@ def list_accounts(key: Reader, svc: Annotated[Services, Depends(services)]) -> d
 
 
 def _found(svc: Services, account_id: str, key: ApiKey) -> Account:
-    """The account as this key may see it: its own (described or not), or any described one."""
+    """The account as this key may see it: an account key its own only, a platform key any
+    (one nobody described reads as its implicit form, and a PUT describes it)."""
     if not visible(key, account_id):
         raise NotFound(f"no account {account_id!r}")
-    if key.account_id is not None:
-        return svc.accounts.of(account_id)
-    found = svc.accounts.get(account_id)
-    if found is None:
-        raise NotFound(f"no account {account_id!r}; POST /api/v1/accounts describes one")
-    return found
+    return svc.accounts.of(account_id)
 
 
 @router.get("/api/v1/accounts/{account_id}")

@@ -60,7 +60,7 @@ def create_key(
         if account is not None and account != actor.account_id:
             raise InvalidField("account_id", f"this key manages account {actor.account_id!r} only")
         account = actor.account_id
-    if any(k.name == body.name and k.active for k in svc.keys.all()):
+    if key_topic.name_taken(svc.keys, body.name):
         raise Conflict(f"an active key is named {body.name!r}; names identify actors in the audit")
     secret, key = new_key(body.name, body.role, account)
     save_key(svc, key)
