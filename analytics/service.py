@@ -139,8 +139,8 @@ def _send_job(svc: Services, job: DispatchJob) -> None:
     """Queue a job (an account notification) and wait until Kafka has it."""
     value = job.model_dump_json().encode()
     try:
-        svc.producer.send(svc.topics.dispatch_jobs, key=job.event.order_id.encode(), value=value)
-        svc.producer.flush(30)
+        key = job.event.order_id.encode()
+        svc.producer.send(svc.topics.dispatch_jobs, key=key, value=value).get(30)
     except KafkaError as exc:
         raise KafkaRefused(f"notification not queued, Kafka is unavailable: {exc}") from exc
 
