@@ -55,6 +55,14 @@ class RateLimiter:
                 bucket = found[2]
             return math.ceil(bucket.take(n, now))
 
+    def give_back(self, account: str, kind: str, n: int) -> None:
+        """Return `n` taken tokens: their request was refused for another account's limit."""
+        with self._lock:
+            found = self._buckets.get((account, kind))
+            if found is not None:
+                bucket = found[2]
+                bucket.tokens = min(bucket.capacity, bucket.tokens + n)
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -62,6 +70,23 @@ class Refusal:
 
     message: str
     retry_after_s: int | None
+
+
+def first_refusal(
+    limiter: RateLimiter, wanted: dict[str, tuple[int, int | None]], what: str, per: str
+) -> Refusal | None:
+    """Take each account's (count, limit) of `what`; all or nothing: on the first refusal
+    the accounts already counted get their tokens back."""
+    taken: list[tuple[str, int]] = []
+    for account, (n, limit) in wanted.items():
+        refusal = over_limit(limiter, account, what, n, limit, per)
+        if refusal is not None:
+            for done, m in taken:
+                limiter.give_back(done, what, m)
+            return refusal
+        if limit is not None:
+            taken.append((account, n))
+    return None
 
 
 def over_limit(

@@ -12,7 +12,7 @@ from disparo.access import ApiKey, Permission
 from disparo.accounts_view import AccountsView
 from disparo.api_access import allow
 from disparo.errors import KafkaUnavailable
-from disparo.rate_limit import RateLimiter, over_limit
+from disparo.rate_limit import RateLimiter, first_refusal
 from disparo.schemas import OrderEvent, describe
 from disparo.topics import MAX_EVENT_BYTES
 from producers.publish import Publisher
@@ -41,16 +41,16 @@ def _within_limits(request: Request, events: list[OrderEvent]) -> None:
     limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
     if accounts is None or limiter is None:
         return
-    for account_id, n in Counter(e.account_id for e in events).items():
-        limit = accounts.of(account_id).limits.events_per_second
-        refusal = over_limit(limiter, account_id, "events", n, limit, "second")
-        if refusal is None:
-            continue
-        if refusal.retry_after_s is None:
-            raise HTTPException(413, refusal.message)
-        raise HTTPException(
-            429, refusal.message, headers={"Retry-After": str(refusal.retry_after_s)}
-        )
+    wanted = {
+        account_id: (n, accounts.of(account_id).limits.events_per_second)
+        for account_id, n in Counter(e.account_id for e in events).items()
+    }
+    refusal = first_refusal(limiter, wanted, "events", "second")
+    if refusal is None:
+        return
+    if refusal.retry_after_s is None:
+        raise HTTPException(413, refusal.message)
+    raise HTTPException(429, refusal.message, headers={"Retry-After": str(refusal.retry_after_s)})
 
 
 def get_publisher(request: Request) -> Publisher:

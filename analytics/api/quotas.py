@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from analytics.api.deps import Services
 from analytics.errors import Conflict, RateLimited, TooBroad
-from disparo.rate_limit import over_limit
+from disparo.rate_limit import first_refusal
 
 
 def check_rule_count(svc: Services, account_id: str) -> None:
@@ -25,11 +25,13 @@ def check_rule_count(svc: Services, account_id: str) -> None:
 
 def take_resends(svc: Services, accounts: Iterable[str]) -> None:
     """Count resends (one per account named) against each account's per-minute limit."""
-    for account_id, n in Counter(accounts).items():
-        limit = svc.accounts.of(account_id).limits.resends_per_minute
-        refusal = over_limit(svc.limiter, account_id, "resends", n, limit, "minute")
-        if refusal is None:
-            continue
-        if refusal.retry_after_s is None:
-            raise TooBroad(refusal.message + "; narrow the resend")
-        raise RateLimited(refusal.message, refusal.retry_after_s)
+    wanted = {
+        account_id: (n, svc.accounts.of(account_id).limits.resends_per_minute)
+        for account_id, n in Counter(accounts).items()
+    }
+    refusal = first_refusal(svc.limiter, wanted, "resends", "minute")
+    if refusal is None:
+        return
+    if refusal.retry_after_s is None:
+        raise TooBroad(refusal.message + "; narrow the resend")
+    raise RateLimited(refusal.message, refusal.retry_after_s)

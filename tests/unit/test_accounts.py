@@ -7,7 +7,7 @@ import pytest
 from analytics.rule_health import change, judge
 from disparo.accounts import Account, decode_account, encode_account
 from disparo.notifications import notification_job, notification_target
-from disparo.rate_limit import RateLimiter, over_limit
+from disparo.rate_limit import RateLimiter, first_refusal, over_limit
 from disparo.schemas import NOTIFICATIONS_RULE_ID, Rule, generate_secret, now_utc
 from disparo.secret_box import SecretBox, SecretKeyMismatch, new_key_text
 
@@ -47,6 +47,17 @@ def test_a_refused_request_takes_nothing_and_a_request_over_the_limit_never_fits
     assert never is not None
     assert never.retry_after_s is None
     assert over_limit(limiter, "a", "resends", 10**6, None, "minute") is None
+
+
+def test_a_request_for_several_accounts_is_counted_all_or_nothing() -> None:
+    limiter = RateLimiter(Clock())
+    assert over_limit(limiter, "b", "events", 5, 5, "second") is None  # b is spent
+    refusal = first_refusal(limiter, {"a": (4, 5), "b": (1, 5)}, "events", "second")
+    assert refusal is not None
+    assert "'b'" in refusal.message
+    # a's four were given back: a full bucket of five is still there.
+    assert over_limit(limiter, "a", "events", 5, 5, "second") is None
+    assert first_refusal(limiter, {"c": (10**6, None)}, "events", "second") is None
 
 
 def test_a_changed_limit_starts_a_full_bucket() -> None:
