@@ -342,7 +342,7 @@ def failing_rules(
 
 def rule_slices(database: str, edges: list[datetime]) -> tuple[str, dict[str, Any]]:
     """Automatic attempts and failures per rule in each slice between consecutive `edges`
-    (rows `rule`, `account`, `n0`, `f0`, `n1`, `f1`, ...); account notifications left out."""
+    (rows `rule`, `n0`, `f0`, `n1`, `f1`, ...); account notifications left out."""
     params = {f"e{i}": _ts(edge) for i, edge in enumerate(edges)}
     columns = []
     for i in range(len(edges) - 1):
@@ -351,7 +351,7 @@ def rule_slices(database: str, edges: list[datetime]) -> tuple[str, dict[str, An
         columns.append(f"countIf({inside} AND status = 'failure') AS f{i}")
     last = len(edges) - 1
     sql = (
-        f"SELECT rule_id AS rule, any(account_id) AS account, {', '.join(columns)} "
+        f"SELECT rule_id AS rule, {', '.join(columns)} "
         f"FROM {database}.{schema.TABLE} WHERE NOT manual AND rule_id > 0 "
         f"AND dispatched_at >= {{e0:{_TS}}} AND dispatched_at < {{e{last}:{_TS}}} "
         "GROUP BY rule_id"
