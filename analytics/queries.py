@@ -13,7 +13,9 @@ from typing import Any, Literal
 from analytics import schema
 from analytics.errors import BadQuery
 
-StatusFilter = Literal["all", "success", "failure"]
+StatusFilter = Literal["all", "success", "failure", "held", "superseded"]
+# Rows of attempts really made: held and superseded dispatches were never sent.
+SENT = "status IN ('success', 'failure')"
 MAX_LIMIT = 500
 _TS = "DateTime64(3, 'UTC')"
 # Columns are selected under their own names, never as aliases of expressions: ClickHouse
@@ -352,7 +354,7 @@ def rule_slices(database: str, edges: list[datetime]) -> tuple[str, dict[str, An
     last = len(edges) - 1
     sql = (
         f"SELECT rule_id AS rule, {', '.join(columns)} "
-        f"FROM {database}.{schema.TABLE} WHERE NOT manual AND rule_id > 0 "
+        f"FROM {database}.{schema.TABLE} WHERE NOT manual AND rule_id > 0 AND {SENT} "
         f"AND dispatched_at >= {{e0:{_TS}}} AND dispatched_at < {{e{last}:{_TS}}} "
         "GROUP BY rule_id"
     )

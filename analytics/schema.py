@@ -24,6 +24,11 @@ class Column:
     shown: bool = False
 
 
+# `held` and `superseded` came with order-aware rules (neither is a failure).
+STATUS_TYPE = "Enum8('success' = 1, 'failure' = 2, 'held' = 3, 'superseded' = 4)"
+STATUS_COLUMN_OLD = "Enum8('success' = 1, 'failure' = 2)"
+
+
 # The attempt record, defined once: the table (single-node and cluster DDL), the sink's rows,
 # the API's items, the CSV export and the order-search projection all come from this list.
 ATTEMPT: tuple[Column, ...] = (
@@ -39,7 +44,7 @@ ATTEMPT: tuple[Column, ...] = (
     Column("event_type", "LowCardinality(String)", shown=True),
     Column("rule_id", "UInt64", shown=True),
     Column("url", "String", shown=True),
-    Column("status", "Enum8('success' = 1, 'failure' = 2)", shown=True),
+    Column("status", STATUS_TYPE, shown=True),
     Column("reason", "LowCardinality(String)", shown=True),
     Column("http_status", "UInt16 COMMENT '0 when no HTTP answer came'", shown=True),
     Column("error", "String", shown=True),
@@ -150,6 +155,24 @@ def version_problem(version: str) -> str | None:
         f"{need} or newer (Bool, DateTime64, TTL, projections, insert_deduplication_token); "
         "upgrade the server or leave DISPARO_CLICKHOUSE_URL empty to use the embedded engine"
     )
+
+
+def status_migration(current_type: str, database: str = DATABASE) -> list[str]:
+    """Statements that widen a table's two-value status to STATUS_TYPE (none when done).
+
+    ClickHouse refuses to alter a column its projections use: they are dropped, the enum
+    widened (metadata only) and the projections rebuilt for every part.
+    """
+    if current_type != STATUS_COLUMN_OLD:
+        return []
+    table = f"{database}.{TABLE}"
+    names = [p.split()[1] for p in ATTEMPT_INDEXES]
+    return [
+        *(f"ALTER TABLE {table} DROP PROJECTION IF EXISTS {name}" for name in (*names, "hourly")),
+        f"ALTER TABLE {table} MODIFY COLUMN status {STATUS_TYPE}",
+        *(f"ALTER TABLE {table} ADD {_if_not_exists(p)}" for p in ATTEMPT_INDEXES),
+        *(f"ALTER TABLE {table} MATERIALIZE PROJECTION {name}" for name in names),
+    ]
 
 
 def _if_not_exists(projection: str) -> str:

@@ -42,6 +42,15 @@ def ensure_schema(store: Store) -> None:
         raise SchemaRefused(problem)
     for statement in schema.ddl(store.database):
         store.command(statement)
+    found = store.select(
+        "SELECT type FROM system.columns WHERE database = {db:String} "
+        f"AND table = '{schema.TABLE}' AND name = 'status'",
+        {"db": store.database},
+    )
+    for statement in schema.status_migration(
+        str(found[0]["type"]) if found else "", store.database
+    ):
+        store.command(statement)
 
 
 class ChdbStore:

@@ -17,7 +17,7 @@ from consumers.signing import webhook_headers
 from consumers.targets import refusal_cached
 from consumers.transport import parsed_url
 from disparo.limits import request_problem
-from disparo.schemas import AttemptOutcome, DispatchJob, now_utc
+from disparo.schemas import AttemptOutcome, DispatchJob, Status, now_utc
 from disparo.targets import AllowEntry
 
 
@@ -148,9 +148,11 @@ class Deliverer:
             **signed,
         }
 
-    def without_attempt(self, job: DispatchJob, reason: str, error: str) -> AttemptOutcome:
-        """The outcome of a job that ends without a request (its rule was deleted)."""
-        return self._outcome(job, now_utc(), 0.0, None, reason, error, b"")
+    def without_attempt(
+        self, job: DispatchJob, reason: str, error: str, status: Status = "failure"
+    ) -> AttemptOutcome:
+        """The outcome of a job that ends without a request (rule deleted, superseded)."""
+        return self._outcome(job, now_utc(), 0.0, None, reason, error, b"", ended_as=status)
 
     @staticmethod
     def _request(job: DispatchJob, body: bytes, headers: dict[str, str]) -> httpx.Request:
@@ -175,10 +177,13 @@ class Deliverer:
         body: bytes,
         answer: bytes = b"",
         headers: dict[str, str] | None = None,
+        ended_as: Status | None = None,
     ) -> AttemptOutcome:
         ok = reason == classify.SUCCESS
-        metrics.DELIVERIES.labels("success" if ok else "failure", reason).inc()
-        metrics.DELIVERY_SECONDS.observe(elapsed)
+        ended_as = ended_as or ("success" if ok else "failure")
+        if ended_as in ("success", "failure"):  # superseded and held ones are not deliveries
+            metrics.DELIVERIES.labels(ended_as, reason).inc()
+            metrics.DELIVERY_SECONDS.observe(elapsed)
         event = job.event
         # Every field is computed here from a validated job, so validation is skipped.
         return AttemptOutcome.model_construct(
@@ -194,13 +199,13 @@ class Deliverer:
             url=job.target.url,
             account_id=event.account_id,
             dispatched_at=started_at,
-            status="success" if ok else "failure",
+            status=ended_as,
             reason=reason,
             http_status=status,
             error=error,
             duration_ms=round(elapsed * 1000),
             # A success ends the dispatch; for a failure the worker's retry policy decides.
-            final=ok,
+            final=ok or ended_as == "superseded",
             request_excerpt=body[: self.excerpt_bytes].decode(errors="replace"),
             response_excerpt=answer.decode(errors="replace"),
             request_headers=redacted(headers) if headers else {},

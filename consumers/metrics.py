@@ -42,6 +42,13 @@ ACCOUNT_DELIVERIES = Counter(
     ["account", "outcome"],
 )
 
+LANE_JOBS = Counter(
+    "disparo_lane_jobs_total",
+    "Jobs of order-aware rules by what their order lane decided "
+    "(deliver, wait, skip, supersede, released, lost).",
+    ["verdict"],
+)
+
 
 def declare_series(accounts: frozenset[str] = frozenset()) -> None:
     """Create every outcome/reason series at zero, so rates see a process's first failures."""

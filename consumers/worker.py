@@ -14,10 +14,12 @@ import logging
 import random
 import signal
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
@@ -26,6 +28,9 @@ from consumers.delivery import Deliverer
 from consumers.due_gate import DueGate
 from consumers.endpoints import EndpointGuard, endpoint_of
 from consumers.errors import OutcomeNotRecorded, WorkerFailed
+from consumers.lane_keeper import LaneKeeper, lane_rules
+from consumers.lane_store import LaneStore
+from consumers.lanes import Lane, LaneKey, Pointer, Verdict
 from consumers.offsets import OffsetTracker
 from consumers.retry_policy import RetryPolicy
 from consumers.rule_lookup import RuleLookup
@@ -54,6 +59,17 @@ POISON_CRASHES = 3
 Taken = tuple[TopicPartition, Any, DispatchJob | None, str]
 
 
+@dataclass
+class Polled:
+    """One poll's records, and the partitions it gained (with their lanes) or lost."""
+
+    taken: list[Taken]
+    gained: list[int] = field(default_factory=list)
+    restored: dict[LaneKey, Lane] = field(default_factory=dict)
+    lost: list[int] = field(default_factory=list)
+    restarted: list[tuple[LaneKey, Pointer, Any]] = field(default_factory=list)  # heads to restart
+
+
 class DeliveryWorker:
     """Consumes first-attempt, retry and resend jobs; commits only what is durably recorded.
 
@@ -68,6 +84,7 @@ class DeliveryWorker:
         producer: KafkaProducer,
         deliverer: Deliverer,
         rules: RuleLookup,
+        lane_store: LaneStore,
     ) -> None:
         self.settings = settings
         self.metered = settings.metered_accounts  # accounts with metric series of their own
@@ -78,6 +95,9 @@ class DeliveryWorker:
         self.deliverer = deliverer
         self.dead_letters = DeadLetters(producer, self.topics.dead_letter, "delivery")
         self.policy = RetryPolicy(settings.retry_tiers, settings.retried_4xx_statuses)
+        self.lane_store = lane_store
+        # Finished lanes are kept as long as a replayed retry of theirs could still come.
+        self.lanes = LaneKeeper(sum(t.delay_s for t in self.policy.tiers) + 3600)
         self.gate = DueGate(consumer.consumer)  # used on the consumer's thread only
         self.guard = EndpointGuard(
             settings.worker_endpoint_concurrency,
@@ -98,6 +118,8 @@ class DeliveryWorker:
         self.throttled = False
         self.commits = 0
         self.fatal: BaseException | None = None
+        self.owned: set[int] = set()  # dispatch-jobs partitions; the consumer's thread only
+        self.releases: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         """Poll, dispatch and commit until `stop()`; then finish what is in flight.
@@ -120,8 +142,10 @@ class DeliveryWorker:
                 last_commit = time.monotonic()
         if committing is not None:
             await committing
-        if self.chains:
-            await asyncio.wait(list(self.chains.values()), timeout=60)
+        deadline = time.monotonic() + 60
+        while (self.releases or self.chains) and time.monotonic() < deadline:
+            pending = [*self.releases, *self.chains.values()]
+            await asyncio.wait(pending, timeout=deadline - time.monotonic())
         await self.commit()
         if self.fatal is not None:
             raise WorkerFailed(f"stopped on a fatal error: {self.fatal!r}") from self.fatal
@@ -130,7 +154,7 @@ class DeliveryWorker:
         """Stop polling; deliveries in flight finish and are committed."""
         self.stopping.set()
 
-    def _poll(self) -> list[Taken]:
+    def _poll(self) -> Polled:
         """On the consumer's thread: release due partitions, poll, parse, hold what is not due."""
         now = now_utc()
         self.gate.release_due(now)
@@ -138,23 +162,52 @@ class DeliveryWorker:
         polled = self.consumer.consumer.poll(
             timeout_ms=int(wait_s * 1000), max_records=self.settings.worker_batch
         )
+        result = self._follow_assignment()
         now = now_utc()
-        taken: list[Taken] = []
         for tp, records in polled.items():
             for record in records:
                 try:
                     job = parse_job(record.value)
                 except InvalidMessage as exc:
-                    taken.append((tp, record, None, exc.reason))
+                    result.taken.append((tp, record, None, exc.reason))
                     continue
                 if job.not_before is not None and job.not_before > now:
                     self.gate.hold(tp, record.offset, job.not_before)
                     break
-                taken.append((tp, record, self.rules.resolve(job), ""))
-        return taken
+                if job.seq is None and tp.topic == self.topics.dispatch_jobs:
+                    job = job.model_copy(update={"seq": record.offset})  # its place in its order
+                result.taken.append((tp, record, self.rules.resolve(job), ""))
+        return result
 
-    def _start_all(self, taken: list[Taken]) -> None:
-        for tp, record, job, reason in taken:
+    def _follow_assignment(self) -> Polled:
+        """On the consumer's thread: read back the order lanes of partitions just gained.
+
+        The range assignor gives one worker the same partition of every job topic, so a
+        partition number names one set of orders and their lanes.
+        """
+        owned = {
+            tp.partition
+            for tp in self.consumer.consumer.assignment()
+            if tp.topic == self.topics.dispatch_jobs
+        }
+        result = Polled([], sorted(owned - self.owned), lost=sorted(self.owned - owned))
+        self.owned = owned
+        if result.gained:
+            result.restored = self.lane_store.restore(result.gained)
+            for key, lane in result.restored.items():
+                if lane.start is not None:
+                    record = self.lane_store.fetch_now(lane.start)
+                    result.restarted.append((key, lane.start, record))
+        return result
+
+    def _start_all(self, polled: Polled) -> None:
+        self.lanes.lose(polled.lost)
+        self.lanes.gain(polled.gained, polled.restored)
+        for key, pointer, record in polled.restarted:
+            job = self._job_at(key, pointer, record)
+            if job is not None:
+                self._start(TopicPartition(pointer.topic, pointer.partition), record, job, False)
+        for tp, record, job, reason in polled.taken:
             self.offsets.take(tp, record.offset)
             if job is None:
                 self.sends.append(self.dead_letters.send(record, reason, "invalid_job"))
@@ -162,7 +215,38 @@ class DeliveryWorker:
             else:
                 self._start(tp, record, job)
 
-    def _start(self, tp: Any, record: Any, job: DispatchJob) -> None:
+    def _job_at(self, key: LaneKey, pointer: Pointer, record: Any) -> DispatchJob | None:
+        """The parked job a lane's head points at (resolved), or None (the lane moves on)."""
+        try:
+            job = parse_job(record.value if record is not None else None)
+        except InvalidMessage:
+            log.error(
+                "the parked job of %s for rule %s is gone; the order's next one goes ahead",
+                pointer.dispatch_id, key[0], extra={"order_id": key[1], "rule_id": key[0]},
+            )  # fmt: skip
+            metrics.LANE_JOBS.labels("lost").inc()
+            following = self.lanes.ended(key, pointer.dispatch_id, None, delivered=False)
+            if following is not None:
+                self._release(key, following)
+            return None
+        if job.seq is None:
+            job = job.model_copy(update={"seq": pointer.seq})
+        return self.rules.resolve(job)
+
+    def _release(self, key: LaneKey, pointer: Pointer) -> None:
+        """Start the next dispatch of an order lane: its job is read back from its record."""
+        metrics.LANE_JOBS.labels("released").inc()
+        task = asyncio.create_task(self._start_released(key, pointer))
+        self.releases.add(task)
+        task.add_done_callback(self.releases.discard)
+
+    async def _start_released(self, key: LaneKey, pointer: Pointer) -> None:
+        record = await self.lane_store.fetch(pointer)
+        job = await asyncio.to_thread(self._job_at, key, pointer, record)
+        if job is not None:
+            self._start(TopicPartition(pointer.topic, pointer.partition), record, job, False)
+
+    def _start(self, tp: Any, record: Any, job: DispatchJob, tracked: bool = True) -> None:
         if job.target.deleted:
             text = (
                 f"rule {job.rule.rule_id} was deleted; nothing was sent"
@@ -170,24 +254,29 @@ class DeliveryWorker:
                 else f"account {job.event.account_id!r} has no notification_url; nothing was sent"
             )
             outcome = self.deliverer.without_attempt(job, classify.RULE_DELETED, text)
-            self.sends.extend(self._record(job, outcome))
-            self.offsets.finish(tp, record.offset)
+            self.sends.extend(self._record(job, outcome, tp.partition))
+            self._finish(tp, record, tracked)
             return
         endpoint = endpoint_of(job.target.url)
-        if self.waiting.full(endpoint):
+        if self.waiting.full(endpoint) and tracked:
             # Its slots free up no sooner than its requests time out.
             wait_s = max(self.policy.tiers[0].delay_s, job.target.timeout_s)
             self.sends.append(self._defer(job, endpoint, wait_s, classify.ENDPOINT_BUSY))
-            self.offsets.finish(tp, record.offset)
+            self._finish(tp, record, tracked)
             return
         # Jobs of one order for one rule go one after another; all others in parallel.
         key = (record.key, job.target.rule_id)
         previous = self.chains.get(key)
         ticket = self.waiting.join(endpoint)
-        task = asyncio.create_task(self._deliver_after(previous, tp, record, job, ticket))
+        task = asyncio.create_task(self._deliver_after(previous, tp, record, job, ticket, tracked))
         self.running += 1
         self.chains[key] = task
         task.add_done_callback(functools.partial(self._chain_done, key))
+
+    def _finish(self, tp: Any, record: Any, tracked: bool) -> None:
+        """The record is done with (a record read back for an order lane has no offset here)."""
+        if tracked:
+            self.offsets.finish(tp, record.offset)
 
     def _stop_waiting(self, ticket: Ticket) -> None:
         if self.waiting.leave(ticket):
@@ -218,24 +307,64 @@ class DeliveryWorker:
         record: Any,
         job: DispatchJob,
         ticket: Ticket,
+        tracked: bool,
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
-        for crash in range(1, POISON_CRASHES + 1):
-            try:
-                await self._handle(job, ticket)
-                break
-            except Exception as exc:  # an unforeseen bug or input: never the whole worker
-                log.exception(
-                    "handling %s crashed (%d of %d)", job.dispatch_id, crash, POISON_CRASHES
-                )
-                if crash == POISON_CRASHES:
-                    reason = f"handling crashed {crash} times: {exc!r}"
-                    self.sends.append(self.dead_letters.send(record, reason, "poison"))
+        if self._lane_lets_go(tp, record, job, tracked):
+            for crash in range(1, POISON_CRASHES + 1):
+                try:
+                    await self._handle(job, ticket, tp.partition)
+                    break
+                except Exception as exc:  # an unforeseen bug or input: never the whole worker
+                    log.exception(
+                        "handling %s crashed (%d of %d)", job.dispatch_id, crash, POISON_CRASHES
+                    )
+                    if crash == POISON_CRASHES:
+                        reason = f"handling crashed {crash} times: {exc!r}"
+                        self.sends.append(self.dead_letters.send(record, reason, "poison"))
+                        self._end_in_lane(job, delivered=False)
         self._stop_waiting(ticket)
-        self.offsets.finish(tp, record.offset)
+        self._finish(tp, record, tracked)
 
-    async def _handle(self, job: DispatchJob, ticket: Ticket) -> None:
+    def _lane_lets_go(self, tp: Any, record: Any, job: DispatchJob, tracked: bool) -> bool:
+        """Ask the job's order lane (order-aware rules only) whether it is sent now."""
+        rules = lane_rules(job)
+        if rules is None:
+            return True
+        pointer = None
+        if tracked:
+            seq = -1 if job.seq is None else job.seq
+            at = (tp.topic, tp.partition, record.offset)
+            pointer = Pointer(seq, *at, job.dispatch_id, job.attempt)
+        verdict = self.lanes.admit(job, rules, tp.partition, pointer)
+        if verdict is Verdict.SUPERSEDE:
+            text = (
+                f"a newer event of order {job.event.order_id} was delivered for rule "
+                f"{job.target.rule_id}; this older one is not sent"
+            )
+            outcome = self.deliverer.without_attempt(
+                job, classify.SUPERSEDED, text, status="superseded"
+            )
+            self.sends.extend(self._record(job, outcome, tp.partition))
+        elif verdict is not Verdict.DELIVER:
+            log.info(
+                "%s attempt %d of order %s: %s",
+                job.dispatch_id, job.attempt, job.event.order_id, verdict.value,
+                extra={"dispatch_id": job.dispatch_id, "rule_id": job.target.rule_id},
+            )  # fmt: skip
+        return verdict is Verdict.DELIVER
+
+    def _end_in_lane(self, job: DispatchJob, delivered: bool) -> None:
+        """A dispatch of an order-aware rule ended without an outcome: free its lane."""
+        if lane_rules(job) is None:
+            return
+        key = (job.target.rule_id, job.event.order_id)
+        following = self.lanes.ended(key, job.dispatch_id, job.seq, delivered)
+        if following is not None:
+            self._release(key, following)
+
+    async def _handle(self, job: DispatchJob, ticket: Ticket, partition: int) -> None:
         """One job: an attempt and its records, or a deferral while its circuit is open."""
         failpoints.hit("worker.handle", job.event.order_id)
         endpoint = ticket.endpoint
@@ -248,13 +377,16 @@ class DeliveryWorker:
         while job.manual and (pause := self.guard.resend_wait(endpoint)) > 0:
             await asyncio.sleep(pause)
         outcome = await self._attempt(job, ticket)
-        self.sends.extend(self._record(job, outcome))
+        self.sends.extend(self._record(job, outcome, partition))
 
     def _defer(self, job: DispatchJob, endpoint: str, wait_s: float, why: str) -> Any:
         """Park a job for later (circuit open, endpoint busy): not an attempt, uses none."""
         tier = next((t for t in self.policy.tiers if t.delay_s >= wait_s), self.policy.tiers[-1])
         when = now_utc() + timedelta(seconds=wait_s * (1 + 0.2 * random.random()))
         metrics.DEFERRED.labels(why).inc()
+        rules = lane_rules(job)
+        if rules is not None:
+            self.lanes.deferred(job, rules)  # the parked copy carries it from now on
         log.info(
             "deferred %s (%s) for %s, back in %.0fs",
             job.dispatch_id,
@@ -286,10 +418,15 @@ class DeliveryWorker:
         self.guard.record(ticket.endpoint, outcome.reason)
         return outcome
 
-    def _record(self, job: DispatchJob, outcome: AttemptOutcome) -> list[Any]:
+    def _record(self, job: DispatchJob, outcome: AttemptOutcome, partition: int) -> list[Any]:
         """Send the outcome, and the next attempt's job when the policy retries."""
         settled = settle(job, outcome, self.policy, random.random())
         outcome, sends = settled.outcome, []
+        rules = lane_rules(job)
+        if rules is not None:
+            following = self.lanes.settled(job, rules, outcome, partition)
+            if following is not None:
+                self._release((job.target.rule_id, job.event.order_id), following)
         if settled.retry is not None and outcome.retry_tier:
             sends.append(
                 self.producer.send(
@@ -316,10 +453,11 @@ class DeliveryWorker:
                     "retry_tier": outcome.retry_tier,
                 },
             )
-        metrics.count_rule_delivery(job.target.rule_id, outcome.status)
-        if job.event.account_id in self.metered:
-            metrics.ACCOUNT_DELIVERIES.labels(job.event.account_id, outcome.status).inc()
-        metrics.ATTEMPTS.labels(str(job.attempt), str(job.manual).lower()).inc()
+        if outcome.status in ("success", "failure"):
+            metrics.count_rule_delivery(job.target.rule_id, outcome.status)
+            if job.event.account_id in self.metered:
+                metrics.ACCOUNT_DELIVERIES.labels(job.event.account_id, outcome.status).inc()
+            metrics.ATTEMPTS.labels(str(job.attempt), str(job.manual).lower()).inc()
         sends.append(
             self.producer.send(
                 self.topics.outcomes,
@@ -331,14 +469,27 @@ class DeliveryWorker:
 
     async def commit(self) -> None:
         """Make every send durable, then commit each partition's finished prefix."""
+        # Taken together: the lanes as these sends left them, and the offsets they finish.
         sends, self.sends = self.sends, []
+        lane_writes = self.lanes.snapshot()
         ready = self.offsets.committable()
-        if not sends and not ready:
+        if not sends and not ready and not lane_writes:
             return
         await asyncio.to_thread(self.producer.flush)
         for send in sends:
             if send.failed():
                 raise OutcomeNotRecorded(f"outcome or retry not written: {send.exception}")
+        # A lane names retries and parked records as durable: written only once they are,
+        # and the offsets only once the lanes are (a replay finds the lane that skips it).
+        if lane_writes:
+            written = [
+                self.producer.send(self.topics.order_lanes, key=k, value=v, partition=p)
+                for p, k, v in lane_writes
+            ]
+            await asyncio.to_thread(self.producer.flush)
+            for send in written:
+                if send.failed():
+                    raise OutcomeNotRecorded(f"order lane not written: {send.exception}")
         owned = self.consumer.assigned
         for tp, offset in ready.items():
             if tp in owned:
@@ -395,6 +546,8 @@ def make_consumer(settings: WorkerSettings) -> KafkaConsumer:
         fetch_max_wait_ms=50,
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        # Order lanes need one worker to own the same partition of every job topic.
+        partition_assignment_strategy=(RangePartitionAssignor,),
     )
     subscribe_when_ready(consumer, job_topics(settings))
     return consumer
@@ -418,7 +571,10 @@ async def serve(settings: WorkerSettings) -> None:
     deliverer = Deliverer(
         transport, allowlist=settings.allowed_targets, excerpt_bytes=settings.excerpt_bytes
     )
-    worker = DeliveryWorker(settings, consumer, producer, deliverer, RuleLookup(rules, accounts))
+    lane_store = LaneStore(settings, Topics(settings.topic_prefix).order_lanes)
+    worker = DeliveryWorker(
+        settings, consumer, producer, deliverer, RuleLookup(rules, accounts), lane_store
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
@@ -436,6 +592,7 @@ async def serve(settings: WorkerSettings) -> None:
             await ops.cleanup()
         await asyncio.to_thread(producer.close, 10)
         await asyncio.to_thread(consumer.close)
+        await asyncio.to_thread(lane_store.close)
         await asyncio.to_thread(lag.stop)
         await asyncio.to_thread(rules.stop)
         await asyncio.to_thread(accounts.stop)

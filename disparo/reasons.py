@@ -18,6 +18,7 @@ INVALID_REQUEST = "invalid_request"
 INVALID_RESPONSE = "invalid_response"
 RESPONSE_TOO_LARGE = "response_too_large"
 RULE_DELETED = "rule_deleted"  # the job's rule was deleted before it was sent: no attempt
+SUPERSEDED = "superseded"  # a newer event of the order was delivered first: not sent
 OTHER = "other"
 
 ATTEMPT_REASONS = (
@@ -35,6 +36,7 @@ ATTEMPT_REASONS = (
     INVALID_RESPONSE,
     RESPONSE_TOO_LARGE,
     RULE_DELETED,
+    SUPERSEDED,
     OTHER,
 )
 # Not attempts' reasons: why a job was deferred without an attempt (metrics only).

@@ -26,7 +26,10 @@ from disparo.limits import MAX_ATTEMPT
 
 _NAMESPACE = uuid.UUID("5b0b7c4e-5d52-4c1e-9a53-6f0d1d6a0c11")
 SECRET_PREFIX = "whsec_"
-Status = Literal["success", "failure"]
+# `held`: a paused rule's dispatch, kept to be released; `superseded`: ended unsent because
+# a newer event of its order was delivered for the rule (neither is a failure).
+Status = Literal["success", "failure", "held", "superseded"]
+Ordering = Literal["none", "per_order"]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -98,6 +101,12 @@ class RuleFields(BaseModel):
     timeout_s: float = Field(10.0, gt=0, le=60)
     max_attempts: int = Field(6, ge=1, le=20)
     account_id: AccountId = DEFAULT_ACCOUNT  # a rule matches only its own account's events
+    # Order-aware delivery (design: "Order-aware rules").
+    ordering: Ordering = "none"
+    supersede: bool = False
+    paused: bool = False
+    paused_reason: str | None = Field(None, max_length=500)
+    release_rate: float = Field(50.0, gt=0, le=10_000, description="held dispatches a second")
 
     @field_validator("event_types")
     @classmethod
@@ -168,6 +177,8 @@ class DeliveryTarget(BaseModel):
     timeout_s: float
     max_attempts: int
     deleted: bool = False  # the rule is gone: the job ends without an attempt
+    ordering: Ordering = "none"
+    supersede: bool = False
 
     @classmethod
     def of(cls, rule: Rule, now: datetime | None = None) -> DeliveryTarget:
@@ -182,6 +193,8 @@ class DeliveryTarget(BaseModel):
             previous_secret=rule.previous_secret if overlapping else None,
             timeout_s=rule.timeout_s,
             max_attempts=rule.max_attempts,
+            ordering=rule.ordering,
+            supersede=rule.supersede,
         )
 
     @classmethod
@@ -213,6 +226,9 @@ class DispatchJob(BaseModel):
     rule: RuleRef
     created_at: AwareDatetime = Field(default_factory=now_utc)
     not_before: AwareDatetime | None = None
+    # Where the first attempt's job sits in its dispatch-jobs partition: the event's place
+    # in its order's sequence (jobs of one order share a partition). Set by the worker.
+    seq: int | None = Field(None, ge=0)
     # Filled in by the worker from its rules view; excluded from every dump, so a job on a
     # topic never carries the rule's URL, headers or secret.
     resolved: DeliveryTarget | None = Field(None, exclude=True)

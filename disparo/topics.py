@@ -55,6 +55,10 @@ class Topics:
         return f"{self.prefix}dispatch-jobs"
 
     @property
+    def order_lanes(self) -> str:
+        return f"{self.prefix}order-lanes"
+
+    @property
     def resend(self) -> str:
         return f"{self.prefix}resend"
 
@@ -85,6 +89,9 @@ class Topics:
             TopicSpec(self.rule_ids, 1, {"retention.ms": str(24 * 3600 * 1000)}),
             TopicSpec(self.dispatch_jobs, p, dict(LARGE_MESSAGES)),
             TopicSpec(self.resend, p, dict(LARGE_MESSAGES)),
+            # Per (rule, order) delivery state of order-aware rules; partition = the order's
+            # partition in the job topics, so a worker reads back the lanes of what it owns.
+            TopicSpec(self.order_lanes, p, {"cleanup.policy": "compact"}),
             TopicSpec(self.outcomes, p, dict(LARGE_MESSAGES)),
             TopicSpec(
                 self.dead_letter, 1, {"retention.ms": str(30 * 24 * 3600 * 1000), **LARGE_MESSAGES}

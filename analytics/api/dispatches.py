@@ -193,8 +193,16 @@ def dispatch_summary(
         account_id=account_id,
     )
     by_status = {r["status_"]: int(r["n"]) for r in svc.store.select(sql, params)}
-    total, failed = sum(by_status.values()), by_status.get("failure", 0)
-    return {"total": total, "failed": failed, "failure_rate": queries.failure_rate(total, failed)}
+    # Held and superseded dispatches were never sent: not in the total, not failures.
+    total = by_status.get("success", 0) + by_status.get("failure", 0)
+    failed = by_status.get("failure", 0)
+    return {
+        "total": total,
+        "failed": failed,
+        "failure_rate": queries.failure_rate(total, failed),
+        "held": by_status.get("held", 0),
+        "superseded": by_status.get("superseded", 0),
+    }
 
 
 @router.get("/api/v1/dispatches/breakdown")

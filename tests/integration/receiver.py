@@ -1,7 +1,8 @@
 """A webhook receiver for tests that records every request.
 
 Paths: /ok answers 200; /fail 503; /gone 410; /flaky/N 503 to the first N requests of each
-webhook-id, then 200; /slow sleeps 3 s and /hang 20 s before answering 200.
+webhook-id, then 200; /slow sleeps 3 s and /hang 20 s before answering 200. `plan` gives
+one webhook-id its own answers, whatever the path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 0  # what the receiver answered
+
+    @property
+    def webhook_id(self) -> str:
+        return self.headers.get("webhook-id", "")
 
 
 class Receiver:
@@ -24,6 +30,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
+        self.plans: dict[str, list[int]] = {}  # webhook-id -> its next answers
         self._cond = threading.Condition()
         receiver = self
 
@@ -33,12 +40,11 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
-                with receiver._cond:
-                    receiver.requests.append(
-                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                    )
-                    receiver._cond.notify_all()
                 status = receiver.status_for(self.path, self.headers.get("webhook-id", ""))
+                with receiver._cond:
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    receiver.requests.append(Received(self.path, headers, body, status))
+                    receiver._cond.notify_all()
                 if self.path.startswith("/slow"):
                     time.sleep(3)
                 if self.path.startswith("/hang"):
@@ -63,7 +69,16 @@ class Receiver:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
+    def plan(self, webhook_id: str, statuses: list[int]) -> None:
+        """Answer this webhook-id's next requests with `statuses`, then 200."""
+        with self._cond:
+            self.plans[webhook_id] = list(statuses)
+
     def status_for(self, path: str, webhook_id: str) -> int:
+        with self._cond:
+            planned = self.plans.get(webhook_id)
+            if planned:
+                return planned.pop(0)
         if path.startswith("/fail"):
             return 503
         if path.startswith("/gone"):
@@ -72,7 +87,7 @@ class Receiver:
             failures = int(path.rsplit("/", 1)[1])
             with self._cond:
                 seen = sum(1 for r in self.requests if r.headers.get("webhook-id") == webhook_id)
-            return 503 if seen <= failures else 200
+            return 503 if seen < failures else 200
         return 200
 
     def on(self, path: str) -> list[Received]:

@@ -1,0 +1,154 @@
+"""The worker's order lanes for the partitions it owns, and which of them must be written.
+
+No I/O: the worker reads lanes back with `LaneStore` and writes the `snapshot` at commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from consumers import metrics
+from consumers.lanes import Lane, LaneKey, Pointer, Verdict, lane_key_bytes
+from disparo.schemas import NOTIFICATIONS_RULE_ID, AttemptOutcome, DispatchJob
+
+# A lane record to write: (partition, key, value or None for a tombstone).
+LaneWrite = tuple[int, bytes, bytes | None]
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """What a job's rule asks of its order lane."""
+
+    ordered: bool
+    supersede: bool
+
+
+def lane_rules(job: DispatchJob) -> Lanes | None:
+    """The lane options of a job, or None when its lane is not involved (manual, plain)."""
+    target = job.target
+    if job.manual or job.rule.rule_id == NOTIFICATIONS_RULE_ID or target.deleted:
+        return None
+    ordered = target.ordering == "per_order"
+    if not ordered and not target.supersede:
+        return None
+    return Lanes(ordered, target.supersede)
+
+
+class LaneKeeper:
+    """Order lanes of the owned partitions; finished lanes are kept `keep_s` for replays."""
+
+    def __init__(self, keep_s: float) -> None:
+        self.keep_s = keep_s
+        self.lanes: dict[LaneKey, Lane] = {}
+        self.persisted: set[LaneKey] = set()
+        self.dirty: set[LaneKey] = set()
+        self.partitions: set[int] = set()
+
+    def gain(self, partitions: Iterable[int], restored: dict[LaneKey, Lane]) -> list[Pointer]:
+        """Take over partitions with their stored lanes; heads to restart from their records."""
+        self.partitions.update(partitions)
+        for key, lane in restored.items():
+            self.lanes[key] = lane
+            self.persisted.add(key)
+        return [lane.start for lane in restored.values() if lane.start is not None]
+
+    def lose(self, partitions: Iterable[int]) -> None:
+        """Forget partitions another worker now owns (it reads their lanes back)."""
+        lost = set(partitions)
+        self.partitions -= lost
+        for key in [k for k, lane in self.lanes.items() if lane.partition in lost]:
+            del self.lanes[key]
+            self.persisted.discard(key)
+            self.dirty.discard(key)
+
+    def admit(
+        self, job: DispatchJob, rules: Lanes, partition: int, pointer: Pointer | None
+    ) -> Verdict:
+        """The lane's verdict on a job; a restarted head (`pointer` None) needs its lane."""
+        key = (job.target.rule_id, job.event.order_id)
+        lane = self.lanes.get(key)
+        if lane is None:
+            if partition not in self.partitions or pointer is None:
+                verdict = Verdict.SKIP  # not ours (any more): its owner restarts it
+                metrics.LANE_JOBS.labels(verdict.value).inc()
+                return verdict
+            lane = self.lanes[key] = Lane(key[0], key[1], partition)
+        verdict = lane.admit(
+            job.dispatch_id, job.attempt, job.seq, rules.ordered, rules.supersede, pointer
+        )
+        if verdict is Verdict.WAIT:
+            self.dirty.add(key)
+        self._drop_if_unneeded(key, lane)
+        metrics.LANE_JOBS.labels(verdict.value).inc()
+        return verdict
+
+    def settled(
+        self,
+        job: DispatchJob,
+        rules: Lanes,
+        outcome: AttemptOutcome,
+        partition: int,
+        now: float | None = None,
+    ) -> Pointer | None:
+        """Record an attempt's end; the next waiting dispatch, when that frees the lane."""
+        key = (job.target.rule_id, job.event.order_id)
+        lane = self.lanes.get(key)
+        if not outcome.final:
+            if lane is None and partition in self.partitions:  # an unordered rule's retry
+                lane = self.lanes[key] = Lane(key[0], key[1], partition)
+            if lane is not None:
+                lane.retried(job.dispatch_id, outcome.attempt + 1, rules.ordered)
+                self.dirty.add(key)
+            return None
+        return self.ended(key, job.dispatch_id, job.seq, outcome.status == "success", now)
+
+    def ended(
+        self,
+        key: LaneKey,
+        dispatch_id: str,
+        seq: int | None,
+        delivered: bool,
+        now: float | None = None,
+    ) -> Pointer | None:
+        """A dispatch ended (delivered, failed for good, superseded or lost): the next, if any."""
+        lane = self.lanes.get(key)
+        if lane is None:
+            return None
+        following = lane.finished(dispatch_id, seq, delivered, now or time.time())
+        if key in self.persisted or following is not None:
+            self.dirty.add(key)
+        self._drop_if_unneeded(key, lane)
+        return following
+
+    def deferred(self, job: DispatchJob, rules: Lanes) -> None:
+        """The job was parked in a retry topic without an attempt: that record carries it."""
+        key = (job.target.rule_id, job.event.order_id)
+        lane = self.lanes.get(key)
+        if lane is not None:
+            lane.retried(job.dispatch_id, job.attempt, rules.ordered)
+            self.dirty.add(key)
+
+    def snapshot(self, now: float | None = None) -> list[LaneWrite]:
+        """The lane records to write now: changed lanes, and tombstones for expired ones."""
+        now = now or time.time()
+        writes: list[LaneWrite] = []
+        for key, lane in list(self.lanes.items()):
+            if lane.idle_since is not None and now - lane.idle_since > self.keep_s:
+                del self.lanes[key]
+                self.dirty.discard(key)
+                if key in self.persisted:
+                    self.persisted.discard(key)
+                    writes.append((lane.partition, lane_key_bytes(key), None))
+        for key in self.dirty:
+            lane = self.lanes[key]
+            writes.append((lane.partition, lane_key_bytes(key), lane.encode()))
+            self.persisted.add(key)
+        self.dirty.clear()
+        return writes
+
+    def _drop_if_unneeded(self, key: LaneKey, lane: Lane) -> None:
+        """A lane never written and idle again holds nothing worth keeping."""
+        if not lane.busy() and key not in self.persisted and key not in self.dirty:
+            del self.lanes[key]

@@ -1,0 +1,109 @@
+"""Order-aware rules on the real stack: one order's webhooks in order, newer ones win."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from typing import Any
+
+import pytest
+
+from disparo.schemas import dispatch_id_for
+from tests.integration.conftest import DISPARO, Stack, eventually, order_event
+from tests.integration.receiver import Received, Receiver
+
+pytestmark = pytest.mark.integration
+
+
+def ids_of(events: list[dict[str, Any]], rule_id: int) -> list[str]:
+    return [dispatch_id_for(uuid.UUID(e["event_id"]), rule_id) for e in events]
+
+
+def successes(receiver: Receiver, ids: list[str]) -> list[str]:
+    """The webhook-ids among `ids` that were answered 200, in the order they arrived."""
+    return [r.webhook_id for r in receiver.requests if r.webhook_id in ids and r.status == 200]
+
+
+def requests_of(receiver: Receiver, ids: list[str]) -> list[Received]:
+    return [r for r in receiver.requests if r.webhook_id in ids]
+
+
+def test_per_order_waits_for_a_retried_event_and_lets_other_orders_pass(
+    stack: Stack, receiver: Receiver
+) -> None:
+    rule = stack.active_rule(
+        name="ordered", event_types=["*"], url=f"{receiver.url}/ok", ordering="per_order"
+    )
+    x = [order_event("X", status) for status in ("order.created", "order.paid", "order.shipped")]
+    others = [order_event(f"OTHER-{i}") for i in range(20)]
+    x_ids, other_ids = ids_of(x, rule["id"]), ids_of(others, rule["id"])
+    receiver.plan(x_ids[0], [503, 503])
+    stack.publisher.publish_many([*x, *others])
+
+    eventually(lambda: successes(receiver, x_ids) == x_ids, 45, "X's three events delivered")
+    seen = requests_of(receiver, x_ids)
+    assert [(r.webhook_id, r.status) for r in seen] == [
+        (x_ids[0], 503), (x_ids[0], 503), (x_ids[0], 200), (x_ids[1], 200), (x_ids[2], 200),
+    ]  # fmt: skip
+    first_ok = receiver.requests.index(seen[2])
+    arrived = [i for i, r in enumerate(receiver.requests) if r.webhook_id in other_ids]
+    assert len(arrived) == 20
+    assert max(arrived) < first_ok
+    rows = stack.rows_eventually(len(x_ids) + 2, order_id="X")
+    assert [r["status"] for r in rows] == ["failure", "failure", "success", "success", "success"]
+
+
+def test_per_order_survives_a_worker_killed_mid_retries(stack: Stack, receiver: Receiver) -> None:
+    rule = stack.active_rule(
+        name="ordered", event_types=["*"], url=f"{receiver.url}/ok", ordering="per_order"
+    )
+    x = [order_event("K", status) for status in ("order.created", "order.paid", "order.shipped")]
+    x_ids = ids_of(x, rule["id"])
+    receiver.plan(x_ids[0], [503, 503, 503, 503])
+    stack.publisher.publish_many(x)
+    eventually(
+        lambda: sum(r.status == 503 for r in requests_of(receiver, x_ids)) >= 2,
+        30,
+        "two failed attempts of K's first event",
+    )
+    pid = stack.table.pid("worker")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert successes(receiver, x_ids) == []
+    stack.table.start("worker", [DISPARO, "worker"], stack.env)
+
+    eventually(lambda: len(successes(receiver, x_ids)) >= 3, 60, "K's three events delivered")
+    assert successes(receiver, x_ids) == x_ids  # 1, 2, 3, each once
+    seen = requests_of(receiver, x_ids)
+    first_ok = next(i for i, r in enumerate(seen) if r.status == 200)
+    assert {r.webhook_id for r in seen[:first_ok + 1]} == {x_ids[0]}  # fmt: skip
+
+
+def test_supersede_ends_an_older_retried_event_once_a_newer_one_is_delivered(
+    stack: Stack, receiver: Receiver
+) -> None:
+    rule = stack.active_rule(
+        name="latest", event_types=["*"], url=f"{receiver.url}/ok", supersede=True
+    )
+    x = [order_event("S", status) for status in ("order.created", "order.paid")]
+    x_ids = ids_of(x, rule["id"])
+    receiver.plan(x_ids[0], [503])
+    stack.publisher.publish_many(x)
+
+    rows = stack.rows_eventually(3, order_id="S")
+    by_dispatch = {(r["dispatch_id"], r["attempt"]): (r["status"], r["reason"]) for r in rows}
+    assert by_dispatch == {
+        (x_ids[0], 1): ("failure", "http_5xx"),
+        (x_ids[1], 1): ("success", "ok"),
+        (x_ids[0], 2): ("superseded", "superseded"),
+    }
+    assert [r.webhook_id for r in requests_of(receiver, x_ids)] == x_ids  # never POSTed again
+    summary = stack.http.get(
+        f"{stack.api}/api/v1/dispatches/summary", params={"order_id": "S"}
+    ).json()
+    assert summary == {
+        "total": 2, "failed": 1, "failure_rate": 0.5, "held": 0, "superseded": 1,
+    }  # fmt: skip
+    listed = stack.dispatches(status="superseded", order_id="S")
+    assert [r["dispatch_id"] for r in listed] == [x_ids[0]]
