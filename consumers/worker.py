@@ -194,6 +194,11 @@ class DeliveryWorker:
         self.owned = owned
         if result.gained:
             result.restored = self.lane_store.restore(result.gained)
+            waiting = sum(len(lane.waiting) for lane in result.restored.values())
+            log.info(
+                "read back %d order lanes (%d jobs waiting) of partitions %s",
+                len(result.restored), waiting, result.gained,
+            )  # fmt: skip
             for key, lane in result.restored.items():
                 if lane.start is not None:
                     record = self.lane_store.fetch_now(lane.start)

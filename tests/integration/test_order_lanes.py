@@ -8,7 +8,9 @@ import uuid
 from typing import Any
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
+from consumers.lanes import Lane
 from disparo.schemas import dispatch_id_for
 from tests.integration.conftest import DISPARO, Stack, eventually, order_event
 from tests.integration.receiver import Received, Receiver
@@ -27,6 +29,25 @@ def successes(receiver: Receiver, ids: list[str]) -> list[str]:
 
 def requests_of(receiver: Receiver, ids: list[str]) -> list[Received]:
     return [r for r in receiver.requests if r.webhook_id in ids]
+
+
+def waiting_in_lane(stack: Stack, key: bytes) -> list[str]:
+    """The dispatch ids waiting in a lane as the order-lanes topic holds it now."""
+    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
+    try:
+        topic = stack.topics.order_lanes
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        latest: dict[bytes, bytes | None] = {}
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for records in consumer.poll(timeout_ms=500).values():
+                latest.update((r.key, r.value) for r in records)
+    finally:
+        consumer.close()
+    value = latest.get(key)
+    return [] if value is None else [p.dispatch_id for p in Lane.decode(value).waiting]
 
 
 def test_per_order_waits_for_a_retried_event_and_lets_other_orders_pass(
@@ -67,6 +88,9 @@ def test_per_order_survives_a_worker_killed_mid_retries(stack: Stack, receiver: 
         30,
         "two failed attempts of K's first event",
     )
+    # Once the lane is written (K's later events wait in it), kill the worker.
+    key = f"{rule['id']}/K".encode()
+    eventually(lambda: waiting_in_lane(stack, key) == x_ids[1:], 30, "K's lane written")
     pid = stack.table.pid("worker")
     assert pid is not None
     os.kill(pid, signal.SIGKILL)

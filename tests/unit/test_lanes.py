@@ -1,0 +1,96 @@
+"""Order lanes as pure state: who goes, who waits, what is replayed, what is written."""
+
+from __future__ import annotations
+
+from consumers.lane_keeper import LaneKeeper, Lanes
+from consumers.lanes import Lane, Pointer, Verdict
+from disparo.schemas import DeliveryTarget, DispatchJob
+from tests.factories import event, rule
+
+ORDERED = Lanes(ordered=True, supersede=False)
+LATEST = Lanes(ordered=False, supersede=True)
+
+
+def ordered_job(order_id: str) -> DispatchJob:
+    matched = rule(ordering="per_order")
+    first = DispatchJob.first(event(order_id=order_id), matched)
+    return first.with_target(DeliveryTarget.of(matched))
+
+
+def at(seq: int, dispatch_id: str, attempt: int = 1) -> Pointer:
+    return Pointer(seq, "t.dispatch-jobs", 0, seq, dispatch_id, attempt)
+
+
+def test_an_ordered_lane_lets_one_dispatch_go_and_queues_the_rest_by_event_order() -> None:
+    lane = Lane(7, "X", 0)
+    assert lane.admit("d1", 1, 10, True, False, at(10, "d1")) is Verdict.DELIVER
+    lane.retried("d1", 2, ordered=True)
+    assert lane.admit("d3", 1, 12, True, False, at(12, "d3")) is Verdict.WAIT
+    assert lane.admit("d2", 1, 11, True, False, at(11, "d2")) is Verdict.WAIT
+    assert lane.admit("d2", 1, 11, True, False, at(11, "d2")) is Verdict.SKIP  # replayed
+    assert lane.admit("d1", 1, 10, True, False, at(10, "d1")) is Verdict.SKIP  # older copy
+    assert lane.admit("d1", 2, 10, True, False, None) is Verdict.DELIVER
+    following = lane.finished("d1", 10, delivered=False, now=1.0)  # a final failure frees it
+    assert following == at(11, "d2")
+    assert (lane.head, lane.start, lane.attempt) == ("d2", at(11, "d2"), 1)
+    assert lane.finished("d2", 11, delivered=True, now=2.0) == at(12, "d3")
+    assert lane.finished("d3", 12, delivered=True, now=3.0) is None
+    assert not lane.busy() and lane.idle_since == 3.0
+    assert lane.admit("d2", 1, 11, True, False, at(11, "d2")) is Verdict.SKIP  # done already
+    assert lane.admit("d9", 1, 5, True, False, at(5, "d9")) is Verdict.SKIP  # older than done
+
+
+def test_a_superseding_lane_ends_older_events_once_a_newer_one_was_delivered() -> None:
+    lane = Lane(7, "X", 0)
+    assert lane.admit("d1", 1, 10, False, True, at(10, "d1")) is Verdict.DELIVER
+    lane.retried("d1", 2, ordered=False)
+    assert lane.retrying == ["d1"]
+    assert lane.admit("d2", 1, 11, False, True, at(11, "d2")) is Verdict.DELIVER
+    assert lane.finished("d2", 11, delivered=True, now=1.0) is None
+    assert lane.busy()  # d1 still pending
+    assert lane.admit("d1", 2, 10, False, True, None) is Verdict.SUPERSEDE
+    lane.finished("d1", 10, delivered=False, now=2.0)
+    assert not lane.busy()
+
+
+def test_a_lane_reads_back_as_it_was_written() -> None:
+    lane = Lane(7, "pedido/ção", 3, head="d1", attempt=2, start=at(1, "d1"))
+    lane.waiting.append(at(2, "d2"))
+    lane.done.append("d0")
+    assert Lane.decode(lane.encode()) == lane
+
+
+def test_the_keeper_writes_changed_lanes_only_and_forgets_idle_ones_after_keep_s() -> None:
+    keeper = LaneKeeper(keep_s=60)
+    keeper.gain([0], {})
+    ok = ordered_job("X")
+    assert keeper.admit(ok, ORDERED, 0, at(1, ok.dispatch_id)) is Verdict.DELIVER
+    keeper.ended((ok.target.rule_id, "X"), ok.dispatch_id, 1, delivered=True, now=1.0)
+    assert keeper.snapshot(now=2.0) == []  # delivered at once: nothing to remember
+    assert keeper.lanes == {}
+
+    first, second = ordered_job("Y"), ordered_job("Y")
+    keeper.admit(first, ORDERED, 0, at(1, first.dispatch_id))
+    keeper.lanes[(ok.target.rule_id, "Y")].retried(first.dispatch_id, 2, ordered=True)
+    keeper.dirty.add((ok.target.rule_id, "Y"))
+    assert keeper.admit(second, ORDERED, 0, at(2, second.dispatch_id)) is Verdict.WAIT
+    [(partition, key, value)] = keeper.snapshot(now=3.0)
+    assert (partition, key) == (0, f"{ok.target.rule_id}/Y".encode())
+    assert value is not None and [p.dispatch_id for p in Lane.decode(value).waiting] == [
+        second.dispatch_id
+    ]
+    key_y = (ok.target.rule_id, "Y")
+    assert keeper.ended(key_y, first.dispatch_id, 1, False, now=4.0) == at(2, second.dispatch_id)
+    assert keeper.ended(key_y, second.dispatch_id, 2, True, now=5.0) is None
+    assert len(keeper.snapshot(now=6.0)) == 1  # the idle lane, kept for replays
+    assert keeper.snapshot(now=70.0) == [(0, key, None)]  # then a tombstone
+
+
+def test_a_lost_partition_forgets_its_lanes_and_a_gained_one_restarts_released_heads() -> None:
+    keeper = LaneKeeper(keep_s=60)
+    waiting_head = Lane(7, "X", 2, head="d2", attempt=1, start=at(5, "d2"))
+    assert keeper.gain([2], {(7, "X"): waiting_head}) == [at(5, "d2")]
+    keeper.lose([2])
+    assert keeper.lanes == {} and keeper.partitions == set()
+    released = ordered_job("X")
+    assert keeper.admit(released, ORDERED, 2, None) is Verdict.SKIP  # not ours any more
