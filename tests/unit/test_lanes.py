@@ -35,7 +35,8 @@ def test_an_ordered_lane_lets_one_dispatch_go_and_queues_the_rest_by_event_order
     assert (lane.head, lane.start, lane.attempt) == ("d2", at(11, "d2"), 1)
     assert lane.finished("d2", 11, delivered=True, now=2.0) == at(12, "d3")
     assert lane.finished("d3", 12, delivered=True, now=3.0) is None
-    assert not lane.busy() and lane.idle_since == 3.0
+    assert not lane.busy()
+    assert lane.idle_since == 3.0
     assert lane.admit("d2", 1, 11, True, False, at(11, "d2")) is Verdict.SKIP  # done already
     assert lane.admit("d9", 1, 5, True, False, at(5, "d9")) is Verdict.SKIP  # older than done
 
@@ -76,9 +77,8 @@ def test_the_keeper_writes_changed_lanes_only_and_forgets_idle_ones_after_keep_s
     assert keeper.admit(second, ORDERED, 0, at(2, second.dispatch_id)) is Verdict.WAIT
     [(partition, key, value)] = keeper.snapshot(now=3.0)
     assert (partition, key) == (0, f"{ok.target.rule_id}/Y".encode())
-    assert value is not None and [p.dispatch_id for p in Lane.decode(value).waiting] == [
-        second.dispatch_id
-    ]
+    assert value is not None
+    assert [p.dispatch_id for p in Lane.decode(value).waiting] == [second.dispatch_id]
     key_y = (ok.target.rule_id, "Y")
     assert keeper.ended(key_y, first.dispatch_id, 1, False, now=4.0) == at(2, second.dispatch_id)
     assert keeper.ended(key_y, second.dispatch_id, 2, True, now=5.0) is None
@@ -91,6 +91,7 @@ def test_a_lost_partition_forgets_its_lanes_and_a_gained_one_restarts_released_h
     waiting_head = Lane(7, "X", 2, head="d2", attempt=1, start=at(5, "d2"))
     assert keeper.gain([2], {(7, "X"): waiting_head}) == [at(5, "d2")]
     keeper.lose([2])
-    assert keeper.lanes == {} and keeper.partitions == set()
+    assert keeper.lanes == {}
+    assert keeper.partitions == set()
     released = ordered_job("X")
     assert keeper.admit(released, ORDERED, 2, None) is Verdict.SKIP  # not ours any more
