@@ -21,6 +21,8 @@ Action = Literal[
     "rule.update",
     "rule.delete",
     "rule.rotate_secret",
+    "rule.release_held",
+    "rule.discard_held",
     "resend",
     "resend.bulk",
     "key.create",

@@ -32,6 +32,8 @@ def cluster_ddl(cluster: str = DEFAULT_CLUSTER, database: str = schema.DATABASE)
             on, database, schema.HEALTH_TABLE, schema.HEALTH_TABLE_BODY, schema.HEALTH_LAYOUT
         ),
         _distributed(on, cluster, database, schema.HEALTH_TABLE, "rule_id"),
+        _replicated(on, database, schema.HELD_TABLE, schema.HELD_TABLE_BODY, schema.HELD_LAYOUT),
+        _distributed(on, cluster, database, schema.HELD_TABLE, "rule_id"),
     ]
 
 

@@ -133,6 +133,19 @@ HEALTH_TABLE_BODY = """(
 HEALTH_LAYOUT = f"""ORDER BY (rule_id, at)
 TTL toDateTime(at) + INTERVAL {RETENTION_DAYS} DAY"""
 
+# What became of each held row (a paused rule's dispatch): released, discarded or expired.
+HELD_TABLE = "held_actions"
+HELD_TABLE_BODY = """(
+    at         DateTime64(3, 'UTC'),
+    attempt_id UUID COMMENT 'the held row acted on',
+    dispatch_id String,
+    rule_id    UInt64,
+    action     LowCardinality(String) COMMENT 'released, discarded or expired',
+    actor      String
+)"""
+HELD_LAYOUT = f"""ORDER BY (rule_id, attempt_id)
+TTL toDateTime(at) + INTERVAL {RETENTION_DAYS + 1} DAY"""
+
 
 def attempt_table_body() -> str:
     """The column and index list of the attempts table, as in CREATE TABLE (...)."""
@@ -198,6 +211,8 @@ def ddl(database: str = DATABASE) -> list[str]:
         f"ENGINE = MergeTree\n{RESEND_LAYOUT}",
         f"CREATE TABLE IF NOT EXISTS {database}.{HEALTH_TABLE} {HEALTH_TABLE_BODY}\n"
         f"ENGINE = MergeTree\n{HEALTH_LAYOUT}",
+        f"CREATE TABLE IF NOT EXISTS {database}.{HELD_TABLE} {HELD_TABLE_BODY}\n"
+        f"ENGINE = MergeTree\n{HELD_LAYOUT}",
         f"CREATE TABLE IF NOT EXISTS {database}.{AUDIT_TABLE} {AUDIT_TABLE_BODY}\n"
         f"ENGINE = MergeTree\n{AUDIT_LAYOUT}\n"
         "SETTINGS non_replicated_deduplication_window = 1000",

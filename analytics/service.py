@@ -16,15 +16,14 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, FastAPI
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
 
-from analytics import audit
 from analytics.api.app import create_app
 from analytics.api.deps import Services
-from analytics.errors import KafkaRefused
+from analytics.held import HeldKeeper
 from analytics.liveness import sink_problem
+from analytics.pausing import Pauser
 from analytics.rule_health import RuleHealth
-from analytics.rules_topic import write_rule
+from analytics.sending import send_job, send_outcome
 from analytics.settings import AnalyticsSettings
 from analytics.sink import OutcomeSink
 from analytics.store import ensure_schema_when_reachable, open_store
@@ -33,10 +32,7 @@ from disparo.accounts_view import AccountsView
 from disparo.kafka import make_producer
 from disparo.keys_view import KeysView
 from disparo.lag import GroupLag
-from disparo.notifications import notification_job
-from disparo.rule_codec import encode_rule
 from disparo.rules_view import RulesView
-from disparo.schemas import DispatchJob, Rule, now_utc
 from disparo.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -76,13 +72,14 @@ def run(
 
     # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would
     # never run: the sink must flush, commit and leave its group in the app's lifespan.
-    warden = _warden(settings, svc)
+    warden, held = _timers(settings, svc)
     warden_thread = threading.Thread(target=warden.run, name="warden", daemon=True)
+    held_thread = threading.Thread(target=held.run, name="held", daemon=True)
     health = RuleHealth(
         store,
         rules,
         accounts,
-        functools.partial(_send_job, svc),
+        functools.partial(send_job, svc),
         settings.failing_window_delta or timedelta(0),
         settings.health_interval_s,
     )
@@ -97,10 +94,12 @@ def run(
         lag.start()
         if warden.after is not None:
             warden_thread.start()
+        held_thread.start()
         if settings.failing_window_delta is not None:
             health_thread.start()
         yield
         warden.stop()
+        held.stop()
         health.stop()
         # A sink stuck past its limit will not flush: do not hold the shutdown for it (its
         # uncommitted records are read again by the next owner).
@@ -135,34 +134,19 @@ def run(
     )
 
 
-def _send_job(svc: Services, job: DispatchJob) -> None:
-    """Queue a job (an account notification) and wait until Kafka has it."""
-    value = job.model_dump_json().encode()
-    try:
-        key = job.event.order_id.encode()
-        svc.producer.send(svc.topics.dispatch_jobs, key=key, value=value).get(30)
-    except KafkaError as exc:
-        raise KafkaRefused(f"notification not queued, Kafka is unavailable: {exc}") from exc
-
-
-def _warden(settings: AnalyticsSettings, svc: Services) -> RuleWarden:
-    def write(rule: Rule) -> None:
-        # The owner's notice is queued first: if writing the rule then fails, the next turn
-        # sends it again under the same webhook-id (the rule's new version) and writes.
-        if svc.accounts.of(rule.account_id).notification_url is not None:
-            reason = {"reason": rule.deactivated_reason}
-            _send_job(
-                svc, notification_job("rule.paused", rule, str(rule.version), now_utc(), reason)
-            )
-        value = encode_rule(rule, svc.box)
-        write_rule(svc.producer, svc.topics.rules, svc.rules, rule.id, value)
-        after = {"active": rule.active, "deactivated_reason": rule.deactivated_reason}
-        details = {"before": {"active": True, "deactivated_reason": None}, "after": after}
-        audit.record(svc.store, audit.SYSTEM_ACTOR, "rule.update", str(rule.id), details)
-
-    return RuleWarden(
-        svc.store, svc.rules, write, settings.deactivate_after_delta, settings.warden_interval_s
+def _timers(settings: AnalyticsSettings, svc: Services) -> tuple[RuleWarden, HeldKeeper]:
+    """The rule warden and the keeper of held dispatches, pausing rules the same way."""
+    pauser = Pauser(svc, functools.partial(send_job, svc))
+    after, every = settings.deactivate_after_delta, settings.warden_interval_s
+    warden = RuleWarden(svc.store, svc.rules, pauser.pause, after, every)
+    held = HeldKeeper(
+        svc.store,
+        svc.rules,
+        functools.partial(send_job, svc),
+        functools.partial(send_outcome, svc),
+        pauser.pause,
     )
+    return warden, held
 
 
 def _guarded(target: Callable[[], None]) -> Callable[[], None]:

@@ -1,8 +1,7 @@
-"""Deactivates rules whose endpoint has failed without a break for too long."""
+"""Pauses rules whose endpoint has failed without a break for too long."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -14,14 +13,14 @@ from analytics.store import Store
 from disparo.rules_view import RulesView
 from disparo.schemas import Rule
 
-log = logging.getLogger(__name__)
 DEACTIVATED = Counter(
-    "disparo_rules_deactivated_total", "Rules deactivated because their endpoint kept failing."
+    "disparo_rules_deactivated_total",
+    "Rules paused because their endpoint kept failing (their dispatches are held).",
 )
 
 
 class RuleWarden(Periodic):
-    """Every `interval_s`, deactivates active rules failing continuously for `after`."""
+    """Every `interval_s`, pauses active rules failing continuously for `after`."""
 
     what = "rule check"
 
@@ -29,18 +28,18 @@ class RuleWarden(Periodic):
         self,
         store: Store,
         rules: RulesView,
-        write: Callable[[Rule], None],
+        pause: Callable[[Rule, str], Rule],
         after: timedelta | None,
         interval_s: float,
     ) -> None:
         super().__init__(interval_s)
         self.store = store
         self.rules = rules
-        self.write = write
+        self.pause = pause
         self.after = after
 
     def check(self, now: datetime) -> list[int]:
-        """Deactivate what is due now; return the ids deactivated."""
+        """Pause what is due now; return the ids paused."""
         if self.after is None:
             return []
         since = now - timedelta(days=schema.RETENTION_DAYS)
@@ -48,19 +47,19 @@ class RuleWarden(Periodic):
         done = []
         for row in self.store.select(sql, params):
             rule = self.rules.get(int(row["rule"]))
-            if rule is None or not rule.active:
+            if rule is None or not rule.active or rule.paused:
                 continue
-            if rule.activated_at is not None and rule.activated_at > now - self.after:
-                continue  # (re)activated recently: give the endpoint its full window again
+            started = max((t for t in (rule.activated_at, rule.resumed_at) if t), default=None)
+            if started is not None and started > now - self.after:
+                continue  # (re)activated or unpaused recently: give the endpoint its window
             reason = (
-                f"deactivated automatically at {now.isoformat(timespec='seconds')}: every "
+                f"paused automatically at {now.isoformat(timespec='seconds')}: every "
                 f"attempt since {_text(row['streak_start'])} failed ({row['failures']} "
-                f"attempts, none successful for over {self.after}); fix the endpoint and "
-                "set active=true"
+                f"attempts, none successful for over {self.after}); its webhooks are held: "
+                "fix the endpoint and unpause the rule to send them"
             )
-            self.write(rule.changed(active=False, deactivated_reason=reason))
+            self.pause(rule, reason)
             DEACTIVATED.inc()
-            log.warning("rule %d deactivated: %s", rule.id, reason)
             done.append(rule.id)
         return done
 

@@ -42,6 +42,7 @@ ACCOUNT_DELIVERIES = Counter(
     ["account", "outcome"],
 )
 
+HELD = Counter("disparo_held_total", "Dispatches held (not sent) because their rule is paused.")
 LANE_JOBS = Counter(
     "disparo_lane_jobs_total",
     "Jobs of order-aware rules by what their order lane decided "

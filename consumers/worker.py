@@ -47,7 +47,14 @@ from disparo.kafka import make_producer
 from disparo.lag import GroupLag
 from disparo.ops_http import start_ops_server
 from disparo.rules_view import RulesView
-from disparo.schemas import AttemptOutcome, DispatchJob, now_utc, parse_job
+from disparo.schemas import (
+    NOTIFICATIONS_RULE_ID,
+    AttemptOutcome,
+    DispatchJob,
+    attempt_id_for,
+    now_utc,
+    parse_job,
+)
 from disparo.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -120,6 +127,8 @@ class DeliveryWorker:
         self.fatal: BaseException | None = None
         self.owned: set[int] = set()  # dispatch-jobs partitions; the consumer's thread only
         self.releases: set[asyncio.Task[None]] = set()
+        self.gone: dict[int, int] = {}  # rule id -> the version whose endpoint answered 410
+        self.last_held_at = now_utc()
 
     async def run(self) -> None:
         """Poll, dispatch and commit until `stop()`; then finish what is in flight.
@@ -316,7 +325,7 @@ class DeliveryWorker:
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
-        if self._lane_lets_go(tp, record, job, tracked):
+        if not self._held(job, tp.partition) and self._lane_lets_go(tp, record, job, tracked):
             for crash in range(1, POISON_CRASHES + 1):
                 try:
                     await self._handle(job, ticket, tp.partition)
@@ -331,6 +340,36 @@ class DeliveryWorker:
                         self._end_in_lane(job, delivered=False)
         self._stop_waiting(ticket)
         self._finish(tp, record, tracked)
+
+    def _held(self, job: DispatchJob, partition: int) -> bool:
+        """Keep a paused rule's dispatch (a held row) instead of sending it; True if kept.
+
+        A rule whose endpoint answered 410 Gone is held at once, before analytics has paused
+        it, until the rule changes (a person unpausing it, or fixing its URL).
+        """
+        target = job.target
+        if job.manual or job.rule.rule_id == NOTIFICATIONS_RULE_ID:
+            return False
+        gone = self.gone.get(target.rule_id) == target.version
+        if not target.paused and not gone:
+            return False
+        why = "its endpoint answered 410 Gone" if gone else "the rule is paused"
+        text = f"held: {why}; sent when the rule is unpaused"
+        outcome = self.deliverer.without_attempt(job, classify.HELD, text, status="held")
+        # Held again after a release, it is a new row: its id names this job. Rows are
+        # released in time order, and the table keeps milliseconds: one apart at least.
+        salt = f"held/{job.created_at.isoformat()}"
+        at = max(outcome.dispatched_at, self.last_held_at + timedelta(milliseconds=1))
+        self.last_held_at = at
+        outcome = outcome.model_copy(
+            update={
+                "attempt_id": attempt_id_for(job.dispatch_id, job.attempt, salt),
+                "dispatched_at": at,
+            }
+        )
+        self.sends.extend(self._record(job, outcome, partition))
+        metrics.HELD.inc()
+        return True
 
     def _lane_lets_go(self, tp: Any, record: Any, job: DispatchJob, tracked: bool) -> bool:
         """Ask the job's order lane (order-aware rules only) whether it is sent now."""
@@ -382,6 +421,8 @@ class DeliveryWorker:
         while job.manual and (pause := self.guard.resend_wait(endpoint)) > 0:
             await asyncio.sleep(pause)
         outcome = await self._attempt(job, ticket)
+        if outcome.http_status == 410 and not job.manual and job.rule.rule_id:
+            self.gone[job.target.rule_id] = job.target.version
         self.sends.extend(self._record(job, outcome, partition))
 
     def _defer(self, job: DispatchJob, endpoint: str, wait_s: float, why: str) -> Any:
@@ -428,7 +469,7 @@ class DeliveryWorker:
         settled = settle(job, outcome, self.policy, random.random())
         outcome, sends = settled.outcome, []
         rules = lane_rules(job)
-        if rules is not None:
+        if rules is not None and outcome.status != "held":
             following = self.lanes.settled(job, rules, outcome, partition)
             if following is not None:
                 self._release((job.target.rule_id, job.event.order_id), following)

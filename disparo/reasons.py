@@ -19,6 +19,8 @@ INVALID_RESPONSE = "invalid_response"
 RESPONSE_TOO_LARGE = "response_too_large"
 RULE_DELETED = "rule_deleted"  # the job's rule was deleted before it was sent: no attempt
 SUPERSEDED = "superseded"  # a newer event of the order was delivered first: not sent
+HELD = "held"  # the rule is paused: kept to be sent when it is unpaused
+DISCARDED = "discarded"  # a held dispatch dropped by a person, or older than the history
 OTHER = "other"
 
 ATTEMPT_REASONS = (
@@ -37,6 +39,8 @@ ATTEMPT_REASONS = (
     RESPONSE_TOO_LARGE,
     RULE_DELETED,
     SUPERSEDED,
+    HELD,
+    DISCARDED,
     OTHER,
 )
 # Not attempts' reasons: why a job was deferred without an attempt (metrics only).

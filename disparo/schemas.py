@@ -139,6 +139,7 @@ class Rule(RuleFields):
         None, description="why disparo deactivated the rule by itself; cleared on reactivation"
     )
     activated_at: AwareDatetime | None = Field(None, description="when it was last made active")
+    resumed_at: AwareDatetime | None = Field(None, description="when it was last unpaused")
 
     @field_validator("secret", "previous_secret")
     @classmethod
@@ -179,6 +180,8 @@ class DeliveryTarget(BaseModel):
     deleted: bool = False  # the rule is gone: the job ends without an attempt
     ordering: Ordering = "none"
     supersede: bool = False
+    paused: bool = False  # its dispatches are held, not sent
+    version: int = 1
 
     @classmethod
     def of(cls, rule: Rule, now: datetime | None = None) -> DeliveryTarget:
@@ -195,6 +198,8 @@ class DeliveryTarget(BaseModel):
             max_attempts=rule.max_attempts,
             ordering=rule.ordering,
             supersede=rule.supersede,
+            paused=rule.paused,
+            version=rule.version,
         )
 
     @classmethod

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from analytics.api import accounts, audit, dispatches, health, keys, resend, rules
+from analytics.api import accounts, audit, dispatches, health, held, keys, resend, rules
 from analytics.api.deps import Services
 from analytics.api.guards import BodyLimit, HostAllowlist, SecurityHeaders
 from analytics.errors import (
@@ -35,6 +35,7 @@ WEB = Path(__file__).resolve().parent.parent / "web"
 ROUTERS = (
     health.router,
     rules.router,
+    held.router,
     dispatches.router,
     resend.router,
     keys.router,

@@ -102,7 +102,7 @@ def _check_target(svc: Services, body: RuleBody) -> None:
         raise InvalidField("url", refused)
 
 
-def _found(svc: Services, rule_id: int, key: ApiKey) -> Rule:
+def found_rule(svc: Services, rule_id: int, key: ApiKey) -> Rule:
     """The rule, if it exists for this key (another account's rule does not: 404)."""
     rule = svc.rules.get(rule_id)
     if rule is None or not visible(key, rule.account_id):
@@ -120,6 +120,17 @@ def _account_of(body: RuleBody, key: ApiKey, current: str | None = None) -> str:
     return key.account_id
 
 
+def _pause_reason(body: RuleBody, key: ApiKey, current: Rule | None = None) -> str | None:
+    """Why a rule is paused: as sent, else as it was, else who paused it; none if unpaused."""
+    if not body.paused:
+        return None
+    if body.paused_reason:
+        return body.paused_reason
+    if current is not None and current.paused and current.paused_reason:
+        return current.paused_reason
+    return f"paused by {key.name}"
+
+
 @router.post("/api/v1/rules", status_code=201)
 def create_rule(
     body: RuleCreate, actor: Admin, svc: Annotated[Services, Depends(services)]
@@ -135,7 +146,11 @@ def create_rule(
         _check_target(svc, body)
         taken = lambda rule_id: svc.rules.get(rule_id) is not None  # noqa: E731
         rule_id = body.id or next_rule_id(svc.producer, svc.topics.rule_ids, taken)
-        fields = {**body.model_dump(exclude={"id", "secret"}), "account_id": account}
+        fields = {
+            **body.model_dump(exclude={"id", "secret", "paused_reason"}),
+            "account_id": account,
+            "paused_reason": _pause_reason(body, actor),
+        }
         rule = Rule(
             id=rule_id, secret=body.secret or generate_secret(), activated_at=now_utc(), **fields
         )
@@ -161,7 +176,7 @@ def get_rule(
     rule_id: int, key: Reader, svc: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     """One rule; secret and header values masked."""
-    return view(_found(svc, rule_id, key))
+    return view(found_rule(svc, rule_id, key))
 
 
 @router.put("/api/v1/rules/{rule_id}")
@@ -169,12 +184,16 @@ def update_rule(
     rule_id: int, body: RuleUpdate, actor: Admin, svc: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     """Replace a rule's fields (activate/deactivate with `active`)."""
-    current = _found(svc, rule_id, actor)
+    current = found_rule(svc, rule_id, actor)
     _check_target(svc, body)
     account = _account_of(body, actor, current.account_id)
     if account != current.account_id:
         check_rule_count(svc, account)
-    fields = {**body.model_dump(exclude={"secret", "headers"}), "account_id": account}
+    fields = {
+        **body.model_dump(exclude={"secret", "headers", "paused_reason"}),
+        "account_id": account,
+        "paused_reason": _pause_reason(body, actor, current),
+    }
     reason = None if body.active else current.deactivated_reason
     rule = Rule(
         id=rule_id,
@@ -185,6 +204,7 @@ def update_rule(
         headers=kept_headers(body.headers, current.headers),
         deactivated_reason=reason,
         activated_at=now_utc() if body.active and not current.active else current.activated_at,
+        resumed_at=now_utc() if current.paused and not body.paused else current.resumed_at,
         **fields,
     )
     write_rule(svc, rule)
@@ -200,7 +220,7 @@ def delete_rule(
     rule_id: int, actor: Admin, svc: Annotated[Services, Depends(services)]
 ) -> Response:
     """Delete a rule (a tombstone on the compacted topic)."""
-    current = _found(svc, rule_id, actor)
+    current = found_rule(svc, rule_id, actor)
     rules_topic.write_rule(svc.producer, svc.topics.rules, svc.rules, rule_id, None)
     details = {"before": view(current)}
     audit.record(svc.store, actor, "rule.delete", str(rule_id), details, current.account_id)
@@ -228,7 +248,7 @@ def rotate_secret(
     body: Rotation | None = None,
 ) -> dict[str, Any]:
     """A new signing secret, shown once; both sign webhooks until the overlap ends."""
-    current = _found(svc, rule_id, actor)
+    current = found_rule(svc, rule_id, actor)
     until = now_utc() + svc.secret_overlap
     new_secret = (body.secret if body else None) or generate_secret()
     if new_secret == current.secret:

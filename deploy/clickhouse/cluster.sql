@@ -94,3 +94,19 @@ SETTINGS replicated_deduplication_window = 1000;
 CREATE TABLE IF NOT EXISTS disparo.rule_health ON CLUSTER 'disparo' AS disparo.rule_health_local
 ENGINE = Distributed('disparo', 'disparo', 'rule_health_local', rule_id);
 
+CREATE TABLE IF NOT EXISTS disparo.held_actions_local ON CLUSTER 'disparo' (
+    at         DateTime64(3, 'UTC'),
+    attempt_id UUID COMMENT 'the held row acted on',
+    dispatch_id String,
+    rule_id    UInt64,
+    action     LowCardinality(String) COMMENT 'released, discarded or expired',
+    actor      String
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/disparo/held_actions_local', '{replica}')
+ORDER BY (rule_id, attempt_id)
+TTL toDateTime(at) + INTERVAL 31 DAY
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS disparo.held_actions ON CLUSTER 'disparo' AS disparo.held_actions_local
+ENGINE = Distributed('disparo', 'disparo', 'held_actions_local', rule_id);
+

@@ -19,6 +19,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int = 0  # what the receiver answered
+    at: float = 0.0  # when it arrived (time.monotonic)
 
     @property
     def webhook_id(self) -> str:
@@ -43,7 +44,9 @@ class Receiver:
                 status = receiver.status_for(self.path, self.headers.get("webhook-id", ""))
                 with receiver._cond:
                     headers = {k.lower(): v for k, v in self.headers.items()}
-                    receiver.requests.append(Received(self.path, headers, body, status))
+                    receiver.requests.append(
+                        Received(self.path, headers, body, status, time.monotonic())
+                    )
                     receiver._cond.notify_all()
                 if self.path.startswith("/slow"):
                     time.sleep(3)

@@ -1,4 +1,4 @@
-"""A rule whose endpoint keeps failing is deactivated, with the reason on the rule."""
+"""A rule whose endpoint keeps failing is paused, with the reason on it: its webhooks wait."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.integration.receiver import Receiver
 pytestmark = pytest.mark.integration
 
 
-def test_rule_failing_continuously_is_deactivated_with_a_reason_and_gets_no_more_jobs(
+def test_rule_failing_continuously_is_paused_with_a_reason_and_holds_what_comes_next(
     stack: Stack, receiver: Receiver
 ) -> None:
     stack.table.stop("analytics", grace_s=20)
@@ -32,9 +32,10 @@ def test_rule_failing_continuously_is_deactivated_with_a_reason_and_gets_no_more
     stack.publisher.publish(order_event("DEAD-1"))
     receiver.wait_for("/fail", 1)
 
-    eventually(lambda: stack.rule(dead["id"])["active"] is False, 30, "the deactivation")
-    reason = stack.rule(dead["id"])["deactivated_reason"]
-    assert "deactivated automatically" in reason
+    eventually(lambda: stack.rule(dead["id"])["paused"] is True, 30, "the pause")
+    reason = stack.rule(dead["id"])["paused_reason"]
+    assert "paused automatically" in reason
+    assert stack.rule(dead["id"])["active"] is True
     assert "1 attempts" in reason
     assert stack.rule(witness["id"])["active"] is True
     [paused] = owner.wait_for("/notify", 1)
@@ -45,19 +46,17 @@ def test_rule_failing_continuously_is_deactivated_with_a_reason_and_gets_no_more
     audit = stack.http.get(f"{stack.api}/api/v1/audit", params={"actor": "disparo"}).json()
     [entry] = audit["items"]
     assert (entry["action"], entry["target"]) == ("rule.update", str(dead["id"]))
-    assert entry["details"]["after"] == {"active": False, "deactivated_reason": reason}
+    assert entry["details"]["after"] == {"paused": True, "paused_reason": reason}
 
-    stack.wait_rule_applied(dead["id"], active=False)
     stack.publisher.publish(order_event("DEAD-2"))
     receiver.wait_for("/ok", 2)
-    assert len(receiver.on("/fail")) == 1
+    [kept] = stack.rows_eventually(1, order_id="DEAD-2", rule_id=dead["id"])
+    assert (kept["status"], kept["reason"]) == ("held", "held")
+    assert len(receiver.on("/fail")) == 1  # held, not sent
 
-    fields = {k: dead[k] for k in ("name", "event_types", "url", "timeout_s", "max_attempts")}
-    reactivated = stack.http.put(
-        f"{stack.api}/api/v1/rules/{dead['id']}", json={**fields, "active": True}, timeout=30
-    ).json()
-    assert reactivated["active"] is True
-    assert reactivated["deactivated_reason"] is None
-    # Reactivation gives the endpoint a full window again: not deactivated at once.
-    stack.wait_rule_applied(dead["id"], active=True)
-    assert stack.rule(dead["id"])["active"] is True
+    released = stack.http.post(f"{stack.api}/api/v1/rules/{dead['id']}/release", timeout=30)
+    assert released.status_code == 200, released.text
+    assert (released.json()["paused"], released.json()["held"]) == (False, 1)
+    receiver.wait_for("/fail", 2)  # DEAD-2 went out once the rule was unpaused
+    # Unpausing gives the endpoint a full window again: not paused at once.
+    assert stack.rule(dead["id"])["paused"] is False

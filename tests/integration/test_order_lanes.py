@@ -131,3 +131,59 @@ def test_supersede_ends_an_older_retried_event_once_a_newer_one_is_delivered(
     }  # fmt: skip
     listed = stack.dispatches(status="superseded", order_id="S")
     assert [r["dispatch_id"] for r in listed] == [x_ids[0]]
+
+
+def test_a_paused_rule_holds_its_dispatches_and_releases_them_oldest_first_at_its_rate(
+    stack: Stack, receiver: Receiver
+) -> None:
+    rule = stack.active_rule(
+        name="paused", event_types=["*"], url=f"{receiver.url}/ok", paused=True, release_rate=10
+    )
+    assert rule["paused_reason"] == "paused by test-admin"
+    events = [order_event("P", f"step.{i}") for i in range(50)]
+    ids = ids_of(events, rule["id"])
+    stack.publisher.publish_many(events)
+    rows = stack.rows_eventually(50, order_id="P", status="held")
+    assert {r["dispatch_id"] for r in rows} == set(ids)
+    held = stack.http.get(f"{stack.api}/api/v1/rules/{rule['id']}/held").json()
+    assert (held["paused"], held["held"]) == (True, 50)
+    assert receiver.requests == []
+
+    released = stack.http.post(f"{stack.api}/api/v1/rules/{rule['id']}/release", timeout=30)
+    assert released.status_code == 200, released.text
+    got = receiver.wait_for("/ok", 50, timeout_s=60)
+    assert [r.webhook_id for r in got] == ids  # oldest first
+    spread = got[-1].at - got[0].at
+    assert spread >= 3.5, f"50 released at 10/s arrived within {spread:.1f}s"
+    eventually(
+        lambda: stack.http.get(f"{stack.api}/api/v1/rules/{rule['id']}/held").json()["held"] == 0,
+        30,
+        "nothing held any more",
+    )
+    assert len(stack.rows_eventually(50, order_id="P", status="success")) == 50
+
+
+def test_a_gone_endpoint_pauses_the_rule_and_later_events_are_held_until_discarded(
+    stack: Stack, receiver: Receiver
+) -> None:
+    rule = stack.active_rule(name="gone", event_types=["*"], url=f"{receiver.url}/gone")
+    stack.publisher.publish(order_event("G-1"))
+    receiver.wait_for("/gone", 1)
+    eventually(lambda: stack.rule(rule["id"])["paused"] is True, 30, "the pause on 410")
+    assert "410 Gone" in stack.rule(rule["id"])["paused_reason"]
+    later = [order_event(f"G-{i}") for i in range(2, 5)]
+    stack.publisher.publish_many(later)
+    held = stack.rows_eventually(3, rule_id=rule["id"], status="held")
+    assert sorted(r["order_id"] for r in held) == ["G-2", "G-3", "G-4"]
+    assert len(receiver.on("/gone")) == 1
+
+    gone = stack.http.post(f"{stack.api}/api/v1/rules/{rule['id']}/discard-held", timeout=30)
+    assert gone.json() == {"rule_id": rule["id"], "discarded": 3}
+    dropped = stack.rows_eventually(3, rule_id=rule["id"], reason="discarded")
+    assert {(r["order_id"], r["status"], r["final"]) for r in dropped} == {
+        (f"G-{i}", "failure", True) for i in range(2, 5)
+    }
+    assert stack.http.get(f"{stack.api}/api/v1/rules/{rule['id']}/held").json()["held"] == 0
+    audit = stack.http.get(f"{stack.api}/api/v1/audit", params={"action": "rule.discard_held"})
+    [entry] = audit.json()["items"]
+    assert entry["details"] == {"discarded": 3}
