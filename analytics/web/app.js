@@ -168,7 +168,7 @@ function route() {
     return;
   }
   const params = new URLSearchParams(search || "");
-  state.tab = params.get("tab") === "all" ? "all" : "failure";
+  state.tab = TABS.includes(params.get("tab")) ? params.get("tab") : "failure";
   state.order = params.get("order") || "";
   state.reason = params.get("reason") || "";
   state.rule = params.get("rule") || "";
@@ -181,6 +181,8 @@ function route() {
 }
 
 // ---- the webhook history -----------------------------------------------------------------
+const TABS = ["failure", "all", "held", "superseded"]; // each is a status filter of the list
+
 function refresh() {
   state.cursors = [null];
   state.page = 0;
@@ -222,7 +224,7 @@ function filterChip(label, onRemove, name) {
 function listParams() {
   const period = periodParams();
   return {
-    from: period.from, to: period.to, status: state.tab === "all" ? "all" : "failure",
+    from: period.from, to: period.to, status: state.tab,
     order_id: state.order, reason: state.tab === "failure" ? state.reason : "",
     rule_id: state.tab === "failure" ? state.rule : "", account_id: state.account,
   };
@@ -238,10 +240,11 @@ async function loadCounts(period) {
     $("[data-testid=failed-count]").textContent = num(s.failed);
     $("[data-testid=failed-pct]").textContent = `(${pct(s.failure_rate)})`;
     $("[data-testid=total-count]").textContent = num(s.total);
+    $("[data-testid=held-count]").textContent = num(s.held);
+    $("[data-testid=superseded-count]").textContent = num(s.superseded);
   } catch (error) {
     if (token !== state.countsToken) return;
-    $("[data-testid=failed-count]").textContent = "–";
-    $("[data-testid=total-count]").textContent = "–";
+    for (const name of ["failed", "total", "held", "superseded"]) $(`[data-testid=${name}-count]`).textContent = "–";
   }
 }
 
@@ -284,7 +287,8 @@ async function loadPage() {
 }
 
 function renderRows(items) {
-  const empty = state.order ? tr("emptyOrder", { order: state.order }) : tr(state.tab === "all" ? "emptyAll" : "emptyFailed");
+  const empties = { all: "emptyAll", failure: "emptyFailed", held: "emptyHeld", superseded: "emptySuperseded" };
+  const empty = state.order ? tr("emptyOrder", { order: state.order }) : tr(empties[state.tab]);
   if (items.length) hideState("#list-state"); else showState("#list-state", empty, "empty");
   $("#rows").replaceChildren(...items.map(rowOf));
   const first = state.page * PAGE_SIZE;
@@ -479,11 +483,24 @@ async function loadRules() {
 }
 
 function ruleRow(rule) {
-  const status = el("span", { title: rule.deactivated_reason ? tr("deactivatedBecause", { reason: rule.deactivated_reason }) : null },
-    el("span", { class: `dot ${rule.active ? "success" : "inactive"}` }), tr(rule.active ? "active" : "inactive"));
+  const paused = rule.active && rule.paused;
+  const why = paused ? tr("pausedBecause", { reason: rule.paused_reason || "" })
+    : rule.deactivated_reason ? tr("deactivatedBecause", { reason: rule.deactivated_reason }) : null;
+  const word = paused ? "paused" : rule.active ? "active" : "inactive";
+  const status = el("span", { title: why, "data-testid": "rule-status", "data-state": word },
+    el("span", { class: `dot ${paused ? "paused" : rule.active ? "success" : "inactive"}` }), tr(word));
+  if (paused) {
+    const held = el("span", { class: "tag", "data-testid": "rule-held", text: tr("heldCount", { n: "…" }) });
+    status.append(" ", held);
+    api(`/api/v1/rules/${rule.id}/held`).then((h) => { held.textContent = tr("heldCount", { n: num(h.held) }); held.dataset.held = h.held; })
+      .catch(() => { held.textContent = tr("heldCount", { n: "–" }); });
+  }
   const actions = may("manage") ? el("td", {},
     el("button", { "data-testid": "rule-edit", onclick: () => openRule(rule.id), text: tr("edit") }), " ",
-    el("button", { "data-testid": "rule-toggle", onclick: () => toggleRule(rule), text: tr(rule.active ? "deactivate" : "activate") })) : el("td");
+    el("button", { "data-testid": "rule-toggle", onclick: () => toggleRule(rule), text: tr(rule.active ? "deactivate" : "activate") }),
+    ...(paused ? [" ",
+      el("button", { "data-testid": "rule-release", onclick: () => releaseHeld(rule), text: tr("release") }), " ",
+      el("button", { "data-testid": "rule-discard-held", onclick: () => discardHeld(rule), text: tr("discardHeld") })] : [])) : el("td");
   return el("tr", { "data-rule-id": rule.id },
     el("td", { "data-label": "ID", text: String(rule.id) }), el("td", { "data-label": tr("name"), text: rule.name }),
     el("td", { "data-label": tr("eventTypes"), text: rule.event_types.join(", ") }),
@@ -493,7 +510,31 @@ function ruleRow(rule) {
 const editable = (rule) => ({
   name: rule.name, event_types: rule.event_types, filters: rule.filters, url: rule.url,
   headers: rule.headers, active: rule.active, timeout_s: rule.timeout_s, max_attempts: rule.max_attempts,
+  ordering: rule.ordering, supersede: rule.supersede, paused: rule.paused,
+  paused_reason: rule.paused_reason, release_rate: rule.release_rate,
 });
+
+async function releaseHeld(rule) {
+  try {
+    const r = await api(`/api/v1/rules/${rule.id}/release`, { method: "POST" });
+    toast(tr("releasing", { id: rule.id, n: num(r.held), rate: r.release_rate }));
+  } catch (error) {
+    toast(error.message);
+  }
+  loadRules();
+}
+
+async function discardHeld(rule) {
+  const h = await api(`/api/v1/rules/${rule.id}/held`).catch(() => ({ held: "?" }));
+  if (!confirm(tr("confirmDiscard", { n: h.held, id: rule.id }))) return;
+  try {
+    const r = await api(`/api/v1/rules/${rule.id}/discard-held`, { method: "POST" });
+    toast(tr("discardedHeld", { n: num(r.discarded), id: rule.id }));
+  } catch (error) {
+    toast(error.message);
+  }
+  loadRules();
+}
 
 async function toggleRule(rule) {
   try {
@@ -522,6 +563,11 @@ function openRule(id) {
   f.timeout_s.value = rule ? rule.timeout_s : 10;
   f.max_attempts.value = rule ? rule.max_attempts : 6;
   f.active.checked = rule ? rule.active : true;
+  f.ordering.value = rule ? rule.ordering : "none";
+  f.supersede.checked = rule ? rule.supersede : false;
+  f.paused.checked = rule ? rule.paused : false;
+  f.paused_reason.value = rule && rule.paused_reason ? rule.paused_reason : "";
+  f.release_rate.value = rule ? rule.release_rate : 50;
   $("#rule-modal").showModal();
 }
 
@@ -550,6 +596,9 @@ async function submitRule(event) {
     name: f.name.value.trim(), event_types: f.event_types.value.split(",").map((s) => s.trim()).filter(Boolean),
     filters, url: f.url.value.trim(), headers, active: f.active.checked,
     timeout_s: Number(f.timeout_s.value), max_attempts: Number(f.max_attempts.value),
+    ordering: f.ordering.value, supersede: f.supersede.checked, paused: f.paused.checked,
+    paused_reason: f.paused.checked && f.paused_reason.value.trim() ? f.paused_reason.value.trim() : null,
+    release_rate: Number(f.release_rate.value),
   };
   if (f.secret.value.trim()) body.secret = f.secret.value.trim();
   const id = form.dataset.ruleId;

@@ -1,8 +1,8 @@
 """A webhook receiver for tests that records every request.
 
-Paths: /ok answers 200; /fail 503; /gone 410; /flaky/N 503 to the first N requests of each
-webhook-id, then 200; /slow sleeps 3 s and /hang 20 s before answering 200. `plan` gives
-one webhook-id its own answers, whatever the path.
+Paths: /ok answers 200; /fail 503; /gone 410; /reject 400; /flaky/N 503 to the first N
+requests of each webhook-id, then 200; /slow sleeps 3 s and /hang 20 s before answering 200.
+`plan` gives one webhook-id its own answers, whatever the path.
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ class Receiver:
             return 503
         if path.startswith("/gone"):
             return 410
+        if path.startswith("/reject"):
+            return 400
         if path.startswith("/flaky/"):
             failures = int(path.rsplit("/", 1)[1])
             with self._cond:

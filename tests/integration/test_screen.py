@@ -1,6 +1,6 @@
 """The management screen in a real browser (Debian's Chromium via Playwright) on a real stack.
 
-Seeded once per module: 6 orders delivered to /ok and 2 failing for good at /gone (410),
+Seeded once per module: 6 orders delivered to /ok and 2 failing for good at /reject (400),
 so the period holds 8 attempts, 2 failed (25 %). Screenshots go to tests/artifacts/.
 """
 
@@ -35,7 +35,9 @@ def screen(
 ) -> Iterator[Stack]:
     with running_stack(kafka_bootstrap, tmp_path_factory.mktemp("screen")) as stack:
         stack.active_rule(name="ok", event_types=["order.dispatched"], url=f"{receiver.url}/ok")
-        stack.active_rule(name="gone", event_types=["tracking.updated"], url=f"{receiver.url}/gone")
+        stack.active_rule(
+            name="rejected", event_types=["tracking.updated"], url=f"{receiver.url}/reject"
+        )
         events = [order_event(f"SCR-{n}", "order.dispatched") for n in range(1, 7)]
         events += [order_event(f"SCR-{n}", "tracking.updated") for n in (1, 2)]
         stack.publisher.publish_many(events)
@@ -109,7 +111,7 @@ def test_search_narrows_to_one_order_and_the_row_opens_its_attempts(page: Page) 
     page.locator("#rows tr[data-status=failure] td").nth(4).click()  # not on a link
     detail = page.get_by_test_id("detail")
     expect(detail.get_by_test_id("attempt")).to_have_count(1)
-    expect(detail).to_contain_text("410")
+    expect(detail).to_contain_text("400")
     expect(detail.get_by_test_id("request-headers")).to_contain_text("webhook-id: msg_")
     page.screenshot(path=ARTIFACTS / "webhooks-order-detail.png", full_page=True)
 
@@ -391,3 +393,39 @@ def test_an_account_key_gets_its_own_portal_and_a_platform_key_switches_accounts
     orders = {r["order"] for r in rows(page)}
     assert {"PA-1", "PA-2", "PB-1", "SCR-1"} <= orders
     context.close()
+
+
+def test_a_paused_rule_shows_its_held_webhooks_and_releases_them(
+    page: Page, screen: Stack, receiver: Receiver
+) -> None:
+    rule = screen.active_rule(
+        name="paused", event_types=["pre_invoice.updated"], url=f"{receiver.url}/ok",
+        paused=True, paused_reason="carrier migration", ordering="per_order", supersede=True,
+    )  # fmt: skip
+    events = [order_event(f"SCR-H{n}", "pre_invoice.updated") for n in (1, 2, 3)]
+    screen.publisher.publish_many(events)
+    screen.rows_eventually(3, rule_id=rule["id"], status="held")
+    page.get_by_test_id("tab-held").click()  # counts and rows load again
+    expect(page.get_by_test_id("held-count")).to_have_text("3")
+    expect(page.locator("#rows tr")).to_have_count(3)
+    assert {r["status"] for r in rows(page)} == {"held"}
+
+    page.get_by_test_id("nav-rules").click()
+    row = page.locator(f"#rule-rows tr[data-rule-id='{rule['id']}']")
+    expect(row.get_by_test_id("rule-status")).to_have_attribute("data-state", "paused")
+    expect(row.get_by_test_id("rule-held")).to_have_text("3 held")
+    row.get_by_test_id("rule-edit").click()
+    modal = page.get_by_test_id("rule-modal")
+    expect(modal.get_by_test_id("rule-ordering")).to_have_value("per_order")
+    expect(modal.get_by_test_id("rule-supersede")).to_be_checked()
+    expect(modal.get_by_test_id("rule-paused")).to_be_checked()
+    expect(modal.get_by_test_id("rule-paused-reason")).to_have_value("carrier migration")
+    expect(modal.get_by_test_id("rule-release-rate")).to_have_value("50")
+    page.screenshot(path=ARTIFACTS / "rule-paused.png", full_page=True)
+    modal.get_by_text("Cancel").click()
+
+    row.get_by_test_id("rule-release").click()
+    expect(page.get_by_test_id("toast")).to_contain_text("3 held webhook(s)")
+    delivered = screen.rows_eventually(3, rule_id=rule["id"], status="success")
+    assert sorted(r["order_id"] for r in delivered) == ["SCR-H1", "SCR-H2", "SCR-H3"]
+    expect(row.get_by_test_id("rule-status")).to_have_attribute("data-state", "active")
