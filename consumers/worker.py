@@ -14,7 +14,7 @@ import logging
 import random
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -28,10 +28,9 @@ from consumers.delivery import Deliverer
 from consumers.due_gate import DueGate
 from consumers.endpoints import EndpointGuard, endpoint_of
 from consumers.errors import OutcomeNotRecorded, WorkerFailed
-from consumers.lane_keeper import LaneKeeper, lane_rules
 from consumers.lane_store import LaneStore
-from consumers.lanes import Lane, LaneKey, Pointer, Verdict
 from consumers.offsets import OffsetTracker
+from consumers.order_gate import Handover, OrderGate
 from consumers.retry_policy import RetryPolicy
 from consumers.rule_lookup import RuleLookup
 from consumers.settings import WorkerSettings
@@ -48,10 +47,8 @@ from disparo.lag import GroupLag
 from disparo.ops_http import start_ops_server
 from disparo.rules_view import RulesView
 from disparo.schemas import (
-    NOTIFICATIONS_RULE_ID,
     AttemptOutcome,
     DispatchJob,
-    attempt_id_for,
     now_utc,
     parse_job,
 )
@@ -71,10 +68,7 @@ class Polled:
     """One poll's records, and the partitions it gained (with their lanes) or lost."""
 
     taken: list[Taken]
-    gained: list[int] = field(default_factory=list)
-    restored: dict[LaneKey, Lane] = field(default_factory=dict)
-    lost: list[int] = field(default_factory=list)
-    restarted: list[tuple[LaneKey, Pointer, Any]] = field(default_factory=list)  # heads to restart
+    handover: Handover
 
 
 class DeliveryWorker:
@@ -102,9 +96,17 @@ class DeliveryWorker:
         self.deliverer = deliverer
         self.dead_letters = DeadLetters(producer, self.topics.dead_letter, "delivery")
         self.policy = RetryPolicy(settings.retry_tiers, settings.retried_4xx_statuses)
-        self.lane_store = lane_store
         # Finished lanes are kept as long as a replayed retry of theirs could still come.
-        self.lanes = LaneKeeper(sum(t.delay_s for t in self.policy.tiers) + 3600)
+        self.order = OrderGate(
+            deliverer,
+            rules,
+            lane_store,
+            sum(t.delay_s for t in self.policy.tiers) + 3600,
+            lambda job, outcome, partition: self.sends.extend(
+                self._record(job, outcome, partition)
+            ),
+            self._start,
+        )
         self.gate = DueGate(consumer.consumer)  # used on the consumer's thread only
         self.guard = EndpointGuard(
             settings.worker_endpoint_concurrency,
@@ -125,10 +127,6 @@ class DeliveryWorker:
         self.throttled = False
         self.commits = 0
         self.fatal: BaseException | None = None
-        self.owned: set[int] = set()  # dispatch-jobs partitions; the consumer's thread only
-        self.releases: set[asyncio.Task[None]] = set()
-        self.gone: dict[int, int] = {}  # rule id -> the version whose endpoint answered 410
-        self.last_held_at = now_utc()
 
     async def run(self) -> None:
         """Poll, dispatch and commit until `stop()`; then finish what is in flight.
@@ -152,8 +150,8 @@ class DeliveryWorker:
         if committing is not None:
             await committing
         deadline = time.monotonic() + 60
-        while (self.releases or self.chains) and time.monotonic() < deadline:
-            pending = [*self.releases, *self.chains.values()]
+        while (self.order.releases or self.chains) and time.monotonic() < deadline:
+            pending = [*self.order.releases, *self.chains.values()]
             await asyncio.wait(pending, timeout=deadline - time.monotonic())
         await self.commit()
         if self.fatal is not None:
@@ -171,7 +169,8 @@ class DeliveryWorker:
         polled = self.consumer.consumer.poll(
             timeout_ms=int(wait_s * 1000), max_records=self.settings.worker_batch
         )
-        result = self._follow_assignment()
+        owned = self.consumer.consumer.assignment()
+        result = Polled([], self.order.follow({tp.partition for tp in owned}))
         now = now_utc()
         for tp, records in polled.items():
             for record in records:
@@ -188,39 +187,8 @@ class DeliveryWorker:
                 result.taken.append((tp, record, self.rules.resolve(job), ""))
         return result
 
-    def _follow_assignment(self) -> Polled:
-        """On the consumer's thread: read back the order lanes of partitions just gained.
-
-        The range assignor gives one worker the same partition of every job topic, so a
-        partition number names one set of orders and their lanes.
-        """
-        owned = {
-            tp.partition
-            for tp in self.consumer.consumer.assignment()
-            if tp.topic == self.topics.dispatch_jobs
-        }
-        result = Polled([], sorted(owned - self.owned), lost=sorted(self.owned - owned))
-        self.owned = owned
-        if result.gained:
-            result.restored = self.lane_store.restore(result.gained)
-            waiting = sum(len(lane.waiting) for lane in result.restored.values())
-            log.info(
-                "read back %d order lanes (%d jobs waiting) of partitions %s",
-                len(result.restored), waiting, result.gained,
-            )  # fmt: skip
-            for key, lane in result.restored.items():
-                if lane.start is not None:
-                    record = self.lane_store.fetch_now(lane.start)
-                    result.restarted.append((key, lane.start, record))
-        return result
-
     def _start_all(self, polled: Polled) -> None:
-        self.lanes.lose(polled.lost)
-        self.lanes.gain(polled.gained, polled.restored)
-        for key, pointer, record in polled.restarted:
-            job = self._job_at(key, pointer, record)
-            if job is not None:
-                self._start(TopicPartition(pointer.topic, pointer.partition), record, job, False)
+        self.order.take_over(polled.handover)
         for tp, record, job, reason in polled.taken:
             self.offsets.take(tp, record.offset)
             if job is None:
@@ -228,37 +196,6 @@ class DeliveryWorker:
                 self.offsets.finish(tp, record.offset)
             else:
                 self._start(tp, record, job)
-
-    def _job_at(self, key: LaneKey, pointer: Pointer, record: Any) -> DispatchJob | None:
-        """The parked job a lane's head points at (resolved), or None (the lane moves on)."""
-        try:
-            job = parse_job(record.value if record is not None else None)
-        except InvalidMessage:
-            log.error(
-                "the parked job of %s for rule %s is gone; the order's next one goes ahead",
-                pointer.dispatch_id, key[0], extra={"order_id": key[1], "rule_id": key[0]},
-            )  # fmt: skip
-            metrics.LANE_JOBS.labels("lost").inc()
-            following = self.lanes.ended(key, pointer.dispatch_id, None, delivered=False)
-            if following is not None:
-                self._release(key, following)
-            return None
-        if job.seq is None:
-            job = job.model_copy(update={"seq": pointer.seq})
-        return self.rules.resolve(job)
-
-    def _release(self, key: LaneKey, pointer: Pointer) -> None:
-        """Start the next dispatch of an order lane: its job is read back from its record."""
-        metrics.LANE_JOBS.labels("released").inc()
-        task = asyncio.create_task(self._start_released(key, pointer))
-        self.releases.add(task)
-        task.add_done_callback(self.releases.discard)
-
-    async def _start_released(self, key: LaneKey, pointer: Pointer) -> None:
-        record = await self.lane_store.fetch(pointer)
-        job = await asyncio.to_thread(self._job_at, key, pointer, record)
-        if job is not None:
-            self._start(TopicPartition(pointer.topic, pointer.partition), record, job, False)
 
     def _start(self, tp: Any, record: Any, job: DispatchJob, tracked: bool = True) -> None:
         if job.target.deleted:
@@ -325,7 +262,7 @@ class DeliveryWorker:
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
-        if not self._held(job, tp.partition) and self._lane_lets_go(tp, record, job, tracked):
+        if self.order.lets_go(tp, record, job, tracked):
             for crash in range(1, POISON_CRASHES + 1):
                 try:
                     await self._handle(job, ticket, tp.partition)
@@ -337,76 +274,9 @@ class DeliveryWorker:
                     if crash == POISON_CRASHES:
                         reason = f"handling crashed {crash} times: {exc!r}"
                         self.sends.append(self.dead_letters.send(record, reason, "poison"))
-                        self._end_in_lane(job, delivered=False)
+                        self.order.ended_unsent(job)
         self._stop_waiting(ticket)
         self._finish(tp, record, tracked)
-
-    def _held(self, job: DispatchJob, partition: int) -> bool:
-        """Keep a paused rule's dispatch (a held row) instead of sending it; True if kept.
-
-        A rule whose endpoint answered 410 Gone is held at once, before analytics has paused
-        it, until the rule changes (a person unpausing it, or fixing its URL).
-        """
-        target = job.target
-        if job.manual or job.rule.rule_id == NOTIFICATIONS_RULE_ID:
-            return False
-        gone = self.gone.get(target.rule_id) == target.version
-        if not target.paused and not gone:
-            return False
-        why = "its endpoint answered 410 Gone" if gone else "the rule is paused"
-        text = f"held: {why}; sent when the rule is unpaused"
-        outcome = self.deliverer.without_attempt(job, classify.HELD, text, status="held")
-        # Held again after a release, it is a new row: its id names this job. Rows are
-        # released in time order, and the table keeps milliseconds: one apart at least.
-        salt = f"held/{job.created_at.isoformat()}"
-        at = max(outcome.dispatched_at, self.last_held_at + timedelta(milliseconds=1))
-        self.last_held_at = at
-        outcome = outcome.model_copy(
-            update={
-                "attempt_id": attempt_id_for(job.dispatch_id, job.attempt, salt),
-                "dispatched_at": at,
-            }
-        )
-        self.sends.extend(self._record(job, outcome, partition))
-        metrics.HELD.inc()
-        return True
-
-    def _lane_lets_go(self, tp: Any, record: Any, job: DispatchJob, tracked: bool) -> bool:
-        """Ask the job's order lane (order-aware rules only) whether it is sent now."""
-        rules = lane_rules(job)
-        if rules is None:
-            return True
-        pointer = None
-        if tracked:
-            seq = -1 if job.seq is None else job.seq
-            at = (tp.topic, tp.partition, record.offset)
-            pointer = Pointer(seq, *at, job.dispatch_id, job.attempt)
-        verdict = self.lanes.admit(job, rules, tp.partition, pointer)
-        if verdict is Verdict.SUPERSEDE:
-            text = (
-                f"a newer event of order {job.event.order_id} was delivered for rule "
-                f"{job.target.rule_id}; this older one is not sent"
-            )
-            outcome = self.deliverer.without_attempt(
-                job, classify.SUPERSEDED, text, status="superseded"
-            )
-            self.sends.extend(self._record(job, outcome, tp.partition))
-        elif verdict is not Verdict.DELIVER:
-            log.info(
-                "%s attempt %d of order %s: %s",
-                job.dispatch_id, job.attempt, job.event.order_id, verdict.value,
-                extra={"dispatch_id": job.dispatch_id, "rule_id": job.target.rule_id},
-            )  # fmt: skip
-        return verdict is Verdict.DELIVER
-
-    def _end_in_lane(self, job: DispatchJob, delivered: bool) -> None:
-        """A dispatch of an order-aware rule ended without an outcome: free its lane."""
-        if lane_rules(job) is None:
-            return
-        key = (job.target.rule_id, job.event.order_id)
-        following = self.lanes.ended(key, job.dispatch_id, job.seq, delivered)
-        if following is not None:
-            self._release(key, following)
 
     async def _handle(self, job: DispatchJob, ticket: Ticket, partition: int) -> None:
         """One job: an attempt and its records, or a deferral while its circuit is open."""
@@ -421,8 +291,7 @@ class DeliveryWorker:
         while job.manual and (pause := self.guard.resend_wait(endpoint)) > 0:
             await asyncio.sleep(pause)
         outcome = await self._attempt(job, ticket)
-        if outcome.http_status == 410 and not job.manual and job.rule.rule_id:
-            self.gone[job.target.rule_id] = job.target.version
+        self.order.answered(job, outcome)
         self.sends.extend(self._record(job, outcome, partition))
 
     def _defer(self, job: DispatchJob, endpoint: str, wait_s: float, why: str) -> Any:
@@ -430,9 +299,7 @@ class DeliveryWorker:
         tier = next((t for t in self.policy.tiers if t.delay_s >= wait_s), self.policy.tiers[-1])
         when = now_utc() + timedelta(seconds=wait_s * (1 + 0.2 * random.random()))
         metrics.DEFERRED.labels(why).inc()
-        rules = lane_rules(job)
-        if rules is not None:
-            self.lanes.deferred(job, rules)  # the parked copy carries it from now on
+        self.order.deferred(job)
         log.info(
             "deferred %s (%s) for %s, back in %.0fs",
             job.dispatch_id,
@@ -464,15 +331,14 @@ class DeliveryWorker:
         self.guard.record(ticket.endpoint, outcome.reason)
         return outcome
 
+    def _record_now(self, job: DispatchJob, outcome: AttemptOutcome, partition: int) -> None:
+        self.sends.extend(self._record(job, outcome, partition))
+
     def _record(self, job: DispatchJob, outcome: AttemptOutcome, partition: int) -> list[Any]:
         """Send the outcome, and the next attempt's job when the policy retries."""
         settled = settle(job, outcome, self.policy, random.random())
         outcome, sends = settled.outcome, []
-        rules = lane_rules(job)
-        if rules is not None and outcome.status != "held":
-            following = self.lanes.settled(job, rules, outcome, partition)
-            if following is not None:
-                self._release((job.target.rule_id, job.event.order_id), following)
+        self.order.settled(job, outcome, partition)
         if settled.retry is not None and outcome.retry_tier:
             sends.append(
                 self.producer.send(
@@ -517,7 +383,7 @@ class DeliveryWorker:
         """Make every send durable, then commit each partition's finished prefix."""
         # Taken together: the lanes as these sends left them, and the offsets they finish.
         sends, self.sends = self.sends, []
-        lane_writes = self.lanes.snapshot()
+        lane_writes = self.order.snapshot()
         ready = self.offsets.committable()
         if not sends and not ready and not lane_writes:
             return

@@ -1,0 +1,230 @@
+"""What happens to a job before it is sent: held (paused rule), or its order lane's verdict.
+
+The worker asks `lets_go` before an attempt and tells `settled` after; the gate records
+held and superseded dispatches through the worker's `record`, and starts the next job of a
+lane (read back from its record) through the worker's `start`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from kafka import TopicPartition
+
+from consumers import classify, metrics
+from consumers.delivery import Deliverer
+from consumers.lane_keeper import LaneKeeper, LaneWrite, lane_rules
+from consumers.lane_store import LaneStore
+from consumers.lanes import Lane, LaneKey, Pointer, Verdict
+from consumers.rule_lookup import RuleLookup
+from disparo.errors import InvalidMessage
+from disparo.schemas import (
+    NOTIFICATIONS_RULE_ID,
+    AttemptOutcome,
+    DispatchJob,
+    attempt_id_for,
+    now_utc,
+    parse_job,
+)
+
+log = logging.getLogger(__name__)
+Record = Callable[[DispatchJob, AttemptOutcome, int], None]
+Start = Callable[[TopicPartition, Any, DispatchJob, bool], None]
+
+
+@dataclass
+class Handover:
+    """Partitions a poll gained (with their lanes, and heads to restart) or lost."""
+
+    gained: list[int] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+    restored: dict[LaneKey, Lane] = field(default_factory=dict)
+    restarted: list[tuple[LaneKey, Pointer, Any]] = field(default_factory=list)
+
+
+class OrderGate:
+    """Paused rules' holds and order-aware rules' lanes, for one worker."""
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        rules: RuleLookup,
+        store: LaneStore,
+        keep_s: float,
+        record: Record,
+        start: Start,
+    ) -> None:
+        self.deliverer = deliverer
+        self.rules = rules
+        self.store = store
+        self.lanes = LaneKeeper(keep_s)
+        self.record = record
+        self.start = start
+        self.owned: set[int] = set()  # job-topic partitions; the consumer's thread only
+        self.releases: set[asyncio.Task[None]] = set()
+        self.gone: dict[int, int] = {}  # rule id -> the version whose endpoint answered 410
+        self.last_held_at = now_utc()
+
+    def follow(self, owned: set[int]) -> Handover:
+        """On the consumer's thread: read back the order lanes of partitions just gained.
+
+        The range assignor gives one worker the same partition of every job topic, so a
+        partition number names one set of orders and their lanes.
+        """
+        handover = Handover(sorted(owned - self.owned), sorted(self.owned - owned))
+        self.owned = owned
+        if handover.gained:
+            handover.restored = self.store.restore(handover.gained)
+            waiting = sum(len(lane.waiting) for lane in handover.restored.values())
+            log.info(
+                "read back %d order lanes (%d jobs waiting) of partitions %s",
+                len(handover.restored), waiting, handover.gained,
+            )  # fmt: skip
+            for key, lane in handover.restored.items():
+                if lane.start is not None:
+                    record = self.store.fetch_now(lane.start)
+                    handover.restarted.append((key, lane.start, record))
+        return handover
+
+    def take_over(self, handover: Handover) -> None:
+        """On the event loop: forget lost lanes, take gained ones, restart their heads."""
+        self.lanes.lose(handover.lost)
+        self.lanes.gain(handover.gained, handover.restored)
+        for key, pointer, record in handover.restarted:
+            self._restart(key, pointer, record, self._job_at(pointer, record))
+
+    def lets_go(self, tp: Any, record: Any, job: DispatchJob, tracked: bool) -> bool:
+        """True when the job is sent now; else it was held, parked, superseded or skipped."""
+        return not self._held(job, tp.partition) and self._lane_lets_go(tp, record, job, tracked)
+
+    def answered(self, job: DispatchJob, outcome: AttemptOutcome) -> None:
+        """Note an attempt's answer: after a 410 Gone, the rule's next jobs are held."""
+        if outcome.http_status == 410 and not job.manual and job.rule.rule_id:
+            self.gone[job.target.rule_id] = job.target.version
+
+    def settled(self, job: DispatchJob, outcome: AttemptOutcome, partition: int) -> None:
+        """An outcome (final flag set): the lane moves on, maybe to its next dispatch."""
+        rules = lane_rules(job)
+        if rules is not None and outcome.status != "held":
+            following = self.lanes.settled(job, rules, outcome, partition)
+            if following is not None:
+                self._release((job.target.rule_id, job.event.order_id), following)
+
+    def deferred(self, job: DispatchJob) -> None:
+        """The job was parked in a retry topic without an attempt: that copy carries it."""
+        rules = lane_rules(job)
+        if rules is not None:
+            self.lanes.deferred(job, rules)
+
+    def ended_unsent(self, job: DispatchJob) -> None:
+        """A dispatch ended without an outcome (dead-lettered): its lane moves on."""
+        if lane_rules(job) is None:
+            return
+        key = (job.target.rule_id, job.event.order_id)
+        following = self.lanes.ended(key, job.dispatch_id, job.seq, delivered=False)
+        if following is not None:
+            self._release(key, following)
+
+    def snapshot(self) -> list[LaneWrite]:
+        """The lane records to write with this commit."""
+        return self.lanes.snapshot()
+
+    def _held(self, job: DispatchJob, partition: int) -> bool:
+        """Keep a paused rule's dispatch (a held row) instead of sending it; True if kept.
+
+        A rule whose endpoint answered 410 Gone is held at once, before analytics has paused
+        it, until the rule changes (a person unpausing it, or fixing its URL).
+        """
+        target = job.target
+        if job.manual or job.rule.rule_id == NOTIFICATIONS_RULE_ID:
+            return False
+        gone = self.gone.get(target.rule_id) == target.version
+        if not target.paused and not gone:
+            return False
+        why = "its endpoint answered 410 Gone" if gone else "the rule is paused"
+        text = f"held: {why}; sent when the rule is unpaused"
+        outcome = self.deliverer.without_attempt(job, classify.HELD, text, status="held")
+        # Held again after a release, it is a new row: its id names this job. Rows are
+        # released in time order, and the table keeps milliseconds: one apart at least.
+        salt = f"held/{job.created_at.isoformat()}"
+        at = max(outcome.dispatched_at, self.last_held_at + timedelta(milliseconds=1))
+        self.last_held_at = at
+        update = {
+            "attempt_id": attempt_id_for(job.dispatch_id, job.attempt, salt),
+            "dispatched_at": at,
+        }
+        self.record(job, outcome.model_copy(update=update), partition)
+        metrics.HELD.inc()
+        return True
+
+    def _lane_lets_go(self, tp: Any, record: Any, job: DispatchJob, tracked: bool) -> bool:
+        """Ask the job's order lane (order-aware rules only) whether it is sent now."""
+        rules = lane_rules(job)
+        if rules is None:
+            return True
+        pointer = None
+        if tracked:
+            seq = -1 if job.seq is None else job.seq
+            pointer = Pointer(
+                seq, tp.topic, tp.partition, record.offset, job.dispatch_id, job.attempt
+            )
+        verdict = self.lanes.admit(job, rules, tp.partition, pointer)
+        if verdict is Verdict.SUPERSEDE:
+            text = (
+                f"a newer event of order {job.event.order_id} was delivered for rule "
+                f"{job.target.rule_id}; this older one is not sent"
+            )
+            outcome = self.deliverer.without_attempt(
+                job, classify.SUPERSEDED, text, status="superseded"
+            )
+            self.record(job, outcome, tp.partition)
+        elif verdict is not Verdict.DELIVER:
+            log.info(
+                "%s attempt %d of order %s: %s",
+                job.dispatch_id, job.attempt, job.event.order_id, verdict.value,
+                extra={"dispatch_id": job.dispatch_id, "rule_id": job.target.rule_id},
+            )  # fmt: skip
+        return verdict is Verdict.DELIVER
+
+    def _job_at(self, pointer: Pointer, record: Any) -> DispatchJob | None:
+        """The parked job a lane's head points at, resolved; None when its record is gone."""
+        try:
+            job = parse_job(record.value if record is not None else None)
+        except InvalidMessage:
+            return None
+        if job.seq is None:
+            job = job.model_copy(update={"seq": pointer.seq})
+        return self.rules.resolve(job)
+
+    def _restart(
+        self, key: LaneKey, pointer: Pointer, record: Any, job: DispatchJob | None
+    ) -> None:
+        """Start a lane's head again from its record; a record gone lets the next one go."""
+        if job is not None:
+            self.start(TopicPartition(pointer.topic, pointer.partition), record, job, False)
+            return
+        log.error(
+            "the parked job of %s for rule %s is gone; the order's next one goes ahead",
+            pointer.dispatch_id, key[0], extra={"order_id": key[1], "rule_id": key[0]},
+        )  # fmt: skip
+        metrics.LANE_JOBS.labels("lost").inc()
+        following = self.lanes.ended(key, pointer.dispatch_id, None, delivered=False)
+        if following is not None:
+            self._release(key, following)
+
+    def _release(self, key: LaneKey, pointer: Pointer) -> None:
+        """Start the next dispatch of an order lane: its job is read back from its record."""
+        metrics.LANE_JOBS.labels("released").inc()
+        task = asyncio.create_task(self._start_released(key, pointer))
+        self.releases.add(task)
+        task.add_done_callback(self.releases.discard)
+
+    async def _start_released(self, key: LaneKey, pointer: Pointer) -> None:
+        record = await self.store.fetch(pointer)
+        job = await asyncio.to_thread(self._job_at, pointer, record)  # may catch up on rules
+        self._restart(key, pointer, record, job)
