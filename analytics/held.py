@@ -226,8 +226,7 @@ class HeldKeeper(Periodic):
         for rule_id in held_counts(self.store, now):
             rows = oldest_held(self.store, rule_id, now, 10_000, before=cutoff)
             why = f"held for over {KEEP_HELD.days} days (the history keeps {schema.RETENTION_DAYS})"
-            discard(self.store, rows, why, "disparo", self.send_outcome)
-            DISCARDED_HELD.labels("expired").inc(len(rows))
+            discard(self.store, rows, why, "disparo", self.send_outcome, "expired")
             done += len(rows)
         return done
 
@@ -238,11 +237,13 @@ def discard(
     why: str,
     actor: str,
     send_outcome: Callable[[AttemptOutcome], None],
+    label: str = "by_hand",
 ) -> None:
     """End held dispatches unsent: a final `discarded` row each, then the note."""
     for row in rows:
         send_outcome(discarded_outcome(row, why))
     note(store, rows, "discarded", actor)
+    DISCARDED_HELD.labels(label).inc(len(rows))
     if rows:
         log.warning(
             "discarded %d held dispatches of rule %s: %s", len(rows), rows[0]["rule_id"], why

@@ -3,6 +3,7 @@
 from prometheus_client import REGISTRY
 
 import analytics.api.resend
+import analytics.held
 import analytics.sink
 import analytics.warden
 import consumers.metrics
@@ -10,6 +11,7 @@ import disparo.lag
 import dispatcher.metrics
 
 SERVICE_METRIC_MODULES = (
+    analytics.held,
     analytics.sink,
     analytics.warden,
     consumers.metrics,
