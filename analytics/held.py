@@ -44,7 +44,7 @@ GONE_LOOKBACK = timedelta(minutes=10)  # 410 answers looked at (the sink stores 
 KEEP_HELD = timedelta(days=schema.RETENTION_DAYS - 1)
 _COLUMNS = (
     "attempt_id, dispatch_id, attempt, order_id, order_status, event_id, event_type, rule_id, "
-    "url, account_id, dispatched_at, event_json"
+    "url, account_id, dispatched_at, toUnixTimestamp64Milli(dispatched_at) AS held_ms, event_json"
 )
 
 
@@ -52,16 +52,34 @@ def _pending(database: str, where: str) -> str:
     table, actions = f"{database}.{schema.TABLE}", f"{database}.{schema.HELD_TABLE}"
     return (
         f"FROM {table} WHERE status = 'held' AND dispatched_at >= {{since:{_TS}}} AND {where} "
-        f"AND attempt_id NOT IN (SELECT attempt_id FROM {actions} WHERE at >= {{since:{_TS}}})"
+        f"AND attempt_id NOT IN (SELECT attempt_id FROM {actions} WHERE {where} "
+        f"AND held_at >= {{since:{_TS}}})"
     )
 
 
 def held_counts(store: Store, now: datetime, rule_id: int | None = None) -> dict[int, int]:
-    """Dispatches still held, per rule (of one rule when given)."""
+    """Dispatches still held, per rule (of one rule when given): held rows less those acted on.
+
+    Both counts are per hour of holding, so the held rows are counted from the attempts
+    table's hourly projection, never by reading the rows of 30 days.
+    """
     where = "rule_id = {rule:UInt64}" if rule_id is not None else "1"
-    sql = f"SELECT rule_id AS rule, count() AS n {_pending(store.database, where)} GROUP BY rule"
+    since = f"toStartOfHour({{since:{_TS}}})"
+    held_sql = (
+        f"SELECT rule_id AS rule, count() AS n FROM {store.database}.{schema.TABLE} "
+        f"WHERE status = 'held' AND toStartOfHour(dispatched_at) >= {since} AND {where} "
+        "GROUP BY rule_id"
+    )
+    acted_sql = (
+        f"SELECT rule_id AS rule, count() AS n FROM {store.database}.{schema.HELD_TABLE} "
+        f"WHERE toStartOfHour(held_at) >= {since} AND {where} GROUP BY rule_id"
+    )
     params = {"since": _ts(now - timedelta(days=schema.RETENTION_DAYS)), "rule": rule_id or 0}
-    return {int(r["rule"]): int(r["n"]) for r in store.select(sql, params)}
+    held = {int(r["rule"]): int(r["n"]) for r in store.select(held_sql, params)}
+    for row in store.select(acted_sql, params):
+        rule = int(row["rule"])
+        held[rule] = held.get(rule, 0) - int(row["n"])
+    return {rule: n for rule, n in held.items() if n > 0}
 
 
 def oldest_held(
@@ -91,6 +109,7 @@ def note(store: Store, rows: list[dict[str, Any]], action: str, actor: str) -> N
             "attempt_id": str(r["attempt_id"]),
             "dispatch_id": r["dispatch_id"],
             "rule_id": int(r["rule_id"]),
+            "held_at": datetime.fromtimestamp(int(r["held_ms"]) / 1000, UTC),
             "action": action,
             "actor": actor,
         }

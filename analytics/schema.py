@@ -140,11 +140,12 @@ HELD_TABLE_BODY = """(
     attempt_id UUID COMMENT 'the held row acted on',
     dispatch_id String,
     rule_id    UInt64,
-    action     LowCardinality(String) COMMENT 'released, discarded or expired',
+    held_at    DateTime64(3, 'UTC') COMMENT 'when the row was held (its dispatched_at)',
+    action     LowCardinality(String) COMMENT 'released or discarded',
     actor      String
 )"""
 HELD_LAYOUT = f"""ORDER BY (rule_id, attempt_id)
-TTL toDateTime(at) + INTERVAL {RETENTION_DAYS + 1} DAY"""
+TTL toDateTime(held_at) + INTERVAL {RETENTION_DAYS} DAY"""
 
 
 def attempt_table_body() -> str:

@@ -4,7 +4,7 @@ Publishes N order events, each matching one rule whose endpoint is nginx, and me
 deliveries/s from the first publish until the N-th attempt row is visible in ClickHouse
 through the API, plus event-to-POST latency (publish time -> nginx's receive time).
 In the same run a bare aiohttp POST loop with the same bodies gives the ceiling.
-Usage: python -m bench.e2e [--events 20000] [--workers 1]
+Usage: python -m bench.e2e [--events 20000] [--workers 1] [--ordering per_order [--orders 2000]]
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from disparo.settings import KernelSettings
 from producers.publish import Publisher
 
 
-def make_events(n: int) -> list[dict[str, object]]:
+def make_events(n: int, orders: int | None = None) -> list[dict[str, object]]:
+    """`n` events over `orders` order ids (one each by default), in round-robin."""
     return [
         {
             "event_id": str(uuid.uuid4()),
             "event_type": "order.dispatched",
-            "order_id": f"B-{i:07d}",
+            "order_id": f"B-{i % (orders or n):07d}",
             "order_status": "dispatched",
             "occurred_at": "2026-11-28T12:00:00Z",
             "payload": {
@@ -81,9 +82,22 @@ def main() -> None:
         help="events/s of the latency phase run after the throughput phase",
     )
     p.add_argument("--paced-seconds", type=int, default=10, help="length of the latency phase")
+    p.add_argument(
+        "--ordering",
+        choices=("none", "per_order"),
+        default="none",
+        help="the rule's ordering; per_order sends one order's webhooks one at a time",
+    )
+    p.add_argument(
+        "--orders",
+        type=int,
+        default=None,
+        help="order ids the events spread over (default: one per event; 2000 with per_order)",
+    )
     args = p.parse_args()
     n = args.events
-    events = make_events(n)
+    orders = args.orders or (2000 if args.ordering == "per_order" else None)
+    events = make_events(n, orders)
     rule = Rule(id=1, name="bench", event_types=["*"], url="http://x/", secret=generate_secret())
     bodies = [webhook_body(DispatchJob.first(OrderEvent.model_validate(e), rule)) for e in events]
     with nginx() as receiver, tempfile.TemporaryDirectory(prefix="disparo-bench-") as tmp:
@@ -94,7 +108,9 @@ def main() -> None:
         home = Path(tmp)
         with broker(home) as bootstrap, services(bootstrap, home, args.workers) as svc:
             say(f"bootstrap {bootstrap}")
-            created = svc.active_rule(name="bench", event_types=["*"], url=f"{receiver.url}/hook")
+            created = svc.active_rule(
+                name="bench", event_types=["*"], url=f"{receiver.url}/hook", ordering=args.ordering
+            )
             publisher = Publisher(
                 KernelSettings(kafka_bootstrap=bootstrap, topic_prefix="bench.", home=home)
             )
@@ -115,7 +131,7 @@ def main() -> None:
             cpu = {k: v - cpu_before.get(k, 0.0) for k, v in svc.cpu().items()}
             time.sleep(1.5)  # nginx flushes its access log every second
             latencies = _latencies(receiver.access_log, sent_at)
-            paced = make_events(args.paced_rate * args.paced_seconds)
+            paced = make_events(args.paced_rate * args.paced_seconds, orders)
             say(f"latency phase: {len(paced)} events at {args.paced_rate}/s ...")
             paced_sent = _publish_paced(publisher, paced, args.paced_rate, created["id"])
             _wait_rows(svc, n + len(paced), timeout_s=120)
@@ -128,7 +144,8 @@ def main() -> None:
         f"python={platform.python_version()}"
     )
     print(
-        f"events={n} workers={args.workers} delivered_rows={total} "
+        f"events={n} orders={orders or n} ordering={args.ordering} workers={args.workers} "
+        f"delivered_rows={total} "
         f"posts_seen_by_nginx={len(latencies)}"
     )
     print(

@@ -99,12 +99,13 @@ CREATE TABLE IF NOT EXISTS disparo.held_actions_local ON CLUSTER 'disparo' (
     attempt_id UUID COMMENT 'the held row acted on',
     dispatch_id String,
     rule_id    UInt64,
-    action     LowCardinality(String) COMMENT 'released, discarded or expired',
+    held_at    DateTime64(3, 'UTC') COMMENT 'when the row was held (its dispatched_at)',
+    action     LowCardinality(String) COMMENT 'released or discarded',
     actor      String
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/disparo/held_actions_local', '{replica}')
 ORDER BY (rule_id, attempt_id)
-TTL toDateTime(at) + INTERVAL 31 DAY
+TTL toDateTime(held_at) + INTERVAL 30 DAY
 SETTINGS replicated_deduplication_window = 1000;
 
 CREATE TABLE IF NOT EXISTS disparo.held_actions ON CLUSTER 'disparo' AS disparo.held_actions_local
