@@ -109,11 +109,15 @@ class OrderGate:
 
     def settled(self, job: DispatchJob, outcome: AttemptOutcome, partition: int) -> None:
         """An outcome (final flag set): the lane moves on, maybe to its next dispatch."""
-        rules = lane_rules(job)
-        if rules is not None and outcome.status != "held":
+        key = (job.target.rule_id, job.event.order_id)
+        following = None
+        if job.target.deleted and not job.manual:
+            # The rule is gone: its lane ends, each parked job with a rule_deleted row.
+            following = self.lanes.ended(key, job.dispatch_id, job.seq, delivered=False)
+        elif (rules := lane_rules(job)) is not None and outcome.status != "held":
             following = self.lanes.settled(job, rules, outcome, partition)
-            if following is not None:
-                self._release((job.target.rule_id, job.event.order_id), following)
+        if following is not None:
+            self._release(key, following)
 
     def deferred(self, job: DispatchJob) -> None:
         """The job was parked in a retry topic without an attempt: that copy carries it."""
