@@ -48,11 +48,13 @@ _COLUMNS = (
 )
 
 
-def _pending(database: str, where: str) -> str:
+def _pending(database: str, extra: str = "") -> str:
+    """A rule's held rows not yet acted on (and matching `extra`, a condition on the rows)."""
     table, actions = f"{database}.{schema.TABLE}", f"{database}.{schema.HELD_TABLE}"
+    rule = "rule_id = {rule:UInt64}"
     return (
-        f"FROM {table} WHERE status = 'held' AND dispatched_at >= {{since:{_TS}}} AND {where} "
-        f"AND attempt_id NOT IN (SELECT attempt_id FROM {actions} WHERE {where} "
+        f"FROM {table} WHERE status = 'held' AND dispatched_at >= {{since:{_TS}}} AND {rule}"
+        f"{extra} AND attempt_id NOT IN (SELECT attempt_id FROM {actions} WHERE {rule} "
         f"AND held_at >= {{since:{_TS}}})"
     )
 
@@ -86,15 +88,15 @@ def oldest_held(
     store: Store, rule_id: int, now: datetime, limit: int, before: datetime | None = None
 ) -> list[dict[str, Any]]:
     """A rule's held rows, oldest first (only those held before `before`, when given)."""
-    where = "rule_id = {rule:UInt64}"
+    extra = ""
     params: dict[str, Any] = {
         "since": _ts(now - timedelta(days=schema.RETENTION_DAYS)), "rule": rule_id,
     }  # fmt: skip
     if before is not None:
-        where += f" AND dispatched_at < {{before:{_TS}}}"
+        extra = f" AND dispatched_at < {{before:{_TS}}}"
         params["before"] = _ts(before)
     sql = (
-        f"SELECT {_COLUMNS} {_pending(store.database, where)} "
+        f"SELECT {_COLUMNS} {_pending(store.database, extra)} "
         f"ORDER BY dispatched_at, attempt_id LIMIT {int(limit)}"
     )
     return store.select(sql, params)

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from analytics import queries, schema
+from analytics import held, queries, schema
 from analytics.cluster_ddl import cluster_ddl
+from analytics.held import HeldKeeper
 from analytics.sink import dedup_token, row_of
 from analytics.store import ChdbStore, Row, ServerStore, Store, ensure_schema
-from disparo.schemas import AttemptOutcome
+from disparo.schemas import AttemptOutcome, DispatchJob, OrderEvent, Rule, generate_secret
 from tests.factories import outcome
 from tests.integration.conftest import clickhouse_url, drop_database
 
@@ -211,3 +212,63 @@ def test_a_table_from_before_held_and_superseded_is_widened_with_its_rows_and_pr
             assert f"PROJECTION {name}" in created["q"]
     finally:
         store.command(f"DROP DATABASE IF EXISTS {old}")
+
+
+def test_held_rows_are_counted_released_once_and_discarded_with_a_record_before_the_ttl(
+    store: Store,
+) -> None:
+    paused = rule_of(61856, paused=True)
+    view = StaticRules({61856: paused})
+    jobs: list[DispatchJob] = []
+    outcomes: list[AttemptOutcome] = []
+    keeper = HeldKeeper(store, view, jobs.append, outcomes.append, lambda r, _: r)  # type: ignore[arg-type]
+    old = [held_outcome(f"OLD-{i}", NOW - timedelta(days=29, hours=i + 1)) for i in range(2)]
+    new = [held_outcome(f"NEW-{i}", NOW - timedelta(minutes=10 - i)) for i in range(3)]
+    store.insert(schema.TABLE, rows(old + new), "held-1")
+    assert held.held_counts(store, NOW) == {61856: 5}
+
+    assert keeper.expire(NOW) == 2  # held 29 days: discarded, a day before the TTL
+    assert sorted(o.order_id for o in outcomes) == ["OLD-0", "OLD-1"]
+    assert {(o.status, o.reason, o.final) for o in outcomes} == {("failure", "discarded", True)}
+    assert held.held_counts(store, NOW) == {61856: 3}
+    assert keeper.check(NOW) == 0  # still paused: nothing released
+
+    view.rules[61856] = paused.changed(paused=False, release_rate=2.0)
+    keeper.last_tick -= 1.0  # a second of allowance at 2/s
+    keeper.last_scan = 0.0
+    assert keeper.check(NOW) == 2
+    assert [j.event.order_id for j in jobs] == ["NEW-0", "NEW-1"]  # oldest first
+    assert held.held_counts(store, NOW) == {61856: 1}
+    keeper.last_tick -= 1.0
+    keeper.last_scan = 0.0
+    assert keeper.check(NOW) == 1
+    assert [j.event.order_id for j in jobs] == ["NEW-0", "NEW-1", "NEW-2"]
+    assert held.held_counts(store, NOW) == {}
+    assert all(not j.manual and j.rule.version == 2 for j in jobs)  # the rule as it is now
+
+
+class StaticRules:
+    """The rules a keeper looks up, as a dict (the view itself is tested on Kafka)."""
+
+    def __init__(self, rules: dict[int, Rule]) -> None:
+        self.rules = rules
+
+    def get(self, rule_id: int) -> Rule | None:
+        return self.rules.get(rule_id)
+
+
+def rule_of(rule_id: int, **fields: Any) -> Rule:
+    return Rule(
+        id=rule_id, name="r", event_types=["*"], url="https://hooks.example.com/in",
+        secret=generate_secret(), **fields,
+    )  # fmt: skip
+
+
+def held_outcome(order_id: str, at: datetime) -> AttemptOutcome:
+    held_event = OrderEvent(
+        event_id=uuid.uuid4(), event_type="order.dispatched", order_id=order_id, occurred_at=at
+    )
+    return outcome(
+        order_id, at, "held", reason="held", http_status=None, final=False, event=held_event,
+        event_id=str(held_event.event_id),
+    )  # fmt: skip
