@@ -11,6 +11,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from consumers.lanes import Lane
+from deploy.local.broker import free_port
 from disparo.schemas import dispatch_id_for
 from tests.integration.conftest import DISPARO, Stack, eventually, order_event
 from tests.integration.receiver import Received, Receiver
@@ -102,6 +103,38 @@ def test_per_order_survives_a_worker_killed_mid_retries(stack: Stack, receiver: 
     seen = requests_of(receiver, x_ids)
     first_ok = next(i for i, r in enumerate(seen) if r.status == 200)
     assert {r.webhook_id for r in seen[:first_ok + 1]} == {x_ids[0]}  # fmt: skip
+
+
+def test_per_order_survives_a_rebalance_to_a_running_worker(
+    stack: Stack, receiver: Receiver
+) -> None:
+    port = free_port()
+    env = {**stack.env, "DISPARO_WORKER_PORT": str(port)}
+    stack.table.start("worker-2", [DISPARO, "worker"], env)
+    try:
+        stack.table.wait_http("worker-2", f"http://127.0.0.1:{port}/readyz", 90)
+        rule = stack.active_rule(
+            name="ordered", event_types=["*"], url=f"{receiver.url}/ok", ordering="per_order"
+        )
+        x = [order_event("R", kind) for kind in ("order.created", "order.paid", "order.shipped")]
+        x_ids = ids_of(x, rule["id"])
+        receiver.plan(x_ids[0], [503, 503, 503, 503])
+        stack.publisher.publish_many(x)
+        key = f"{rule['id']}/R".encode()
+        eventually(lambda: waiting_in_lane(stack, key) == x_ids[1:], 30, "R's lane written")
+        # The worker that delivers R dies; the one already running takes its partitions over.
+        owner, survivor = ("worker", "worker-2")
+        if x_ids[0] not in stack.log_tail("worker", 400_000):
+            owner, survivor = survivor, owner
+        pid = stack.table.pid(owner)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+        eventually(lambda: len(successes(receiver, x_ids)) >= 3, 90, "R's three events delivered")
+        assert successes(receiver, x_ids) == x_ids
+        assert "read back 1 order lanes (2 jobs waiting)" in stack.log_tail(survivor, 400_000)
+    finally:
+        stack.table.stop("worker-2", grace_s=10)
 
 
 def test_supersede_ends_an_older_retried_event_once_a_newer_one_is_delivered(
