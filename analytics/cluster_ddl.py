@@ -34,14 +34,26 @@ def cluster_ddl(cluster: str = DEFAULT_CLUSTER, database: str = schema.DATABASE)
         _distributed(on, cluster, database, schema.HEALTH_TABLE, "rule_id"),
         _replicated(on, database, schema.HELD_TABLE, schema.HELD_TABLE_BODY, schema.HELD_LAYOUT),
         _distributed(on, cluster, database, schema.HELD_TABLE, "rule_id"),
+        _replicated(
+            on,
+            database,
+            schema.EVENTS_TABLE,
+            schema.EVENTS_TABLE_BODY,
+            schema.EVENTS_LAYOUT,
+            "ReplicatedReplacingMergeTree",
+        ),
+        # By order like the attempts: an order's events and attempts live on one shard.
+        _distributed(on, cluster, database, schema.EVENTS_TABLE, "cityHash64(order_id)"),
     ]
 
 
-def _replicated(on: str, database: str, table: str, body: str, layout: str) -> str:
+def _replicated(
+    on: str, database: str, table: str, body: str, layout: str, engine: str = "ReplicatedMergeTree"
+) -> str:
     path = f"/clickhouse/tables/{{shard}}/{database}/{table}_local"
     return (
         f"CREATE TABLE IF NOT EXISTS {database}.{table}_local {on} {body}\n"
-        f"ENGINE = ReplicatedMergeTree('{path}', '{{replica}}')\n{layout}\n"
+        f"ENGINE = {engine}('{path}', '{{replica}}')\n{layout}\n"
         "SETTINGS replicated_deduplication_window = 1000"
     )
 

@@ -26,7 +26,11 @@ class Backlog(Protocol):
 
 
 def sink_problem(
-    sink: SinkState, thread: threading.Thread, lag: Backlog, limit_s: float
+    sink: SinkState,
+    thread: threading.Thread,
+    lag: Backlog,
+    limit_s: float,
+    what: str = "outcomes",
 ) -> Callable[[], str | None]:
     """Why the sink needs a restart, if it does; the first time, its stacks go to the log."""
     reported = threading.Event()
@@ -46,11 +50,11 @@ def sink_problem(
             return None
         stalled, idle = sink.stalled_for(), unassigned_for()
         if stalled > limit_s:
-            why = f"the outcomes sink made no progress for {stalled:.0f} s"
+            why = f"the {what} sink made no progress for {stalled:.0f} s"
         elif idle > limit_s:
             why = (
-                f"the outcomes sink has held no partition for {idle:.0f} s "
-                f"while {lag.total()} outcomes wait"
+                f"the {what} sink has held no partition for {idle:.0f} s "
+                f"while {lag.total()} {what} wait"
             )
         else:
             return None

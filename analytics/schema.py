@@ -148,6 +148,30 @@ HELD_LAYOUT = f"""ORDER BY (rule_id, attempt_id)
 TTL toDateTime(held_at) + INTERVAL {RETENTION_DAYS} DAY"""
 
 
+# Every order event published, for order coverage, dry runs and backfills (issue 15): the
+# sink stores each record once; a producer's repeated publish of one event (same event_id)
+# is merged away by the engine and counted once by the queries (uniqExact(event_id)).
+# `published_at` is the record's time in Kafka, not the producer's `occurred_at`: partitions
+# and TTL must not follow a clock that any publisher sets.
+EVENTS_TABLE = "events"
+EVENTS_TABLE_BODY = """(
+    published_at    DateTime64(3, 'UTC'),
+    event_id        UUID,
+    event_type      LowCardinality(String),
+    order_id        String,
+    order_status    LowCardinality(String),
+    occurred_at     DateTime64(3, 'UTC'),
+    account_id      LowCardinality(String),
+    fields          Map(String, String) CODEC(ZSTD(3)) COMMENT 'filter path -> value as text',
+    event_json      String CODEC(ZSTD(3)) COMMENT 'the order event, for resends and backfills',
+    kafka_partition UInt16,
+    kafka_offset    UInt64
+)"""
+EVENTS_LAYOUT = f"""PARTITION BY toDate(published_at)
+ORDER BY (account_id, order_id, event_id)
+TTL toDateTime(published_at) + INTERVAL {RETENTION_DAYS} DAY"""
+
+
 def attempt_table_body() -> str:
     """The column and index list of the attempts table, as in CREATE TABLE (...)."""
     lines = [f"    {name} {kind}" for name, kind in ATTEMPT_COLUMNS]
@@ -214,6 +238,8 @@ def ddl(database: str = DATABASE) -> list[str]:
         f"ENGINE = MergeTree\n{HEALTH_LAYOUT}",
         f"CREATE TABLE IF NOT EXISTS {database}.{HELD_TABLE} {HELD_TABLE_BODY}\n"
         f"ENGINE = MergeTree\n{HELD_LAYOUT}",
+        f"CREATE TABLE IF NOT EXISTS {database}.{EVENTS_TABLE} {EVENTS_TABLE_BODY}\n"
+        f"ENGINE = ReplacingMergeTree\n{EVENTS_LAYOUT}",
         f"CREATE TABLE IF NOT EXISTS {database}.{AUDIT_TABLE} {AUDIT_TABLE_BODY}\n"
         f"ENGINE = MergeTree\n{AUDIT_LAYOUT}\n"
         "SETTINGS non_replicated_deduplication_window = 1000",

@@ -19,6 +19,7 @@ from kafka import KafkaProducer
 
 from analytics.api.app import create_app
 from analytics.api.deps import Services
+from analytics.event_sink import EventSink
 from analytics.held import HeldKeeper
 from analytics.liveness import sink_problem
 from analytics.pausing import Pauser
@@ -55,7 +56,15 @@ def run(
     accounts = AccountsView(settings, box)
     sink = OutcomeSink(settings, store, producer)
     sink_thread = threading.Thread(target=_guarded(sink.run), name="sink", daemon=True)
-    lag = GroupLag(settings, settings.sink_group, [Topics(settings.topic_prefix).outcomes])
+    topics = Topics(settings.topic_prefix)
+    lag = GroupLag(settings, settings.sink_group, [topics.outcomes])
+    events = EventSink(settings, store, producer)
+    events_thread = threading.Thread(target=_guarded(events.run), name="events", daemon=True)
+    events_lag = GroupLag(settings, settings.event_sink_group, [topics.order_events])
+    problems = (
+        sink_problem(sink, sink_thread, lag, settings.sink_stall_s),
+        sink_problem(events, events_thread, events_lag, settings.sink_stall_s, "order events"),
+    )
     svc = Services(
         store=store,
         rules=rules,
@@ -63,9 +72,9 @@ def run(
         accounts=accounts,
         box=box,
         producer=producer,
-        topics=Topics(settings.topic_prefix),
+        topics=topics,
         ready=lambda: sink_thread.is_alive() and sink.consuming(),
-        problem=sink_problem(sink, sink_thread, lag, settings.sink_stall_s),
+        problem=lambda: problems[0]() or problems[1](),
         allowlist=settings.allowed_targets,
         secret_overlap=settings.secret_overlap_delta,
     )
@@ -91,7 +100,9 @@ def run(
         keys.start()
         accounts.start()
         sink_thread.start()
+        events_thread.start()
         lag.start()
+        events_lag.start()
         if warden.after is not None:
             warden_thread.start()
         held_thread.start()
@@ -103,12 +114,15 @@ def run(
         health.stop()
         # A sink stuck past its limit will not flush: do not hold the shutdown for it (its
         # uncommitted records are read again by the next owner).
-        stuck = sink.stalled_for() > settings.sink_stall_s
+        stuck = max(sink.stalled_for(), events.stalled_for()) > settings.sink_stall_s
         sink.stop()
+        events.stop()
         if stuck:
-            log.warning("the outcomes sink is stuck; stopping without waiting for it")
+            log.warning("a sink is stuck; stopping without waiting for it")
         await asyncio.to_thread(sink_thread.join, 1 if stuck else 30)
+        await asyncio.to_thread(events_thread.join, 1 if stuck else 30)
         await asyncio.to_thread(lag.stop)
+        await asyncio.to_thread(events_lag.stop)
         rules.stop()
         keys.stop()
         accounts.stop()
@@ -117,7 +131,7 @@ def run(
         if stuck:
             # The stuck thread (or a pool thread it waits on) would hold the interpreter's
             # exit forever, until a SIGKILL: leave now, non-zero, logs flushed.
-            log.error("analytics stopped with its sink stuck; its offsets were not committed")
+            log.error("analytics stopped with a sink stuck; its offsets were not committed")
             logging.shutdown()
             os._exit(1)
         log.info("analytics stopped: sink flushed, offsets committed, group left")
@@ -156,7 +170,7 @@ def _guarded(target: Callable[[], None]) -> Callable[[], None]:
         try:
             target()
         except Exception:
-            log.exception("the outcomes sink stopped on an error; exiting so it can restart")
+            log.exception("a sink stopped on an error; exiting so it can restart")
             os.kill(os.getpid(), signal.SIGTERM)
 
     return runner

@@ -23,6 +23,9 @@ class AnalyticsSettings(KernelSettings):
         "separated; '*.example.com' wildcards, '*' for any",
     )
     sink_group: str = Field("disparo-analytics-sink", description="consumer group of the sink")
+    event_sink_group: str = Field(
+        "disparo-analytics-events", description="consumer group of the events sink"
+    )
     sink_batch: int = Field(5000, ge=1, le=100000, description="rows per ClickHouse insert")
     sink_linger_ms: int = Field(250, ge=0, le=60000, description="longest wait to fill a batch")
     sink_stall_s: float = Field(

@@ -68,3 +68,22 @@ def headers_problem(headers: Mapping[str, str]) -> str | None:
 def request_problem(url: str, headers: Mapping[str, str]) -> str | None:
     """Why a target's URL or headers cannot be sent, or None."""
     return url_problem(url) or headers_problem(headers)
+
+
+MAX_FILTERS = 20
+MAX_FILTER_VALUES = 100
+MAX_FILTER_CHARS = 200
+
+
+def filters_problem(filters: Mapping[str, list[str]]) -> str | None:
+    """Why a rule's filters are out of bounds, or None (they become SQL in a dry run)."""
+    if len(filters) > MAX_FILTERS:
+        return f"{len(filters)} filters; at most {MAX_FILTERS} are allowed"
+    for path, allowed in filters.items():
+        if not path or len(path) > MAX_FILTER_CHARS:
+            return f"filter path {path[:40]!r} must have 1 to {MAX_FILTER_CHARS} characters"
+        if not allowed or len(allowed) > MAX_FILTER_VALUES:
+            return f"filter {path!r} needs 1 to {MAX_FILTER_VALUES} allowed values"
+        if any(len(v) > MAX_FILTER_CHARS for v in allowed):
+            return f"filter {path!r} has a value over {MAX_FILTER_CHARS} characters"
+    return None

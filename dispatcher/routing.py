@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from disparo.errors import InvalidMessage
+from disparo.matching import matching_rules
 from disparo.schemas import DispatchJob, Rule, parse_event
 from disparo.topics import MAX_EVENT_BYTES
-from dispatcher.matching import matching_rules
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from analytics.errors import Conflict, InvalidField, NotFound
 from analytics.rule_ids import next_rule_id
 from disparo.access import ApiKey, Permission
 from disparo.api_access import allow
-from disparo.limits import headers_problem, refuse_long_url
+from disparo.limits import filters_problem, headers_problem, refuse_long_url
 from disparo.rule_codec import encode_rule
 from disparo.schemas import Rule, RuleFields, check_secret, generate_secret, now_utc
 from disparo.targets import url_refusal
@@ -40,6 +40,14 @@ class RuleBody(RuleFields):
     @classmethod
     def _headers_sendable(cls, value: dict[str, str]) -> dict[str, str]:
         problem = headers_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("filters")
+    @classmethod
+    def _filters_bounded(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        problem = filters_problem(value)
         if problem is not None:
             raise ValueError(problem)
         return value

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from analytics.store import ChdbStore, ServerStore, Store, ensure_schema
 from deploy.local.broker import free_port, temporary_broker
 from deploy.local.processes import ProcessTable
 from disparo.access import Role, new_key
@@ -334,3 +335,19 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
             tail = table.log_file(name).read_text(errors="replace")[-3000:]
             print(f"----- {name} log -----\n{tail}")
         drop_database(env["DISPARO_CLICKHOUSE_URL"])
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """chdb, or the server DISPARO_CLICKHOUSE_TEST_URL names, with the schema in place."""
+    url = clickhouse_url(f"store_test_{uuid.uuid4().hex[:8]}")
+    # chdb allows one data path per process: every test using a store in-process shares it.
+    opened: Store = (
+        ServerStore(url)
+        if url
+        else ChdbStore(Path(tmp_path_factory.mktemp("chdb")), database="store_test")
+    )
+    ensure_schema(opened)
+    yield opened
+    opened.close()
+    drop_database(url)

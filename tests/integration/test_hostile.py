@@ -11,6 +11,7 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
+from disparo.limits import MAX_FILTER_CHARS, MAX_FILTER_VALUES, MAX_FILTERS
 from disparo.schemas import OrderEvent, Rule, generate_secret, now_utc
 from disparo.topics import MAX_EVENT_BYTES
 from tests.integration.conftest import Stack, order_event, read_all, running_stack
@@ -197,6 +198,25 @@ def _event_of_size(size: int) -> dict[str, Any]:
     return event
 
 
+def _rule_of_size(rule: dict[str, Any], size: int) -> bytes:
+    """The rule as JSON of exactly `size` bytes, padded with filter values within limits."""
+    filters: dict[str, list[str]] = {}
+    for path in (f"payload.x{i}" for i in range(MAX_FILTERS)):
+        filters[path] = [""]
+        while True:
+            room = size - len(json.dumps({**rule, "filters": filters}))
+            if room <= MAX_FILTER_CHARS:
+                filters[path][-1] = "y" * room
+                body = json.dumps({**rule, "filters": filters}).encode()
+                assert len(body) == size
+                return body
+            filters[path][-1] = "y" * MAX_FILTER_CHARS
+            if len(filters[path]) == MAX_FILTER_VALUES:
+                break
+            filters[path].append("")
+    raise AssertionError("no room for the padding within the filter limits")
+
+
 def test_body_limits_are_accepted_at_their_edge_and_refused_past_it(stack: Stack) -> None:
     events = f"{stack.api}/api/v1/events"
     at_limit = stack.http.post(events, json=_event_of_size(MAX_EVENT_BYTES), timeout=60)
@@ -211,10 +231,7 @@ def test_body_limits_are_accepted_at_their_edge_and_refused_past_it(stack: Stack
 
     rules = f"{stack.api}/api/v1/rules"
     rule = {"name": "big", "event_types": ["*"], "url": "https://hooks.example.com/"}
-    body = json.dumps({**rule, "filters": {"payload.x": [""]}}).encode()
-    pad = 64 * 1024 - len(body)
-    edge = json.dumps({**rule, "filters": {"payload.x": ["y" * pad]}}).encode()
-    assert len(edge) == 64 * 1024
+    edge = _rule_of_size(rule, 64 * 1024)
     headers = {"content-type": "application/json"}
     assert stack.http.post(rules, content=edge, headers=headers, timeout=30).status_code == 201
     past = edge.replace(b'"y', b'"yy', 1)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,29 +13,12 @@ from analytics import held, queries, schema
 from analytics.cluster_ddl import cluster_ddl
 from analytics.held import HeldKeeper
 from analytics.sink import dedup_token, row_of
-from analytics.store import ChdbStore, Row, ServerStore, Store, ensure_schema
+from analytics.store import Row, Store
 from disparo.schemas import AttemptOutcome, DispatchJob, OrderEvent, Rule, generate_secret
 from tests.factories import outcome
-from tests.integration.conftest import clickhouse_url, drop_database
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """chdb, or the server DISPARO_CLICKHOUSE_TEST_URL names."""
-    url = clickhouse_url(f"store_test_{uuid.uuid4().hex[:8]}")
-    # chdb allows one data path per process, so this module owns the only in-process chdb.
-    opened: Store = (
-        ServerStore(url)
-        if url
-        else ChdbStore(Path(tmp_path_factory.mktemp("chdb")), database="store_test")
-    )
-    ensure_schema(opened)
-    yield opened
-    opened.close()
-    drop_database(url)
 
 
 @pytest.fixture(autouse=True)

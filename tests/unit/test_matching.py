@@ -1,5 +1,5 @@
+from disparo.matching import field_value, matches, matching_rules, passes_filters
 from disparo.schemas import DEFAULT_ACCOUNT
-from dispatcher.matching import field_value, matches, matching_rules, passes_filters
 from tests.factories import event, rule
 
 

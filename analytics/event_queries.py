@@ -1,0 +1,223 @@
+"""Queries over the events table (order coverage, dry runs, backfills): pure SQL builders.
+
+A rule becomes a SQL condition over the row's `fields` map, which holds what
+`disparo.matching.filter_fields` read from the event: the dispatcher's matcher and these
+conditions read a filter path the same way (a property test holds them to it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from analytics import schema
+from analytics.errors import BadQuery
+from analytics.queries import Period, _ts
+from disparo.matching import ALL_EVENT_TYPES
+from disparo.schemas import RuleFields
+
+_TS = "DateTime64(3, 'UTC')"
+# The latest event of an order: the one published last (ties: the later offset).
+_LATEST = "(published_at, kafka_offset)"
+SAMPLE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class RuleScope:
+    """A rule as the events queries see it: what it matches and since when."""
+
+    rule_id: int
+    fields: RuleFields
+    since: datetime | None = None  # events before it are not the rule's (it was not active)
+
+
+def rule_condition(rule: RuleFields, tag: str, params: dict[str, Any]) -> str:
+    """The SQL condition true for the events `rule` matches (as if active); adds params."""
+    clauses = [f"account_id = {{{tag}a:String}}"]
+    params[f"{tag}a"] = rule.account_id
+    if ALL_EVENT_TYPES not in rule.event_types:
+        names = _values(f"{tag}t", rule.event_types, params)
+        clauses.append(f"event_type IN ({names})")
+    for i, (path, allowed) in enumerate(sorted(rule.filters.items())):
+        params[f"{tag}p{i}"] = path
+        key = f"{{{tag}p{i}:String}}"
+        names = _values(f"{tag}v{i}_", allowed, params)
+        clauses.append(f"mapContains(fields, {key}) AND fields[{key}] IN ({names})")
+    return " AND ".join(f"({c})" for c in clauses)
+
+
+def _values(tag: str, values: Sequence[str], params: dict[str, Any]) -> str:
+    for i, value in enumerate(values):
+        params[f"{tag}{i}"] = value
+    return ", ".join(f"{{{tag}{i}:String}}" for i in range(len(values)))
+
+
+def _period(period: Period, params: dict[str, Any]) -> str:
+    params.update(start=_ts(period.start), end=_ts(period.end))
+    return f"published_at >= {{start:{_TS}}} AND published_at < {{end:{_TS}}}"
+
+
+def dry_run(database: str, period: Period, rule: RuleFields) -> tuple[str, dict[str, Any]]:
+    """Events and orders of a period a rule would match, and a sample of them, in one query."""
+    params: dict[str, Any] = {}
+    where = f"{_period(period, params)} AND {rule_condition(rule, 'r', params)}"
+    sample = "(toString(event_id), order_id, event_type, order_status, published_at)"
+    sql = (
+        "SELECT uniqExact(event_id) AS matched_events, uniqExact(order_id) AS matched_orders, "
+        f"groupArray({SAMPLE_SIZE})({sample}) AS sample "
+        f"FROM {database}.{schema.EVENTS_TABLE} WHERE {where}"
+    )
+    return sql, params
+
+
+def matched_events(
+    database: str, period: Period, rule: RuleFields, limit: int
+) -> tuple[str, dict[str, Any]]:
+    """The stored events of a period a rule matches, oldest first, each once."""
+    params: dict[str, Any] = {}
+    where = f"{_period(period, params)} AND {rule_condition(rule, 'r', params)}"
+    sql = (
+        f"SELECT event_json FROM {database}.{schema.EVENTS_TABLE} WHERE {where} "
+        f"ORDER BY {_LATEST.strip('()')} LIMIT 1 BY event_id LIMIT {limit + 1}"
+    )
+    return sql, params
+
+
+def _matched_rule_ids(rules: Sequence[RuleScope], params: dict[str, Any]) -> str:
+    """An array expression: the ids of the rules (of `rules`) the row's event matches."""
+    parts = []
+    for n, scope in enumerate(rules):
+        condition = rule_condition(scope.fields, f"m{n}", params)
+        if scope.since is not None:
+            params[f"m{n}s"] = _ts(scope.since)
+            condition += f" AND published_at >= {{m{n}s:{_TS}}}"
+        parts.append(f"if({condition}, toUInt64({scope.rule_id}), 0)")
+    return f"arrayFilter(x -> x > 0, [{', '.join(parts)}])"
+
+
+def latest_per_rule(
+    database: str, rules: Sequence[RuleScope], where: str, params: dict[str, Any]
+) -> str:
+    """For each (order, rule) among events matching `where`: its latest matching event."""
+    matched = _matched_rule_ids(rules, params)
+    return (
+        f"SELECT order_id, rule_id, any(account_id) AS account, "
+        f"argMax(event_id, {_LATEST}) AS latest_event_id, "
+        f"argMax(event_type, {_LATEST}) AS latest_event_type, "
+        f"argMax(order_status, {_LATEST}) AS latest_order_status, "
+        f"max(published_at) AS latest_at "
+        f"FROM {database}.{schema.EVENTS_TABLE} ARRAY JOIN {matched} AS rule_id "
+        f"WHERE {where} GROUP BY order_id, rule_id"
+    )
+
+
+@dataclass(frozen=True)
+class CoverageCursor:
+    """Where a page of undelivered orders ended (rows go newest first)."""
+
+    at: str
+    order_id: str
+    rule_id: int
+
+    def encode(self) -> str:
+        raw = json.dumps([self.at, self.order_id, self.rule_id]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> CoverageCursor:
+        try:
+            at, order_id, rule_id = json.loads(
+                base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            )
+            datetime.fromisoformat(at)
+            return cls(str(at), str(order_id), int(rule_id))
+        except (ValueError, TypeError, binascii.Error):
+            raise BadQuery("'cursor' is not one this API gave out; start without it") from None
+
+
+def undelivered(
+    database: str,
+    period: Period,
+    rules: Sequence[RuleScope],
+    limit: int,
+    after: CoverageCursor | None = None,
+    account_id: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """(order, rule) pairs whose latest matching event of the period has no success."""
+    params: dict[str, Any] = {}
+    where = _period(period, params)
+    if account_id is not None:
+        where += " AND account_id = {account:String}"
+        params["account"] = account_id
+    latest = latest_per_rule(database, rules, where, params)
+    tried = (
+        "SELECT event_id, rule_id, countIf(status IN ('success', 'failure')) AS attempts, "
+        "countIf(status = 'success') AS ok, countIf(status = 'failure' AND final) AS failed, "
+        "countIf(status = 'held') AS held, countIf(status = 'superseded') AS superseded "
+        f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{start:{_TS}}} "
+        + ("AND account_id = {account:String} " if account_id is not None else "")
+        + "AND event_id IN (SELECT latest_event_id FROM latest) GROUP BY event_id, rule_id"
+    )
+    outer = ["t.ok = 0", "t.superseded = 0"]
+    if after is not None:
+        outer.append(
+            f"(l.latest_at, l.order_id, l.rule_id) < "
+            f"({{c_at:{_TS}}}, {{c_order:String}}, {{c_rule:UInt64}})"
+        )
+        params.update(c_at=_ts(datetime.fromisoformat(after.at)), c_order=after.order_id)
+        params["c_rule"] = after.rule_id
+    sql = (
+        f"WITH latest AS ({latest}) "
+        "SELECT l.order_id AS order_id, l.rule_id AS rule_id, l.account AS account_id, "
+        "l.latest_event_type AS latest_event_type, l.latest_order_status AS latest_order_status, "
+        "l.latest_at AS latest_at, t.attempts AS attempts, "
+        "multiIf(t.failed > 0, 'failed', t.held > 0 AND t.attempts = 0, 'held', 'pending') "
+        "AS state "
+        f"FROM latest AS l LEFT JOIN ({tried}) AS t "
+        "ON t.event_id = l.latest_event_id AND t.rule_id = l.rule_id "
+        f"WHERE {' AND '.join(outer)} "
+        f"ORDER BY latest_at DESC, order_id DESC, rule_id DESC LIMIT {limit + 1}"
+    )
+    return sql, params
+
+
+def latest_events(
+    database: str,
+    rules: Sequence[RuleScope],
+    order_ids: Sequence[str],
+    since: datetime,
+    account_id: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """For each (order, rule) of these orders: the latest matching event, as JSON."""
+    params: dict[str, Any] = {"since": _ts(since)}
+    orders = _values("o", order_ids, params)
+    where = f"published_at >= {{since:{_TS}}} AND order_id IN ({orders})"
+    if account_id is not None:
+        where += " AND account_id = {account:String}"
+        params["account"] = account_id
+    matched = _matched_rule_ids(rules, params)
+    sql = (
+        f"SELECT order_id, rule_id, argMax(event_json, {_LATEST}) AS event_json "
+        f"FROM {database}.{schema.EVENTS_TABLE} ARRAY JOIN {matched} AS rule_id "
+        f"WHERE {where} GROUP BY order_id, rule_id ORDER BY order_id, rule_id"
+    )
+    return sql, params
+
+
+def last_attempts(
+    database: str, dispatch_ids: Sequence[str], since: datetime
+) -> tuple[str, dict[str, Any]]:
+    """The highest attempt number recorded per dispatch (resends continue from it)."""
+    params: dict[str, Any] = {"since": _ts(since)}
+    ids = _values("d", dispatch_ids, params)
+    sql = (
+        "SELECT dispatch_id, max(attempt) AS last_attempt "
+        f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{since:{_TS}}} "
+        f"AND dispatch_id IN ({ids}) GROUP BY dispatch_id"
+    )
+    return sql, params

@@ -1,0 +1,82 @@
+"""The events sink: every order event published, into the events table (issue 15)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kafka import KafkaProducer
+from prometheus_client import Counter
+
+from analytics import schema
+from analytics.settings import AnalyticsSettings
+from analytics.store import Row, Store
+from analytics.topic_sink import SinkMetrics, SinkTarget, TopicSink
+from disparo.errors import InvalidMessage
+from disparo.matching import filter_fields
+from disparo.schemas import OrderEvent, now_utc, parse_event
+from disparo.topics import MAX_EVENT_BYTES, Topics
+
+METRICS = SinkMetrics(
+    Counter("disparo_event_sink_rows_total", "Order events stored in ClickHouse by the sink."),
+    Counter("disparo_event_sink_batches_total", "Inserts the events sink made into ClickHouse."),
+    Counter(
+        "disparo_event_sink_insert_failures_total",
+        "Inserts of order events ClickHouse refused or lost; each is retried.",
+    ),
+)
+# A record time set by a raw Kafka producer is kept within the retained days, so that one
+# odd timestamp cannot open a partition per day (ClickHouse refuses a batch touching more
+# than 100); events of our own producers carry the time they were published.
+_LATEST_AHEAD = timedelta(minutes=5)
+
+
+def published_at(timestamp_ms: int, now: datetime) -> datetime:
+    """The record's time in Kafka, clamped to the retained days up to a little past now."""
+    at = datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, UTC)
+    oldest = now - timedelta(days=schema.RETENTION_DAYS)
+    return min(max(at, oldest), now + _LATEST_AHEAD)
+
+
+def event_row(event: OrderEvent, at: datetime, partition: int, offset: int) -> Row:
+    """The events-table row of one order event read at a Kafka partition and offset."""
+    return {
+        "published_at": at,
+        "event_id": str(event.event_id),
+        "event_type": event.event_type,
+        "order_id": event.order_id,
+        "order_status": event.order_status or "",
+        "occurred_at": event.occurred_at,
+        "account_id": event.account_id,
+        "fields": filter_fields(event),
+        "event_json": event.model_dump_json(),
+        "kafka_partition": partition,
+        "kafka_offset": offset,
+    }
+
+
+class EventSink(TopicSink):
+    """Consumes `order-events` in a group of its own; bad records are the dispatcher's to
+    dead-letter (it reads the same ones), so they are only skipped here."""
+
+    def __init__(self, settings: AnalyticsSettings, store: Store, producer: KafkaProducer) -> None:
+        target = SinkTarget(
+            name="events",
+            topic=Topics(settings.topic_prefix).order_events,
+            group=settings.event_sink_group,
+            table=schema.EVENTS_TABLE,
+            metrics=METRICS,
+        )
+        super().__init__(settings, store, producer, target)
+
+    def rows_of(self, records: list[Any]) -> list[Row]:
+        rows, now = [], now_utc()
+        for r in records:
+            if r.value is None or len(r.value) > MAX_EVENT_BYTES:
+                continue
+            try:
+                event = parse_event(r.value)
+            except InvalidMessage:
+                continue
+            rows.append(event_row(event, published_at(r.timestamp, now), r.partition, r.offset))
+        return rows

@@ -1,0 +1,260 @@
+"""A topic sink: batches one topic's records into one table, each record stored once.
+
+Records are inserted in batches named by their offsets (a retried insert is dropped by
+ClickHouse) and their offsets committed after the insert; a sink that crashed between the
+two re-reads them and skips what its table already holds (by `kafka_partition` and
+`kafka_offset`, columns every sunk table has).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import Counter
+
+from analytics.errors import StoreError
+from analytics.settings import AnalyticsSettings
+from analytics.store import Row, Store
+from disparo import failpoints
+from disparo.consumer import (
+    COMMIT_TIMEOUT_S,
+    commit_bounded,
+    group_consumer,
+    plain_consumer,
+    subscribe_when_ready,
+)
+from disparo.dead_letter import DeadLetters
+from disparo.errors import KafkaUnavailable
+from disparo.topics import Topics
+
+log = logging.getLogger(__name__)
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # between retries of one failed insert
+
+
+@dataclass(frozen=True)
+class SinkMetrics:
+    """The counters one sink moves."""
+
+    rows: Counter
+    batches: Counter
+    insert_failures: Counter
+
+
+@dataclass(frozen=True)
+class SinkTarget:
+    """Which topic a sink reads, as which group, into which table."""
+
+    name: str  # for logs and failpoints, e.g. "sink"
+    topic: str
+    group: str
+    table: str
+    metrics: SinkMetrics
+
+
+def dedup_token(ranges: dict[int, tuple[int, int]]) -> str:
+    """A token naming exactly which offsets a batch holds, so a retried insert is dropped."""
+    text = ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class _NoteAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Flags a new assignment; it runs inside `poll()`, which handles the flag right after."""
+
+    def __init__(self, sink: TopicSink) -> None:
+        self.sink = sink
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.sink.assignment_changed = True
+
+
+class TopicSink:
+    """Consumes a topic, inserts batches, commits offsets after each insert.
+
+    `run()`'s thread owns the consumer: it creates, polls, commits and closes it. Other
+    threads read `assigned` and `last_turn` only. Subclasses turn records into rows.
+    """
+
+    def __init__(
+        self,
+        settings: AnalyticsSettings,
+        store: Store,
+        producer: KafkaProducer,
+        target: SinkTarget,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.producer = producer
+        self.target = target
+        self.topics = Topics(settings.topic_prefix)
+        self.dead_letters = DeadLetters(producer, self.topics.dead_letter, target.name)
+        self._stop = threading.Event()
+        self.rows_written = 0
+        self.assignment_changed = False
+        self.assigned: frozenset[TopicPartition] = frozenset()
+        self.store_ok = True
+        self.last_turn = time.monotonic()  # the loop's heartbeat, for liveness
+        # Per partition, the highest offset whose row is already stored. A sink that crashed
+        # between insert and commit re-reads those records; they are skipped, not re-inserted.
+        self.stored: dict[int, int] = {}
+        self.uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
+        self.consumer: KafkaConsumer  # created by `run()`, on its own thread
+
+    def rows_of(self, records: list[Any]) -> list[Row]:
+        """The rows of new records (dead-lettering those that cannot be read)."""
+        raise NotImplementedError
+
+    def keep_new(self, rows: list[Row]) -> list[Row]:
+        """The rows to insert, once the table was checked for repeats (default: all)."""
+        return rows
+
+    def _consumer(self) -> KafkaConsumer:
+        consumer = group_consumer(
+            self.settings,
+            self.target.group,
+            f"disparo-{self.target.name}",
+            max_poll_records=self.settings.sink_batch,
+            fetch_min_bytes=256 * 1024,
+            fetch_max_wait_ms=100,
+        )
+        subscribe_when_ready(consumer, [self.target.topic], _NoteAssignment(self))
+        return consumer
+
+    def stored_offsets(self) -> dict[int, int]:
+        """The highest Kafka offset stored per partition of the topic."""
+        rows = self.store.select(
+            f"SELECT kafka_partition AS p, max(kafka_offset) AS o "
+            f"FROM {self.store.database}.{self.target.table} GROUP BY kafka_partition"
+        )
+        return {int(r["p"]): int(r["o"]) for r in rows}
+
+    def _stored_and_still_in_topic(self) -> dict[int, int]:
+        """Stored offsets, minus partitions whose topic was recreated since (ends went back)."""
+        stored = self.stored_offsets()
+        tps = [TopicPartition(self.target.topic, p) for p in stored]
+        try:
+            ends = self._end_offsets(tps) if tps else {}
+        except (KafkaError, KafkaUnavailable) as exc:  # a leader is away: keep them as they are
+            log.warning("cannot read %s's end offsets (%s); skipping the check", tps, exc)
+            return stored
+        for tp, end in ends.items():
+            if stored[tp.partition] >= end:
+                log.warning(
+                    "%s has rows up to offset %d stored but ends at %d: the topic was "
+                    "recreated; reading it from its committed offset",
+                    tp,
+                    stored[tp.partition],
+                    end,
+                )
+                del stored[tp.partition]
+        return stored
+
+    def _end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        # Asked through a short-lived group-less consumer: right after a rebalance, the
+        # group consumer's own end_offsets() could wait on the rebalance it is part of.
+        probe = plain_consumer(self.settings, f"disparo-{self.target.name}-probe")
+        try:
+            ends: dict[TopicPartition, int] = probe.end_offsets(tps)
+            return ends
+        finally:
+            probe.close()
+
+    def run(self) -> None:
+        """Consume and insert until `stop()`; the last partial batch is flushed."""
+        self.consumer = self._consumer()
+        pending: list[Any] = []
+        started = time.monotonic()
+        while not self._stop.is_set():
+            self.last_turn = time.monotonic()
+            polled = self.consumer.poll(timeout_ms=100, max_records=self.settings.sink_batch)
+            self.assigned = frozenset(self.consumer.assignment())
+            if self.assignment_changed:
+                self.assignment_changed = False
+                self.stored = self._stored_and_still_in_topic()
+            for records in polled.values():
+                pending.extend(records)
+            full = len(pending) >= self.settings.sink_batch
+            due = time.monotonic() - started >= self.settings.sink_linger_ms / 1000
+            if pending and (full or due):
+                self.flush(pending)
+                pending = []
+            if not pending:
+                started = time.monotonic()
+        if pending:
+            self.flush(pending)
+        self.consumer.close()
+        self.assigned = frozenset()
+
+    def stalled_for(self) -> float:
+        """Seconds since the consume loop last turned (0 once stopped)."""
+        return 0.0 if self._stop.is_set() else time.monotonic() - self.last_turn
+
+    def consuming(self) -> bool:
+        """True once the sink holds partitions of its topic and can write."""
+        return not self._stop.is_set() and self.store_ok and bool(self.assigned)
+
+    def stop(self) -> None:
+        """Ask `run()` to flush and return."""
+        self._stop.set()
+
+    def flush(self, records: list[Any]) -> None:
+        """Insert one batch (de-duplicated by its offsets), then commit those offsets."""
+        ranges: dict[int, tuple[int, int]] = {}
+        for r in records:
+            lo, hi = ranges.get(r.partition, (r.offset, r.offset))
+            ranges[r.partition] = (min(lo, r.offset), max(hi, r.offset))
+        fresh = [r for r in records if r.offset > self.stored.get(r.partition, -1)]
+        stored = self._insert_until_stored(self.rows_of(fresh), dedup_token(ranges))
+        if stored is None:
+            return  # stopping while ClickHouse is away: the offsets stay uncommitted
+        if stored:
+            failpoints.hit(f"{self.target.name}.after_insert")  # between insert and commit
+        self.producer.flush(timeout=COMMIT_TIMEOUT_S)  # dead letters, before the commit
+        self.target.metrics.rows.inc(len(stored))
+        self.target.metrics.batches.inc()
+        self.rows_written += len(stored)
+        for p, (_, hi) in ranges.items():
+            self.stored[p] = max(hi, self.stored.get(p, -1))
+            tp = TopicPartition(self.target.topic, p)
+            self.uncommitted[tp] = OffsetAndMetadata(hi + 1, "", -1)
+        # If the broker does not answer, the rows are stored and `stored` keeps them from
+        # being inserted twice; the offsets go with the next batch's commit.
+        if commit_bounded(self.consumer, dict(self.uncommitted), self.target.name):
+            self.uncommitted.clear()
+
+    def _insert_until_stored(self, rows: list[Row], token: str) -> list[Row] | None:
+        """Insert, retrying with backoff while ClickHouse is away; the rows stored, or None
+        if stopped first (repeats and rows a failed insert did store are left out)."""
+        failures = 0
+        while True:
+            try:
+                if failures:
+                    rows = self._not_yet_stored(rows)
+                rows = self.keep_new(rows)
+                self.store.insert(self.target.table, rows, token)
+                self.store_ok = True
+                return rows
+            except StoreError as exc:
+                self.target.metrics.insert_failures.inc()
+                self.store_ok = False
+                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                failures += 1
+                log.warning("insert of %d rows failed, retry in %.1f s: %s", len(rows), delay, exc)
+                self.last_turn = time.monotonic()  # waiting on ClickHouse is progress
+                if self._stop.wait(delay):
+                    return None
+
+    def _not_yet_stored(self, rows: list[Row]) -> list[Row]:
+        """Rows whose offsets are not stored: a failed insert may still have landed."""
+        self.stored = self.stored_offsets()
+        return [r for r in rows if r["kafka_offset"] > self.stored.get(r["kafka_partition"], -1)]
