@@ -50,3 +50,7 @@ class RateLimited(AnalyticsError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = max(1, retry_after_s)
+
+
+class NoAnswer(AnalyticsError):
+    """Work was queued but no answer came in time (a test webhook with no worker running)."""

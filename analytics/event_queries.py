@@ -13,13 +13,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from analytics import schema
 from analytics.errors import BadQuery
 from analytics.queries import Period, _ts
 from disparo.matching import ALL_EVENT_TYPES
-from disparo.schemas import RuleFields
 
 _TS = "DateTime64(3, 'UTC')"
 # The latest event of an order: the one published last (ties: the later offset).
@@ -27,16 +26,29 @@ _LATEST = "(published_at, kafka_offset)"
 SAMPLE_SIZE = 20
 
 
+class RuleShape(Protocol):
+    """What matching reads of a rule."""
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def event_types(self) -> list[str]: ...
+
+    @property
+    def filters(self) -> dict[str, list[str]]: ...
+
+
 @dataclass(frozen=True)
 class RuleScope:
     """A rule as the events queries see it: what it matches and since when."""
 
     rule_id: int
-    fields: RuleFields
+    fields: RuleShape
     since: datetime | None = None  # events before it are not the rule's (it was not active)
 
 
-def rule_condition(rule: RuleFields, tag: str, params: dict[str, Any]) -> str:
+def rule_condition(rule: RuleShape, tag: str, params: dict[str, Any]) -> str:
     """The SQL condition true for the events `rule` matches (as if active); adds params."""
     clauses = [f"account_id = {{{tag}a:String}}"]
     params[f"{tag}a"] = rule.account_id
@@ -62,7 +74,7 @@ def _period(period: Period, params: dict[str, Any]) -> str:
     return f"published_at >= {{start:{_TS}}} AND published_at < {{end:{_TS}}}"
 
 
-def dry_run(database: str, period: Period, rule: RuleFields) -> tuple[str, dict[str, Any]]:
+def dry_run(database: str, period: Period, rule: RuleShape) -> tuple[str, dict[str, Any]]:
     """Events and orders of a period a rule would match, and a sample of them, in one query."""
     params: dict[str, Any] = {}
     where = f"{_period(period, params)} AND {rule_condition(rule, 'r', params)}"
@@ -76,7 +88,7 @@ def dry_run(database: str, period: Period, rule: RuleFields) -> tuple[str, dict[
 
 
 def matched_events(
-    database: str, period: Period, rule: RuleFields, limit: int
+    database: str, period: Period, rule: RuleShape, limit: int
 ) -> tuple[str, dict[str, Any]]:
     """The stored events of a period a rule matches, oldest first, each once."""
     params: dict[str, Any] = {}

@@ -77,6 +77,7 @@ def run(
         problem=lambda: problems[0]() or problems[1](),
         allowlist=settings.allowed_targets,
         secret_overlap=settings.secret_overlap_delta,
+        kafka=settings,
     )
 
     # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would

@@ -17,7 +17,7 @@ from consumers.signing import webhook_headers
 from consumers.targets import refusal_cached
 from consumers.transport import parsed_url
 from disparo.limits import request_problem
-from disparo.schemas import AttemptOutcome, DispatchJob, Status, now_utc
+from disparo.schemas import TEST_EVENT_TYPE, AttemptOutcome, DispatchJob, Status, now_utc
 from disparo.targets import AllowEntry
 
 
@@ -194,7 +194,7 @@ class Deliverer:
             order_id=event.order_id,
             order_status=event.order_status,
             event_id=str(event.event_id),
-            event_type=event.event_type,
+            event_type=TEST_EVENT_TYPE if job.test else event.event_type,
             rule_id=job.target.rule_id,
             url=job.target.url,
             account_id=event.account_id,

@@ -39,6 +39,8 @@ def _uuid_text(value: str) -> str:
 
 UuidText = Annotated[str, AfterValidator(_uuid_text)]
 DEFAULT_ACCOUNT = "default"
+# The event type a test webhook's attempt is recorded under (the body is a sample event).
+TEST_EVENT_TYPE = "disparo.test"
 # The rule id of an account's own notifications (rule.failing...): no rule has it.
 NOTIFICATIONS_RULE_ID = 0
 # Which customer of the platform an event, rule or attempt belongs to (design: "Accounts").
@@ -234,6 +236,8 @@ class DispatchJob(BaseModel):
     # Where the first attempt's job sits in its dispatch-jobs partition: the event's place
     # in its order's sequence (jobs of one order share a partition). Set by the worker.
     seq: int | None = Field(None, ge=0)
+    # A test webhook (POST /rules/{id}/test): sent once now, recorded as TEST_EVENT_TYPE.
+    test: bool = False
     # Filled in by the worker from its rules view; excluded from every dump, so a job on a
     # topic never carries the rule's URL, headers or secret.
     resolved: DeliveryTarget | None = Field(None, exclude=True)

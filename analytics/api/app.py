@@ -14,7 +14,18 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from analytics.api import accounts, audit, dispatches, health, held, keys, resend, rules
+from analytics.api import (
+    accounts,
+    audit,
+    coverage,
+    dispatches,
+    health,
+    held,
+    keys,
+    resend,
+    rule_tools,
+    rules,
+)
 from analytics.api.deps import Services
 from analytics.api.guards import BodyLimit, HostAllowlist, SecurityHeaders
 from analytics.errors import (
@@ -23,6 +34,7 @@ from analytics.errors import (
     Conflict,
     InvalidField,
     KafkaRefused,
+    NoAnswer,
     NotFound,
     RateLimited,
     StoreError,
@@ -34,10 +46,12 @@ from disparo.api_access import permission_of
 WEB = Path(__file__).resolve().parent.parent / "web"
 ROUTERS = (
     health.router,
+    rule_tools.router,  # before rules: /rules/dry-run is not a rule id
     rules.router,
     held.router,
     dispatches.router,
     resend.router,
+    coverage.router,
     keys.router,
     audit.router,
     accounts.router,
@@ -53,6 +67,7 @@ STATUS_OF: tuple[tuple[type[AnalyticsError], int], ...] = (
     (RateLimited, 429),
     (KafkaRefused, 503),
     (StoreError, 503),
+    (NoAnswer, 504),
 )
 
 

@@ -15,6 +15,7 @@ from disparo.keys_view import KeysView
 from disparo.rate_limit import RateLimiter
 from disparo.rules_view import RulesView
 from disparo.secret_box import SecretBox
+from disparo.settings import KernelSettings
 from disparo.targets import AllowEntry
 from disparo.topics import Topics
 
@@ -35,6 +36,7 @@ class Services:
     allowlist: tuple[AllowEntry, ...] = ()  # non-public targets a rule may name
     secret_overlap: timedelta = timedelta(hours=24)  # both secrets sign after a rotation
     limiter: RateLimiter = field(default_factory=RateLimiter)  # per-account limits
+    kafka: KernelSettings | None = None  # for readers of a topic (a test webhook's outcome)
 
 
 async def services(request: Request) -> Services:

@@ -34,7 +34,7 @@ def _period(start: datetime | None, end: datetime | None) -> queries.Period:
     return queries.Period.parse(start, end, now_utc())
 
 
-def _iso(value: datetime | str) -> str:
+def iso_text(value: datetime | str) -> str:
     """RFC 3339 in UTC with milliseconds, from a driver datetime or chdb's text."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
@@ -44,7 +44,7 @@ def _iso(value: datetime | str) -> str:
 
 
 def _item(row: dict[str, Any]) -> dict[str, Any]:
-    row["dispatched_at"] = _iso(row["dispatched_at"])
+    row["dispatched_at"] = iso_text(row["dispatched_at"])
     row["attempt_id"] = str(row["attempt_id"])
     row["http_status"] = row["http_status"] or None
     row["error"] = row["error"] or None

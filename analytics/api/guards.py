@@ -19,6 +19,7 @@ MIB = 1024 * KIB
 # (method, path prefix, limit): the first match wins.
 BODY_LIMITS: tuple[tuple[str, str, int], ...] = (
     ("POST", "/api/v1/events", 10 * MIB),
+    ("POST", "/api/v1/resend/latest", 4 * MIB),  # up to 10,000 order numbers
     ("POST", "/api/v1/rules", 64 * KIB),
     ("PUT", "/api/v1/rules", 64 * KIB),
 )

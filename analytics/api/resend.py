@@ -115,10 +115,13 @@ def _rule_of(svc: Services, row: dict[str, Any]) -> RuleRef | None:
     return None if rule is None else RuleRef.of(rule)
 
 
-def _queue(svc: Services, jobs: list[DispatchJob]) -> None:
+def queue_jobs(svc: Services, jobs: list[DispatchJob], topic: str | None = None) -> None:
+    """Send jobs (to the resend topic unless told) and wait until Kafka has them all."""
     futures = [
         svc.producer.send(
-            svc.topics.resend, key=j.event.order_id.encode(), value=j.model_dump_json().encode()
+            topic or svc.topics.resend,
+            key=j.event.order_id.encode(),
+            value=j.model_dump_json().encode(),
         )
         for j in jobs
     ]
@@ -127,7 +130,7 @@ def _queue(svc: Services, jobs: list[DispatchJob]) -> None:
         for f in futures:
             f.get(timeout=30)
     except KafkaError as exc:
-        raise KafkaRefused(f"resend not queued, Kafka is unavailable: {exc}") from exc
+        raise KafkaRefused(f"jobs not queued, Kafka is unavailable: {exc}") from exc
 
 
 def _queue_rows(
@@ -138,7 +141,7 @@ def _queue_rows(
         raise TooBroad(f"more than {limit} dispatches match; {advice}")
     jobs = _jobs(svc, rows)
     take_resends(svc, (job.event.account_id for job in jobs))
-    _queue(svc, jobs)
+    queue_jobs(svc, jobs)
     return jobs
 
 

@@ -111,3 +111,25 @@ SETTINGS replicated_deduplication_window = 1000;
 CREATE TABLE IF NOT EXISTS disparo.held_actions ON CLUSTER 'disparo' AS disparo.held_actions_local
 ENGINE = Distributed('disparo', 'disparo', 'held_actions_local', rule_id);
 
+CREATE TABLE IF NOT EXISTS disparo.events_local ON CLUSTER 'disparo' (
+    published_at    DateTime64(3, 'UTC'),
+    event_id        UUID,
+    event_type      LowCardinality(String),
+    order_id        String,
+    order_status    LowCardinality(String),
+    occurred_at     DateTime64(3, 'UTC'),
+    account_id      LowCardinality(String),
+    fields          Map(String, String) CODEC(ZSTD(3)) COMMENT 'filter path -> value as text',
+    event_json      String CODEC(ZSTD(3)) COMMENT 'the order event, for resends and backfills',
+    kafka_partition UInt16,
+    kafka_offset    UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/disparo/events_local', '{replica}')
+PARTITION BY toDate(published_at)
+ORDER BY (account_id, order_id, event_id)
+TTL toDateTime(published_at) + INTERVAL 30 DAY
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS disparo.events ON CLUSTER 'disparo' AS disparo.events_local
+ENGINE = Distributed('disparo', 'disparo', 'events_local', cityHash64(order_id));
+
