@@ -59,6 +59,7 @@ def cmd_status(_: argparse.Namespace) -> int:
         load(DispatcherSettings).dispatcher_group: [topics.order_events, topics.rules],
         worker.worker_group: job_topics(worker),
         settings.sink_group: [topics.outcomes],
+        settings.event_sink_group: [topics.order_events],
     }
     return stack.status(settings, settings.api_port, groups)
 

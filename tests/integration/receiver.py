@@ -2,7 +2,8 @@
 
 Paths: /ok answers 200; /fail 503; /gone 410; /reject 400; /flaky/N 503 to the first N
 requests of each webhook-id, then 200; /slow sleeps 3 s and /hang 20 s before answering 200.
-`plan` gives one webhook-id its own answers, whatever the path.
+`plan` gives one webhook-id its own answers, whatever the path; `take_down` makes every
+path under a prefix answer an error status until `bring_up`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.plans: dict[str, list[int]] = {}  # webhook-id -> its next answers
+        self.down: dict[str, int] = {}  # path prefix -> the error status it answers for now
         self._cond = threading.Condition()
         receiver = self
 
@@ -85,11 +87,26 @@ class Receiver:
         with self._cond:
             self.plans[webhook_id] = list(statuses)
 
+    def take_down(self, prefix: str, status: int = 503) -> None:
+        """Answer `status` to every request under `prefix` until `bring_up`.
+
+        A 4xx leaves the worker's breaker (per host, so shared by every path here) closed.
+        """
+        with self._cond:
+            self.down[prefix] = status
+
+    def bring_up(self, prefix: str) -> None:
+        with self._cond:
+            self.down.pop(prefix, None)
+
     def status_for(self, path: str, webhook_id: str) -> int:
         with self._cond:
             planned = self.plans.get(webhook_id)
             if planned:
                 return planned.pop(0)
+            for prefix, status in self.down.items():
+                if path.startswith(prefix):
+                    return status
         if path.startswith("/fail"):
             return 503
         if path.startswith("/gone"):

@@ -119,6 +119,7 @@ def second(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         "DISPARO_HOME": str(home),
         "DISPARO_API_PORT": str(port),
         "DISPARO_SINK_GROUP": f"{stack.settings.topic_prefix}sink-2",
+        "DISPARO_EVENT_SINK_GROUP": f"{stack.settings.topic_prefix}events-2",
         "DISPARO_CLICKHOUSE_URL": "",
     }
     stack.table.start("analytics-2", [DISPARO, "analytics"], env)

@@ -1,0 +1,220 @@
+"""Order coverage on the real stack: undelivered orders, resend latest, dry runs, backfill, tests."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from disparo.schemas import TEST_EVENT_TYPE, generate_secret
+from tests.integration.conftest import Stack, eventually, order_event, running_stack
+from tests.integration.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack for the module; each test keeps to an account of its own."""
+    with running_stack(kafka_bootstrap, tmp_path_factory.mktemp("coverage")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def _undelivered(stack: Stack, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = {"limit": 7, **params, **({"cursor": cursor} if cursor else {})}
+        response = stack.http.get(f"{stack.api}/api/v1/orders/undelivered", params=query)
+        assert response.status_code == 200, response.text
+        items += response.json()["items"]
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            return items
+
+
+def _pairs(items: list[dict[str, Any]]) -> dict[tuple[str, int], tuple[str, int]]:
+    return {(i["order_id"], i["rule_id"]): (i["state"], i["attempts"]) for i in items}
+
+
+def _stored_events(stack: Stack, account: str, count: int) -> None:
+    """Wait until the events sink stored `count` events of the account (a dry run says so)."""
+
+    def stored() -> bool:
+        body = {"event_types": ["*"], "account_id": account}
+        found = stack.http.post(f"{stack.api}/api/v1/rules/dry-run", json=body).json()
+        return int(found["matched_events"]) >= count
+
+    eventually(stored, 45, f"{count} stored events of {account}")
+
+
+def test_undelivered_orders_are_listed_then_resent_with_their_latest_state(
+    stack: Stack, receiver: Receiver
+) -> None:
+    acct = "cov"
+    receiver.take_down("/cov-b", 400)  # a 4xx: the shared breaker stays closed
+    common = {"account_id": acct, "max_attempts": 2}
+    rule_a = stack.active_rule(
+        name="a", event_types=["order.dispatched"], url=f"{receiver.url}/cov-a", **common
+    )
+    rule_b = stack.active_rule(
+        name="b",
+        event_types=["*"],
+        filters={"payload.carrier": ["acme"]},
+        url=f"{receiver.url}/cov-b",
+        **common,
+    )
+    rule_c = stack.active_rule(
+        name="c", event_types=["tracking.updated"], url=f"{receiver.url}/cov-c", **common
+    )
+    rule_d = stack.active_rule(
+        name="d",
+        event_types=["pre_invoice.created"],
+        url=f"{receiver.url}/cov-d",
+        paused=True,
+        **common,
+    )
+    orders = [f"COV-{i}" for i in range(30)]
+    first = [
+        order_event(o, payload={"carrier": "acme" if i < 20 else "other"}, account_id=acct)
+        for i, o in enumerate(orders)
+    ]
+    second = [order_event(o, "tracking.updated", account_id=acct) for o in orders[:10]]
+    held = [  # not acme: for rule D only
+        order_event(o, "pre_invoice.created", account_id=acct, payload={"carrier": "x"})
+        for o in orders[:5]
+    ]
+    for event in first:
+        stack.publisher.publish(event)
+    for event in second + held:
+        stack.publisher.publish(event)
+    latest_b = {e["order_id"]: e for e in first[:20]} | {e["order_id"]: e for e in second}
+
+    # A: 30 delivered, C: 10 delivered, B: 30 dispatches (20 orders) refused, D: 5 held.
+    stack.rows_eventually(30, rule_id=rule_b["id"], status="failure")
+    stack.rows_eventually(5, rule_id=rule_d["id"], status="held")
+    stack.rows_eventually(30, rule_id=rule_a["id"], status="success")
+    stack.rows_eventually(10, rule_id=rule_c["id"], status="success")
+
+    expected = {(o, rule_b["id"]): ("failed", 1) for o in orders[:20]}  # a 400 is final
+    expected |= {(o, rule_d["id"]): ("held", 0) for o in orders[:5]}
+    items = _undelivered(stack, account_id=acct)
+    assert _pairs(items) == expected
+    by_order = {i["order_id"]: i for i in items if i["rule_id"] == rule_b["id"]}
+    assert {o: by_order[o]["latest_event_type"] for o in orders[:11]} == {
+        **{o: "tracking.updated" for o in orders[:10]},
+        orders[10]: "order.dispatched",
+    }
+    only_d = _undelivered(stack, account_id=acct, rule_id=rule_d["id"])
+    assert _pairs(only_d) == {k: v for k, v in expected.items() if k[1] == rule_d["id"]}
+    export = stack.http.get(
+        f"{stack.api}/api/v1/orders/undelivered/export.csv", params={"account_id": acct}
+    )
+    assert export.status_code == 200
+    lines = list(csv.DictReader(io.StringIO(export.text)))
+    assert {(r["order_id"], int(r["rule_id"])) for r in lines} == set(expected)
+
+    receiver.bring_up("/cov-b")
+    b_before = len(receiver.on("/cov-b"))
+    pasted = orders + ["COV-NONE"]
+    response = stack.http.post(f"{stack.api}/api/v1/resend/latest", json={"order_ids": pasted})
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["queued"] == 30 + 20 + 10 + 5  # each order's latest event, per matching rule
+    assert answer["not_found"] == ["COV-NONE"]
+
+    got = receiver.wait_for("/cov-b", b_before + 20, timeout_s=45)[b_before:]
+    sent = [json.loads(r.body)["data"] for r in got]
+    assert sorted((d["order_id"], d["event_id"]) for d in sent) == sorted(
+        (o, e["event_id"]) for o, e in latest_b.items()
+    )  # each order once, with its latest event
+    eventually(lambda: _undelivered(stack, account_id=acct) == [], 45, "an empty list")
+    audit = stack.http.get(f"{stack.api}/api/v1/audit", params={"action": "resend.latest"}).json()
+    assert [a["details"]["queued"] for a in audit["items"]] == [65]
+
+
+def test_a_dry_run_counts_what_a_backfill_then_dispatches(stack: Stack, receiver: Receiver) -> None:
+    acct = "dry"
+    events = [
+        order_event(
+            f"DRY-{i % 5}", payload={"carrier": "acme" if i % 3 else "other"}, account_id=acct
+        )
+        for i in range(15)
+    ]
+    for event in events:
+        stack.publisher.publish(event)
+    _stored_events(stack, acct, 15)
+    body = {
+        "name": "acme only",
+        "event_types": ["order.dispatched"],
+        "filters": {"payload.carrier": ["acme"]},
+        "url": f"{receiver.url}/dry",
+        "account_id": acct,
+    }
+    preview = stack.http.post(f"{stack.api}/api/v1/rules/dry-run", json=body)
+    assert preview.status_code == 200, preview.text
+    found = preview.json()
+    wanted = {e["event_id"] for e in events if e["payload"]["carrier"] == "acme"}
+    assert found["matched_events"] == len(wanted) == 10
+    assert found["matched_orders"] == len(
+        {e["order_id"] for e in events if e["event_id"] in wanted}
+    )
+    assert {s["event_id"] for s in found["sample"]} == wanted
+
+    rule = stack.active_rule(**body)
+    response = stack.http.post(f"{stack.api}/api/v1/rules/{rule['id']}/backfill", json={})
+    assert response.status_code == 202, response.text
+    assert response.json() == {"matched_events": 10, "queued": 10, "already_dispatched": 0}
+    got = receiver.wait_for("/dry", 10, timeout_s=45)
+    assert {json.loads(r.body)["data"]["event_id"] for r in got} == wanted
+    rows = stack.rows_eventually(10, rule_id=rule["id"])
+    assert len({r["dispatch_id"] for r in rows}) == found["matched_events"]
+
+    again = stack.http.post(f"{stack.api}/api/v1/rules/{rule['id']}/backfill", json={})
+    assert again.json() == {"matched_events": 10, "queued": 0, "already_dispatched": 10}
+    assert len(receiver.on("/dry")) == 10
+
+
+def test_a_test_webhook_reports_its_result_and_is_recorded(
+    stack: Stack, receiver: Receiver
+) -> None:
+    secret = generate_secret()
+    fields = {"event_types": ["order.dispatched"], "account_id": "tst", "secret": secret}
+    good = stack.active_rule(name="good", url=f"{receiver.url}/tst-ok", **fields)
+    response = stack.http.post(f"{stack.api}/api/v1/rules/{good['id']}/test")
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["status"], result["http_status"], result["reason"]) == ("success", 200, "ok")
+    assert result["response_excerpt"] == '{"ok":true}'
+    [got] = receiver.on("/tst-ok")
+    body = Webhook(secret).verify(got.body, got.headers)
+    assert body["type"] == "order.dispatched"
+    assert body["data"]["payload"]["test"] is True
+
+    bad = stack.active_rule(name="bad", url=f"{receiver.url}/fail", **fields)
+    failed = stack.http.post(f"{stack.api}/api/v1/rules/{bad['id']}/test").json()
+    assert (failed["status"], failed["http_status"], failed["reason"]) == (
+        "failure",
+        503,
+        "http_5xx",
+    )
+    assert failed["error"]
+
+    rows = stack.rows_eventually(2, account_id="tst")
+    assert {(r["rule_id"], r["status"], r["event_type"], r["manual"]) for r in rows} == {
+        (good["id"], "success", TEST_EVENT_TYPE, True),
+        (bad["id"], "failure", TEST_EVENT_TYPE, True),
+    }
+    assert len(receiver.on("/fail")) == 1  # a test is one attempt, never retried
