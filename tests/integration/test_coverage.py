@@ -1,4 +1,4 @@
-"""Order coverage on the real stack: undelivered orders, resend latest, dry runs, backfill, tests."""
+"""Order coverage on the real stack: undelivered orders, resend latest, dry run, backfill, test."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def test_undelivered_orders_are_listed_then_resent_with_their_latest_state(
     assert _pairs(items) == expected
     by_order = {i["order_id"]: i for i in items if i["rule_id"] == rule_b["id"]}
     assert {o: by_order[o]["latest_event_type"] for o in orders[:11]} == {
-        **{o: "tracking.updated" for o in orders[:10]},
+        **dict.fromkeys(orders[:10], "tracking.updated"),
         orders[10]: "order.dispatched",
     }
     only_d = _undelivered(stack, account_id=acct, rule_id=rule_d["id"])
@@ -128,7 +128,7 @@ def test_undelivered_orders_are_listed_then_resent_with_their_latest_state(
 
     receiver.bring_up("/cov-b")
     b_before = len(receiver.on("/cov-b"))
-    pasted = orders + ["COV-NONE"]
+    pasted = [*orders, "COV-NONE"]
     response = stack.http.post(f"{stack.api}/api/v1/resend/latest", json={"order_ids": pasted})
     assert response.status_code == 202, response.text
     answer = response.json()
