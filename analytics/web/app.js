@@ -10,7 +10,7 @@ const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 const state = {
   lang: localStorage.getItem("disparo.lang") || (navigator.language.startsWith("pt") ? "pt-BR" : "en"),
   tab: "failure", order: "", reason: "", rule: "", from: "", to: "",
-  cursors: [null], page: 0, nextCursor: null, rules: [], fresh: new Set(), listToken: 0, countsToken: 0, breakdownToken: 0,
+  cursors: [null], page: 0, nextCursor: null, rules: [], fresh: new Set(), listToken: 0, countsToken: 0, breakdownToken: 0, coverageToken: 0,
   key: sessionStorage.getItem("disparo.key") || "", me: null,
   account: "", // a platform key's chosen account ("" = all); an account key sees its own only
 };
@@ -181,7 +181,8 @@ function route() {
 }
 
 // ---- the webhook history -----------------------------------------------------------------
-const TABS = ["failure", "all", "held", "superseded"]; // each is a status filter of the list
+// Each is a status filter of the list, but the last: it lists orders (see coverage.js).
+const TABS = ["failure", "all", "held", "superseded", "undelivered"];
 
 function refresh() {
   state.cursors = [null];
@@ -195,6 +196,8 @@ function refresh() {
     return;
   }
   loadCounts(period);
+  loadUndelivered(period); // its count is shown on every tab, its rows on its own
+  if (state.tab === "undelivered") return;
   loadBreakdown(period);
   loadPage();
 }
@@ -207,13 +210,18 @@ function renderControls() {
   $("#order").value = state.order;
   $$(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === state.tab));
   $("#breakdown").hidden = state.tab !== "failure";
+  const coverage = state.tab === "undelivered";
+  $("#coverage").hidden = !coverage;
+  $("#history").hidden = $("#pager").hidden = coverage;
   const chips = [];
   const remove = (key) => () => { state[key] = ""; refresh(); };
   if (state.order) chips.push(filterChip(tr("orderFilter", { value: state.order }), remove("order"), "order"));
   if (state.reason) chips.push(filterChip(tr("reasonFilter", { value: reasonText(state.lang, state.reason) }), remove("reason"), "reason"));
   if (state.rule) chips.push(filterChip(tr("ruleFilter", { value: state.rule }), remove("rule"), "rule"));
   $("#active-filters").replaceChildren(...chips);
-  $("#export").href = `/api/v1/dispatches/export.csv?${query(listParams())}`;
+  $("#export").href = coverage
+    ? `/api/v1/orders/undelivered/export.csv?${query(scoped({ from: periodParams().from, to: periodParams().to }))}`
+    : `/api/v1/dispatches/export.csv?${query(listParams())}`;
 }
 
 function filterChip(label, onRemove, name) {
@@ -363,6 +371,7 @@ async function openResend() {
   clearErrors($("#resend-form"));
   $("#resend-order").value = state.order;
   $("#resend-event").value = "";
+  $("#resend-orders").value = "";
   if (!state.rules.length) await fetchRules().catch(() => {});
   $("#resend-rule").replaceChildren(el("option", { value: "", text: tr("anyRule") }),
     ...state.rules.map((r) => el("option", { value: r.id, text: `#${r.id} ${r.name}` })));
@@ -374,6 +383,8 @@ async function submitResend(event) {
   event.preventDefault();
   const form = $("#resend-form");
   clearErrors(form);
+  const pasted = orderNumbers($("#resend-orders").value);
+  if (pasted.length) return resendLatest(pasted, $("#resend-rule").value ? Number($("#resend-rule").value) : null, form);
   const order = $("#resend-order").value.trim();
   if (!order) return showErrors(form, { order_id: tr("orderRequired") });
   const body = { order_id: order };
@@ -568,6 +579,8 @@ function openRule(id) {
   f.paused.checked = rule ? rule.paused : false;
   f.paused_reason.value = rule && rule.paused_reason ? rule.paused_reason : "";
   f.release_rate.value = rule ? rule.release_rate : 50;
+  $("#rule-preview-result").hidden = $("#rule-test-result").hidden = true;
+  $("#rule-test").hidden = !rule || !may("resend"); // a test needs a saved rule
   $("#rule-modal").showModal();
 }
 
@@ -581,17 +594,13 @@ function linesOf(text, separator, field, errors) {
   return out;
 }
 
-async function submitRule(event) {
-  event.preventDefault();
-  const form = $("#rule-form");
-  clearErrors(form);
+// The rule form as an API body, or the lines it could not read (field -> line).
+function ruleBody(form) {
   const f = form.elements;
   const bad = {};
   const filters = Object.fromEntries(Object.entries(linesOf(f.filters.value, "=", "filters", bad)).map(([k, v]) => [k, v.split(",").map((s) => s.trim()).filter(Boolean)]));
   const headers = linesOf(f.headers.value, ":", "headers", bad);
-  if (Object.keys(bad).length) {
-    return showErrors(form, Object.fromEntries(Object.entries(bad).map(([k, line]) => [k, `"${line}"?`])));
-  }
+  if (Object.keys(bad).length) return { bad: Object.fromEntries(Object.entries(bad).map(([k, line]) => [k, `"${line}"?`])) };
   const body = {
     name: f.name.value.trim(), event_types: f.event_types.value.split(",").map((s) => s.trim()).filter(Boolean),
     filters, url: f.url.value.trim(), headers, active: f.active.checked,
@@ -601,8 +610,17 @@ async function submitRule(event) {
     release_rate: Number(f.release_rate.value),
   };
   if (f.secret.value.trim()) body.secret = f.secret.value.trim();
+  if (!form.dataset.ruleId && state.account) body.account_id = state.account; // a new rule of the chosen account
+  return { body };
+}
+
+async function submitRule(event) {
+  event.preventDefault();
+  const form = $("#rule-form");
+  clearErrors(form);
+  const { body, bad } = ruleBody(form);
+  if (bad) return showErrors(form, bad);
   const id = form.dataset.ruleId;
-  if (!id && state.account) body.account_id = state.account; // a new rule of the chosen account
   try {
     const saved = await api(id ? `/api/v1/rules/${id}` : "/api/v1/rules", { method: id ? "PUT" : "POST", body: JSON.stringify(body) });
     $("#rule-modal").close();
