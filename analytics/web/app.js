@@ -401,7 +401,7 @@ async function submitResend(event) {
   }
 }
 
-// The resend travels Kafka -> worker -> ClickHouse; poll the list until its rows are there.
+// The resend travels Kafka -> worker -> ClickHouse; poll the list until all its rows are there.
 function watchForResend(order, dispatchIds, sentAt) {
   state.tab = "all";
   state.reason = state.rule = "";
@@ -409,19 +409,19 @@ function watchForResend(order, dispatchIds, sentAt) {
   if (state.to < isoDay(new Date())) state.to = isoDay(new Date());
   refresh();
   const deadline = Date.now() + 60000;
+  const seen = new Set();
   const poll = async () => {
     state.cursors = [null];
     state.page = 0;
     const page = await loadPage();
     const fresh = (page ? page.items : []).filter((i) => i.manual && dispatchIds.has(i.dispatch_id) && new Date(i.dispatched_at) >= new Date(sentAt.getTime() - 5000));
+    fresh.forEach((i) => { state.fresh.add(i.attempt_id); seen.add(i.dispatch_id); });
     if (fresh.length) {
-      fresh.forEach((i) => state.fresh.add(i.attempt_id));
       renderRows(page.items);
       loadCounts(periodParams());
-      toast(tr("appeared"));
-    } else if (Date.now() < deadline) {
-      setTimeout(poll, 1000);
     }
+    if (seen.size >= dispatchIds.size) toast(tr("appeared"));
+    else if (Date.now() < deadline) setTimeout(poll, 1000);
   };
   setTimeout(poll, 500);
 }

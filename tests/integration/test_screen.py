@@ -429,3 +429,63 @@ def test_a_paused_rule_shows_its_held_webhooks_and_releases_them(
     delivered = screen.rows_eventually(3, rule_id=rule["id"], status="success")
     assert sorted(r["order_id"] for r in delivered) == ["SCR-H1", "SCR-H2", "SCR-H3"]
     expect(row.get_by_test_id("rule-status")).to_have_attribute("data-state", "active")
+
+
+def test_undelivered_orders_are_resent_pasted_and_rules_previewed_and_tested(
+    page: Page, screen: Stack
+) -> None:
+    """Runs last: it resends orders, which the counts above do not expect."""
+    page.get_by_test_id("tab-undelivered").click()
+    # SCR-1 and SCR-2's tracking updates went to /reject (a 400 is final): their latest state.
+    failed = page.locator("#coverage-rows tr[data-state=failed]")
+    expect(failed).to_have_count(2)
+    expect(page.get_by_test_id("undelivered-count")).to_have_text("2")
+    assert sorted(failed.evaluate_all("trs => trs.map(tr => tr.dataset.orderId)")) == [
+        "SCR-1",
+        "SCR-2",
+    ]
+    expect(page.locator("#coverage-rows")).to_contain_text("tracking.updated")
+    page.screenshot(path=ARTIFACTS / "undelivered.png", full_page=True)
+    page.get_by_test_id("coverage-all").check()
+    expect(page.get_by_test_id("resend-latest")).to_have_text("Resend latest state (2)")
+    page.get_by_test_id("resend-latest").click()
+    expect(page.get_by_test_id("toast")).to_contain_text("2 webhook(s) queued")
+    expect(page.locator("#rows tr.fresh")).to_have_count(2, timeout=30000)  # in "All", no reload
+
+    page.get_by_test_id("send-manually").click()
+    modal = page.get_by_test_id("resend-modal")
+    modal.get_by_test_id("resend-orders").fill("SCR-3\nSCR-4, SCR-5 SCR-6\nSCR-1\nSCR-404")
+    modal.get_by_test_id("resend-submit").click()
+    expect(modal).to_be_hidden()
+    toast = page.get_by_test_id("toast")
+    expect(toast).to_contain_text("6 webhook(s) queued with the latest state of 5 order(s)")
+    expect(toast).to_contain_text("SCR-404")
+    expect(page.locator("#rows tr.fresh")).to_have_count(8, timeout=30000)
+    fresh = page.eval_on_selector_all(
+        "#rows tr.fresh", "trs => trs.map(tr => tr.cells[0].innerText)"
+    )
+    assert sorted(fresh) == sorted(
+        ["SCR-1", "SCR-2", "SCR-1", "SCR-1", "SCR-3", "SCR-4", "SCR-5", "SCR-6"]
+    )
+
+    page.get_by_test_id("nav-rules").click()
+    page.get_by_test_id("new-rule").click()
+    rule_modal = page.get_by_test_id("rule-modal")
+    expect(rule_modal.get_by_test_id("rule-test")).to_be_hidden()  # a test needs a saved rule
+    rule_modal.get_by_test_id("rule-event-types").fill("tracking.updated")
+    rule_modal.get_by_test_id("rule-filters").fill("order_id=SCR-1,SCR-2,SCR-3")
+    rule_modal.get_by_test_id("rule-preview").click()
+    expect(rule_modal.get_by_test_id("preview-counts")).to_have_text(
+        "2 event(s) of 2 order(s) in the last 30 days match this rule."
+    )
+    expect(rule_modal.get_by_test_id("rule-preview-result").locator("li")).to_have_count(2)
+    rule_modal.get_by_text("Cancel").click()
+
+    name_ok = page.locator("td:nth-child(2)", has_text=re.compile("^ok$"))
+    ok_rule = page.locator("#rule-rows tr").filter(has=name_ok)
+    ok_rule.get_by_test_id("rule-edit").click()
+    rule_modal.get_by_test_id("rule-test").click()
+    outcome = rule_modal.get_by_test_id("test-outcome")
+    expect(outcome).to_have_attribute("data-status", "success", timeout=30000)
+    expect(outcome).to_contain_text("HTTP 200")
+    page.screenshot(path=ARTIFACTS / "rule-test.png", full_page=True)
