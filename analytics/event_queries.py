@@ -100,23 +100,65 @@ def matched_events(
     return sql, params
 
 
-def _matched_rule_ids(rules: Sequence[RuleScope], params: dict[str, Any]) -> str:
-    """An array expression: the ids of the rules (of `rules`) the row's event matches."""
-    parts = []
-    for n, scope in enumerate(rules):
-        condition = rule_condition(scope.fields, f"m{n}", params)
-        if scope.since is not None:
-            params[f"m{n}s"] = _ts(scope.since)
-            condition += f" AND published_at >= {{m{n}s:{_TS}}}"
-        parts.append(f"if({condition}, toUInt64({scope.rule_id}), 0)")
-    return f"arrayFilter(x -> x > 0, [{', '.join(parts)}])"
+def _text(value: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _texts(values: Sequence[str]) -> str:
+    return f"[{', '.join(map(_text, values))}]"
+
+
+def _typed(items: Sequence[str], kind: str) -> str:
+    """A literal array of the given type (an array of empty arrays has no type otherwise)."""
+    return f"CAST([{', '.join(items)}], '{kind}')"
+
+
+def rules_matched(rules: Sequence[RuleScope]) -> tuple[str, str]:
+    """An array expression (the ids of the rules the row's event matches) and a condition
+    naming the rules' accounts.
+
+    The rules are data (literal arrays indexed by rule), not one condition per rule: each
+    event is checked against its own account's rules only, so 500 rules cost about what one
+    does. Filters are read from `fields` only when a rule has some.
+    """
+    by_account: dict[str, list[int]] = {}
+    for i, scope in enumerate(rules, start=1):
+        by_account.setdefault(scope.fields.account_id, []).append(i)
+    types = (
+        f"CAST([{', '.join(_texts(s.fields.event_types) for s in rules)}], 'Array(Array(String))')"
+    )
+    since = [int(s.since.timestamp() * 1000) if s.since else 0 for s in rules]
+    checks = [
+        f"(has({types}[i], '*') OR has({types}[i], event_type))",
+        f"toUnixTimestamp64Milli(published_at) >= {since}[i]",
+    ]
+    if any(s.fields.filters for s in rules):
+        paths = [sorted(s.fields.filters) for s in rules]
+        values = [
+            f"[{', '.join(_texts(s.fields.filters[p]) for p in ps)}]"
+            for s, ps in zip(rules, paths, strict=True)
+        ]
+        path_list = _typed([_texts(p) for p in paths], "Array(Array(String))")
+        value_list = _typed(values, "Array(Array(Array(String)))")
+        checks.append(
+            "arrayAll((p, vs) -> mapContains(fields, p) AND has(vs, fields[p]), "
+            f"{path_list}[i], {value_list}[i])"
+        )
+    accounts = ", ".join(
+        f"{_text(a)}, CAST({ids}, 'Array(UInt32)')" for a, ids in by_account.items()
+    )
+    ids = f"CAST({[s.rule_id for s in rules]}, 'Array(UInt64)')"
+    candidates = f"map({accounts})[account_id]"  # the indexes of the event's account's rules
+    matched = f"arrayMap(i -> {ids}[i], arrayFilter(i -> {' AND '.join(checks)}, {candidates}))"
+    return matched, f"account_id IN ({', '.join(map(_text, by_account))})"
 
 
 def latest_per_rule(
     database: str, rules: Sequence[RuleScope], where: str, params: dict[str, Any]
 ) -> str:
     """For each (order, rule) among events matching `where`: its latest matching event."""
-    matched = _matched_rule_ids(rules, params)
+    matched, accounts = rules_matched(rules)
     return (
         f"SELECT order_id, rule_id, any(account_id) AS account, "
         f"argMax(event_id, {_LATEST}) AS latest_event_id, "
@@ -124,7 +166,7 @@ def latest_per_rule(
         f"argMax(order_status, {_LATEST}) AS latest_order_status, "
         f"max(published_at) AS latest_at "
         f"FROM {database}.{schema.EVENTS_TABLE} ARRAY JOIN {matched} AS rule_id "
-        f"WHERE {where} GROUP BY order_id, rule_id"
+        f"WHERE {where} AND {accounts} GROUP BY order_id, rule_id"
     )
 
 
@@ -212,11 +254,11 @@ def latest_events(
     if account_id is not None:
         where += " AND account_id = {account:String}"
         params["account"] = account_id
-    matched = _matched_rule_ids(rules, params)
+    matched, accounts = rules_matched(rules)
     sql = (
         f"SELECT order_id, rule_id, argMax(event_json, {_LATEST}) AS event_json "
         f"FROM {database}.{schema.EVENTS_TABLE} ARRAY JOIN {matched} AS rule_id "
-        f"WHERE {where} GROUP BY order_id, rule_id ORDER BY order_id, rule_id"
+        f"WHERE {where} AND {accounts} GROUP BY order_id, rule_id ORDER BY order_id, rule_id"
     )
     return sql, params
 

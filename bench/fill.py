@@ -32,32 +32,88 @@ class Mix:
     accounts: int = 500  # each rule belongs to account `acct-<rule % accounts>`
 
 
+def _event_parts(day: date, mix: Mix) -> dict[str, str]:
+    """Expressions of event `number` of a day, shared by its attempt and its events row."""
+    n, d = "number", day.toordinal()
+    return {
+        "at": (
+            f"toDateTime64('{day.isoformat()} 00:00:00', 3, 'UTC') "
+            f"+ toIntervalMillisecond(intDiv({n} * 86400000, {mix.per_day}))"
+        ),
+        "order": (
+            f"concat('ORD-', toString({day.toordinal() % 1000}), '-', "
+            f"toString(cityHash64({n}, 1) % {mix.orders}))"
+        ),
+        "rule": f"cityHash64({n}, 14) % {mix.rules}",
+        "event_type": f"{EVENT_TYPES}[1 + cityHash64({n}, 4) % 4]",
+        "status_text": f"{STATUSES}[1 + cityHash64({n}, 4) % 4]",
+        "carrier": f"['Correios','Jadlog','Loggi','Total Express'][1 + cityHash64({n}, 5) % 4]",
+        "tracking": f"concat('BR', toString(cityHash64({n}, 6) % 1000000000))",
+        "items": f"toString(1 + cityHash64({n}, 7) % 9)",
+        "cents": f"toString(cityHash64({n}, 8) % 500000)",
+        "warehouse": f"concat('WH-', toString(cityHash64({n}, 9) % 40))",
+        # The same id in the attempts and the events table: coverage queries join on it.
+        "event_id": (
+            f"reinterpretAsUUID(concat(reinterpretAsString(cityHash64({d}, {n}, 'e1')), "
+            f"reinterpretAsString(cityHash64({d}, {n}, 'e2'))))"
+        ),
+        "account": (
+            f"concat('acct-', toString((cityHash64({n}, 14) % {mix.rules}) % {mix.accounts}))"
+        ),
+    }
+
+
+def _event_json(p: dict[str, str], with_account: bool) -> str:
+    account = f'\'","account_id":"\', {p["account"]}, ' if with_account else ""
+    return (
+        'concat(\'{"event_id":"\', toString(' + p["event_id"] + '), \'","event_type":"\', '
+        f'{p["event_type"]}, \'","order_id":"\', {p["order"]}, \'","order_status":"\', '
+        f'{p["status_text"]}, {account}\'","occurred_at":"\', toString(at), '
+        f'\'Z","payload":{{"carrier":"\', {p["carrier"]}, \'","tracking_code":"\', '
+        f'{p["tracking"]}, \'","items":\', {p["items"]}, \',"total_cents":\', {p["cents"]}, '
+        f"',\"warehouse\":\"', {p['warehouse']}, '\"}}}}')"
+    )
+
+
+def fill_events_day(database: str, day: date, mix: Mix) -> str:
+    """An INSERT ... SELECT that writes one day of order events (one per attempt of the day)."""
+    p = _event_parts(day, mix)
+    fields = (
+        f"map('event_id', toString({p['event_id']}), 'event_type', {p['event_type']}, "
+        f"'order_id', {p['order']}, 'order_status', {p['status_text']}, "
+        f"'account_id', {p['account']}, 'payload.carrier', {p['carrier']}, "
+        f"'payload.tracking_code', {p['tracking']}, 'payload.items', {p['items']}, "
+        f"'payload.total_cents', {p['cents']}, 'payload.warehouse', {p['warehouse']})"
+    )
+    columns = {
+        "published_at": "at",
+        "event_id": p["event_id"],
+        "event_type": p["event_type"],
+        "order_id": p["order"],
+        "order_status": p["status_text"],
+        "occurred_at": "at",
+        "account_id": p["account"],
+        "fields": fields,
+        "event_json": _event_json(p, with_account=True),
+        "kafka_partition": "number % 6",
+        "kafka_offset": f"{day.toordinal()} * {mix.per_day} + number",
+    }
+    select = ", ".join(f"{expr} AS {name}" for name, expr in columns.items())
+    return (
+        f"INSERT INTO {database}.{schema.EVENTS_TABLE} ({', '.join(columns)}) "
+        f"SELECT {select} FROM (SELECT number, {p['at']} AS at FROM numbers({mix.per_day}))"
+    )
+
+
 def fill_day(database: str, day: date, mix: Mix) -> str:
     """An INSERT ... SELECT that writes one day of attempts."""
     n = "number"
-    order = (
-        f"concat('ORD-', toString({day.toordinal() % 1000}), '-', "
-        f"toString(cityHash64({n}, 1) % {mix.orders}))"
-    )
-    rule = f"cityHash64({n}, 14) % {mix.rules}"
+    p = _event_parts(day, mix)
+    order, rule, at = p["order"], p["rule"], p["at"]
+    event_type, status_text = p["event_type"], p["status_text"]
     failed = f"(cityHash64({n}, 2) % 10000) < {int(mix.failure_pct * 100)}"
     kind = f"cityHash64({n}, 3) % 6"
-    event_type = f"{EVENT_TYPES}[1 + cityHash64({n}, 4) % 4]"
-    status_text = f"{STATUSES}[1 + cityHash64({n}, 4) % 4]"
-    at = (
-        f"toDateTime64('{day.isoformat()} 00:00:00', 3, 'UTC') "
-        f"+ toIntervalMillisecond(intDiv({n} * 86400000, {mix.per_day}))"
-    )
-    event = (
-        'concat(\'{"event_id":"\', toString(generateUUIDv4(' + n + ')), \'","event_type":"\', '
-        f'{event_type}, \'","order_id":"\', {order}, \'","order_status":"\', {status_text}, '
-        '\'","occurred_at":"\', toString(at), \'Z","payload":{"carrier":"\', '
-        f"['Correios','Jadlog','Loggi','Total Express'][1 + cityHash64({n}, 5) % 4], "
-        '\'","tracking_code":"BR\', toString(cityHash64(' + n + ", 6) % 1000000000), "
-        '\'","items":\', toString(1 + cityHash64(' + n + ", 7) % 9), "
-        "',\"total_cents\":', toString(cityHash64(" + n + ", 8) % 500000), "
-        '\',"warehouse":"WH-\', toString(cityHash64(' + n + ", 9) % 40), '\"}}')"
-    )
+    event = _event_json(p, with_account=False)
     columns = {
         "dispatched_at": "at",
         "attempt_id": f"generateUUIDv4({n})",
@@ -67,7 +123,7 @@ def fill_day(database: str, day: date, mix: Mix) -> str:
         "final": f"NOT {failed} OR cityHash64({n}, 13) % 5 = 0",
         "order_id": order,
         "order_status": status_text,
-        "event_id": f"generateUUIDv4({n} + 1)",
+        "event_id": p["event_id"],
         "event_type": event_type,
         "rule_id": f"60000 + {rule}",
         "url": f"concat('https://hooks.customer', toString({rule}), '.example.com/disparo')",

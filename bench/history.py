@@ -1,7 +1,8 @@
 """History query latency on 30 days x 1,000,000 attempts (chdb), through the API's own queries.
 
 Fills the attempts table with realistic days (3 % failures, 200k distinct orders a day, 500
-rules of 500 accounts; see bench.fill), merges, then times each query the screen makes: the
+rules of 500 accounts; see bench.fill) and the events table with the events behind them,
+merges, then times each query the screen makes (history, order coverage, dry runs): the
 median of several runs, after one warm-up run.
 Usage: python -m bench.history [--days 30] [--per-day 1000000] [--runs 7] [--keep DIR]
 """
@@ -16,29 +17,73 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from analytics import queries, schema
+from analytics import event_queries, queries, schema
+from analytics.event_queries import RuleScope
 from analytics.store import ChdbStore, ensure_schema
-from bench.fill import Mix, fill_day
+from bench.fill import Mix, fill_day, fill_events_day
 from bench.harness import say
 
 TARGET_MS = 50.0
 ORDER_TARGET_MS = 25.0
 ACCOUNT_MS = 25.0  # issue 13: an account's summary, first page and order search
+UNDELIVERED_MS = 200.0  # issue 15: undelivered orders of 7 days
+DRY_RUN_MS = 500.0  # issue 15: a dry run over 30 days
 
 
-def fill(store: ChdbStore, days: int, mix: Mix) -> None:
+@dataclass(frozen=True)
+class BenchRule:
+    """A rule as the coverage queries read it."""
+
+    account_id: str
+    event_types: list[str]
+    filters: dict[str, list[str]]
+
+
+def bench_rules(mix: Mix) -> list[RuleScope]:
+    """The filled data's rules: rule 60000+r of account acct-<r % accounts>, every event type."""
+    return [
+        RuleScope(60000 + r, BenchRule(f"acct-{r % mix.accounts}", ["*"], {}))
+        for r in range(mix.rules)
+    ]
+
+
+def fill(store: ChdbStore, days: int, mix: Mix, table: str = schema.TABLE) -> None:
     today = datetime.now(UTC).date()
     started = time.perf_counter()
+    day_of = fill_day if table == schema.TABLE else fill_events_day
     for back in range(days, 0, -1):
-        store.command(fill_day(store.database, today - timedelta(days=back), mix))
-        say(f"  day -{back:>2}: {time.perf_counter() - started:6.1f} s")
-    say("merging ...")
-    store.command(f"OPTIMIZE TABLE {store.database}.{schema.TABLE} FINAL")
-    say(f"filled and merged in {time.perf_counter() - started:.0f} s")
+        store.command(day_of(store.database, today - timedelta(days=back), mix))
+        say(f"  {table} day -{back:>2}: {time.perf_counter() - started:6.1f} s")
+    say(f"merging {table} ...")
+    store.command(f"OPTIMIZE TABLE {store.database}.{table} FINAL")
+    say(f"{table} filled and merged in {time.perf_counter() - started:.0f} s")
+
+
+def coverage_cases(
+    store: ChdbStore, mix: Mix
+) -> list[tuple[str, tuple[str, dict[str, Any]], float]]:
+    """Issue 15's queries: undelivered orders (7 days) and dry runs (30 days)."""
+    now = datetime.now(UTC)
+    week = queries.Period(now - timedelta(days=7), now)
+    month = queries.Period(now - timedelta(days=30), now)
+    db, rules = store.database, bench_rules(mix)
+    one = [rules[7]]
+    account = one[0].fields.account_id
+    carrier = BenchRule(account, ["order.dispatched"], {"payload.carrier": ["Loggi", "Jadlog"]})
+    undelivered = functools.partial(event_queries.undelivered, db, week)
+    dry_run = functools.partial(event_queries.dry_run, db, month)
+    return [
+        ("undelivered, one account, 7 days", undelivered(one, 50, None, account), UNDELIVERED_MS),
+        ("undelivered, one rule, 7 days", undelivered(one, 50), UNDELIVERED_MS),
+        ("undelivered, all 500 rules, 7 days", undelivered(rules, 50), UNDELIVERED_MS),
+        ("dry run, every type, 30 days", dry_run(one[0].fields), DRY_RUN_MS),
+        ("dry run, one type + filter, 30 days", dry_run(carrier), DRY_RUN_MS),
+    ]
 
 
 def timed(run: Callable[[], Any], runs: int) -> tuple[float, Any]:
@@ -66,7 +111,7 @@ def deep_cursor(store: ChdbStore, period: queries.Period, depth: int) -> queries
     return cursor
 
 
-def measure(store: ChdbStore, runs: int) -> list[tuple[str, float, float, str]]:
+def measure(store: ChdbStore, runs: int, mix: Mix) -> list[tuple[str, float, float, str]]:
     now = datetime.now(UTC)
     week = queries.Period(now - timedelta(days=7), now)
     month = queries.Period(now - timedelta(days=30), now)
@@ -100,6 +145,7 @@ def measure(store: ChdbStore, runs: int) -> list[tuple[str, float, float, str]]:
             ACCOUNT_MS,
         ),
     ]
+    builders += coverage_cases(store, mix)
     cases: list[tuple[str, Callable[[], Any], float]] = [
         (name, functools.partial(store.select, *query), target) for name, query, target in builders
     ]
@@ -122,16 +168,19 @@ def main() -> None:
         path = args.keep or Path(tmp)
         store = ChdbStore(path)
         ensure_schema(store)
+        mix = Mix(per_day=args.per_day)
+        for table in (schema.TABLE, schema.EVENTS_TABLE):
+            [have] = store.select(f"SELECT count() AS n FROM {store.database}.{table}")
+            if int(have["n"]) == 0:
+                say(f"filling {args.days} days x {args.per_day:,} rows of {table} into {path} ...")
+                fill(store, args.days, mix, table)
         [have] = store.select(f"SELECT count() AS n FROM {store.database}.{schema.TABLE}")
-        if int(have["n"]) == 0:
-            say(f"filling {args.days} days x {args.per_day:,} attempts into {path} ...")
-            fill(store, args.days, Mix(per_day=args.per_day))
-        [have] = store.select(f"SELECT count() AS n FROM {store.database}.{schema.TABLE}")
-        results = measure(store, args.runs)
+        [events] = store.select(f"SELECT count() AS n FROM {store.database}.{schema.EVENTS_TABLE}")
+        results = measure(store, args.runs, mix)
         store.close()
     print(
         f"machine: {platform.node()} {platform.machine()} cpus={os.cpu_count()} "
-        f"python={platform.python_version()} rows={int(have['n']):,}"
+        f"python={platform.python_version()} rows={int(have['n']):,} events={int(events['n']):,}"
     )
     print(f"{'query':<42} | {'median ms':>9} | {'target':>6} | result")
     for name, ms, target, note in results:

@@ -23,9 +23,9 @@ pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
 PERIOD = queries.Period(NOW - timedelta(days=1), NOW + timedelta(minutes=1))
 
-_KEYS = st.sampled_from(["carrier", "w", "kg", "a.b", "", "n"])
+_KEYS = st.sampled_from(["carrier", "w", "kg", "a.b", "", "n", "k'q"])
 _SCALARS = st.one_of(
-    st.sampled_from(["acme", "1", "", "true", "shipped"]),
+    st.sampled_from(["acme", "1", "", "true", "shipped", "it's", "a\\b", "{x}"]),
     st.integers(-2, 2),
     st.floats(allow_nan=False, allow_infinity=False, width=16),
     st.booleans(),
@@ -57,7 +57,7 @@ _PATHS = st.sampled_from(
     [
         "order_status", "event_type", "order_id", "account_id", "occurred_at", "payload",
         "payload.carrier", "payload.w", "payload.w.kg", "payload.kg", "payload.n",
-        "payload.a.b", "payload.", "payload.w.", "nothing",
+        "payload.a.b", "payload.", "payload.w.", "nothing", "payload.k'q",
     ]
 )  # fmt: skip
 _ALLOWED = st.lists(
@@ -83,6 +83,9 @@ _ALLOWED = st.lists(
             "a",
             "{}",
             "[]",
+            "it's",
+            "a\\b",
+            "{x}",
         ]
     ),
     min_size=1,
@@ -205,3 +208,27 @@ def test_undelivered_pairs_are_those_whose_latest_event_has_no_success(store: St
     assert [r["order_id"] for r in first[:2] + second] == [
         r["order_id"] for r in store.select(sql, params)
     ]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=st.lists(_EVENTS, min_size=1, max_size=25), rules=st.lists(_RULES, max_size=6))
+def test_the_many_rules_matcher_agrees_with_the_dispatchers_matcher(
+    store: Store, events: list[OrderEvent], rules: list[Rule]
+) -> None:
+    _store_events(store, events)
+    if not rules:
+        return
+    scopes = [RuleScope(i + 1, r) for i, r in enumerate(rules)]
+    matched, accounts = event_queries.rules_matched(scopes)
+    sql = (
+        f"SELECT toString(event_id) AS id, rule_id FROM {store.database}.{schema.EVENTS_TABLE} "
+        f"ARRAY JOIN {matched} AS rule_id WHERE {accounts}"
+    )
+    found = {(row["id"], int(row["rule_id"])) for row in store.select(sql)}
+    expected = {
+        (str(e.event_id), i + 1)
+        for e in events
+        for i, r in enumerate(rules)
+        if matches_if_active(r, e)
+    }
+    assert found == expected
