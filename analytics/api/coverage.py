@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
-from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -18,8 +16,9 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from analytics import audit, event_queries, queries, schema
+from analytics.api.csv_export import csv_download
 from analytics.api.deps import Services, services
-from analytics.api.dispatches import FromQ, Reader, RuleQ, ToQ, csv_safe, iso_text
+from analytics.api.dispatches import FromQ, Reader, RuleQ, ToQ, iso_text
 from analytics.api.quotas import take_resends
 from analytics.api.resend import Operator, queue_jobs
 from analytics.api.scope import AccountQ, account_scope
@@ -98,22 +97,40 @@ def _page(
     ).encode()
 
 
-@router.get("/api/v1/orders/undelivered")
-def undelivered_orders(
+@dataclass(frozen=True)
+class Coverage:
+    """What an undelivered-orders request covers."""
+
+    period: queries.Period
+    account_id: str | None
+    rules: list[RuleScope]
+
+
+def coverage(
     key: Reader,
     svc: Annotated[Services, Depends(services)],
     start: FromQ = None,
     end: ToQ = None,
     rule_id: RuleQ = None,
     account_id: AccountQ = None,
+) -> Coverage:
+    period = queries.Period.parse(start, end, now_utc())
+    scope = account_scope(key, account_id)
+    return Coverage(period, scope, rule_scopes(svc, key, scope, rule_id))
+
+
+Covered = Annotated[Coverage, Depends(coverage)]
+
+
+@router.get("/api/v1/orders/undelivered")
+def undelivered_orders(
+    svc: Annotated[Services, Depends(services)],
+    c: Covered,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
     """(order, rule) pairs whose latest matching event of the period was not delivered."""
-    period = queries.Period.parse(start, end, now_utc())
-    scope = account_scope(key, account_id)
-    scopes = rule_scopes(svc, key, scope, rule_id)
-    items, next_cursor = _page(svc, period, scopes, scope, limit, cursor)
+    items, next_cursor = _page(svc, c.period, c.rules, c.account_id, limit, cursor)
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -123,37 +140,15 @@ def undelivered_orders(
     responses={200: {"content": {"text/csv": {}}, "description": "the list as CSV"}},
 )
 def export_undelivered(
-    key: Reader,
-    svc: Annotated[Services, Depends(services)],
-    start: FromQ = None,
-    end: ToQ = None,
-    rule_id: RuleQ = None,
-    account_id: AccountQ = None,
+    svc: Annotated[Services, Depends(services)], c: Covered
 ) -> StreamingResponse:
     """The undelivered list as CSV, newest first, up to 100,000 pairs."""
-    period = queries.Period.parse(start, end, now_utc())
-    scope = account_scope(key, account_id)
-    scopes = rule_scopes(svc, key, scope, rule_id)
-    first, cursor = _page(svc, period, scopes, scope, queries.MAX_LIMIT, None)
 
-    def lines() -> Iterator[str]:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        rows, after, sent = first, cursor, 0
-        while True:
-            writer.writerows(map(csv_safe, rows))
-            sent += len(rows)
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-            if after is None or sent >= EXPORT_ROWS:
-                return
-            rows, after = _page(svc, period, scopes, scope, queries.MAX_LIMIT, after)
+    def page(after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        return _page(svc, c.period, c.rules, c.account_id, queries.MAX_LIMIT, after)
 
-    name = f"undelivered-{period.start:%Y%m%d}-{period.end:%Y%m%d}.csv"
-    headers = {"content-disposition": f'attachment; filename="{name}"'}
-    return StreamingResponse(lines(), media_type="text/csv", headers=headers)
+    name = f"undelivered-{c.period.start:%Y%m%d}-{c.period.end:%Y%m%d}.csv"
+    return csv_download(page(None), page, CSV_COLUMNS, EXPORT_ROWS, name)
 
 
 OrderId = Annotated[str, Field(min_length=1, max_length=200)]

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -15,6 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from analytics import queries, schema
+from analytics.api.csv_export import csv_download
 from analytics.api.deps import Services, services
 from analytics.api.scope import AccountQ, account_scope, visible
 from analytics.errors import NotFound
@@ -129,18 +127,6 @@ def list_dispatches(
     return {"items": rows, "next_cursor": next_cursor}
 
 
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(row: dict[str, Any]) -> dict[str, Any]:
-    """The row with every text cell that a spreadsheet would evaluate quoted by a `'`."""
-    return {
-        k: f"'{v}" if isinstance(v, str) and v.startswith(_FORMULA_STARTS) else v
-        for k, v in row.items()
-    }
-
-
 @router.get(
     "/api/v1/dispatches/export.csv",
     response_class=StreamingResponse,
@@ -148,26 +134,14 @@ def csv_safe(row: dict[str, Any]) -> dict[str, Any]:
 )
 def export_dispatches(svc: Annotated[Services, Depends(services)], f: Filter) -> StreamingResponse:
     """The filtered list as CSV, newest first, up to 100,000 attempts."""
-    first, cursor = _page(svc, f, queries.MAX_LIMIT, None)
-
-    def lines() -> Iterator[str]:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        rows, after, sent = first, cursor, 0
-        while True:
-            writer.writerows(map(csv_safe, rows))
-            sent += len(rows)
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-            if after is None or sent >= EXPORT_ROWS:
-                return
-            rows, after = _page(svc, f, queries.MAX_LIMIT, after)
-
     name = f"dispatches-{f.period.start:%Y%m%d}-{f.period.end:%Y%m%d}.csv"
-    headers = {"content-disposition": f'attachment; filename="{name}"'}
-    return StreamingResponse(lines(), media_type="text/csv", headers=headers)
+    return csv_download(
+        _page(svc, f, queries.MAX_LIMIT, None),
+        lambda after: _page(svc, f, queries.MAX_LIMIT, after),
+        CSV_COLUMNS,
+        EXPORT_ROWS,
+        name,
+    )
 
 
 @router.get("/api/v1/dispatches/summary")

@@ -7,17 +7,16 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from analytics import audit, event_queries, queries, schema
 from analytics.api.deps import Services, services
 from analytics.api.dispatches import Reader, iso_text
 from analytics.api.resend import Operator, queue_jobs
-from analytics.api.rules import found_rule
+from analytics.api.rules import Filters, found_rule
 from analytics.api.scope import account_scope
 from analytics.errors import InvalidField, KafkaRefused, NoAnswer, TooBroad
 from analytics.test_webhook import OutcomeWatch, sample_event, webhook_test_job
-from disparo.limits import filters_problem
 from disparo.schemas import AccountId, DispatchJob, OrderEvent, now_utc
 
 router = APIRouter(tags=["rules"])
@@ -35,18 +34,10 @@ class DryRun(BaseModel):
     event_types: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         min_length=1, max_length=100
     )
-    filters: dict[str, list[str]] = Field(default_factory=dict)
+    filters: Filters = Field(default_factory=dict)
     account_id: AccountId | None = None
     start: datetime | None = Field(None, alias="from")
     end: datetime | None = Field(None, alias="to")
-
-    @field_validator("filters")
-    @classmethod
-    def _filters_bounded(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        problem = filters_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
 
 
 class Period(BaseModel):

@@ -3,7 +3,7 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI
 from fastapi.testclient import TestClient
 
-from analytics.api.dispatches import csv_safe
+from analytics.api.csv_export import csv_safe
 from analytics.api.guards import BodyLimit, HostAllowlist, SecurityHeaders, body_limit, host_allowed
 
 
