@@ -8,6 +8,7 @@ conditions read a filter path the same way (a property test holds them to it).
 from __future__ import annotations
 
 import base64
+import re
 import binascii
 import json
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ _TS = "DateTime64(3, 'UTC')"
 # The latest event of an order: the one published last (ties: the later offset).
 _LATEST = "(published_at, kafka_offset)"
 SAMPLE_SIZE = 20
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class RuleShape(Protocol):
@@ -101,8 +103,9 @@ def matched_events(
 
 
 def _text(value: str) -> str:
-    """A ClickHouse string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A ClickHouse string literal; control characters as \\xHH escapes (a NUL included)."""
+    body = value.replace("\\", "\\\\").replace("'", "\\'")
+    return "'" + _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", body) + "'"
 
 
 def _texts(values: Sequence[str]) -> str:

@@ -108,6 +108,14 @@ def test_an_account_key_sees_and_changes_only_its_own_account(
             ("GET", f"/api/v1/accounts/{account}", None),
             ("PUT", f"/api/v1/accounts/{account}", {"name": "mine"}),
             ("POST", f"/api/v1/accounts/{account}/rotate-notification-secret", None),
+            ("GET", f"/api/v1/orders/undelivered?account_id={account}", None),
+            ("GET", f"/api/v1/orders/undelivered/export.csv?account_id={account}", None),
+            ("GET", f"/api/v1/orders/undelivered?rule_id={rule_id}", None),
+            ("POST", "/api/v1/resend/latest", {"order_ids": ["x"], "account_id": account}),
+            ("POST", "/api/v1/resend/latest", {"order_ids": ["x"], "rule_id": rule_id}),
+            ("POST", "/api/v1/rules/dry-run", {"event_types": ["*"], "account_id": account}),
+            ("POST", f"/api/v1/rules/{rule_id}/backfill", {}),
+            ("POST", f"/api/v1/rules/{rule_id}/test", None),
         ]
 
     for who, other in ((a, hidden(rule_b["id"], b_row, "acct-b")),
@@ -121,6 +129,15 @@ def test_an_account_key_sees_and_changes_only_its_own_account(
     assert "ISO-A1" in csv
     assert "ISO-B1" not in csv
     assert [r["id"] for r in a.get("/api/v1/rules").json()["items"]] == [rule_a.json()["id"]]
+
+    def undelivered() -> list[str]:
+        return [i["order_id"] for i in a.get("/api/v1/orders/undelivered").json()["items"]]
+
+    eventually(lambda: undelivered() == ["ISO-A1"], 30, "A's undelivered order, only")
+    latest = a.post("/api/v1/resend/latest", json={"order_ids": ["ISO-B1"]}).json()
+    assert (latest["queued"], latest["not_found"]) == (0, ["ISO-B1"])  # B's order is not A's
+    preview = a.post("/api/v1/rules/dry-run", json={"event_types": ["*"]}).json()
+    assert preview["matched_orders"] == 1  # ISO-A1 only
     bulk = a.post("/api/v1/resend/bulk", json={"reason": "http_5xx"}).json()
     assert bulk["queued"] == 1  # A's failure only
     audit_a = a.get("/api/v1/audit").json()["items"]

@@ -25,7 +25,7 @@ PERIOD = queries.Period(NOW - timedelta(days=1), NOW + timedelta(minutes=1))
 
 _KEYS = st.sampled_from(["carrier", "w", "kg", "a.b", "", "n", "k'q"])
 _SCALARS = st.one_of(
-    st.sampled_from(["acme", "1", "", "true", "shipped", "it's", "a\\b", "{x}"]),
+    st.sampled_from(["acme", "1", "", "true", "shipped", "it's", "a\\b", "{x}", "n\x00l\n", "ç"]),
     st.integers(-2, 2),
     st.floats(allow_nan=False, allow_infinity=False, width=16),
     st.booleans(),
@@ -86,6 +86,8 @@ _ALLOWED = st.lists(
             "it's",
             "a\\b",
             "{x}",
+            "n\x00l\n",
+            "ç",
         ]
     ),
     min_size=1,
