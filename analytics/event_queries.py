@@ -8,18 +8,19 @@ conditions read a filter path the same way (a property test holds them to it).
 from __future__ import annotations
 
 import base64
-import re
 import binascii
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from analytics import schema
 from analytics.errors import BadQuery
 from analytics.queries import Period, _ts
 from disparo.matching import ALL_EVENT_TYPES
+from disparo.schemas import ID_NAMESPACE
 
 _TS = "DateTime64(3, 'UTC')"
 # The latest event of an order: the one published last (ties: the later offset).
@@ -157,6 +158,30 @@ def rules_matched(rules: Sequence[RuleScope]) -> tuple[str, str]:
     return matched, f"account_id IN ({', '.join(map(_text, by_account))})"
 
 
+def dispatch_id_sql(event_id: str, rule_id: str) -> str:
+    """`disparo.schemas.dispatch_id_for` in SQL: 'msg_' + the hex of a uuid5 (SHA-1 based).
+
+    The digest is written three times; ClickHouse computes an expression once per row.
+    """
+    h = (
+        f"substring(SHA1(concat(unhex('{ID_NAMESPACE.hex}'), toString({event_id}), '/', "
+        f"toString({rule_id}))), 1, 16)"
+    )
+    version = f"char(bitOr(bitAnd(reinterpretAsUInt8(substring({h}, 7, 1)), 15), 80))"  # v5
+    variant = f"char(bitOr(bitAnd(reinterpretAsUInt8(substring({h}, 9, 1)), 63), 128))"
+    parts = (
+        f"substring({h}, 1, 6), {version}, substring({h}, 8, 1), {variant}, substring({h}, 10, 7)"
+    )
+    return f"concat('msg_', lower(hex(concat({parts}))))"
+
+
+def rules_accounts(rules: Sequence[RuleScope], account_id: str | None = None) -> str:
+    """The condition naming the accounts of the rules (narrowed to one when given)."""
+    if account_id is not None:
+        return f"account_id = {_text(account_id)}"
+    return f"account_id IN ({', '.join(map(_text, sorted({s.fields.account_id for s in rules})))})"
+
+
 def latest_per_rule(
     database: str, rules: Sequence[RuleScope], where: str, params: dict[str, Any]
 ) -> str:
@@ -165,6 +190,7 @@ def latest_per_rule(
     return (
         f"SELECT order_id, rule_id, any(account_id) AS account, "
         f"argMax(event_id, {_LATEST}) AS latest_event_id, "
+        f"{dispatch_id_sql('latest_event_id', 'rule_id')} AS latest_dispatch_id, "
         f"argMax(event_type, {_LATEST}) AS latest_event_type, "
         f"argMax(order_status, {_LATEST}) AS latest_order_status, "
         f"max(published_at) AS latest_at "
@@ -212,14 +238,17 @@ def undelivered(
         where += " AND account_id = {account:String}"
         params["account"] = account_id
     latest = latest_per_rule(database, rules, where, params)
+    # The attempts of the rules' accounts since the period began (an hour earlier: the
+    # worker's clock is not Kafka's), by dispatch: read through the by_account projection.
     tried = (
-        "SELECT event_id, rule_id, countIf(status IN ('success', 'failure')) AS attempts, "
+        "SELECT dispatch_id, countIf(status IN ('success', 'failure')) AS attempts, "
         "countIf(status = 'success') AS ok, countIf(status = 'failure' AND final) AS failed, "
         "countIf(status = 'held') AS held, countIf(status = 'superseded') AS superseded "
-        f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{start:{_TS}}} "
-        + ("AND account_id = {account:String} " if account_id is not None else "")
-        + "AND event_id IN (SELECT latest_event_id FROM latest) GROUP BY event_id, rule_id"
+        f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{tried_from:{_TS}}} "
+        f"AND {rules_accounts(rules, account_id)} "
+        f"AND rule_id IN ({', '.join(str(s.rule_id) for s in rules)}) GROUP BY dispatch_id"
     )
+    params["tried_from"] = _ts(period.start - timedelta(hours=1))
     outer = ["t.ok = 0", "t.superseded = 0"]
     if after is not None:
         outer.append(
@@ -236,9 +265,12 @@ def undelivered(
         "multiIf(t.failed > 0, 'failed', t.held > 0 AND t.attempts = 0, 'held', 'pending') "
         "AS state "
         f"FROM latest AS l LEFT JOIN ({tried}) AS t "
-        "ON t.event_id = l.latest_event_id AND t.rule_id = l.rule_id "
+        "ON t.dispatch_id = l.latest_dispatch_id "
         f"WHERE {' AND '.join(outer)} "
-        f"ORDER BY latest_at DESC, order_id DESC, rule_id DESC LIMIT {limit + 1}"
+        f"ORDER BY latest_at DESC, order_id DESC, rule_id DESC LIMIT {limit + 1} "
+        # Reading attempts in table order would skip the by_account projection (as for an
+        # account's pages, queries.dispatches): 130 -> 84 ms for one account's week.
+        "SETTINGS optimize_read_in_order = 0"
     )
     return sql, params
 

@@ -24,7 +24,9 @@ from pydantic import (
 from disparo.errors import InvalidMessage
 from disparo.limits import MAX_ATTEMPT
 
-_NAMESPACE = uuid.UUID("5b0b7c4e-5d52-4c1e-9a53-6f0d1d6a0c11")
+# The namespace of dispatch and attempt ids (uuid5); public so SQL can compute them too.
+ID_NAMESPACE = uuid.UUID("5b0b7c4e-5d52-4c1e-9a53-6f0d1d6a0c11")
+_NAMESPACE = ID_NAMESPACE
 SECRET_PREFIX = "whsec_"
 # `held`: a paused rule's dispatch, kept to be released; `superseded`: ended unsent because
 # a newer event of its order was delivered for the rule (neither is a failure).

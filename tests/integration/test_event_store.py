@@ -16,7 +16,7 @@ from analytics.event_sink import event_row
 from analytics.sink import row_of
 from analytics.store import Store
 from disparo.matching import matches_if_active
-from disparo.schemas import OrderEvent, Rule, RuleFields
+from disparo.schemas import OrderEvent, Rule, RuleFields, dispatch_id_for
 from tests.factories import event, outcome, rule
 
 pytestmark = pytest.mark.integration
@@ -178,7 +178,10 @@ def test_undelivered_pairs_are_those_whose_latest_event_has_no_success(store: St
 
     def tried(name: str, status: str, final: bool = True) -> Any:
         e = orders[name]
-        return outcome(name, NOW, status, event_id=str(e.event_id), rule_id=1, final=final)
+        return outcome(
+            name, NOW, status, event_id=str(e.event_id), rule_id=1, final=final,
+            dispatch_id=dispatch_id_for(e.event_id, 1),
+        )  # fmt: skip
 
     attempts = [
         tried("ok", "success"),
@@ -186,7 +189,14 @@ def test_undelivered_pairs_are_those_whose_latest_event_has_no_success(store: St
         tried("failed", "failure"),
         tried("retrying", "failure", final=False),
         tried("held", "held"),
-        outcome("new", NOW, "success", event_id=str(older.event_id), rule_id=1),
+        outcome(
+            "new",
+            NOW,
+            "success",
+            event_id=str(older.event_id),
+            rule_id=1,
+            dispatch_id=dispatch_id_for(older.event_id, 1),
+        ),
     ]
     store.insert(schema.TABLE, [row_of(o, 0, i) for i, o in enumerate(attempts)], "u1")
     scopes = [RuleScope(1, rule(id=1, event_types=["*"]))]
@@ -234,3 +244,13 @@ def test_the_many_rules_matcher_agrees_with_the_dispatchers_matcher(
         if matches_if_active(r, e)
     }
     assert found == expected
+
+
+@settings(max_examples=30, deadline=None)
+@given(event_id=st.uuids(), rule_id=st.integers(0, 2**63 - 1))
+def test_the_sql_dispatch_id_is_the_workers(
+    store: Store, event_id: uuid.UUID, rule_id: int
+) -> None:
+    expression = event_queries.dispatch_id_sql(f"toUUID('{event_id}')", f"toUInt64({rule_id})")
+    [row] = store.select(f"SELECT {expression} AS id")
+    assert row["id"] == dispatch_id_for(event_id, rule_id)
