@@ -12,8 +12,9 @@ import pytest
 from analytics import held, queries, schema
 from analytics.cluster_ddl import cluster_ddl
 from analytics.held import HeldKeeper
-from analytics.sink import dedup_token, row_of
+from analytics.sink import row_of
 from analytics.store import Row, Store
+from analytics.topic_sink import dedup_token
 from disparo.schemas import AttemptOutcome, DispatchJob, OrderEvent, Rule, generate_secret
 from tests.factories import outcome
 
