@@ -53,6 +53,27 @@ class Nginx:
     url: str
     access_log: Path
 
+    def cpu(self) -> float:
+        """CPU seconds of the nginx master and its workers so far."""
+        try:
+            master = int((self.access_log.parent / "nginx.pid").read_text())
+        except (OSError, ValueError):
+            return 0.0
+        return cpu_seconds(master) + sum(cpu_seconds(pid) for pid in _children(master))
+
+
+def _children(parent: int) -> list[int]:
+    """Pids whose parent is `parent` (nginx workers), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
 
 @contextmanager
 def nginx() -> Iterator[Nginx]:
