@@ -24,12 +24,11 @@ from analytics.api.resend import Operator, queue_jobs
 from analytics.api.scope import AccountQ, account_scope
 from analytics.errors import NotFound, TooBroad
 from analytics.event_queries import CoverageCursor, RuleScope
-from disparo.access import ApiKey
 from disparo.limits import MAX_ATTEMPT
 from disparo.schemas import DispatchJob, OrderEvent, RuleRef, dispatch_id_for, now_utc
 
 router = APIRouter(tags=["coverage"])
-MAX_RULES = 500  # rules evaluated in one coverage query (each becomes a SQL condition)
+MAX_RULES = 500  # rules in one coverage query (literal arrays in its SQL)
 MAX_ORDERS = 10_000
 _ORDERS_PER_QUERY = 1000
 EXPORT_ROWS = 100_000
@@ -40,11 +39,9 @@ CSV_COLUMNS = (
 RESENT = Counter("disparo_resend_latest_total", "Latest events of orders queued for a resend.")
 
 
-def rule_scopes(
-    svc: Services, key: ApiKey, account_id: str | None, rule_id: int | None
-) -> list[RuleScope]:
-    """The active rules a request covers: one, or all of the key's account (or of all)."""
-    account_id = account_scope(key, account_id)
+def rule_scopes(svc: Services, account_id: str | None, rule_id: int | None) -> list[RuleScope]:
+    """The active rules a request covers: one, or all of an account (already scoped to the
+    key by `account_scope`), or of all accounts."""
     rules = [
         r
         for r in svc.rules.all()
@@ -116,7 +113,7 @@ def coverage(
 ) -> Coverage:
     period = queries.Period.parse(start, end, now_utc())
     scope = account_scope(key, account_id)
-    return Coverage(period, scope, rule_scopes(svc, key, scope, rule_id))
+    return Coverage(period, scope, rule_scopes(svc, scope, rule_id))
 
 
 Covered = Annotated[Coverage, Depends(coverage)]
@@ -179,10 +176,10 @@ def latest_jobs(
             (OrderEvent.model_validate_json(r["event_json"]), int(r["rule_id"]))
             for r in svc.store.select(sql, params)
         ]
-    last = _last_attempts(svc, [dispatch_id_for(e.event_id, rule) for e, rule in found], since)
+    ids = [dispatch_id_for(event.event_id, rule_id) for event, rule_id in found]
+    last = recorded_attempts(svc, ids, since)
     jobs = []
-    for event, rule_id in found:
-        dispatch_id = dispatch_id_for(event.event_id, rule_id)
+    for (event, rule_id), dispatch_id in zip(found, ids, strict=True):
         attempt = last.get(dispatch_id, 0) + 1
         if attempt > MAX_ATTEMPT:
             continue  # as many attempts as one dispatch may have: reported as skipped
@@ -202,7 +199,8 @@ def latest_jobs(
     return jobs
 
 
-def _last_attempts(svc: Services, dispatch_ids: list[str], since: datetime) -> dict[str, int]:
+def recorded_attempts(svc: Services, dispatch_ids: list[str], since: datetime) -> dict[str, int]:
+    """The highest attempt number recorded since `since`, per dispatch that has one."""
     last: dict[str, int] = {}
     for i in range(0, len(dispatch_ids), _ORDERS_PER_QUERY):
         sql, params = event_queries.last_attempts(
@@ -220,7 +218,7 @@ def resend_latest(
 ) -> dict[str, Any]:
     """Queue each order's latest event for each rule it matches; manual, audited, limited."""
     scope = account_scope(actor, body.account_id)
-    scopes = rule_scopes(svc, actor, scope, body.rule_id)
+    scopes = rule_scopes(svc, scope, body.rule_id)
     order_ids = list(dict.fromkeys(body.order_ids))
     jobs = latest_jobs(svc, scopes, order_ids, scope) if scopes else []
     sent = {j.event.order_id for j in jobs}

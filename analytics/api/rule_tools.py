@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from analytics import audit, event_queries, queries, schema
+from analytics.api.coverage import recorded_attempts
 from analytics.api.deps import Services, services
 from analytics.api.dispatches import Reader, iso_text
 from analytics.api.resend import Operator, queue_jobs
@@ -21,7 +22,6 @@ from disparo.schemas import AccountId, DispatchJob, OrderEvent, now_utc
 
 router = APIRouter(tags=["rules"])
 MAX_BACKFILL = 100_000
-_IDS_PER_QUERY = 1000
 # A worker takes a resend within moments; beyond the rule's own timeout, this much more.
 TEST_GRACE_S = 20.0
 
@@ -60,7 +60,7 @@ def dry_run(
     """Events and orders of a period a rule (not saved) would match, with a sample of 20."""
     period = _events_period(body.start, body.end)
     account_id = account_scope(key, body.account_id) or "default"
-    matcher = _matcher(body, account_id)
+    matcher = _Matcher(account_id, body.event_types, body.filters)
     [row] = svc.store.select(*event_queries.dry_run(svc.store.database, period, matcher))
     sample = [
         {
@@ -90,10 +90,6 @@ class _Matcher:
     filters: dict[str, list[str]]
 
 
-def _matcher(body: DryRun, account_id: str) -> _Matcher:
-    return _Matcher(account_id, body.event_types, body.filters)
-
-
 @router.post("/api/v1/rules/{rule_id}/backfill", status_code=202)
 def backfill(
     rule_id: int,
@@ -111,7 +107,8 @@ def backfill(
     if len(events) > MAX_BACKFILL:
         raise TooBroad(f"more than {MAX_BACKFILL} events match; backfill a shorter period")
     jobs = [DispatchJob.first(e, rule) for e in events]
-    sent = _dispatched(svc, [j.dispatch_id for j in jobs], period.start)
+    since = period.start - timedelta(hours=1)  # the worker's clock is not Kafka's
+    sent = recorded_attempts(svc, [j.dispatch_id for j in jobs], since)
     new = [j for j in jobs if j.dispatch_id not in sent]
     # First attempts like the dispatcher's: retries, order lanes and pauses apply to them.
     queue_jobs(svc, new, svc.topics.dispatch_jobs)
@@ -123,17 +120,6 @@ def backfill(
     }
     audit.record(svc.store, actor, "rule.backfill", str(rule_id), details, rule.account_id)
     return {"matched_events": len(jobs), "queued": len(new), "already_dispatched": len(sent)}
-
-
-def _dispatched(svc: Services, dispatch_ids: list[str], since: datetime) -> set[str]:
-    """Which of these dispatches have an attempt (or a held row) recorded."""
-    found: set[str] = set()
-    for i in range(0, len(dispatch_ids), _IDS_PER_QUERY):
-        sql, params = event_queries.last_attempts(
-            svc.store.database, dispatch_ids[i : i + _IDS_PER_QUERY], since - timedelta(hours=1)
-        )
-        found.update(r["dispatch_id"] for r in svc.store.select(sql, params))
-    return found
 
 
 @router.post("/api/v1/rules/{rule_id}/test")
