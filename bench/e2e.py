@@ -6,7 +6,8 @@ through the API, plus event-to-POST latency (publish time -> nginx's receive tim
 In the same run a bare aiohttp POST loop with the same bodies gives the ceiling. Then a
 latency phase paced at half the measured end-to-end rate, and the CPU seconds each process
 (broker, dispatcher, workers, analytics, nginx, this publisher) spent per 1,000 deliveries.
-Usage: python -m bench.e2e [--events 20000] [--workers 1] [--ordering per_order [--orders 2000]]
+Usage: python -m bench.e2e [--events 20000] [--warmup 5000] [--workers 1]
+       [--ordering per_order [--orders 2000]]
 """
 
 from __future__ import annotations
@@ -86,6 +87,12 @@ def main() -> None:
     )
     p.add_argument("--paced-seconds", type=int, default=10, help="length of the latency phase")
     p.add_argument(
+        "--warmup",
+        type=int,
+        default=5000,
+        help="events delivered before the measured phase (JIT, connections, caches warm)",
+    )
+    p.add_argument(
         "--ordering",
         choices=("none", "per_order"),
         default="none",
@@ -117,6 +124,13 @@ def main() -> None:
             publisher = Publisher(
                 KernelSettings(kafka_bootstrap=bootstrap, topic_prefix="bench.", home=home)
             )
+            warm = 0
+            if args.warmup:
+                say(f"warm-up: {args.warmup} events ...")
+                publisher.publish_many(make_events(args.warmup, orders))
+                warm = _wait_rows(svc, args.warmup, timeout_s=max(120, args.warmup / 100))
+                time.sleep(1.5)  # nginx flushes its access log every second
+                receiver.access_log.write_text("")
             say(f"publishing {n} events ...")
             sent_at: dict[str, float] = {}
             cpu_before = {**svc.cpu(), "nginx": receiver.cpu(), "publisher": time.process_time()}
@@ -129,7 +143,7 @@ def main() -> None:
                 publisher.publish_many(chunk)
             published = time.time()
             say(f"published in {published - started:.1f}s; waiting for {n} attempt rows ...")
-            total = _wait_rows(svc, n, timeout_s=max(120, n / 100))
+            total = _wait_rows(svc, warm + n, timeout_s=max(120, n / 100)) - warm
             finished = time.time()
             cpu_after = {**svc.cpu(), "nginx": receiver.cpu(), "publisher": time.process_time()}
             cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
@@ -139,7 +153,7 @@ def main() -> None:
             paced = make_events(pace * args.paced_seconds, orders)
             say(f"latency phase: {len(paced)} events at {pace}/s ...")
             paced_sent = _publish_paced(publisher, paced, pace, created["id"])
-            _wait_rows(svc, n + len(paced), timeout_s=120)
+            _wait_rows(svc, warm + n + len(paced), timeout_s=120)
             publisher.close()
         time.sleep(1.5)
         paced_latencies = _latencies(receiver.access_log, paced_sent)
@@ -149,7 +163,8 @@ def main() -> None:
         f"python={platform.python_version()}"
     )
     print(
-        f"events={n} orders={orders or n} ordering={args.ordering} workers={args.workers} "
+        f"events={n} warmup={args.warmup} orders={orders or n} ordering={args.ordering} "
+        f"workers={args.workers} "
         f"delivered_rows={total} "
         f"posts_seen_by_nginx={len(latencies)}"
     )

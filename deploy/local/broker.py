@@ -136,6 +136,9 @@ class KafkaNode:
             "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
+            # One network and one IO thread per core of a small machine (defaults: 3 and 8).
+            "num.network.threads": "2",
+            "num.io.threads": "2",
         }
         if self.secure is not None:
             listener = self.secure.listener()
@@ -150,6 +153,9 @@ class KafkaNode:
             "java",
             f"-Xmx{self.heap}",
             "-XX:+UseG1GC",
+            # C1 only: on a small machine C2's compiler threads cost the broker more CPU for
+            # minutes than its faster code saves (docs/benchmarks.md, issue 16).
+            "-XX:TieredStopAtLevel=1",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={KAFKA_FILES / 'log4j2.properties'}",
             "-cp",
