@@ -15,7 +15,7 @@ from consumers.redaction import redacted
 from consumers.retry_policy import parse_retry_after
 from consumers.signing import webhook_headers
 from consumers.targets import refusal_cached
-from consumers.transport import parsed_url
+from consumers.transport import MAX_BODY_BYTES, parsed_url
 from disparo.limits import request_problem
 from disparo.schemas import TEST_EVENT_TYPE, AttemptOutcome, DispatchJob, Status, now_utc
 from disparo.targets import AllowEntry
@@ -31,7 +31,7 @@ def webhook_body(job: DispatchJob) -> bytes:
 
 log = logging.getLogger(__name__)
 USER_AGENT = "disparo-webhooks/0.1"
-MAX_RESPONSE_BYTES = 1024 * 1024
+MAX_RESPONSE_BYTES = MAX_BODY_BYTES
 
 
 async def _read_some(response: httpx.Response, limit: int) -> bytes:

@@ -36,14 +36,17 @@ class RuleLookup:
         self.sync_timeout_s = sync_timeout_s
         self._missing: dict[int, int] = {}  # rule id -> view generation it was confirmed gone at
 
-    def resolve(self, job: DispatchJob) -> DispatchJob:
-        """The job with its target: the rule's current URL, headers and secrets, or `gone`."""
+    def resolve(self, job: DispatchJob, seq: int | None = None) -> DispatchJob:
+        """The job with its target: the rule's current URL, headers and secrets, or `gone`.
+
+        `seq`, when given, is the job's place in its order (set in the same copy).
+        """
         if job.rule.rule_id == NOTIFICATIONS_RULE_ID:
-            return job.with_target(self._notifications(job.event.account_id))
+            return job.with_target(self._notifications(job.event.account_id), seq)
         rule = self._current(job.rule)
         if rule is None:
-            return job.with_target(DeliveryTarget.gone(job.rule.rule_id))
-        return job.with_target(DeliveryTarget.of(rule, now_utc()))
+            return job.with_target(DeliveryTarget.gone(job.rule.rule_id), seq)
+        return job.with_target(DeliveryTarget.of(rule, now_utc()), seq)
 
     def _notifications(self, account_id: str) -> DeliveryTarget:
         if self.accounts is None:

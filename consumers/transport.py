@@ -11,18 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable, Iterator
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
+import yarl
 
 from consumers.targets import GuardedResolver
 from disparo.targets import AllowEntry
 
+# Answers are read up to this size (one byte more tells they were larger).
+MAX_BODY_BYTES = 1024 * 1024
+
 
 def translated(exc: BaseException) -> Exception | None:
-    """The httpx error for an aiohttp error (raw or wrapped by httpx-aiohttp), else None."""
+    """The httpx error for an aiohttp error (raw or wrapped in an httpx one), else None."""
     cause = exc.__cause__ if isinstance(exc, httpx.HTTPError) else exc
     if not isinstance(cause, (aiohttp.ClientError, asyncio.TimeoutError)):
         return None
@@ -57,32 +60,75 @@ def _translating() -> Iterator[None]:
         raise error from error.__cause__
 
 
-class WebhookTransport(AiohttpTransport):
-    """httpx-aiohttp's transport with every aiohttp error translated (see `translated`)."""
+class WebhookTransport(httpx.AsyncBaseTransport):
+    """httpx's transport interface over one aiohttp session, made for webhooks.
+
+    No redirects, no decompression, and the answer read here, at most `max_body` + 1 bytes
+    (one more tells the caller it was too large): the response comes back with its body in
+    memory, so nothing streams through httpx's wrappers. Every aiohttp error is translated.
+    """
+
+    def __init__(self, session: Callable[[], aiohttp.ClientSession], max_body: int) -> None:
+        self._new_session = session
+        self._session: aiohttp.ClientSession | None = None
+        self.max_body = max_body
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._session is None:
+            self._session = self._new_session()
+        timeout = request.extensions.get("timeout", {})
         with _translating():
-            response = await super().handle_async_request(request)
-        response.stream = _TranslatedStream(response.stream)
-        return response
-
-
-class _TranslatedStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.SyncByteStream | httpx.AsyncByteStream) -> None:
-        assert isinstance(inner, httpx.AsyncByteStream)
-        self._inner = inner
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _translating():
-            async for chunk in self._inner:
-                yield chunk
+            response = await self._session.request(
+                request.method,
+                _yarl(str(request.url)),
+                headers=[
+                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                ],
+                data=request.content or None,
+                allow_redirects=False,
+                auto_decompress=False,
+                compress=False,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeout.get("connect"), sock_read=timeout.get("read")
+                ),
+            )
+            try:
+                body = await _read_at_most(response.content, self.max_body + 1)
+            finally:
+                # A connection goes back to the pool only with its answer read to the end.
+                if response.content.at_eof():
+                    response.release()
+                else:
+                    response.close()
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            content=body,
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+
+async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def make_transport(
-    max_connections: int, allowlist: tuple[AllowEntry, ...] = ()
+    max_connections: int,
+    allowlist: tuple[AllowEntry, ...] = (),
+    max_body: int = MAX_BODY_BYTES,
 ) -> httpx.AsyncBaseTransport:
     """One shared transport; aiohttp keeps connections alive per host and stores no cookies.
 
@@ -101,7 +147,13 @@ def make_transport(
         )
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
-    return WebhookTransport(client=session, trust_env=False)
+    return WebhookTransport(session, max_body)
+
+
+@functools.lru_cache(maxsize=4096)
+def _yarl(url: str) -> yarl.URL:
+    """aiohttp's form of an endpoint URL (already encoded by httpx), parsed once per URL."""
+    return yarl.URL(url, encoded=True)
 
 
 @functools.lru_cache(maxsize=4096)

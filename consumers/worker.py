@@ -182,9 +182,10 @@ class DeliveryWorker:
                 if job.not_before is not None and job.not_before > now:
                     self.gate.hold(tp, record.offset, job.not_before)
                     break
-                if job.seq is None and tp.topic == self.topics.dispatch_jobs:
-                    job = job.model_copy(update={"seq": record.offset})  # its place in its order
-                result.taken.append((tp, record, self.rules.resolve(job), ""))
+                # A first attempt's place in its order is its offset in dispatch-jobs.
+                first = job.seq is None and tp.topic == self.topics.dispatch_jobs
+                seq = record.offset if first else None
+                result.taken.append((tp, record, self.rules.resolve(job, seq), ""))
         return result
 
     def _start_all(self, polled: Polled) -> None:

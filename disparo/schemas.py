@@ -269,8 +269,12 @@ class DispatchJob(BaseModel):
             raise LookupError(f"{self.dispatch_id}: rule {self.rule.rule_id} not resolved yet")
         return self.resolved
 
-    def with_target(self, target: DeliveryTarget) -> DispatchJob:
-        return self.model_copy(update={"resolved": target})
+    def with_target(self, target: DeliveryTarget, seq: int | None = None) -> DispatchJob:
+        """The job resolved to `target` (and given its place in its order, when known)."""
+        update: dict[str, Any] = {"resolved": target}
+        if seq is not None:
+            update["seq"] = seq
+        return self.model_copy(update=update)
 
     @property
     def attempt_id(self) -> str:
