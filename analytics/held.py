@@ -183,13 +183,22 @@ class HeldKeeper(Periodic):
         self.backlog: dict[int, int] = {}
         self.allowance: dict[int, float] = {}
         self.last_scan = self.last_expiry = self.last_tick = 0.0
+        # 410 answers are looked for at the first scan (one stored before this process ran)
+        # and for the lookback after the sink stores one: that query reads the last minutes
+        # of attempts, too much to run every second for nothing.
+        self.gone_until = time.monotonic() + SCAN_EVERY_S
+
+    def gone_answered(self) -> None:
+        """The sink stored an automatic attempt answered 410: look for rules to pause."""
+        self.gone_until = time.monotonic() + GONE_LOOKBACK.total_seconds()
 
     def check(self, now: datetime) -> int:
         """One turn: rescan the backlog when due, release what each rule's rate allows."""
         tick = time.monotonic()
         elapsed, self.last_tick = min(tick - self.last_tick, 1.0), tick
         if tick - self.last_scan >= SCAN_EVERY_S:
-            self.pause_gone(now)
+            if tick < self.gone_until:
+                self.pause_gone(now)
             self.backlog, self.last_scan = held_counts(self.store, now), tick
         if tick - self.last_expiry >= EXPIRE_EVERY_S:
             self.expire(now)

@@ -83,6 +83,7 @@ def run(
     # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would
     # never run: the sink must flush, commit and leave its group in the app's lifespan.
     warden, held = _timers(settings, svc)
+    sink.on_gone = held.gone_answered
     warden_thread = threading.Thread(target=warden.run, name="warden", daemon=True)
     held_thread = threading.Thread(target=held.run, name="held", daemon=True)
     health = RuleHealth(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -76,6 +77,12 @@ class OutcomeSink(TopicSink):
             metrics=SinkMetrics(ROWS, BATCHES, INSERT_FAILURES),
         )
         super().__init__(settings, store, producer, target)
+        # Told when stored attempts include a 410 Gone (the held keeper pauses such rules).
+        self.on_gone: Callable[[], None] = lambda: None
+
+    def after_store(self, rows: list[Row]) -> None:
+        if any(r["http_status"] == 410 and not r["manual"] and r["rule_id"] > 0 for r in rows):
+            self.on_gone()
 
     def rows_of(self, records: list[Any]) -> list[Row]:
         rows = []

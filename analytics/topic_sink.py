@@ -118,6 +118,9 @@ class TopicSink:
         """The rows to insert, once the table was checked for repeats (default: all)."""
         return rows
 
+    def after_store(self, rows: list[Row]) -> None:
+        """Called with the rows of each insert once ClickHouse has them (default: nothing)."""
+
     def _consumer(self) -> KafkaConsumer:
         consumer = group_consumer(
             self.settings,
@@ -219,6 +222,7 @@ class TopicSink:
             return  # stopping while ClickHouse is away: the offsets stay uncommitted
         if stored:
             failpoints.hit(f"{self.target.name}.after_insert")  # between insert and commit
+            self.after_store(stored)
         self.producer.flush(timeout=COMMIT_TIMEOUT_S)  # dead letters, before the commit
         self.target.metrics.rows.inc(len(stored))
         self.target.metrics.batches.inc()
