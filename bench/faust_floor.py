@@ -2,14 +2,15 @@
 
 Run by `bench.floor`: reads `--records` records already on `<prefix>in`, sends each value on
 to `<prefix>out` (the dispatcher's shape with no parsing and no matching), and writes the
-CPU seconds this process spent from the first record to the last into `--result`.
+CPU seconds this process spent from the first record to the last into `--result`. Per event
+with faust's `Topic.send` and automatic acks, or `--batched` as the dispatcher does it.
 Usage: python -m bench.faust_floor --bootstrap HOST:PORT --prefix P --records N --result FILE
+       --datadir DIR [--batched]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import time
@@ -19,6 +20,8 @@ from typing import Any
 import faust
 
 from disparo.loops import install_fast_loop
+from dispatcher.acks import BatchAcks
+from dispatcher.app import EVENT_BATCH, EVENT_BATCH_WAIT_S
 
 
 def main() -> None:
@@ -28,7 +31,9 @@ def main() -> None:
     p.add_argument("--records", type=int, required=True)
     p.add_argument("--result", type=Path, required=True)
     p.add_argument("--datadir", type=Path, required=True)
-    p.add_argument("--batched", action="store_true", help="take_events + producer futures")
+    p.add_argument(
+        "--batched", action="store_true", help="as the dispatcher: batches, futures, manual acks"
+    )
     args = p.parse_args()
     install_fast_loop()
     # The dispatcher's producer and consumer settings (dispatcher/app.py).
@@ -55,7 +60,9 @@ def main() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     async def forward_batched(stream: Any) -> None:
-        async for events in stream.take_events(1000, within=0.02):
+        """The dispatcher's way (dispatcher/app.py): batches, producer futures, manual acks."""
+        acks = BatchAcks(stream)
+        async for events in stream.noack_take(EVENT_BATCH, within=EVENT_BATCH_WAIT_S):
             if seen["n"] == 0:
                 seen["cpu"] = time.process_time()
             sent = [
@@ -64,7 +71,7 @@ def main() -> None:
                 )
                 for e in events
             ]
-            await asyncio.gather(*sent)
+            acks.when_sent(events, sent)
             seen["n"] += len(events)
             if seen["n"] >= args.records:
                 await done()

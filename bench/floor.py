@@ -1,12 +1,13 @@
 """The CPU floor of one delivery: what the libraries disparo stands on cost per record, alone.
 
 Each step a delivery cannot skip is measured by itself on the same machine, with the clients
-and settings the services use: kafka-python and aiokafka (faust's client) producing and
-consuming job-sized records on a real broker (and the broker's CPU for them), pydantic
-parsing and dumping the messages, a bare aiohttp POST to nginx (the ceiling's own loop) and
-the worker's `Deliverer` doing the same through httpx, and chdb storing the rows. Summed in
-the shape of the pipeline (3 records produced and 4 consumed per delivery), they give the
-CPU a delivery costs before disparo's own loops run; on two cores that bounds the ratio.
+and settings the services use: kafka-python producing and consuming job-sized records on a
+real broker (and the broker's CPU for them), aiokafka bare and under a faust agent that only
+forwards each record (`bench.faust_floor`, a process of its own), pydantic parsing and
+dumping the messages, a bare aiohttp POST to nginx (the ceiling's own loop) and the worker's
+`Deliverer` doing the same through httpx, and chdb storing the rows. Summed in the shape of
+the pipeline (3 records produced and 4 consumed per delivery), they give the CPU a delivery
+costs before disparo's own code runs; on two cores that bounds the rate and the ratio.
 Usage: python -m bench.floor [--records 20000]
 """
 
@@ -60,7 +61,7 @@ TOPIC = Topics("floor.").dispatch_jobs  # created as the stack creates it
 # Per delivery: which measured step runs how many times, and in which process.
 PIPELINE: dict[str, dict[str, int]] = {
     "publisher": {"kafka_python_produce": 1},
-    "dispatcher": {"faust_forward": 1, "parse_event": 1, "job_first_and_dump": 1},
+    "dispatcher": {"faust_forward_batched": 1, "parse_event": 1, "job_first_and_dump": 1},
     "worker": {
         "kafka_python_consume": 1,
         "parse_job_and_resolve": 1,
@@ -122,7 +123,8 @@ def main() -> None:
             settings = KernelSettings(kafka_bootstrap=bootstrap, topic_prefix="floor.", home=home)
             kafka_python(meter, settings, job_bytes)
             asyncio.run(aiokafka(meter, bootstrap, job_bytes))
-            faust_forward(meter, settings, job_bytes)
+            faust_forward(meter, settings, job_bytes, batched=False)
+            faust_forward(meter, settings, job_bytes, batched=True)
         analytics(meter, home, events, outcomes)
     report(meter.us, ceiling)
 
@@ -229,9 +231,12 @@ async def aiokafka(meter: Meter, bootstrap: str, values: list[bytes]) -> None:
     await consumer.stop()
 
 
-def faust_forward(meter: Meter, settings: KernelSettings, values: list[bytes]) -> None:
+def faust_forward(
+    meter: Meter, settings: KernelSettings, values: list[bytes], batched: bool
+) -> None:
     """faust's consume-and-send per event, measured inside a faust worker (bench.faust_floor)."""
-    prefix = "floor.faust."
+    name = "faust_forward_batched" if batched else "faust_forward"
+    prefix = f"floor.{name}."
     admin = make_admin(settings)
     admin.create_topics(
         [NewTopic(f"{prefix}{t}", ORDER_EVENT_PARTITIONS, 1) for t in ("in", "out")]
@@ -241,20 +246,20 @@ def faust_forward(meter: Meter, settings: KernelSettings, values: list[bytes]) -
     for value in values:
         producer.send(f"{prefix}in", key=str(uuid.uuid4()).encode(), value=value)
     producer.close()
-    result = settings.home / "faust-floor.txt"
-    say("faust_forward: a faust worker forwards every record ...")
+    result = settings.home / f"{name}.txt"
+    say(f"{name}: a faust worker forwards every record ...")
     subprocess.run(
         [
             sys.executable, "-m", "bench.faust_floor", "--bootstrap", settings.kafka_bootstrap,
             "--prefix", prefix, "--records", str(len(values)), "--result", str(result),
-            "--datadir", str(settings.home / "faust"),
+            "--datadir", str(settings.home / name), *(["--batched"] if batched else []),
         ],
         check=False, timeout=600, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     if not result.exists():
-        raise SystemExit("the faust worker did not forward every record (bench.faust_floor)")
-    meter.us["faust_forward"] = float(result.read_text()) * 1e6 / len(values)
-    say(f"faust_forward: {meter.us['faust_forward']:.1f} us")
+        raise SystemExit(f"the faust worker did not forward every record ({name})")
+    meter.us[name] = float(result.read_text()) * 1e6 / len(values)
+    say(f"{name}: {meter.us[name]:.1f} us")
 
 
 def analytics(meter: Meter, home: Path, events: list[OrderEvent], outcomes: list[bytes]) -> None:
