@@ -456,7 +456,7 @@ def make_consumer(settings: WorkerSettings) -> KafkaConsumer:
         "disparo-worker",
         max_poll_records=settings.worker_batch,
         fetch_min_bytes=64 * 1024,  # fewer, fuller fetches: the broker's CPU is shared
-        fetch_max_wait_ms=50,
+        fetch_max_wait_ms=25,
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         # Order lanes need one worker to own the same partition of every job topic.
