@@ -68,7 +68,7 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
         topic_allow_declare=True,
         topic_replication_factor=settings.topic_replication,  # faust's own internal topics
         producer_acks=-1,
-        producer_linger=0.01,
+        producer_linger=0.02,
         producer_max_batch_size=512 * 1024,
         producer_max_request_size=12 * 1024 * 1024,  # dead-lettered oversized events
         consumer_max_fetch_size=12 * 1024 * 1024,
