@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from analytics import schema
 from analytics.errors import StoreError
-from analytics.queries import _TS, Cursor, Period, _ts, keyset_after
+from analytics.queries import TS_TYPE, Cursor, Period, keyset_after, ts_param
 from analytics.store import Store
 from disparo.access import ApiKey
 from disparo.schemas import now_utc
@@ -83,8 +83,8 @@ def page_query(
     account_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """One page of audit entries, newest first; one extra row says whether more follow."""
-    clauses = [f"at >= {{lo:{_TS}}}", f"at < {{hi:{_TS}}}"]
-    params: dict[str, Any] = {"lo": _ts(period.start), "hi": _ts(period.end)}
+    clauses = [f"at >= {{lo:{TS_TYPE}}}", f"at < {{hi:{TS_TYPE}}}"]
+    params: dict[str, Any] = {"lo": ts_param(period.start), "hi": ts_param(period.end)}
     if account_id is not None:
         clauses.append("account_id = {account:String}")
         params["account"] = account_id

@@ -18,11 +18,10 @@ from typing import Any, Protocol
 
 from analytics import schema
 from analytics.errors import BadQuery
-from analytics.queries import Period, _ts
+from analytics.queries import TS_TYPE, Period, ts_param
 from disparo.matching import ALL_EVENT_TYPES
 from disparo.schemas import ID_NAMESPACE
 
-_TS = "DateTime64(3, 'UTC')"
 # The latest event of an order: the one published last (ties: the later offset).
 _LATEST = "(published_at, kafka_offset)"
 SAMPLE_SIZE = 20
@@ -73,8 +72,8 @@ def _values(tag: str, values: Sequence[str], params: dict[str, Any]) -> str:
 
 
 def _period(period: Period, params: dict[str, Any]) -> str:
-    params.update(start=_ts(period.start), end=_ts(period.end))
-    return f"published_at >= {{start:{_TS}}} AND published_at < {{end:{_TS}}}"
+    params.update(start=ts_param(period.start), end=ts_param(period.end))
+    return f"published_at >= {{start:{TS_TYPE}}} AND published_at < {{end:{TS_TYPE}}}"
 
 
 def dry_run(database: str, period: Period, rule: RuleShape) -> tuple[str, dict[str, Any]]:
@@ -244,18 +243,18 @@ def undelivered(
         "SELECT dispatch_id, countIf(status IN ('success', 'failure')) AS attempts, "
         "countIf(status = 'success') AS ok, countIf(status = 'failure' AND final) AS failed, "
         "countIf(status = 'held') AS held, countIf(status = 'superseded') AS superseded "
-        f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{tried_from:{_TS}}} "
+        f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{tried_from:{TS_TYPE}}} "
         f"AND {rules_accounts(rules, account_id)} "
         f"AND rule_id IN ({', '.join(str(s.rule_id) for s in rules)}) GROUP BY dispatch_id"
     )
-    params["tried_from"] = _ts(period.start - timedelta(hours=1))
+    params["tried_from"] = ts_param(period.start - timedelta(hours=1))
     outer = ["t.ok = 0", "t.superseded = 0"]
     if after is not None:
         outer.append(
             f"(l.latest_at, l.order_id, l.rule_id) < "
-            f"({{c_at:{_TS}}}, {{c_order:String}}, {{c_rule:UInt64}})"
+            f"({{c_at:{TS_TYPE}}}, {{c_order:String}}, {{c_rule:UInt64}})"
         )
-        params.update(c_at=_ts(datetime.fromisoformat(after.at)), c_order=after.order_id)
+        params.update(c_at=ts_param(datetime.fromisoformat(after.at)), c_order=after.order_id)
         params["c_rule"] = after.rule_id
     sql = (
         f"WITH latest AS ({latest}) "
@@ -283,9 +282,9 @@ def latest_events(
     account_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """For each (order, rule) of these orders: the latest matching event, as JSON."""
-    params: dict[str, Any] = {"since": _ts(since)}
+    params: dict[str, Any] = {"since": ts_param(since)}
     orders = _values("o", order_ids, params)
-    where = f"published_at >= {{since:{_TS}}} AND order_id IN ({orders})"
+    where = f"published_at >= {{since:{TS_TYPE}}} AND order_id IN ({orders})"
     if account_id is not None:
         where += " AND account_id = {account:String}"
         params["account"] = account_id
@@ -302,11 +301,11 @@ def last_attempts(
     database: str, dispatch_ids: Sequence[str], since: datetime
 ) -> tuple[str, dict[str, Any]]:
     """The highest attempt number recorded per dispatch (resends continue from it)."""
-    params: dict[str, Any] = {"since": _ts(since)}
+    params: dict[str, Any] = {"since": ts_param(since)}
     ids = _values("d", dispatch_ids, params)
     sql = (
         "SELECT dispatch_id, max(attempt) AS last_attempt "
-        f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{since:{_TS}}} "
+        f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{since:{TS_TYPE}}} "
         f"AND dispatch_id IN ({ids}) GROUP BY dispatch_id"
     )
     return sql, params

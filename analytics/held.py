@@ -17,7 +17,7 @@ from prometheus_client import Counter
 
 from analytics import schema
 from analytics.periodic import Periodic
-from analytics.queries import _TS, _ts
+from analytics.queries import TS_TYPE, ts_param
 from analytics.store import Store
 from disparo.reasons import DISCARDED
 from disparo.rules_view import RulesView
@@ -44,7 +44,7 @@ GONE_LOOKBACK = timedelta(minutes=10)  # 410 answers looked at (the sink stores 
 KEEP_HELD = timedelta(days=schema.RETENTION_DAYS - 1)
 _COLUMNS = (
     "attempt_id, dispatch_id, attempt, order_id, order_status, event_id, event_type, rule_id, "
-    "url, account_id, dispatched_at, toUnixTimestamp64Milli(dispatched_at) AS held_ms, event_json"
+    "url, account_id, toUnixTimestamp64Milli(dispatched_at) AS held_ms, event_json"
 )
 
 
@@ -53,9 +53,9 @@ def _pending(database: str, extra: str = "") -> str:
     table, actions = f"{database}.{schema.TABLE}", f"{database}.{schema.HELD_TABLE}"
     rule = "rule_id = {rule:UInt64}"
     return (
-        f"FROM {table} WHERE status = 'held' AND dispatched_at >= {{since:{_TS}}} AND {rule}"
+        f"FROM {table} WHERE status = 'held' AND dispatched_at >= {{since:{TS_TYPE}}} AND {rule}"
         f"{extra} AND attempt_id NOT IN (SELECT attempt_id FROM {actions} WHERE {rule} "
-        f"AND held_at >= {{since:{_TS}}})"
+        f"AND held_at >= {{since:{TS_TYPE}}})"
     )
 
 
@@ -66,7 +66,7 @@ def held_counts(store: Store, now: datetime, rule_id: int | None = None) -> dict
     table's hourly projection, never by reading the rows of 30 days.
     """
     where = "rule_id = {rule:UInt64}" if rule_id is not None else "1"
-    since = f"toStartOfHour({{since:{_TS}}})"
+    since = f"toStartOfHour({{since:{TS_TYPE}}})"
     held_sql = (
         f"SELECT rule_id AS rule, count() AS n FROM {store.database}.{schema.TABLE} "
         f"WHERE status = 'held' AND toStartOfHour(dispatched_at) >= {since} AND {where} "
@@ -76,7 +76,7 @@ def held_counts(store: Store, now: datetime, rule_id: int | None = None) -> dict
         f"SELECT rule_id AS rule, count() AS n FROM {store.database}.{schema.HELD_TABLE} "
         f"WHERE toStartOfHour(held_at) >= {since} AND {where} GROUP BY rule_id"
     )
-    params = {"since": _ts(now - timedelta(days=schema.RETENTION_DAYS)), "rule": rule_id or 0}
+    params = {"since": ts_param(now - timedelta(days=schema.RETENTION_DAYS)), "rule": rule_id or 0}
     held = {int(r["rule"]): int(r["n"]) for r in store.select(held_sql, params)}
     for row in store.select(acted_sql, params):
         rule = int(row["rule"])
@@ -90,11 +90,11 @@ def oldest_held(
     """A rule's held rows, oldest first (only those held before `before`, when given)."""
     extra = ""
     params: dict[str, Any] = {
-        "since": _ts(now - timedelta(days=schema.RETENTION_DAYS)), "rule": rule_id,
+        "since": ts_param(now - timedelta(days=schema.RETENTION_DAYS)), "rule": rule_id,
     }  # fmt: skip
     if before is not None:
-        extra = f" AND dispatched_at < {{before:{_TS}}}"
-        params["before"] = _ts(before)
+        extra = f" AND dispatched_at < {{before:{TS_TYPE}}}"
+        params["before"] = ts_param(before)
     sql = (
         f"SELECT {_COLUMNS} {_pending(store.database, extra)} "
         f"ORDER BY dispatched_at, attempt_id LIMIT {int(limit)}"
@@ -230,10 +230,10 @@ class HeldKeeper(Periodic):
             "SELECT rule_id AS rule, toUnixTimestamp64Milli(max(dispatched_at)) AS at_ms, "
             "argMax(url, dispatched_at) AS url "
             f"FROM {self.store.database}.{schema.TABLE} WHERE http_status = 410 AND NOT manual "
-            f"AND rule_id > 0 AND dispatched_at >= {{since:{_TS}}} GROUP BY rule_id"
+            f"AND rule_id > 0 AND dispatched_at >= {{since:{TS_TYPE}}} GROUP BY rule_id"
         )
         paused = []
-        for row in self.store.select(sql, {"since": _ts(now - GONE_LOOKBACK)}):
+        for row in self.store.select(sql, {"since": ts_param(now - GONE_LOOKBACK)}):
             rule = self.rules.get(int(row["rule"]))
             at = datetime.fromtimestamp(int(row["at_ms"]) / 1000, UTC)
             if rule is None or rule.paused or not rule.active or str(rule.url) != row["url"]:

@@ -17,7 +17,7 @@ StatusFilter = Literal["all", "success", "failure", "held", "superseded"]
 # Rows of attempts really made: held and superseded dispatches were never sent.
 SENT = "status IN ('success', 'failure')"
 MAX_LIMIT = 500
-_TS = "DateTime64(3, 'UTC')"
+TS_TYPE = "DateTime64(3, 'UTC')"  # the type of every time parameter
 # Columns are selected under their own names, never as aliases of expressions: ClickHouse
 # resolves aliases in WHERE too, which would turn the keyset filter into a text comparison.
 ITEM_COLUMNS = ", ".join(schema.ITEM_FIELDS)
@@ -82,7 +82,8 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _ts(value: datetime) -> str:
+def ts_param(value: datetime) -> str:
+    """A time as a `TS_TYPE` query parameter (UTC, milliseconds)."""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
@@ -108,8 +109,8 @@ def _equal_to(filters: dict[str, Any], clauses: list[str], params: dict[str, Any
 def _where(
     period: Period, status: StatusFilter, order_id: str | None, **filters: Any
 ) -> tuple[list[str], dict[str, Any]]:
-    clauses = [f"dispatched_at >= {{start:{_TS}}}", f"dispatched_at < {{end:{_TS}}}"]
-    params: dict[str, Any] = {"start": _ts(period.start), "end": _ts(period.end)}
+    clauses = [f"dispatched_at >= {{start:{TS_TYPE}}}", f"dispatched_at < {{end:{TS_TYPE}}}"]
+    params: dict[str, Any] = {"start": ts_param(period.start), "end": ts_param(period.end)}
     filters.update(status=None if status == "all" else status, order_id=order_id or None)
     _equal_to(filters, clauses, params)
     return clauses, params
@@ -120,8 +121,8 @@ def keyset_after(
 ) -> None:
     """Add the condition for rows after `cursor` in (at, id) DESC order (keyset paging)."""
     if cursor is not None:
-        clauses.append(f"({at}, {row_id}) < ({{c_at:{_TS}}}, {{c_id:UUID}})")
-        params.update(c_at=_ts(cursor.at), c_id=cursor.attempt_id)
+        clauses.append(f"({at}, {row_id}) < ({{c_at:{TS_TYPE}}}, {{c_id:UUID}})")
+        params.update(c_at=ts_param(cursor.at), c_id=cursor.attempt_id)
 
 
 def dispatches(
@@ -171,8 +172,8 @@ def counts(
     rows_only = "order_id" in filters
     for n, (lo, hi, hourly) in enumerate(_slices(period, rows_only)):
         column = "toStartOfHour(dispatched_at)" if hourly else "dispatched_at"
-        clauses = [f"{column} >= {{lo{n}:{_TS}}}", f"{column} < {{hi{n}:{_TS}}}"]
-        params.update({f"lo{n}": _ts(lo), f"hi{n}": _ts(hi)})
+        clauses = [f"{column} >= {{lo{n}:{TS_TYPE}}}", f"{column} < {{hi{n}:{TS_TYPE}}}"]
+        params.update({f"lo{n}": ts_param(lo), f"hi{n}": ts_param(hi)})
         _equal_to(filters, clauses, params)
         parts.append(
             f"SELECT {keys}, count() AS n FROM {database}.{schema.TABLE} "
@@ -268,8 +269,8 @@ def resend_candidates(
     account_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Dispatches to resend by id or by order (optionally one event type and/or rule)."""
-    clauses = [f"dispatched_at >= {{since:{_TS}}}"]
-    params: dict[str, Any] = {"since": _ts(since)}
+    clauses = [f"dispatched_at >= {{since:{TS_TYPE}}}"]
+    params: dict[str, Any] = {"since": ts_param(since)}
     filters = {
         "dispatch_id": dispatch_id,
         "order_id": order_id,
@@ -296,8 +297,8 @@ def final_failures(
     account_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Dispatches whose last attempt, made in the period, failed for good."""
-    clauses = [f"dispatched_at >= {{start:{_TS}}}"]
-    params: dict[str, Any] = {"start": _ts(period.start), "end": _ts(period.end)}
+    clauses = [f"dispatched_at >= {{start:{TS_TYPE}}}"]
+    params: dict[str, Any] = {"start": ts_param(period.start), "end": ts_param(period.end)}
     wanted = {
         "rule_id": rule_id,
         "event_type": event_type,
@@ -308,7 +309,7 @@ def final_failures(
     having = [
         f"argMax(status, {_LAST}) = 'failure'",
         f"argMax(final, {_LAST})",
-        f"max(dispatched_at) < {{end:{_TS}}}",
+        f"max(dispatched_at) < {{end:{TS_TYPE}}}",
     ]
     if reason is not None:
         having.append(f"argMax(reason, {_LAST}) = {{reason:String}}")
@@ -333,29 +334,29 @@ def failing_rules(
         f"FROM {database}.{schema.TABLE} AS a INNER JOIN ("
         "  SELECT rule_id, maxIf(dispatched_at, status = 'success') AS last_ok "
         f"  FROM {database}.{schema.TABLE} "
-        f"  WHERE NOT manual AND dispatched_at >= {{since:{_TS}}} GROUP BY rule_id"
+        f"  WHERE NOT manual AND dispatched_at >= {{since:{TS_TYPE}}} GROUP BY rule_id"
         ") AS s ON a.rule_id = s.rule_id "
-        f"WHERE NOT a.manual AND a.status = 'failure' AND a.dispatched_at >= {{since:{_TS}}} "
+        f"WHERE NOT a.manual AND a.status = 'failure' AND a.dispatched_at >= {{since:{TS_TYPE}}} "
         "AND a.dispatched_at > s.last_ok "
-        f"GROUP BY a.rule_id HAVING streak_start < {{cutoff:{_TS}}}"
+        f"GROUP BY a.rule_id HAVING streak_start < {{cutoff:{TS_TYPE}}}"
     )
-    return sql, {"since": _ts(since), "cutoff": _ts(streak_before)}
+    return sql, {"since": ts_param(since), "cutoff": ts_param(streak_before)}
 
 
 def rule_slices(database: str, edges: list[datetime]) -> tuple[str, dict[str, Any]]:
     """Automatic attempts and failures per rule in each slice between consecutive `edges`
     (rows `rule`, `n0`, `f0`, `n1`, `f1`, ...); account notifications left out."""
-    params = {f"e{i}": _ts(edge) for i, edge in enumerate(edges)}
+    params = {f"e{i}": ts_param(edge) for i, edge in enumerate(edges)}
     columns = []
     for i in range(len(edges) - 1):
-        inside = f"dispatched_at >= {{e{i}:{_TS}}} AND dispatched_at < {{e{i + 1}:{_TS}}}"
+        inside = f"dispatched_at >= {{e{i}:{TS_TYPE}}} AND dispatched_at < {{e{i + 1}:{TS_TYPE}}}"
         columns.append(f"countIf({inside}) AS n{i}")
         columns.append(f"countIf({inside} AND status = 'failure') AS f{i}")
     last = len(edges) - 1
     sql = (
         f"SELECT rule_id AS rule, {', '.join(columns)} "
         f"FROM {database}.{schema.TABLE} WHERE NOT manual AND rule_id > 0 AND {SENT} "
-        f"AND dispatched_at >= {{e0:{_TS}}} AND dispatched_at < {{e{last}:{_TS}}} "
+        f"AND dispatched_at >= {{e0:{TS_TYPE}}} AND dispatched_at < {{e{last}:{TS_TYPE}}} "
         "GROUP BY rule_id"
     )
     return sql, params

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
 
-from analytics.errors import KafkaRefused
+from analytics.acked import send_acked
 from disparo.compacted_view import CompactedView
 
 
@@ -19,10 +18,7 @@ def write_record(
     value: bytes | None,
 ) -> None:
     """Publish a record (or its tombstone) and wait until `view` holds it."""
-    try:
-        meta = producer.send(topic, key=str(key).encode(), value=value).get(30)
-    except KafkaError as exc:
-        raise KafkaRefused(f"{view.what} not saved, Kafka is unavailable: {exc}") from exc
+    [meta] = send_acked(producer, topic, [(str(key).encode(), value)], f"{view.what} not saved")
     view.wait_for(meta.partition, meta.offset, timeout_s=10)
 
 

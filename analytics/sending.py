@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from kafka.errors import KafkaError
-
+from analytics.acked import send_acked
 from analytics.api.deps import Services
-from analytics.errors import KafkaRefused
 from disparo.schemas import AttemptOutcome, DispatchJob
 
 
 def _send(svc: Services, topic: str, key: str, value: bytes, what: str) -> None:
-    try:
-        svc.producer.send(topic, key=key.encode(), value=value).get(30)
-    except KafkaError as exc:
-        raise KafkaRefused(f"{what} not queued, Kafka is unavailable: {exc}") from exc
+    send_acked(svc.producer, topic, [(key.encode(), value)], f"{what} not queued")
 
 
 def send_job(svc: Services, job: DispatchJob) -> None:

@@ -82,14 +82,15 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
     )
     events_topic = app.topic(topics.order_events, key_serializer="raw", value_serializer="raw")
     rules_topic = app.topic(topics.rules, key_serializer="raw", value_serializer="raw")
-    dead_letter = app.topic(topics.dead_letter, key_serializer="raw", value_serializer="raw")
 
-    async def to_dead_letter(event: Any, reason: str, what: str) -> None:
+    async def to_dead_letter(event: Any, reason: str, what: str) -> Awaitable[Any]:
+        """Send the event's record to the dead-letter topic; the future of that send."""
         msg = event.message
         headers = dead_letter_headers(reason, "dispatcher", msg.topic, msg.partition, msg.offset)
-        await dead_letter.send(key=msg.key, value=msg.value, headers=headers)
+        sent = await app.producer.send(topics.dead_letter, msg.key, msg.value, None, None, headers)
         metrics.DEAD_LETTERS.labels("dispatcher", what).inc()
         log.warning("dead-lettered %s@%s/%s: %s", msg.topic, msg.partition, msg.offset, reason)
+        return sent
 
     # Every instance matches against every rule: `rules_view` tails the whole rules topic
     # without a group. (faust's GlobalTable stops updating all but one instance,
@@ -105,18 +106,8 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
         msg = event.message
         routed = route(msg.value, rules)
         if routed.refused:
-            headers = dead_letter_headers(
-                routed.reason, "dispatcher", msg.topic, msg.partition, msg.offset
-            )
-            sent = await app.producer.send(
-                topics.dead_letter, msg.key, msg.value, None, None, headers
-            )
-            metrics.DEAD_LETTERS.labels("dispatcher", routed.refused).inc()
             metrics.EVENTS.labels("dead_lettered").inc()
-            log.warning(
-                "dead-lettered %s@%s/%s: %s", msg.topic, msg.partition, msg.offset, routed.reason
-            )
-            return [sent]
+            return [await to_dead_letter(event, routed.reason, routed.refused)]
         sends = [
             await app.producer.send(
                 topics.dispatch_jobs, msg.key, job.model_dump_json().encode(), None, None, None
@@ -171,23 +162,29 @@ def _fatal_on_crash(agent: Callable[[Any], Awaitable[None]]) -> Callable[[Any], 
 
 
 async def _check_rule(event: Any, to_dead_letter: Any, box: SecretBox) -> None:
+    """Dead-letter an invalid rule record, acked by Kafka before faust acks the record."""
+    problem = _rule_problem(event, box)
+    if problem is not None:
+        await (await to_dead_letter(event, f"rule: {problem}", "invalid_rule"))
+
+
+def _rule_problem(event: Any, box: SecretBox) -> str | None:
+    """Why a rule record is invalid, or None (a tombstone or a valid rule, counted)."""
     key = event.message.key.decode() if event.message.key else ""
     raw = event.message.value
     if raw is None:
         metrics.RULE_CHANGES.labels("deleted").inc()
-        return
+        return None
     try:
         rule = decode_rule(raw, box)
     except ValidationError as exc:
-        await to_dead_letter(event, f"rule: {describe(exc)}", "invalid_rule")
-        return
+        return describe(exc)
     except (ValueError, DisparoError) as exc:  # not JSON, or sealed under another key
-        await to_dead_letter(event, f"rule: {exc}", "invalid_rule")
-        return
+        return str(exc)
     if str(rule.id) != key:
-        await to_dead_letter(event, f"rule: key {key!r} differs from id {rule.id}", "invalid_rule")
-        return
+        return f"key {key!r} differs from id {rule.id}"
     metrics.RULE_CHANGES.labels("upserted").inc()
+    return None
 
 
 def _applied(rules_view: RulesView) -> dict[str, Any]:

@@ -8,15 +8,15 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from kafka.errors import KafkaError
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analytics import audit, queries, schema
+from analytics.acked import send_acked
 from analytics.api.deps import Services, services
 from analytics.api.quotas import take_resends
 from analytics.api.scope import account_scope
-from analytics.errors import Conflict, KafkaRefused, NotFound, TooBroad
+from analytics.errors import Conflict, NotFound, TooBroad
 from disparo.access import ApiKey, Permission
 from disparo.api_access import allow
 from disparo.limits import MAX_ATTEMPT
@@ -117,20 +117,8 @@ def _rule_of(svc: Services, row: dict[str, Any]) -> RuleRef | None:
 
 def queue_jobs(svc: Services, jobs: list[DispatchJob], topic: str | None = None) -> None:
     """Send jobs (to the resend topic unless told) and wait until Kafka has them all."""
-    futures = [
-        svc.producer.send(
-            topic or svc.topics.resend,
-            key=j.event.order_id.encode(),
-            value=j.model_dump_json().encode(),
-        )
-        for j in jobs
-    ]
-    try:
-        svc.producer.flush(timeout=30)
-        for f in futures:
-            f.get(timeout=30)
-    except KafkaError as exc:
-        raise KafkaRefused(f"jobs not queued, Kafka is unavailable: {exc}") from exc
+    records = [(j.event.order_id.encode(), j.model_dump_json().encode()) for j in jobs]
+    send_acked(svc.producer, topic or svc.topics.resend, records, "jobs not queued")
 
 
 def _queue_rows(

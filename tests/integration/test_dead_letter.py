@@ -66,3 +66,25 @@ def test_garbage_events_are_dead_lettered_with_reasons_and_good_ones_still_flow(
     assert headers["disparo.stage"] == b"dispatcher"
     assert headers["disparo.source.topic"] == topic.encode()
     assert len(receiver.on("/ok")) == 1
+
+
+def test_invalid_rule_records_are_dead_lettered_with_reasons(stack: Stack) -> None:
+    bootstrap = stack.settings.kafka_bootstrap
+    # Written past the API (which refuses them), as a foreign tool on the rules topic could.
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer.send(stack.topics.rules, key=b"901", value=b"{not json")
+    producer.send(stack.topics.rules, key=b"902", value=b'{"id": 902}')
+    producer.flush()
+    producer.close()
+
+    dead = read_all(bootstrap, stack.topics.dead_letter, 2)
+    assert [r.key for r in dead] == [b"901", b"902"]  # type: ignore[attr-defined]
+    headers = [dict(r.headers) for r in dead]  # type: ignore[attr-defined]
+    assert all(h["disparo.stage"] == b"dispatcher" for h in headers)
+    assert all(h["disparo.source.topic"] == stack.topics.rules.encode() for h in headers)
+    reasons = [h["disparo.reason"].decode() for h in headers]
+    assert reasons[0].startswith("rule: ")
+    assert "Expecting property name" in reasons[0]  # json.loads says what it expected
+    assert reasons[1].startswith("rule: ")
+    assert "Field required" in reasons[1]
+    assert dead[0].value == b"{not json"  # type: ignore[attr-defined]
