@@ -116,7 +116,10 @@ def main() -> None:
         )  # fmt: skip
         events, jobs = messages(meter, n, rule)
         ceiling = http(meter, receiver, jobs[: min(n, 10000)])
-        outcomes = meter.each("outcome_dump", jobs, _outcome_json)
+        # The attempt's record is built inside the Deliverer (measured above): only its dump here.
+        idle = Deliverer(httpx.MockTransport(lambda r: httpx.Response(200)))
+        records = [idle.without_attempt(j, "success", "", status="success") for j in jobs]
+        outcomes = meter.each("outcome_dump", records, lambda o: o.model_dump_json().encode())
         with broker(home) as bootstrap:
             meter.broker_pid = ProcessTable(home / "run").pid("kafka")
             job_bytes = [j.model_dump_json().encode() for j in jobs]
@@ -142,13 +145,6 @@ def messages(meter: Meter, n: int, rule: Rule) -> tuple[list[OrderEvent], list[D
 
 def _resolved(raw: str, target: DeliveryTarget) -> DispatchJob:
     return parse_job(raw.encode()).with_target(target)
-
-
-def _outcome_json(job: DispatchJob) -> bytes:
-    outcome = Deliverer(httpx.MockTransport(lambda r: httpx.Response(200))).without_attempt(
-        job, "success", "", status="success"
-    )
-    return outcome.model_dump_json().encode()
 
 
 def http(meter: Meter, receiver: Nginx, jobs: list[DispatchJob]) -> float:
