@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import signal
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,7 +23,7 @@ from disparo.schemas import describe
 from disparo.secret_box import SecretBox
 from disparo.topics import ORDER_EVENT_PARTITIONS, Topics
 from dispatcher import metrics
-from dispatcher.acks import BatchAcks
+from dispatcher.acks import BatchAcks, stop_process
 from dispatcher.routing import route
 from dispatcher.settings import DispatcherSettings
 
@@ -141,7 +139,7 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
             )
         except DisparoError:
             log.exception("the dispatcher cannot serve its ops endpoints; stopping")
-            os.kill(os.getpid(), signal.SIGTERM)
+            stop_process()
 
     return app
 
@@ -155,7 +153,7 @@ def _fatal_on_crash(agent: Callable[[Any], Awaitable[None]]) -> Callable[[Any], 
             await agent(stream)
         except Exception:
             log.exception("agent %s crashed; stopping the dispatcher", agent.__name__)
-            os.kill(os.getpid(), signal.SIGTERM)
+            stop_process()
             raise
 
     return guarded
