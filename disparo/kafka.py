@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -142,7 +143,7 @@ def make_admin(settings: KernelSettings, timeout_s: float = 30.0) -> KafkaAdminC
 
 
 def ensure_topics(settings: KernelSettings) -> list[str]:
-    """Create the contract's topics that do not exist yet; return the names created."""
+    """Create the contract's topics that do not exist yet; return their names."""
     replication = settings.topic_replication
     # With replicas, an acks=all write needs all but one in sync: one broker may be down.
     durability = {"min.insync.replicas": str(replication - 1)} if replication > 1 else {}
@@ -151,22 +152,32 @@ def ensure_topics(settings: KernelSettings) -> list[str]:
         existing = set(admin.list_topics())
         tiers = [t.name for t in settings.retry_tiers]
         specs = Topics(settings.topic_prefix).specs(tiers)
-        wanted = [s for s in specs if s.name not in existing]
-        created = []
-        for spec in wanted:
-            config = {**spec.config, **durability}
-            topic = NewTopic(spec.name, spec.partitions, replication, topic_configs=config)
-            try:
-                admin.create_topics([topic])
-                created.append(spec.name)
-            except TopicAlreadyExistsError:
-                pass
-        _wait_for_leaders(admin, [s.name for s in wanted])
-        return created
+        wanted = [
+            NewTopic(s.name, s.partitions, replication, topic_configs={**s.config, **durability})
+            for s in specs
+            if s.name not in existing
+        ]
+        _create(admin, wanted)
+        _wait_for_leaders(admin, [t.name for t in wanted])
+        return [t.name for t in wanted]
     except KafkaError as exc:
         raise KafkaUnavailable(f"cannot create topics: {exc}") from exc
     finally:
         admin.close()
+
+
+def _create(admin: KafkaAdminClient, topics: list[NewTopic]) -> None:
+    """Create `topics` in one request; one by one if another client created some meanwhile."""
+    if not topics:
+        return
+    try:
+        admin.create_topics(topics)
+        return
+    except TopicAlreadyExistsError:
+        pass  # the broker created the others; asking again surfaces any other error
+    for topic in topics:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            admin.create_topics([topic])
 
 
 def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:

@@ -83,7 +83,7 @@ class ProcessTable:
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.3)
+            time.sleep(0.1)
         raise DisparoError(
             f"{name} not ready at {url} after {timeout_s:.0f}s; see {self.log_file(name)}"
         )

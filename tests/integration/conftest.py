@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -133,11 +134,39 @@ def thread_stacks_of(url: str) -> str:
         return f"(not available: {exc})"
 
 
+_stopping: list[threading.Thread] = []
+
+
+def stop_in_background(table: ProcessTable, names: list[str], then: Callable[[], None]) -> None:
+    """SIGTERM a finished stack now and wait for its exit while the next test runs."""
+    # A graceful stop takes about a second (faust's own shutdown waits one); nothing of a
+    # finished stack is shared with the next test (own prefix, groups, ports and chdb path).
+    thread = threading.Thread(
+        target=lambda: (table.stop_all(names, grace_s=20), then()), name="stack-stop"
+    )
+    thread.start()
+    _stopping.append(thread)
+
+
+def stacks_stopped() -> None:
+    """Wait until every stack stopped in the background has exited (SIGKILL after 20 s)."""
+    while _stopping:
+        _stopping.pop().join()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left() -> Iterator[None]:
+    """The session ends only once every stack's processes have exited."""
+    yield
+    stacks_stopped()
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real single-node Kafka broker for the whole session, stopped at the end."""
     with temporary_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
         yield bootstrap
+        stacks_stopped()  # services leave their groups while the broker still answers
 
 
 @pytest.fixture
@@ -331,11 +360,11 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
         urls = {"analytics": api, "dispatcher": dispatcher, "worker": worker}
         for name, url in urls.items():  # where each service's threads wait: shown on failure
             print(f"----- {name} threads -----\n{thread_stacks_of(url)}")
-        table.stop_all(names, grace_s=20)
         for name in names:
             tail = table.log_file(name).read_text(errors="replace")[-3000:]
             print(f"----- {name} log -----\n{tail}")
-        drop_database(env["DISPARO_CLICKHOUSE_URL"])
+        database = env["DISPARO_CLICKHOUSE_URL"]
+        stop_in_background(table, names, lambda: drop_database(database))
 
 
 @pytest.fixture(scope="session")

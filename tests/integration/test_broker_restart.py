@@ -9,7 +9,13 @@ import pytest
 
 from deploy.local.broker import REPO_ROOT, KafkaNode, free_port, provision_jars
 from deploy.local.processes import ProcessTable
-from tests.integration.conftest import Stack, dispatch_ids, eventually, order_events
+from tests.integration.conftest import (
+    Stack,
+    dispatch_ids,
+    eventually,
+    order_events,
+    stacks_stopped,
+)
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -32,6 +38,7 @@ def broker(tmp_path: Path) -> Iterator[tuple[KafkaNode, ProcessTable]]:
         node.wait_ready(90)
         yield node, table
     finally:
+        stacks_stopped()  # the stack's services leave their groups before the broker goes
         table.stop("kafka", grace_s=20)
 
 

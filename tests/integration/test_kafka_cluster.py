@@ -19,6 +19,7 @@ from tests.integration.conftest import (
     eventually,
     order_events,
     running_stack,
+    stacks_stopped,
 )
 from tests.integration.receiver import Receiver
 
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     with temporary_cluster(tmp_path_factory.mktemp("kafka-cluster"), size=3) as started:
         yield started
+        stacks_stopped()  # the stacks' services leave their groups before the brokers go
 
 
 def replication_of(stack: Stack) -> tuple[set[int], set[str]]:

@@ -13,7 +13,7 @@ from standardwebhooks.webhooks import Webhook
 from deploy.local.broker import REPO_ROOT, KafkaNode, SecureListener, free_port, provision_jars
 from deploy.local.processes import ProcessTable
 from disparo.secret_box import new_key_text
-from tests.integration.conftest import DISPARO, order_event, running_stack
+from tests.integration.conftest import DISPARO, order_event, running_stack, stacks_stopped
 from tests.integration.receiver import Receiver
 from tests.integration.tls import make_certificates
 
@@ -41,6 +41,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         node.wait_ready(90)
         yield f"127.0.0.1:{secure.port}", ca_file
     finally:
+        stacks_stopped()  # the stacks' services leave their groups before the broker goes
         table.stop("kafka", grace_s=20)
 
 

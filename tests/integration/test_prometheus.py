@@ -24,10 +24,15 @@ def prometheus(stack: Stack, tmp_path: Path) -> Iterator[str]:
     binary = shutil.which("prometheus")
     assert binary, "prometheus missing: run `make test` (it installs Debian's package)"
     port = free_port()
+    # The shipped rules as they are, evaluated every second instead of their group's 30 s.
+    rules = tmp_path / "rules.yml"
+    shipped = RULES.read_text()
+    assert shipped.count("interval: 30s") == 1
+    rules.write_text(shipped.replace("interval: 30s", "interval: 1s"))
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"rule_files: ['{RULES}']\n"
+        f"rule_files: ['{rules}']\n"
         "scrape_configs:\n"
         "  - job_name: disparo-worker\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{stack.env['DISPARO_WORKER_PORT']}']}}]\n"
