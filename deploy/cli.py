@@ -246,7 +246,7 @@ def parser() -> argparse.ArgumentParser:
     up.set_defaults(run=cmd_up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(run=cmd_down)
     sub.add_parser(
-        "status", help="local processes, consumer lag, last minute's deliveries and failure %"
+        "status", help="local processes, consumer lag, last minute's deliveries and failure %%"
     ).set_defaults(run=cmd_status)
     sub.add_parser("topics", help="create the topics if missing").set_defaults(run=cmd_topics)
     sub.add_parser("dispatcher", help="run the rule-matching processor (faust)").set_defaults(

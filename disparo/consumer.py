@@ -42,9 +42,9 @@ def group_consumer(
         "auto_offset_reset": "earliest",
         "client_id": client_id,
         "metadata_max_age_ms": 30000,
-        # A crashed member's partitions move on after 10 s instead of the 45 s default.
-        "session_timeout_ms": 10000,
-        "heartbeat_interval_ms": 3000,
+        # A crashed member's partitions move on after 10 s (default) instead of 45 s.
+        "session_timeout_ms": int(settings.kafka_session_timeout_s * 1000),
+        "heartbeat_interval_ms": int(settings.kafka_session_timeout_s * 1000 / 3),
     }
     options.update(overrides)
     try:

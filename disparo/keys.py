@@ -41,17 +41,23 @@ class KeyBook:
 
     def __init__(self, settings: KernelSettings) -> None:
         ensure_topics(settings)
+        self.settings = settings
         self.topic = Topics(settings.topic_prefix).api_keys
         self.view = KeysView(settings)
         self.view.start()
-        self.producer = make_producer(settings, client_id="disparo-keys")
+        # Made on the first write: kafka-python 2.3 blocks the whole close timeout when an
+        # idempotent producer is closed before its producer id arrived (`keys list` took 10 s).
+        self._producer: KafkaProducer | None = None
 
     def close(self) -> None:
-        self.producer.close(10)
+        if self._producer is not None:
+            self._producer.close(10)
         self.view.stop()
 
     def save(self, key: ApiKey) -> None:
-        save_key(self.producer, self.topic, self.view, key)
+        if self._producer is None:
+            self._producer = make_producer(self.settings, client_id="disparo-keys")
+        save_key(self._producer, self.topic, self.view, key)
 
     def create(self, name: str, role: Role, account_id: str | None = None) -> tuple[str, ApiKey]:
         """A new key (shown once by the caller) and its stored record."""

@@ -36,6 +36,14 @@ class KernelSettings(BaseSettings):
         description="replicas of each topic disparo creates (3 on a cluster; "
         "min.insync.replicas = replicas - 1)",
     )
+    kafka_session_timeout_s: float = Field(
+        10.0,
+        ge=1.0,
+        le=300.0,
+        description="how long a silent consumer keeps its group's partitions: a crashed "
+        "instance's move to the others after it (heartbeats every third of it; at least the "
+        "broker's group.min.session.timeout.ms, 6 s by default)",
+    )
     ops_host: str = Field(
         "127.0.0.1",
         description="address the dispatcher's and workers' /metrics, /healthz and /readyz "

@@ -135,6 +135,8 @@ class KafkaNode:
             "share.coordinator.state.topic.replication.factor": rf,
             "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
+            # Allows DISPARO_KAFKA_SESSION_TIMEOUT_S down to 1 s (the tests use 4; default 6).
+            "group.min.session.timeout.ms": "1000",
             "auto.create.topics.enable": "false",
             # One network and one IO thread per core of a small machine (defaults: 3 and 8).
             "num.network.threads": "2",

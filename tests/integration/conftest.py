@@ -34,6 +34,7 @@ from tests.integration.receiver import Receiver
 
 DISPARO = str(Path(sys.executable).with_name("disparo"))
 RETRY_SCHEDULE = "1s,2s"  # short tiers, so retry paths finish within a test
+SESSION_TIMEOUT_S = "4"  # a killed service's partitions move on after 4 s (default 10)
 # Set to clickhouse://host:port to run every test on a ClickHouse server instead of chdb.
 SERVER_URL = os.environ.get("DISPARO_CLICKHOUSE_TEST_URL", "").rstrip("/")
 
@@ -322,6 +323,7 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
             "DISPARO_TARGET_ALLOWLIST": "127.0.0.0/8",
             "DISPARO_SINK_LINGER_MS": "100",
             "DISPARO_RETRY_SCHEDULE": RETRY_SCHEDULE,
+            "DISPARO_KAFKA_SESSION_TIMEOUT_S": SESSION_TIMEOUT_S,
             "DISPARO_SECRET_KEY": new_key_text(),
             **extra_env,
         }
