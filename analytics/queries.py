@@ -41,10 +41,15 @@ class Period:
     ) -> Period:
         """Validate a from/to pair (defaults: the last `default_days` days up to now)."""
         end = _utc(end) if end else now
+        oldest = now - timedelta(days=kept_days, hours=1)
+        if end <= oldest:  # checked first: `to` minus the default days may not be a date
+            raise BadQuery(
+                f"'to' is older than the {kept_days} days of history kept; "
+                f"use a date after {oldest.date().isoformat()}"
+            )
         start = _utc(start) if start else end - timedelta(days=default_days)
         if start >= end:
             raise BadQuery(f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
-        oldest = now - timedelta(days=kept_days, hours=1)
         if start < oldest:
             raise BadQuery(
                 f"'from' is older than the {kept_days} days of history kept; "

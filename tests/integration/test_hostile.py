@@ -28,6 +28,17 @@ def hostile() -> Iterator[HostileReceiver]:
     r.close()
 
 
+@pytest.fixture
+def hostiles() -> Iterator[dict[str, HostileReceiver]]:
+    """One listener per hostile case: each its own endpoint (host:port), so its own breaker."""
+    # Five unhealthy answers from one endpoint open its breaker, by design; with one listener
+    # for all ten cases, those taken after the fifth failure would wait for the breaker.
+    receivers = {path: HostileReceiver() for path in EXPECTED_REASONS}
+    yield receivers
+    for receiver in receivers.values():
+        receiver.close()
+
+
 def _healthy(stack: Stack, prefix: str, n: int) -> None:
     stack.publisher.publish_many([order_event(f"{prefix}-{i}") for i in range(n)])
 
@@ -55,14 +66,14 @@ def _legacy_rule(stack: Stack, url: str) -> Rule:
 
 
 def test_each_hostile_answer_is_one_failed_attempt_and_the_worker_keeps_going(
-    stack: Stack, receiver: Receiver, hostile: HostileReceiver
+    stack: Stack, receiver: Receiver, hostiles: dict[str, HostileReceiver]
 ) -> None:
     stack.active_rule(name="healthy", event_types=["order.dispatched"], url=f"{receiver.url}/ok")
     rules = {
         path: stack.active_rule(
             name=path, event_types=[f"hostile{path}"], url=f"{hostile.url}{path}", max_attempts=1
         )
-        for path in EXPECTED_REASONS
+        for path, hostile in hostiles.items()
     }
     legacy = _legacy_rule(stack, f"{receiver.url}/legacy")
     pid = stack.table.pid("worker")

@@ -31,6 +31,14 @@ def test_period_rejects_reversed_empty_and_too_old_ranges() -> None:
         queries.Period.parse(NOW - timedelta(days=40), None, NOW)
 
 
+def test_a_to_before_the_kept_history_is_refused_even_at_the_first_date() -> None:
+    for end in (datetime(1, 1, 1, tzinfo=UTC), NOW - timedelta(days=31)):
+        with pytest.raises(BadQuery, match="'to' is older than the 30 days of history kept"):
+            queries.Period.parse(None, end, NOW)
+    far = queries.Period.parse(None, datetime(9999, 12, 31, tzinfo=UTC), NOW)
+    assert far.end - far.start == timedelta(days=7)
+
+
 def test_dispatches_query_filters_with_parameters_not_string_splicing() -> None:
     period = queries.Period(NOW - timedelta(days=1), NOW)
     sql, params = queries.dispatches("db", period, "failure", "O'Brien-1", limit=20)
