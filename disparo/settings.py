@@ -39,10 +39,10 @@ class KernelSettings(BaseSettings):
     kafka_session_timeout_s: float = Field(
         10.0,
         ge=1.0,
-        le=300.0,
+        le=90.0,  # faust refuses a session timeout above its 90 s request timeout
         description="how long a silent consumer keeps its group's partitions: a crashed "
         "instance's move to the others after it (heartbeats every third of it; at least the "
-        "broker's group.min.session.timeout.ms, 6 s by default)",
+        "broker's group.min.session.timeout.ms, 6 s by default; at most 90)",
     )
     ops_host: str = Field(
         "127.0.0.1",

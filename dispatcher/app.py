@@ -72,7 +72,8 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
         consumer_max_fetch_size=12 * 1024 * 1024,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
-        # As the kernel's consumers: a killed instance's partitions move on after 10 s, not 60.
+        # As the kernel's consumers: a killed instance's partitions move on after the session
+        # timeout (10 s by default), not faust's 60.
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=settings.kafka_session_timeout_s / 3,
         # The ops endpoints come from the kernel's server (below), as in the workers.

@@ -32,6 +32,8 @@ def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None
         ("DISPARO_API_PORT", "99999", "DISPARO_API_PORT"),
         ("DISPARO_CLICKHOUSE_URL", "mysql://x", "DISPARO_CLICKHOUSE_URL"),
         ("DISPARO_LOG_LEVEL", "LOUD", "DISPARO_LOG_LEVEL"),
+        ("DISPARO_KAFKA_SESSION_TIMEOUT_S", "91", "DISPARO_KAFKA_SESSION_TIMEOUT_S"),
+        ("DISPARO_KAFKA_SESSION_TIMEOUT_S", "0.5", "DISPARO_KAFKA_SESSION_TIMEOUT_S"),
     ],
 )
 def test_bad_values_fail_fast_naming_the_variable(

@@ -1,0 +1,24 @@
+"""The dispatcher's faust app takes every session timeout the settings accept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from disparo.rules_view import RulesView
+from disparo.secret_box import SecretBox, new_key_text
+from dispatcher.app import create_app
+from dispatcher.settings import DispatcherSettings
+
+
+@pytest.mark.parametrize("session_s", [1.0, 90.0])
+def test_the_session_timeout_reaches_faust_within_its_request_timeout(
+    session_s: float, tmp_path: Path
+) -> None:
+    settings = DispatcherSettings(kafka_session_timeout_s=session_s, home=tmp_path)
+    app = create_app(settings, RulesView(settings, SecretBox(new_key_text())))
+    assert app.conf.broker_session_timeout == session_s
+    assert app.conf.broker_heartbeat_interval == pytest.approx(session_s / 3)
+    # faust refuses to build its consumer when the session outlasts a request.
+    assert app.conf.broker_session_timeout <= app.conf.broker_request_timeout
