@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS disparo.attempts_local ON CLUSTER 'disparo' (
     PROJECTION by_account (SELECT dispatched_at, attempt_id, dispatch_id, attempt, manual, final, order_id, order_status, event_type, rule_id, url, status, reason, http_status, error, duration_ms, retry_tier, account_id ORDER BY account_id, dispatched_at, attempt_id)
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/disparo/attempts_local', '{replica}')
-PARTITION BY toDate(dispatched_at)
+PARTITION BY toMonday(dispatched_at)
 ORDER BY (dispatched_at, attempt_id)
 TTL toDateTime(dispatched_at) + INTERVAL 30 DAY
 SETTINGS replicated_deduplication_window = 1000;

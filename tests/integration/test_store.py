@@ -126,13 +126,13 @@ def test_keyset_pages_are_newest_first_without_gaps_or_repeats(store: Store) -> 
     assert times == sorted(times, reverse=True)
 
 
-def test_table_has_thirty_day_ttl_and_daily_partitions(store: Store) -> None:
+def test_table_has_thirty_day_ttl_and_weekly_partitions(store: Store) -> None:
     [ddl] = store.select(
         "SELECT create_table_query AS q FROM system.tables "
         f"WHERE database = '{store.database}' AND name = '{schema.TABLE}'"
     )
     assert "TTL toDateTime(dispatched_at) + toIntervalDay(30)" in ddl["q"]
-    assert "PARTITION BY toDate(dispatched_at)" in ddl["q"]
+    assert "PARTITION BY toMonday(dispatched_at)" in ddl["q"]
 
 
 def test_cluster_ddl_parses_and_matches_the_single_node_table(store: Store) -> None:
