@@ -43,19 +43,20 @@ class Period:
         end = _utc(end) if end else now
         oldest = now - timedelta(days=kept_days, hours=1)
         if end <= oldest:  # checked first: `to` minus the default days may not be a date
-            raise BadQuery(
-                f"'to' is older than the {kept_days} days of history kept; "
-                f"use a date after {oldest.date().isoformat()}"
-            )
+            raise _older_than_kept("to", kept_days, oldest)
         start = _utc(start) if start else end - timedelta(days=default_days)
         if start >= end:
             raise BadQuery(f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
         if start < oldest:
-            raise BadQuery(
-                f"'from' is older than the {kept_days} days of history kept; "
-                f"use a date after {oldest.date().isoformat()}"
-            )
+            raise _older_than_kept("from", kept_days, oldest)
         return cls(start, end)
+
+
+def _older_than_kept(name: str, kept_days: int, oldest: datetime) -> BadQuery:
+    return BadQuery(
+        f"'{name}' is older than the {kept_days} days of history kept; "
+        f"use a date after {oldest.date().isoformat()}"
+    )
 
 
 @dataclass(frozen=True)

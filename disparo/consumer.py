@@ -44,7 +44,7 @@ def group_consumer(
         "metadata_max_age_ms": 30000,
         # A crashed member's partitions move on after 10 s (default) instead of 45 s.
         "session_timeout_ms": int(settings.kafka_session_timeout_s * 1000),
-        "heartbeat_interval_ms": int(settings.kafka_session_timeout_s * 1000 / 3),
+        "heartbeat_interval_ms": int(settings.kafka_heartbeat_s * 1000),
     }
     options.update(overrides)
     try:

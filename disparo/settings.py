@@ -171,6 +171,11 @@ class KernelSettings(BaseSettings):
         """The parsed retry schedule."""
         return parse_schedule(self.retry_schedule)
 
+    @property
+    def kafka_heartbeat_s(self) -> float:
+        """How often a group member heartbeats: every third of the session timeout."""
+        return self.kafka_session_timeout_s / 3
+
     def secret_box(self) -> SecretBox:
         """The sealer of rule secrets; SettingsError naming the variable when the key is bad."""
         key, previous = self.secret_key, self.secret_key_previous

@@ -75,7 +75,7 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
         # As the kernel's consumers: a killed instance's partitions move on after the session
         # timeout (10 s by default), not faust's 60.
         broker_session_timeout=settings.kafka_session_timeout_s,
-        broker_heartbeat_interval=settings.kafka_session_timeout_s / 3,
+        broker_heartbeat_interval=settings.kafka_heartbeat_s,
         # The ops endpoints come from the kernel's server (below), as in the workers.
         web_enabled=False,
     )

@@ -46,8 +46,9 @@ def test_topics_another_client_created_meanwhile_are_left_and_the_rest_created(
     other = specs[0].name  # created by another client with 1 partition, not the contract's
     first.create_topics([NewTopic(other, 1, 1)])
     first.close()
-    # Another replica created one topic between our listing and our request: the batched
-    # request meets TopicAlreadyExists from the broker and the rest is created one by one.
+    # Another replica created one topic between our listing and our request: the broker
+    # creates the rest of the batch and answers TopicAlreadyExists for that one; asked again
+    # one by one, every topic then exists.
     blind = kafka.make_admin(settings)
     monkeypatch.setattr(blind, "list_topics", lambda: [])
     monkeypatch.setattr(kafka, "make_admin", lambda _settings: blind)
