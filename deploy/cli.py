@@ -191,18 +191,20 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     box = settings.secret_box()
     view = RulesView(settings, box)
     view.start(timeout_s=60)  # every rule opened, with the key or the previous one
-    producer = make_producer(settings, client_id="disparo-secrets")
-    try:
-        rules = view.all()
-        topic = Topics(settings.topic_prefix).rules
-        for n, rule in enumerate(rules, 1):
-            value = encode_rule(rule, box)
-            producer.send(topic, key=str(rule.id).encode(), value=value).get(30)
-            if n % 100 == 0 or n == len(rules):
-                print(f"resealed {n}/{len(rules)} rules", file=sys.stderr)
-    finally:
-        producer.close(10)
-        view.stop()
+    rules = view.all()
+    view.stop()
+    # No producer without a rule to write: kafka-python 2.3 blocks 10 s closing one unused.
+    if rules:
+        producer = make_producer(settings, client_id="disparo-secrets")
+        try:
+            topic = Topics(settings.topic_prefix).rules
+            for n, rule in enumerate(rules, 1):
+                value = encode_rule(rule, box)
+                producer.send(topic, key=str(rule.id).encode(), value=value).get(30)
+                if n % 100 == 0 or n == len(rules):
+                    print(f"resealed {n}/{len(rules)} rules", file=sys.stderr)
+        finally:
+            producer.close(10)
     print(f"every rule is sealed with key {box.fingerprint}; DISPARO_SECRET_KEY_PREVIOUS can go")
     return 0
 
