@@ -13,6 +13,7 @@ Usage: python -m bench.isolation [--events 5000]
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import socket
 import tempfile
@@ -21,6 +22,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bench.harness import Nginx, Services, broker, nginx, say, services
 from disparo.schemas import now_utc
@@ -65,8 +68,10 @@ def events(n: int, event_type: str) -> list[dict[str, Any]]:
     ]
 
 
-def delivered_rate(receiver: Nginx, skip: int, n: int, timeout_s: float = 300) -> float:
-    """Deliveries/s to `/h`, of its requests skip..skip+n, first to last, once all arrived."""
+def delivered_rate(
+    receiver: Nginx, skip: int, n: int, timeout_s: float = 300
+) -> tuple[float, float]:
+    """Deliveries/s to `/h` of its requests skip..skip+n (first to last), and the longest gap."""
     deadline = time.monotonic() + timeout_s
     stamps: list[float] = []
     while time.monotonic() < deadline:
@@ -74,9 +79,18 @@ def delivered_rate(receiver: Nginx, skip: int, n: int, timeout_s: float = 300) -
         stamps = [float(line.split()[0]) for line in text.splitlines() if line.endswith(" /h")]
         if len(stamps) >= skip + n:
             window = stamps[skip : skip + n]
-            return n / max(window[-1] - window[0], 1e-3)
+            gap, at = max((b - a, a - window[0]) for a, b in itertools.pairwise(window))
+            say(f"longest gap {gap:.2f}s, {at:.2f}s after the phase's first delivery")
+            return n / max(window[-1] - window[0], 1e-3), gap
         time.sleep(1)
     raise SystemExit(f"only {len(stamps) - skip}/{n} deliveries after {timeout_s:.0f}s")
+
+
+def parked_jobs(svc: Services) -> float:
+    """The dispatcher's count of jobs it sent straight to a retry tier (parked endpoints)."""
+    text = httpx.get(f"{svc.dispatcher}/metrics", timeout=5).text
+    lines = [line for line in text.splitlines() if line.startswith("disparo_parked_jobs_total ")]
+    return float(lines[0].split()[1]) if lines else 0.0
 
 
 def machine_busy_s() -> float:
@@ -121,7 +135,7 @@ def main() -> None:
         cpu = PhaseCPU(svc)
         say(f"phase 1: {args.events} events to the healthy endpoint alone ...")
         publisher.publish_many(events(args.events, "bench.solo"))
-        solo = delivered_rate(receiver, 0, args.events)
+        solo, solo_gap = delivered_rate(receiver, 0, args.events)
         cpu.phase("phase 1", args.events)
         for n in range(4):
             url = f"{others.url}/busy{n}"
@@ -129,7 +143,7 @@ def main() -> None:
         cpu.mark()
         say(f"phase 2: {args.events} events to it and to four more healthy rules ...")
         publisher.publish_many(events(args.events, "bench.busy"))
-        busy = delivered_rate(receiver, args.events, args.events)
+        busy, busy_gap = delivered_rate(receiver, args.events, args.events)
         cpu.phase("phase 2", args.events)
         for n, listener in enumerate(hanging):
             url = f"{listener.url}/hang"
@@ -137,9 +151,10 @@ def main() -> None:
         cpu.mark()
         say(f"phase 3: {args.events} events to it and to four hanging endpoints ...")
         publisher.publish_many(events(args.events, "bench.mixed"))
-        mixed = delivered_rate(receiver, 2 * args.events, args.events)
+        mixed, mixed_gap = delivered_rate(receiver, 2 * args.events, args.events)
         cpu.phase("phase 3", args.events)
         held = sum(len(h.held) for h in hanging)
+        parked = parked_jobs(svc)
         publisher.close()
     for listener in hanging:
         listener.close()
@@ -147,6 +162,11 @@ def main() -> None:
     for row in cpu.rows:
         print(f"  {row}")
     print(f"hanging connections held: {held}")
+    print(f"jobs the dispatcher parked (sent straight to a retry tier): {parked:.0f}")
+    print(
+        f"longest gap between healthy deliveries: solo={solo_gap:.2f}s "
+        f"with_busy={busy_gap:.2f}s with_hanging={mixed_gap:.2f}s"
+    )
     print(
         f"isolation: solo={solo:.0f}/s with_busy={busy:.0f}/s with_hanging={mixed:.0f}/s "
         f"ratio={mixed / solo:.2f} ratio_same_load={mixed / busy:.2f}"

@@ -7,12 +7,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from consumers import classify, metrics
+from disparo.parking import endpoint_of
+
+__all__ = ["EndpointGuard", "endpoint_of", "health_of"]
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
-SLOW_AFTER_S = 2.0
+# An endpoint holding every slot is slow once none came back for this long, or for
+# SLOW_FACTOR times its typical answer time if that is longer: short, because until then
+# its waiting jobs count toward the in-flight limit that pauses every partition.
+SLOW_AFTER_S = 0.5
+SLOW_FACTOR = 4.0
 _STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 # Failures that say the endpoint itself is unwell; a 4xx means it is up and answering.
 UNHEALTHY = frozenset(
@@ -32,13 +38,6 @@ def health_of(reason: str) -> bool | None:
     if reason == classify.SUCCESS:
         return True
     return False if reason in UNHEALTHY else None
-
-
-def endpoint_of(url: str) -> str:
-    """The host:port a URL's requests go to: the unit of protection."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{(parts.hostname or '').lower()}:{port}"
 
 
 @dataclass
@@ -126,6 +125,7 @@ class EndpointGuard:
     _resends: dict[str, RateLimit] = field(default_factory=dict)
     _active: dict[str, int] = field(default_factory=dict)
     _last_done: dict[str, float] = field(default_factory=dict)
+    _typical_s: dict[str, float] = field(default_factory=dict)
 
     def slot(self, endpoint: str) -> asyncio.Semaphore:
         """The semaphore capping concurrent POSTs to one endpoint."""
@@ -138,24 +138,31 @@ class EndpointGuard:
             self._breakers[endpoint] = Breaker(self.threshold, self.open_s)
         return self._breakers[endpoint]
 
-    def started(self, endpoint: str) -> None:
-        """A POST to `endpoint` took one of its slots."""
+    def started(self, endpoint: str) -> float:
+        """A POST to `endpoint` took one of its slots; returns when, for `finished`."""
+        now = self.clock()
         self._active[endpoint] = self._active.get(endpoint, 0) + 1
-        self._last_done.setdefault(endpoint, self.clock())
+        self._last_done.setdefault(endpoint, now)
+        return now
 
-    def finished(self, endpoint: str) -> None:
-        """A POST to `endpoint` gave its slot back."""
+    def finished(self, endpoint: str, since: float) -> None:
+        """A POST to `endpoint`, started at `since`, gave its slot back."""
+        now = self.clock()
         self._active[endpoint] -= 1
-        self._last_done[endpoint] = self.clock()
+        self._last_done[endpoint] = now
+        typical = self._typical_s.get(endpoint, now - since)
+        self._typical_s[endpoint] = 0.8 * typical + 0.2 * (now - since)
 
     def slow(self, endpoint: str) -> bool:
-        """Every slot taken and none given back for SLOW_AFTER_S: its waiting jobs will wait.
+        """Every slot taken and none given back lately: its waiting jobs will wait.
 
-        A fast endpoint with a burst of jobs is not slow: its slots turn over all the time.
+        A fast endpoint with a burst of jobs is not slow: its slots turn over all the time;
+        one known to answer slowly gets SLOW_FACTOR times its typical answer time.
         """
         if self._active.get(endpoint, 0) < self.per_endpoint:
             return False
-        return self.clock() - self._last_done.get(endpoint, self.clock()) > SLOW_AFTER_S
+        quiet_s = max(SLOW_AFTER_S, SLOW_FACTOR * self._typical_s.get(endpoint, 0.0))
+        return self.clock() - self._last_done.get(endpoint, self.clock()) > quiet_s
 
     def resend_wait(self, endpoint: str) -> float:
         """0 if a manual resend may go to `endpoint` now; otherwise seconds to wait."""

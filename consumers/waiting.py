@@ -1,10 +1,10 @@
 """Jobs waiting for their endpoint: counted per endpoint, bounded for slow ones.
 
-Jobs waiting for a *slow* endpoint (every slot held, none given back lately) do not count
-toward the in-flight limit that pauses every partition, so endpoints that hang cannot stop
-the others; a slow endpoint may have at most `backlog` of them, and the worker defers the
-rest to a retry tier. Jobs waiting for a fast endpoint do count, so a burst to it pauses
-fetching instead of being deferred.
+Up to `backlog` jobs waiting for one endpoint do not count toward the in-flight limit that
+pauses every partition, so endpoints that hang cannot stop the others while the worker finds
+out that they hang. A *slow* endpoint (every slot held, none given back lately) has at most
+`backlog` waiting, and the worker defers the rest to a retry tier; further jobs waiting for a
+fast endpoint count, so a burst to it pauses fetching instead of being deferred.
 """
 
 from __future__ import annotations
@@ -50,5 +50,9 @@ class WaitingJobs:
         return True
 
     def stuck(self) -> int:
-        """Jobs waiting for slow endpoints: they do not count toward the in-flight limit."""
-        return sum(n for endpoint, n in self._count.items() if self.guard.slow(endpoint))
+        """Jobs that do not count toward the in-flight limit: all those waiting for a slow
+        endpoint, and up to `backlog` waiting for any other."""
+        return sum(
+            n if self.guard.slow(endpoint) else min(n, self.backlog)
+            for endpoint, n in self._count.items()
+        )

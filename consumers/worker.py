@@ -15,7 +15,6 @@ import random
 import signal
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -26,11 +25,12 @@ from kafka.structs import OffsetAndMetadata
 from consumers import classify, metrics
 from consumers.delivery import Deliverer
 from consumers.due_gate import DueGate
-from consumers.endpoints import EndpointGuard, endpoint_of
+from consumers.endpoints import EndpointGuard, endpoint_of, health_of
 from consumers.errors import OutcomeNotRecorded, WorkerFailed
 from consumers.lane_store import LaneStore
 from consumers.offsets import OffsetTracker
 from consumers.order_gate import Handover, OrderGate
+from consumers.park_notes import Note, ParkNotes
 from consumers.retry_policy import RetryPolicy
 from consumers.rule_lookup import RuleLookup
 from consumers.settings import WorkerSettings
@@ -45,6 +45,7 @@ from disparo.errors import InvalidMessage
 from disparo.kafka import make_producer
 from disparo.lag import GroupLag
 from disparo.ops_http import start_ops_server
+from disparo.parking import ParkReason, back_at, park_tier
 from disparo.rules_view import RulesView
 from disparo.schemas import (
     AttemptOutcome,
@@ -95,6 +96,7 @@ class DeliveryWorker:
         self.producer = producer
         self.deliverer = deliverer
         self.dead_letters = DeadLetters(producer, self.topics.dead_letter, "delivery")
+        self.park_notes = ParkNotes()
         self.policy = RetryPolicy(settings.retry_tiers, settings.retried_4xx_statuses)
         # Finished lanes are kept as long as a replayed retry of theirs could still come.
         self.order = OrderGate(
@@ -295,11 +297,12 @@ class DeliveryWorker:
         self.order.answered(job, outcome)
         self.sends.extend(self._record(job, outcome, partition))
 
-    def _defer(self, job: DispatchJob, endpoint: str, wait_s: float, why: str) -> Any:
+    def _defer(self, job: DispatchJob, endpoint: str, wait_s: float, why: ParkReason) -> Any:
         """Park a job for later (circuit open, endpoint busy): not an attempt, uses none."""
-        tier = next((t for t in self.policy.tiers if t.delay_s >= wait_s), self.policy.tiers[-1])
-        when = now_utc() + timedelta(seconds=wait_s * (1 + 0.2 * random.random()))
+        tier = park_tier(self.policy.tiers, wait_s)
+        when = back_at(now_utc(), wait_s)
         metrics.DEFERRED.labels(why).inc()
+        self._tell(self.park_notes.deferred(endpoint, wait_s, why))
         self.order.deferred(job)
         log.info(
             "deferred %s (%s) for %s, back in %.0fs",
@@ -323,14 +326,25 @@ class DeliveryWorker:
     async def _attempt(self, job: DispatchJob, ticket: Ticket) -> AttemptOutcome:
         async with self.guard.slot(ticket.endpoint):
             self._stop_waiting(ticket)
-            self.guard.started(ticket.endpoint)
+            since = self.guard.started(ticket.endpoint)
             try:
                 async with self.limit:
                     outcome = await self.deliverer.deliver(job)
             finally:
-                self.guard.finished(ticket.endpoint)
+                self.guard.finished(ticket.endpoint, since)
         self.guard.record(ticket.endpoint, outcome.reason)
+        if health_of(outcome.reason):
+            self._tell(self.park_notes.answered(ticket.endpoint))
         return outcome
+
+    def _tell(self, note: Note | None) -> None:
+        """Write a parked-endpoints note: advice to the dispatchers, never waited for."""
+        if note is None:
+            return
+        sent = self.producer.send(
+            self.topics.parked_endpoints, key=note.endpoint.encode(), value=note.value
+        )
+        sent.add_errback(lambda exc: log.warning("note on %s not written: %s", note.endpoint, exc))
 
     def _record_now(self, job: DispatchJob, outcome: AttemptOutcome, partition: int) -> None:
         self.sends.extend(self._record(job, outcome, partition))

@@ -4,6 +4,8 @@ The worker records them, the attempts table stores them, the API filters by them
 page puts them in words (`analytics/web/i18n.js`; a unit test keeps both lists equal).
 """
 
+from typing import Final
+
 SUCCESS = "ok"
 HTTP_4XX = "http_4xx"
 HTTP_5XX = "http_5xx"
@@ -44,5 +46,5 @@ ATTEMPT_REASONS = (
     OTHER,
 )
 # Not attempts' reasons: why a job was deferred without an attempt (metrics only).
-CIRCUIT_OPEN = "circuit_open"
-ENDPOINT_BUSY = "endpoint_busy"  # too many of its jobs already wait for the endpoint
+CIRCUIT_OPEN: Final = "circuit_open"
+ENDPOINT_BUSY: Final = "endpoint_busy"  # too many of its jobs already wait for the endpoint

@@ -59,6 +59,10 @@ class Topics:
         return f"{self.prefix}order-lanes"
 
     @property
+    def parked_endpoints(self) -> str:
+        return f"{self.prefix}parked-endpoints"
+
+    @property
     def resend(self) -> str:
         return f"{self.prefix}resend"
 
@@ -92,6 +96,8 @@ class Topics:
             # Per (rule, order) delivery state of order-aware rules; partition = the order's
             # partition in the job topics, so a worker reads back the lanes of what it owns.
             TopicSpec(self.order_lanes, p, {"cleanup.policy": "compact"}),
+            # Endpoints workers defer jobs for, so the dispatcher parks their jobs at once.
+            TopicSpec(self.parked_endpoints, 1, {"cleanup.policy": "compact"}),
             TopicSpec(self.outcomes, p, dict(LARGE_MESSAGES)),
             TopicSpec(
                 self.dead_letter, 1, {"retention.ms": str(30 * 24 * 3600 * 1000), **LARGE_MESSAGES}

@@ -6,6 +6,7 @@ import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,15 @@ from disparo.errors import DisparoError
 from disparo.lag import GroupLag
 from disparo.loops import install_fast_loop
 from disparo.ops_http import start_ops_server
+from disparo.parking import ParkedEndpoints
 from disparo.rule_codec import decode_rule
 from disparo.rules_view import RulesView
-from disparo.schemas import describe
+from disparo.schemas import describe, now_utc
 from disparo.secret_box import SecretBox
 from disparo.topics import ORDER_EVENT_PARTITIONS, Topics
 from dispatcher import metrics
 from dispatcher.acks import BatchAcks, stop_process
+from dispatcher.detours import Detours
 from dispatcher.routing import route
 from dispatcher.settings import DispatcherSettings
 
@@ -52,9 +55,12 @@ def broker_credentials(settings: DispatcherSettings) -> faust.types.auth.Credent
     )
 
 
-def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App:
+def create_app(
+    settings: DispatcherSettings, rules_view: RulesView, parking: ParkedEndpoints
+) -> faust.App:
     """Build the dispatcher app for one set of settings (topic prefix, group, ports)."""
     topics = Topics(settings.topic_prefix)
+    detours = Detours(topics, settings.retry_tiers)
     data_dir = settings.dispatcher_data_dir or str(settings.home / "dispatcher")
     app = faust.App(
         settings.dispatcher_group,
@@ -100,19 +106,25 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
         async for event in stream.events():
             await _check_rule(event, to_dead_letter, rules_view.box)
 
-    async def route_one(event: Any, rules: tuple[Any, ...]) -> list[Awaitable[Any]]:
+    async def route_one(
+        event: Any, rules: tuple[Any, ...], parked: dict[str, datetime], now: datetime
+    ) -> list[Awaitable[Any]]:
         """Send one event's jobs (or its dead letter); the futures of those sends."""
         msg = event.message
         routed = route(msg.value, rules)
         if routed.refused:
             metrics.EVENTS.labels("dead_lettered").inc()
             return [await to_dead_letter(event, routed.reason, routed.refused)]
-        sends = [
-            await app.producer.send(
-                topics.dispatch_jobs, msg.key, job.model_dump_json().encode(), None, None, None
+        sends = []
+        for job in routed.jobs:
+            topic, sent = detours.destination(job, rules, parked, now)
+            sends.append(
+                await app.producer.send(
+                    topic, msg.key, sent.model_dump_json().encode(), None, None, None
+                )
             )
-            for job in routed.jobs
-        ]
+            if sent is not job:
+                metrics.PARKED.inc()
         metrics.JOBS.inc(len(routed.jobs))
         metrics.EVENTS.labels("routed" if routed.jobs else "unmatched").inc()
         return sends
@@ -125,8 +137,11 @@ def create_app(settings: DispatcherSettings, rules_view: RulesView) -> faust.App
     async def route_events(stream: Any) -> None:
         acks = BatchAcks(stream)
         async for events in stream.noack_take(EVENT_BATCH, within=EVENT_BATCH_WAIT_S):
-            rules = rules_view.snapshot()
-            sends = [sent for event in events for sent in await route_one(event, rules)]
+            rules, now = rules_view.snapshot(), now_utc()
+            parked = parking.parked(now)
+            sends = [
+                sent for event in events for sent in await route_one(event, rules, parked, now)
+            ]
             acks.when_sent(events, sends)
 
     @app.task  # type: ignore[untyped-decorator]
@@ -200,7 +215,9 @@ def run(settings: DispatcherSettings) -> None:
     # Rules first: an event routed before the view caught up would miss its rules.
     rules_view = RulesView(settings, settings.secret_box())
     rules_view.start(timeout_s=60)
-    app = create_app(settings, rules_view)
+    parking = ParkedEndpoints(settings)
+    parking.start(timeout_s=60)
+    app = create_app(settings, rules_view, parking)
     topics = Topics(settings.topic_prefix)
     GroupLag(settings, settings.dispatcher_group, [topics.order_events, topics.rules]).start()
     worker = faust.Worker(app, loglevel=settings.log_level.lower())

@@ -10,6 +10,10 @@ EVENTS = Counter(
     ["result"],
 )
 JOBS = Counter("disparo_dispatch_jobs_total", "Dispatch jobs emitted by the dispatcher.")
+PARKED = Counter(
+    "disparo_parked_jobs_total",
+    "Dispatch jobs sent straight to a retry tier because a worker parked their endpoint.",
+)
 RULE_CHANGES = Counter(
     "disparo_rule_changes_total", "Rule records applied to the rules table, by kind.", ["kind"]
 )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from disparo.parking import ParkedEndpoints
 from disparo.rules_view import RulesView
 from disparo.secret_box import SecretBox, new_key_text
 from dispatcher.app import create_app
@@ -17,7 +18,8 @@ def test_the_session_timeout_reaches_faust_within_its_request_timeout(
     session_s: float, tmp_path: Path
 ) -> None:
     settings = DispatcherSettings(kafka_session_timeout_s=session_s, home=tmp_path)
-    app = create_app(settings, RulesView(settings, SecretBox(new_key_text())))
+    rules = RulesView(settings, SecretBox(new_key_text()))
+    app = create_app(settings, rules, ParkedEndpoints(settings))
     assert app.conf.broker_session_timeout == session_s
     assert app.conf.broker_heartbeat_interval == pytest.approx(session_s / 3)
     # faust refuses to build its consumer when the session outlasts a request.

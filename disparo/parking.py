@@ -1,0 +1,82 @@
+"""Parked endpoints: workers say which endpoints they defer jobs for; dispatchers route around.
+
+A worker that starts deferring an endpoint's jobs (its circuit is open, or it hangs with its
+whole backlog waiting) writes the endpoint and until when to the compacted
+`parked-endpoints` topic; its next healthy answer from there removes the record. Meanwhile
+the dispatcher sends a plain rule's jobs for that endpoint straight to a retry tier, due when
+the park ends, so no worker fetches, parses and defers each of them again. The record is
+advice: lost, late or expired, jobs simply take the ordinary path through `dispatch-jobs`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from disparo.compacted_view import CompactedView
+from disparo.retry_tiers import Tier
+from disparo.settings import KernelSettings
+from disparo.topics import Topics
+
+# However long a record says, nobody is parked longer than this from now (a record written
+# by mistake, or by a worker with a clock ahead, delays an endpoint's jobs at most this much).
+MAX_PARK_S = 600.0
+ParkReason = Literal["endpoint_busy", "circuit_open"]
+
+
+def endpoint_of(url: str) -> str:
+    """The host:port a URL's requests go to: the unit of protection."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{(parts.hostname or '').lower()}:{port}"
+
+
+def park_tier(tiers: Sequence[Tier], wait_s: float) -> Tier:
+    """The first retry tier that waits at least `wait_s` (the last one if none does)."""
+    return next((t for t in tiers if t.delay_s >= wait_s), tiers[-1])
+
+
+def back_at(now: datetime, wait_s: float, draw: float | None = None) -> datetime:
+    """When a job parked for `wait_s` is due: up to 20% later, so returns spread out."""
+    spread = random.random() if draw is None else draw
+    return now + timedelta(seconds=wait_s * (1 + 0.2 * spread))
+
+
+class ParkedEndpoint(BaseModel):
+    """One `parked-endpoints` record: the endpoint's jobs wait until `until`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str = Field(min_length=1, max_length=300)
+    until: AwareDatetime
+    reason: ParkReason
+
+
+class ParkedEndpoints(CompactedView[str, ParkedEndpoint]):
+    """Every endpoint some worker parked, kept current from the compacted topic."""
+
+    what = "parked endpoint"
+
+    def __init__(self, settings: KernelSettings) -> None:
+        super().__init__(settings, Topics(settings.topic_prefix).parked_endpoints)
+
+    def decode_key(self, key: bytes) -> str | None:
+        return key.decode(errors="replace")
+
+    def decode_value(self, value: bytes) -> ParkedEndpoint:
+        return ParkedEndpoint.model_validate_json(value)
+
+    def parked(self, now: datetime) -> dict[str, datetime]:
+        """Endpoints parked at `now`, each with when its park ends."""
+        return park_ends(self.snapshot(), now)
+
+
+def park_ends(parks: Iterable[ParkedEndpoint], now: datetime) -> dict[str, datetime]:
+    """The parks not over at `now`, by endpoint, none ending more than MAX_PARK_S from now."""
+    latest = now + timedelta(seconds=MAX_PARK_S)
+    return {p.endpoint: min(p.until, latest) for p in parks if p.until > now}
