@@ -9,14 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from consumers import classify, metrics
-from disparo.parking import endpoint_of
-
-__all__ = ["EndpointGuard", "endpoint_of", "health_of"]
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
 # An endpoint holding every slot is slow once none came back for this long, or for
 # SLOW_FACTOR times its typical answer time if that is longer: short, because until then
-# its waiting jobs count toward the in-flight limit that pauses every partition.
+# its waiting jobs beyond its backlog count toward the in-flight limit that pauses every
+# partition, and none is deferred.
 SLOW_AFTER_S = 0.5
 SLOW_FACTOR = 4.0
 _STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}

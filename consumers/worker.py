@@ -25,7 +25,7 @@ from kafka.structs import OffsetAndMetadata
 from consumers import classify, metrics
 from consumers.delivery import Deliverer
 from consumers.due_gate import DueGate
-from consumers.endpoints import EndpointGuard, endpoint_of, health_of
+from consumers.endpoints import EndpointGuard, health_of
 from consumers.errors import OutcomeNotRecorded, WorkerFailed
 from consumers.lane_store import LaneStore
 from consumers.offsets import OffsetTracker
@@ -45,7 +45,7 @@ from disparo.errors import InvalidMessage
 from disparo.kafka import make_producer
 from disparo.lag import GroupLag
 from disparo.ops_http import start_ops_server
-from disparo.parking import ParkReason, back_at, park_tier
+from disparo.parking import ParkReason, back_at, endpoint_of, park_tier
 from disparo.rules_view import RulesView
 from disparo.schemas import (
     AttemptOutcome,

@@ -23,9 +23,9 @@ from disparo.retry_tiers import Tier
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
 
-# However long a record says, nobody is parked longer than this from now (a record written
-# by mistake, or by a worker with a clock ahead, delays an endpoint's jobs at most this much).
-MAX_PARK_S = 600.0
+# No worker parks an endpoint for longer (an open circuit waits at most an hour): a record
+# ending later was written by mistake or by a clock far ahead, and is ignored.
+MAX_PARK_S = 3600.0
 ParkReason = Literal["endpoint_busy", "circuit_open"]
 
 
@@ -77,6 +77,6 @@ class ParkedEndpoints(CompactedView[str, ParkedEndpoint]):
 
 
 def park_ends(parks: Iterable[ParkedEndpoint], now: datetime) -> dict[str, datetime]:
-    """The parks not over at `now`, by endpoint, none ending more than MAX_PARK_S from now."""
+    """When each park going on at `now` ends, by endpoint (ignoring any beyond MAX_PARK_S)."""
     latest = now + timedelta(seconds=MAX_PARK_S)
-    return {p.endpoint: min(p.until, latest) for p in parks if p.until > now}
+    return {p.endpoint: p.until for p in parks if now < p.until <= latest}

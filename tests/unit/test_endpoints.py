@@ -1,5 +1,6 @@
 from consumers import classify
-from consumers.endpoints import CLOSED, HALF_OPEN, OPEN, Breaker, EndpointGuard, endpoint_of
+from consumers.endpoints import CLOSED, HALF_OPEN, OPEN, Breaker, EndpointGuard
+from disparo.parking import endpoint_of
 
 
 def test_endpoint_key_is_host_and_port() -> None:

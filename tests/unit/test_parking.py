@@ -53,17 +53,16 @@ def test_a_healthy_answer_unparks_only_what_this_worker_parked_and_only_once() -
     assert notes.answered("a.example:80") is None
 
 
-def test_parks_over_are_dropped_and_none_lasts_more_than_the_maximum() -> None:
+def test_parks_over_and_parks_longer_than_any_worker_writes_are_ignored() -> None:
     now = now_utc()
     parks = [
         ParkedEndpoint(endpoint="over:80", until=now - timedelta(seconds=1), reason="circuit_open"),
         ParkedEndpoint(endpoint="on:80", until=now + timedelta(seconds=20), reason="circuit_open"),
         ParkedEndpoint(endpoint="far:80", until=now + timedelta(days=30), reason="endpoint_busy"),
     ]
-    assert park_ends(parks, now) == {
-        "on:80": now + timedelta(seconds=20),
-        "far:80": now + timedelta(seconds=MAX_PARK_S),
-    }
+    edge = now + timedelta(seconds=MAX_PARK_S)
+    parks.append(ParkedEndpoint(endpoint="edge:80", until=edge, reason="circuit_open"))
+    assert park_ends(parks, now) == {"on:80": now + timedelta(seconds=20), "edge:80": edge}
 
 
 @pytest.mark.parametrize(
