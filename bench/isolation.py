@@ -5,6 +5,8 @@ nginx endpoint (`/h`), timed from nginx's access log. Phase 2 sends as many even
 four more rules also send to a second nginx (the same work as phase 3, all of it healthy);
 phase 3 as many again, whose four other rules go to listeners that accept and never answer
 (rule timeout 30 s). Phase 2 is the control: what five times the jobs cost on this machine.
+It also prints each phase's CPU per process, the longest gap between two healthy deliveries,
+and how many jobs the dispatcher parked (sent straight to a retry tier) for the hanging ones.
 Last line: `isolation: solo=R/s with_busy=R/s with_hanging=R/s ratio=X ratio_same_load=Y`
 (ratio = with_hanging / solo, target >= 0.8; ratio_same_load = with_hanging / with_busy).
 Usage: python -m bench.isolation [--events 5000]
