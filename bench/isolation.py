@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import Nginx, Services, broker, nginx, say, services
 from disparo.schemas import now_utc
@@ -91,8 +92,10 @@ def delivered_rate(
 def parked_jobs(svc: Services) -> float:
     """The dispatcher's count of jobs it sent straight to a retry tier (parked endpoints)."""
     text = httpx.get(f"{svc.dispatcher}/metrics", timeout=5).text
-    lines = [line for line in text.splitlines() if line.startswith("disparo_parked_jobs_total ")]
-    return float(lines[0].split()[1]) if lines else 0.0
+    families = text_string_to_metric_families(text)
+    return sum(
+        s.value for f in families for s in f.samples if s.name == "disparo_parked_jobs_total"
+    )
 
 
 def machine_busy_s() -> float:

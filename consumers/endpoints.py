@@ -176,8 +176,10 @@ class EndpointGuard:
             return None
         return breaker.retry_in(now)
 
-    def record(self, endpoint: str, reason: str) -> None:
-        """Account for an attempt's reason (success or failure) and export the state."""
+    def record(self, endpoint: str, reason: str) -> bool | None:
+        """Account for an attempt's reason and export the state; what it said of the health."""
         breaker = self.breaker(endpoint)
-        breaker.record(health_of(reason), self.clock())
+        healthy = health_of(reason)
+        breaker.record(healthy, self.clock())
         metrics.CIRCUIT_STATE.labels(endpoint).set(_STATE_VALUE[breaker.state])
+        return healthy

@@ -25,7 +25,7 @@ from kafka.structs import OffsetAndMetadata
 from consumers import classify, metrics
 from consumers.delivery import Deliverer
 from consumers.due_gate import DueGate
-from consumers.endpoints import EndpointGuard, health_of
+from consumers.endpoints import EndpointGuard
 from consumers.errors import OutcomeNotRecorded, WorkerFailed
 from consumers.lane_store import LaneStore
 from consumers.offsets import OffsetTracker
@@ -45,7 +45,7 @@ from disparo.errors import InvalidMessage
 from disparo.kafka import make_producer
 from disparo.lag import GroupLag
 from disparo.ops_http import start_ops_server
-from disparo.parking import ParkReason, back_at, endpoint_of, park_tier
+from disparo.parking import ParkReason, endpoint_of, park_job
 from disparo.rules_view import RulesView
 from disparo.schemas import (
     AttemptOutcome,
@@ -299,8 +299,7 @@ class DeliveryWorker:
 
     def _defer(self, job: DispatchJob, endpoint: str, wait_s: float, why: ParkReason) -> Any:
         """Park a job for later (circuit open, endpoint busy): not an attempt, uses none."""
-        tier = park_tier(self.policy.tiers, wait_s)
-        when = back_at(now_utc(), wait_s)
+        tier, parked_job = park_job(job, self.policy.tiers, wait_s, now_utc())
         metrics.DEFERRED.labels(why).inc()
         self._tell(self.park_notes.deferred(endpoint, wait_s, why))
         self.order.deferred(job)
@@ -320,7 +319,7 @@ class DeliveryWorker:
         return self.producer.send(
             self.topics.retry(tier.name),
             key=job.event.order_id.encode(),
-            value=job.model_copy(update={"not_before": when}).model_dump_json().encode(),
+            value=parked_job.model_dump_json().encode(),
         )
 
     async def _attempt(self, job: DispatchJob, ticket: Ticket) -> AttemptOutcome:
@@ -332,8 +331,7 @@ class DeliveryWorker:
                     outcome = await self.deliverer.deliver(job)
             finally:
                 self.guard.finished(ticket.endpoint, since)
-        self.guard.record(ticket.endpoint, outcome.reason)
-        if health_of(outcome.reason):
+        if self.guard.record(ticket.endpoint, outcome.reason):
             self._tell(self.park_notes.answered(ticket.endpoint))
         return outcome
 

@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from disparo.compacted_view import CompactedView
 from disparo.retry_tiers import Tier
+from disparo.schemas import DispatchJob
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
 
@@ -45,6 +46,13 @@ def back_at(now: datetime, wait_s: float, draw: float | None = None) -> datetime
     """When a job parked for `wait_s` is due: up to 20% later, so returns spread out."""
     spread = random.random() if draw is None else draw
     return now + timedelta(seconds=wait_s * (1 + 0.2 * spread))
+
+
+def park_job(
+    job: DispatchJob, tiers: Sequence[Tier], wait_s: float, now: datetime
+) -> tuple[Tier, DispatchJob]:
+    """The retry tier a job parked for `wait_s` goes to, and the job as written there."""
+    return park_tier(tiers, wait_s), job.model_copy(update={"not_before": back_at(now, wait_s)})
 
 
 class ParkedEndpoint(BaseModel):

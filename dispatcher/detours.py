@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from disparo.parking import back_at, endpoint_of, park_tier
+from disparo.parking import endpoint_of, park_job
 from disparo.retry_tiers import Tier
 from disparo.schemas import DispatchJob, Rule
 from disparo.topics import Topics
@@ -50,6 +50,5 @@ class Detours:
         until = parked.get(endpoint) if endpoint is not None else None
         if until is None:
             return self.topics.dispatch_jobs, job
-        wait_s = (until - now).total_seconds()
-        parked_job = job.model_copy(update={"not_before": back_at(now, wait_s)})
-        return self.topics.retry(park_tier(self.tiers, wait_s).name), parked_job
+        tier, parked_job = park_job(job, self.tiers, (until - now).total_seconds(), now)
+        return self.topics.retry(tier.name), parked_job
