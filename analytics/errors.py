@@ -54,3 +54,15 @@ class RateLimited(AnalyticsError):
 
 class NoAnswer(AnalyticsError):
     """Work was queued but no answer came in time (a test webhook with no worker running)."""
+
+
+class Forbidden(AnalyticsError):
+    """The key may not do this, whatever its role (e.g. an account key setting limits)."""
+
+
+class QueryTimeout(AnalyticsError):
+    """A history query ran past its time limit; the message names the limit."""
+
+
+class TooLarge(AnalyticsError):
+    """A request carries more than one request may (events, bytes); the message gives the limit."""

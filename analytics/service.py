@@ -3,35 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI
-from kafka import KafkaProducer
+from fastapi import FastAPI
 
 from analytics.api.app import create_app
-from analytics.api.deps import Services
-from analytics.event_sink import EventSink
-from analytics.held import HeldKeeper
-from analytics.liveness import sink_problem
-from analytics.pausing import Pauser
-from analytics.rule_health import RuleHealth
-from analytics.sending import send_job, send_outcome
+from analytics.control.account_book import AccountBook
+from analytics.control.held_keeper import HeldKeeper
+from analytics.control.ingest import Intake
+from analytics.control.job_queue import JobQueue
+from analytics.control.keys import KeyRing
+from analytics.control.keys_view import KeysView
+from analytics.control.pausing import Pauser
+from analytics.control.rate_limit import RateLimiter
+from analytics.control.rule_book import RuleBook
+from analytics.control.rule_health import RuleHealth
+from analytics.control.services import Services
+from analytics.control.warden import RuleWarden
+from analytics.history.event_sink import EventSink
+from analytics.history.liveness import sink_problem
+from analytics.history.sink import OutcomeSink
+from analytics.history.store import ensure_schema_when_reachable, open_store
 from analytics.settings import AnalyticsSettings
-from analytics.sink import OutcomeSink
-from analytics.store import ensure_schema_when_reachable, open_store
-from analytics.warden import RuleWarden
 from disparo.accounts_view import AccountsView
 from disparo.kafka import make_producer
-from disparo.keys_view import KeysView
 from disparo.lag import GroupLag
 from disparo.rules_view import RulesView
 from disparo.topics import Topics
@@ -39,24 +41,18 @@ from disparo.topics import Topics
 log = logging.getLogger(__name__)
 
 
-def run(
-    settings: AnalyticsSettings,
-    extra_routers: Sequence[APIRouter] = (),
-    extra_state: Callable[[KafkaProducer], Mapping[str, Any]] | None = None,
-) -> None:
-    """Serve the API (with routers other stages serve here, e.g. the HTTP ingest, and the
-    state they need, built on this process's producer once the store is checked); the sink
-    and the rules view live for as long as the app does."""
+def run(settings: AnalyticsSettings) -> None:
+    """Serve the API and the page; the sinks, the views and the timers live as long as it."""
     store = open_store(settings.clickhouse_url, settings.chdb_path)
     ensure_schema_when_reachable(store)
     producer = make_producer(settings, client_id="disparo-analytics")
     box = settings.secret_box()
+    topics = Topics(settings.topic_prefix)
     rules = RulesView(settings, box)
     keys = KeysView(settings)
     accounts = AccountsView(settings, box)
     sink = OutcomeSink(settings, store, producer)
     sink_thread = threading.Thread(target=_guarded(sink.run), name="sink", daemon=True)
-    topics = Topics(settings.topic_prefix)
     lag = GroupLag(settings, settings.sink_group, [topics.outcomes])
     events = EventSink(settings, store, producer)
     events_thread = threading.Thread(target=_guarded(events.run), name="events", daemon=True)
@@ -65,35 +61,35 @@ def run(
         sink_problem(sink, sink_thread, lag, settings.sink_stall_s),
         sink_problem(events, events_thread, events_lag, settings.sink_stall_s, "order events"),
     )
+    limiter = RateLimiter()
+    allowlist = settings.allowed_targets
     svc = Services(
         store=store,
-        rules=rules,
-        keys=keys,
-        accounts=accounts,
-        box=box,
-        producer=producer,
+        rule_book=RuleBook(producer, topics, rules, box),
+        account_book=AccountBook(producer, topics, accounts, box, store, allowlist),
+        key_ring=KeyRing(producer, topics, keys, store),
+        jobs=JobQueue(producer, topics),
+        intake=Intake(producer, topics, accounts, limiter),
         topics=topics,
         ready=lambda: sink_thread.is_alive() and sink.consuming(),
         problem=lambda: problems[0]() or problems[1](),
-        allowlist=settings.allowed_targets,
+        allowlist=allowlist,
         secret_overlap=settings.secret_overlap_delta,
+        limiter=limiter,
         kafka=settings,
     )
 
     # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would
     # never run: the sink must flush, commit and leave its group in the app's lifespan.
-    warden, held = _timers(settings, svc)
+    pauser = Pauser(svc.rule_book, accounts, svc.jobs, store)
+    after, every = settings.deactivate_after_delta, settings.warden_interval_s
+    warden = RuleWarden(store, rules, pauser, after, every)
+    held = HeldKeeper(store, rules, svc.jobs, pauser)
     sink.on_gone = held.gone_answered
     warden_thread = threading.Thread(target=warden.run, name="warden", daemon=True)
     held_thread = threading.Thread(target=held.run, name="held", daemon=True)
-    health = RuleHealth(
-        store,
-        rules,
-        accounts,
-        functools.partial(send_job, svc),
-        settings.failing_window_delta or timedelta(0),
-        settings.health_interval_s,
-    )
+    window = settings.failing_window_delta or timedelta(0)
+    health = RuleHealth(store, rules, accounts, svc.jobs, window, settings.health_interval_s)
     health_thread = threading.Thread(target=health.run, name="rule-health", daemon=True)
 
     @asynccontextmanager
@@ -138,8 +134,7 @@ def run(
             os._exit(1)
         log.info("analytics stopped: sink flushed, offsets committed, group left")
 
-    state = extra_state(producer) if extra_state is not None else None
-    app = create_app(svc, extra_routers, state, lifespan, settings.allowed_hosts)
+    app = create_app(svc, (), lifespan, settings.allowed_hosts)
     log.info("management API on http://%s:%d/", settings.api_host, settings.api_port)
     uvicorn.run(
         app,
@@ -148,21 +143,6 @@ def run(
         log_level=settings.log_level.lower(),
         access_log=False,
     )
-
-
-def _timers(settings: AnalyticsSettings, svc: Services) -> tuple[RuleWarden, HeldKeeper]:
-    """The rule warden and the keeper of held dispatches, pausing rules the same way."""
-    pauser = Pauser(svc, functools.partial(send_job, svc))
-    after, every = settings.deactivate_after_delta, settings.warden_interval_s
-    warden = RuleWarden(svc.store, svc.rules, pauser.pause, after, every)
-    held = HeldKeeper(
-        svc.store,
-        svc.rules,
-        functools.partial(send_job, svc),
-        functools.partial(send_outcome, svc),
-        pauser.pause,
-    )
-    return warden, held
 
 
 def _guarded(target: Callable[[], None]) -> Callable[[], None]:

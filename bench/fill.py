@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from analytics import schema
+from analytics.history import schema
 
 EVENT_TYPES = "['order.dispatched','tracking.updated','pre_invoice.created','order.delivered']"
 STATUSES = "['dispatched','in_transit','invoiced','delivered']"

@@ -31,10 +31,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-u
 from kafka import KafkaConsumer
 from kafka.admin import NewTopic
 
-from analytics import schema
-from analytics.event_sink import event_row
-from analytics.sink import row_of
-from analytics.store import ChdbStore, ensure_schema
+from analytics.history import schema
+from analytics.history.event_sink import event_row
+from analytics.history.sink import row_of
+from analytics.history.store import ChdbStore, ensure_schema
 from bench.e2e import make_events, raw_ceiling
 from bench.harness import Nginx, broker, cpu_seconds, nginx, say
 from consumers.delivery import Deliverer, webhook_body

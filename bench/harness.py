@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 
+from analytics.control.access import new_key
+from analytics.control.keys import publish_key
 from deploy.local.broker import free_port, temporary_broker
 from deploy.local.processes import ProcessTable
-from disparo.access import new_key
 from disparo.kafka import ensure_topics, make_producer
-from disparo.keys import publish_key
 from disparo.secret_box import new_key_text
 from disparo.settings import KernelSettings
 from disparo.topics import Topics

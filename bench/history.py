@@ -22,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from analytics import event_queries, queries, schema
-from analytics.event_queries import RuleScope
-from analytics.store import ChdbStore, ensure_schema
+from analytics.history import event_queries, queries, schema
+from analytics.history.event_queries import RuleScope
+from analytics.history.store import ChdbStore, ensure_schema
 from bench.fill import Mix, fill_day, fill_events_day
 from bench.harness import say
 

@@ -11,8 +11,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from analytics import schema
-from analytics.store import ChdbStore, ensure_schema
+from analytics.history import schema
+from analytics.history.store import ChdbStore, ensure_schema
 from bench.fill import Mix, fill_day
 from bench.harness import say
 

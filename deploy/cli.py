@@ -96,13 +96,10 @@ def cmd_worker(_: argparse.Namespace) -> int:
 def cmd_analytics(_: argparse.Namespace) -> int:
     from analytics.service import run
     from analytics.settings import AnalyticsSettings
-    from producers import http as ingest
-    from producers.publish import Publisher
 
     settings = load(AnalyticsSettings)
     _prepare(settings)
-    # The HTTP ingest is the producers' router, served by the analytics API process.
-    run(settings, [ingest.router], lambda producer: {"publisher": Publisher(settings, producer)})
+    run(settings)
     return 0
 
 
@@ -154,7 +151,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from disparo.keys import KeyBook
+    from analytics.control.keys import KeyBook
 
     book = KeyBook(load(KernelSettings))
     try:
@@ -182,8 +179,8 @@ def cmd_secrets(args: argparse.Namespace) -> int:
 
         print(new_key_text())
         return 0
+    from analytics.control.rule_book import RuleBook
     from disparo.kafka import make_producer
-    from disparo.rule_codec import encode_rule
     from disparo.rules_view import RulesView
     from disparo.topics import Topics
 
@@ -192,19 +189,15 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     view = RulesView(settings, box)
     view.start(timeout_s=60)  # every rule opened, with the key or the previous one
     rules = view.all()
-    view.stop()
     # No producer without a rule to write: kafka-python 2.3 blocks 10 s closing one unused.
     if rules:
         producer = make_producer(settings, client_id="disparo-secrets")
+        book = RuleBook(producer, Topics(settings.topic_prefix), view, box)
         try:
-            topic = Topics(settings.topic_prefix).rules
-            for n, rule in enumerate(rules, 1):
-                value = encode_rule(rule, box)
-                producer.send(topic, key=str(rule.id).encode(), value=value).get(30)
-                if n % 100 == 0 or n == len(rules):
-                    print(f"resealed {n}/{len(rules)} rules", file=sys.stderr)
+            book.reseal(rules, lambda n: print(f"resealed {n}/{len(rules)} rules", file=sys.stderr))
         finally:
             producer.close(10)
+    view.stop()
     print(f"every rule is sealed with key {box.fingerprint}; DISPARO_SECRET_KEY_PREVIOUS can go")
     return 0
 
@@ -222,7 +215,7 @@ def _secrets_parser(sub: Any) -> None:
 
 
 def _keys_parser(sub: Any) -> None:
-    from disparo.access import ROLES
+    from analytics.control.access import ROLES
 
     keys = sub.add_parser("keys", help="create, list or revoke API keys")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -1,7 +1,7 @@
 """Why an attempt ended as it did: the one list of reasons every stage and the page share.
 
 The worker records them, the attempts table stores them, the API filters by them and the
-page puts them in words (`analytics/web/i18n.js`; a unit test keeps both lists equal).
+page puts them in words (`analytics/api/web/i18n.js`; a unit test keeps both lists equal).
 """
 
 from typing import Final

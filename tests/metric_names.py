@@ -2,18 +2,18 @@
 
 from prometheus_client import REGISTRY
 
-import analytics.api.resend
-import analytics.held
-import analytics.sink
-import analytics.warden
+import analytics.control.held_keeper
+import analytics.control.resends
+import analytics.control.warden
+import analytics.history.sink
 import consumers.metrics
 import disparo.lag
 import dispatcher.metrics
 
 SERVICE_METRIC_MODULES = (
-    analytics.held,
-    analytics.sink,
-    analytics.warden,
+    analytics.control.held_keeper,
+    analytics.history.sink,
+    analytics.control.warden,
     consumers.metrics,
     dispatcher.metrics,
     disparo.lag,

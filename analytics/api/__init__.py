@@ -1,1 +1,1 @@
-"""The management API (v1) and page."""
+"""The HTTP edge: thin routers, the page, and domain errors mapped to statuses."""

@@ -7,22 +7,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from analytics import audit, queries, schema
-from analytics.api.deps import Services, services
-from analytics.api.scope import AccountQ, account_scope
+from analytics.api.deps import READER, AccountQ, CursorQ, Reader, Svc
+from analytics.control import audit
+from analytics.control.scope import account_scope
 from analytics.errors import InvalidField
-from disparo.access import ApiKey, Permission
-from disparo.api_access import allow
+from analytics.history import queries, schema
 from disparo.schemas import now_utc
 
-READER = allow(Permission.READ)
 router = APIRouter(tags=["audit"], dependencies=[Depends(READER)])
 
 
 @router.get("/api/v1/audit")
 def list_audit(
-    key: Annotated[ApiKey, Depends(READER)],
-    svc: Annotated[Services, Depends(services)],
+    key: Reader,
+    svc: Svc,
     start: Annotated[
         datetime | None, Query(alias="from", description="default 30 days ago")
     ] = None,
@@ -30,7 +28,7 @@ def list_audit(
     actor: Annotated[str | None, Query(max_length=100, description="a key's name")] = None,
     action: Annotated[str | None, Query(max_length=50, description="e.g. rule.update")] = None,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_LIMIT)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: CursorQ = None,
     account_id: AccountQ = None,
 ) -> dict[str, Any]:
     """Rule, secret, resend and key changes, newest first (kept a year)."""

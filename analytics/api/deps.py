@@ -1,45 +1,51 @@
-"""Objects the routers share, held on the app's state by the service."""
+"""What routers declare, defined once: the services, the keys by permission, common queries."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime
+from typing import Annotated
 
-from fastapi import Request
-from kafka import KafkaProducer
+from fastapi import Depends, Query, Request
 
-from analytics.store import Store
-from disparo.accounts_view import AccountsView
-from disparo.keys_view import KeysView
-from disparo.rate_limit import RateLimiter
-from disparo.rules_view import RulesView
-from disparo.secret_box import SecretBox
-from disparo.settings import KernelSettings
-from disparo.targets import AllowEntry
-from disparo.topics import Topics
-
-
-@dataclass
-class Services:
-    """The store, the rules, keys and accounts views and the producer behind the API."""
-
-    store: Store
-    rules: RulesView
-    keys: KeysView
-    accounts: AccountsView
-    box: SecretBox  # seals rule secrets before they reach the rules topic
-    producer: KafkaProducer
-    topics: Topics
-    ready: Callable[[], bool] | None = None
-    problem: Callable[[], str | None] | None = None  # why the process should be restarted
-    allowlist: tuple[AllowEntry, ...] = ()  # non-public targets a rule may name
-    secret_overlap: timedelta = timedelta(hours=24)  # both secrets sign after a rotation
-    limiter: RateLimiter = field(default_factory=RateLimiter)  # per-account limits
-    kafka: KernelSettings | None = None  # for readers of a topic (a test webhook's outcome)
+from analytics.api.access import allow
+from analytics.control.access import ApiKey, Permission
+from analytics.control.services import Services
 
 
 async def services(request: Request) -> Services:
     """The app's services; async so that it is read on the event loop, not the thread pool."""
     found: Services = request.app.state.services
     return found
+
+
+# One callable per permission: FastAPI runs a dependency once per request.
+INGESTER = allow(Permission.INGEST)
+READER = allow(Permission.READ)
+OPERATOR = allow(Permission.RESEND)
+ADMIN = allow(Permission.MANAGE)
+SIGNED_IN = allow(Permission.SIGNED_IN)
+
+Svc = Annotated[Services, Depends(services)]
+Ingester = Annotated[ApiKey, Depends(INGESTER)]
+Reader = Annotated[ApiKey, Depends(READER)]
+Operator = Annotated[ApiKey, Depends(OPERATOR)]
+Admin = Annotated[ApiKey, Depends(ADMIN)]
+SignedIn = Annotated[ApiKey, Depends(SIGNED_IN)]
+
+FromQ = Annotated[datetime | None, Query(alias="from", description="RFC 3339; default 7 days ago")]
+ToQ = Annotated[datetime | None, Query(alias="to", description="RFC 3339; default now")]
+OrderQ = Annotated[str | None, Query(max_length=200, description="exact order number")]
+ReasonQ = Annotated[
+    str | None, Query(max_length=64, description="failure reason, e.g. timeout or http_5xx")
+]
+RuleQ = Annotated[
+    int | None, Query(ge=0, le=2**63 - 1, description="event rule id (0: account notifications)")
+]
+AccountQ = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="one account's objects (platform keys; an account key sees only its own)",
+    ),
+]
+CursorQ = Annotated[str | None, Query(max_length=500)]

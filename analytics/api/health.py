@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from analytics.api.deps import Services, services
+from analytics.api.deps import Svc
 from analytics.errors import StoreError
 from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH, STACKS_PATH
 from disparo.stacks import thread_stacks
@@ -18,9 +16,7 @@ router = APIRouter(tags=["health"])
 
 # Answered on the event loop, never queued behind store or Kafka calls in the thread pool.
 @router.get(HEALTH_PATH)
-async def healthz(
-    svc: Annotated[Services, Depends(services)], response: Response
-) -> dict[str, str]:
+async def healthz(svc: Svc, response: Response) -> dict[str, str]:
     """The process is alive and its outcomes sink is turning (503 asks for a restart)."""
     problem = svc.problem() if svc.problem is not None else None
     if problem:
@@ -30,7 +26,7 @@ async def healthz(
 
 
 @router.get(READY_PATH)
-def readyz(svc: Annotated[Services, Depends(services)], response: Response) -> dict[str, object]:
+def readyz(svc: Svc, response: Response) -> dict[str, object]:
     """Kafka and ClickHouse both answer."""
     checks: dict[str, object] = {}
     try:

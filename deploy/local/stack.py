@@ -9,12 +9,12 @@ from pathlib import Path
 
 import httpx
 
+from analytics.control.keys import KeyBook
 from deploy.local import demo
 from deploy.local.broker import KafkaNode, provision_jars
 from deploy.local.processes import ProcessTable
 from disparo.errors import DisparoError
 from disparo.kafka import ensure_topics
-from disparo.keys import KeyBook
 from disparo.secret_box import new_key_text
 from disparo.settings import KernelSettings
 

@@ -18,12 +18,12 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from analytics.store import ChdbStore, ServerStore, Store, ensure_schema
+from analytics.control.access import Role, new_key
+from analytics.control.keys import publish_key
+from analytics.history.store import ChdbStore, ServerStore, Store, ensure_schema
 from deploy.local.broker import free_port, temporary_broker
 from deploy.local.processes import ProcessTable
-from disparo.access import Role, new_key
 from disparo.kafka import ensure_topics, make_producer
-from disparo.keys import publish_key
 from disparo.ops_http import STACKS_PATH
 from disparo.schemas import dispatch_id_for, now_utc
 from disparo.secret_box import new_key_text
@@ -47,7 +47,7 @@ def clickhouse_url(database: str) -> str:
 def drop_database(url: str) -> None:
     """Remove a test's database from the test server (chdb data lives in tmp_path)."""
     if url:
-        from analytics.store import ServerStore
+        from analytics.history.store import ServerStore
 
         store = ServerStore(url)
         store.command(f"DROP DATABASE IF EXISTS {store.database}")

@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from analytics.api import ingest
 from analytics.api.app import ROUTERS, access_table
+from analytics.control.access import ROLES, Permission, Role, allows
 from deploy.local.broker import free_port
-from disparo.access import ROLES, Permission, Role, allows
-from producers import http as ingest
 from tests.integration.conftest import (
     DISPARO,
     Stack,

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from analytics import schema
 from analytics.errors import SchemaRefused
+from analytics.history import schema
+from analytics.history.sink import INSERT_FAILURES, OutcomeSink, row_of
+from analytics.history.store import ServerStore, ensure_schema
 from analytics.settings import AnalyticsSettings
-from analytics.sink import INSERT_FAILURES, OutcomeSink, row_of
-from analytics.store import ServerStore, ensure_schema
 from disparo.kafka import ensure_topics, make_producer
 from disparo.schemas import AttemptOutcome
 from disparo.topics import Topics

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics import event_queries, queries, schema
-from analytics.event_queries import RuleScope
-from analytics.event_sink import event_row
-from analytics.sink import row_of
-from analytics.store import Store
+from analytics.history import event_queries, queries, schema
+from analytics.history.event_queries import RuleScope
+from analytics.history.event_sink import event_row
+from analytics.history.sink import row_of
+from analytics.history.store import Store
 from disparo.matching import matches_if_active
 from disparo.schemas import OrderEvent, Rule, RuleFields, dispatch_id_for
 from tests.factories import event, outcome, rule

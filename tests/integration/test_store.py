@@ -9,14 +9,18 @@ from typing import Any
 
 import pytest
 
-from analytics import held, queries, schema
-from analytics.cluster_ddl import cluster_ddl
-from analytics.held import HeldKeeper
-from analytics.sink import row_of
-from analytics.store import Row, Store
-from analytics.topic_sink import dedup_token
-from disparo.schemas import AttemptOutcome, DispatchJob, OrderEvent, Rule, generate_secret
+from analytics.control.held_keeper import HeldKeeper
+from analytics.control.job_queue import JobQueue
+from analytics.history import held_rows as held
+from analytics.history import queries, schema
+from analytics.history.cluster_ddl import cluster_ddl
+from analytics.history.sink import row_of
+from analytics.history.store import Row, Store
+from analytics.history.topic_sink import dedup_token
+from disparo.schemas import AttemptOutcome, OrderEvent, Rule, generate_secret
+from disparo.topics import Topics
 from tests.factories import outcome
+from tests.fakes import FakeProducer
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -201,15 +205,16 @@ def test_held_rows_are_counted_released_once_and_discarded_with_a_record_before_
 ) -> None:
     paused = rule_of(61856, paused=True)
     view = StaticRules({61856: paused})
-    jobs: list[DispatchJob] = []
-    outcomes: list[AttemptOutcome] = []
-    keeper = HeldKeeper(store, view, jobs.append, outcomes.append, lambda r, _: r)  # type: ignore[arg-type]
+    producer = FakeProducer()
+    topics = Topics("t.")
+    keeper = HeldKeeper(store, view, JobQueue(producer, topics), None)  # type: ignore[arg-type]
     old = [held_outcome(f"OLD-{i}", NOW - timedelta(days=29, hours=i + 1)) for i in range(2)]
     new = [held_outcome(f"NEW-{i}", NOW - timedelta(minutes=10 - i)) for i in range(3)]
     store.insert(schema.TABLE, rows(old + new), "held-1")
     assert held.held_counts(store, NOW) == {61856: 5}
 
     assert keeper.expire(NOW) == 2  # held 29 days: discarded, a day before the TTL
+    outcomes = producer.outcomes(topics.outcomes)
     assert sorted(o.order_id for o in outcomes) == ["OLD-0", "OLD-1"]
     assert {(o.status, o.reason, o.final) for o in outcomes} == {("failure", "discarded", True)}
     assert held.held_counts(store, NOW) == {61856: 3}
@@ -219,11 +224,13 @@ def test_held_rows_are_counted_released_once_and_discarded_with_a_record_before_
     keeper.last_tick -= 1.0  # a second of allowance at 2/s
     keeper.last_scan = 0.0
     assert keeper.check(NOW) == 2
+    jobs = producer.jobs(topics.dispatch_jobs)
     assert [j.event.order_id for j in jobs] == ["NEW-0", "NEW-1"]  # oldest first
     assert held.held_counts(store, NOW) == {61856: 1}
     keeper.last_tick -= 1.0
     keeper.last_scan = 0.0
     assert keeper.check(NOW) == 1
+    jobs = producer.jobs(topics.dispatch_jobs)
     assert [j.event.order_id for j in jobs] == ["NEW-0", "NEW-1", "NEW-2"]
     assert held.held_counts(store, NOW) == {}
     assert all(not j.manual and j.rule.version == 2 for j in jobs)  # the rule as it is now

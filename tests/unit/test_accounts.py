@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from analytics.rule_health import change, judge
+from analytics.control.rate_limit import RateLimiter, first_refusal, over_limit
+from analytics.control.rule_health import change, judge
 from disparo.accounts import Account, decode_account, encode_account
 from disparo.notifications import notification_job, notification_target
-from disparo.rate_limit import RateLimiter, first_refusal, over_limit
 from disparo.schemas import NOTIFICATIONS_RULE_ID, Rule, generate_secret, now_utc
 from disparo.secret_box import SecretBox, SecretKeyMismatch, new_key_text
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from analytics import queries, schema
 from analytics.api.dispatches import CSV_COLUMNS
-from analytics.sink import row_of
+from analytics.history import queries, schema
+from analytics.history.sink import row_of
 from disparo.reasons import ATTEMPT_REASONS
 from disparo.schemas import AttemptOutcome, now_utc
 from tests.factories import outcome
 
-I18N = Path(__file__).resolve().parents[2] / "analytics" / "web" / "i18n.js"
+I18N = Path(__file__).resolve().parents[2] / "analytics" / "api" / "web" / "i18n.js"
 # The list items design.md promises to outside clients.
 CONTRACT_ITEM = {
     "dispatch_id", "attempt_id", "attempt", "order_id", "order_status", "event_type", "rule_id",

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from analytics import schema
-from analytics.cluster_ddl import cluster_ddl, render
+from analytics.history import schema
+from analytics.history.cluster_ddl import cluster_ddl, render
 
 SHIPPED = Path(__file__).parents[2] / "deploy" / "clickhouse" / "cluster.sql"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from analytics.held import discarded_outcome, release_job
+from analytics.control.held_keeper import discarded_outcome
+from analytics.control.job_queue import release_job
 from disparo.schemas import attempt_id_for, dispatch_id_for, now_utc
 from tests.factories import event, rule
 

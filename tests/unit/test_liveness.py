@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from kafka import TopicPartition
 
-from analytics.liveness import sink_problem
+from analytics.history.liveness import sink_problem
 
 
 @dataclass

@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from analytics import queries
 from analytics.errors import BadQuery
+from analytics.history import queries
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from analytics.schema import version_problem
+from analytics.history.schema import version_problem
 
 
 @pytest.mark.parametrize("version", ["23.3.1.1", "23.8.16.40", "24.10.1", "25.1"])

@@ -12,19 +12,19 @@ signed `rule.failing` / `rule.recovered` webhook delivered like any other.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
 from prometheus_client import Counter
 
-from analytics import queries, schema
-from analytics.periodic import Periodic
-from analytics.store import Store
+from analytics.control.job_queue import JobQueue, owner_notice
+from analytics.control.periodic import Periodic
+from analytics.history import queries, schema
+from analytics.history.store import Store
 from disparo.accounts_view import AccountsView
-from disparo.notifications import Kind, notification_job
+from disparo.notifications import Kind
 from disparo.rules_view import RulesView
-from disparo.schemas import DispatchJob
 
 log = logging.getLogger(__name__)
 SLICES = 3
@@ -64,7 +64,7 @@ class RuleHealth(Periodic):
         store: Store,
         rules: RulesView,
         accounts: AccountsView,
-        send: Callable[[DispatchJob], None],
+        jobs: JobQueue,
         window: timedelta,
         interval_s: float,
     ) -> None:
@@ -72,7 +72,7 @@ class RuleHealth(Periodic):
         self.store = store
         self.rules = rules
         self.accounts = accounts
-        self.send = send
+        self.jobs = jobs
         self.window = window
 
     def check(self, now: datetime) -> list[tuple[int, Kind]]:
@@ -104,7 +104,7 @@ class RuleHealth(Periodic):
             }
             if account.notification_url is not None:
                 episode = str(int(known["changes"]) if known else 0)
-                self.send(notification_job(kind, rule, episode, now, details))
+                self.jobs.send_job(owner_notice(kind, rule, episode, now, details))
             # Recorded after the webhook was queued: a crash in between announces it again,
             # with the same webhook-id (the episode), never not at all.
             row_out = {

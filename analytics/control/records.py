@@ -1,4 +1,4 @@
-"""Writes to the compacted topics the API owns (rules, accounts), seen back through their view."""
+"""Writes to the compacted topics the control plane owns, seen back through their view."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from analytics.acked import send_acked
+from analytics.control.acked import send_acked
 from disparo.compacted_view import CompactedView
 
 
@@ -20,14 +20,3 @@ def write_record(
     """Publish a record (or its tombstone) and wait until `view` holds it."""
     [meta] = send_acked(producer, topic, [(str(key).encode(), value)], f"{view.what} not saved")
     view.wait_for(meta.partition, meta.offset, timeout_s=10)
-
-
-def write_rule(
-    producer: KafkaProducer,
-    topic: str,
-    view: CompactedView[Any, Any],
-    rule_id: int,
-    value: bytes | None,
-) -> None:
-    """Publish a rule (or its tombstone) and wait until the rules view holds it."""
-    write_record(producer, topic, view, rule_id, value)

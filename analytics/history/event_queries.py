@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from analytics import schema
 from analytics.errors import BadQuery
-from analytics.queries import TS_TYPE, Period, ts_param
+from analytics.history import schema
+from analytics.history.queries import TS_TYPE, Period, ts_param
 from disparo.matching import ALL_EVENT_TYPES
 from disparo.schemas import ID_NAMESPACE
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from analytics.api.deps import Services
+from analytics.control.rate_limit import first_refusal
+from analytics.control.services import Services
 from analytics.errors import Conflict, RateLimited, TooBroad
-from disparo.rate_limit import first_refusal
 
 
 def check_rule_count(svc: Services, account_id: str) -> None:

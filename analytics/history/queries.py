@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from analytics import schema
 from analytics.errors import BadQuery
+from analytics.history import schema
 
 StatusFilter = Literal["all", "success", "failure", "held", "superseded"]
 # Rows of attempts really made: held and superseded dispatches were never sent.

@@ -13,8 +13,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic_core import to_json
 
-from analytics import schema
 from analytics.errors import SchemaRefused, StoreError
+from analytics.history import schema
 
 Row = dict[str, Any]
 log = logging.getLogger(__name__)

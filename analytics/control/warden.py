@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
-from analytics import queries, schema
-from analytics.periodic import Periodic
-from analytics.store import Store
+from analytics.control.pausing import Pauser
+from analytics.control.periodic import Periodic
+from analytics.history import queries, schema
+from analytics.history.store import Store
 from disparo.rules_view import RulesView
-from disparo.schemas import Rule
 
 DEACTIVATED = Counter(
     "disparo_rules_deactivated_total",
@@ -28,14 +27,14 @@ class RuleWarden(Periodic):
         self,
         store: Store,
         rules: RulesView,
-        pause: Callable[[Rule, str], Rule],
+        pauser: Pauser,
         after: timedelta | None,
         interval_s: float,
     ) -> None:
         super().__init__(interval_s)
         self.store = store
         self.rules = rules
-        self.pause = pause
+        self.pauser = pauser
         self.after = after
 
     def check(self, now: datetime) -> list[int]:
@@ -58,7 +57,7 @@ class RuleWarden(Periodic):
                 f"attempts, none successful for over {self.after}); its webhooks are held: "
                 "fix the endpoint and unpause the rule to send them"
             )
-            self.pause(rule, reason)
+            self.pauser.pause(rule, reason)
             DEACTIVATED.inc()
             done.append(rule.id)
         return done

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from analytics import schema
+from analytics.history import schema
 
 DEFAULT_CLUSTER = "disparo"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from disparo.access import ApiKey, hash_key, looks_like_key
+from analytics.control.access import ApiKey, hash_key, looks_like_key
 from disparo.compacted_view import CompactedView
 from disparo.settings import KernelSettings
 from disparo.topics import Topics

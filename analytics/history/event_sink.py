@@ -8,10 +8,10 @@ from typing import Any
 from kafka import KafkaProducer
 from prometheus_client import Counter
 
-from analytics import schema
+from analytics.history import schema
+from analytics.history.store import Row, Store
+from analytics.history.topic_sink import SinkMetrics, SinkTarget, TopicSink
 from analytics.settings import AnalyticsSettings
-from analytics.store import Row, Store
-from analytics.topic_sink import SinkMetrics, SinkTarget, TopicSink
 from disparo.errors import InvalidMessage
 from disparo.matching import filter_fields
 from disparo.schemas import OrderEvent, now_utc, parse_event

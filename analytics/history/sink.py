@@ -11,10 +11,10 @@ from typing import Any
 from kafka import KafkaProducer
 from prometheus_client import Counter
 
-from analytics import queries, schema
+from analytics.history import queries, schema
+from analytics.history.store import Row, Store
+from analytics.history.topic_sink import SinkMetrics, SinkTarget, TopicSink
 from analytics.settings import AnalyticsSettings
-from analytics.store import Row, Store
-from analytics.topic_sink import SinkMetrics, SinkTarget, TopicSink
 from disparo.errors import InvalidMessage
 from disparo.schemas import AttemptOutcome, parse_outcome
 from disparo.topics import Topics

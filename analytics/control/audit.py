@@ -8,11 +8,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from analytics import schema
+from analytics.control.access import ApiKey
 from analytics.errors import StoreError
-from analytics.queries import TS_TYPE, Cursor, Period, keyset_after, ts_param
-from analytics.store import Store
-from disparo.access import ApiKey
+from analytics.history import schema
+from analytics.history.queries import TS_TYPE, Cursor, Period, keyset_after, ts_param
+from analytics.history.store import Store
 from disparo.schemas import now_utc
 
 log = logging.getLogger(__name__)

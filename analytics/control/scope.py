@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Query
-
+from analytics.control.access import ApiKey
 from analytics.errors import NotFound
-from disparo.access import ApiKey
-
-AccountQ = Annotated[
-    str | None,
-    Query(
-        pattern=r"^[A-Za-z0-9._-]{1,64}$",
-        description="one account's objects (platform keys; an account key sees only its own)",
-    ),
-]
 
 
 def account_scope(key: ApiKey, asked: str | None) -> str | None:

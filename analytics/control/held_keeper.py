@@ -1,35 +1,29 @@
-"""Held dispatches of paused rules: counted, released oldest first at the rule's rate, discarded.
+"""The keeper of held dispatches: releases them oldest first at the rule's rate once it is
+unpaused, discards those about to leave the history, and pauses rules whose endpoint is gone.
 
-A held row is a dispatch the worker kept instead of sending (status `held`). What became of
-it is a row of `held_actions`; a row without one is still held. Releasing publishes the
-dispatch's job again (not manual: it is the dispatch itself, late) and then notes it.
+Releasing publishes the dispatch's job again (not manual: it is the dispatch itself, late)
+and then notes it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
 
-from analytics import schema
-from analytics.periodic import Periodic
-from analytics.queries import TS_TYPE, ts_param
-from analytics.store import Store
+from analytics.control.job_queue import JobQueue, release_job
+from analytics.control.pausing import Pauser
+from analytics.control.periodic import Periodic
+from analytics.history import schema
+from analytics.history.held_rows import held_counts, note, oldest_held
+from analytics.history.queries import TS_TYPE, ts_param
+from analytics.history.store import Store
 from disparo.reasons import DISCARDED
 from disparo.rules_view import RulesView
-from disparo.schemas import (
-    AttemptOutcome,
-    DispatchJob,
-    OrderEvent,
-    Rule,
-    RuleRef,
-    attempt_id_for,
-    now_utc,
-)
+from disparo.schemas import AttemptOutcome, attempt_id_for, now_utc
 
 log = logging.getLogger(__name__)
 RELEASED = Counter("disparo_held_released_total", "Held dispatches released after an unpause.")
@@ -42,93 +36,6 @@ EXPIRE_EVERY_S = 600.0
 GONE_LOOKBACK = timedelta(minutes=10)  # 410 answers looked at (the sink stores them in seconds)
 # Discarded a day before the history's TTL would take them silently.
 KEEP_HELD = timedelta(days=schema.RETENTION_DAYS - 1)
-_COLUMNS = (
-    "attempt_id, dispatch_id, attempt, order_id, order_status, event_id, event_type, rule_id, "
-    "url, account_id, toUnixTimestamp64Milli(dispatched_at) AS held_ms, event_json"
-)
-
-
-def _pending(database: str, extra: str = "") -> str:
-    """A rule's held rows not yet acted on (and matching `extra`, a condition on the rows)."""
-    table, actions = f"{database}.{schema.TABLE}", f"{database}.{schema.HELD_TABLE}"
-    rule = "rule_id = {rule:UInt64}"
-    return (
-        f"FROM {table} WHERE status = 'held' AND dispatched_at >= {{since:{TS_TYPE}}} AND {rule}"
-        f"{extra} AND attempt_id NOT IN (SELECT attempt_id FROM {actions} WHERE {rule} "
-        f"AND held_at >= {{since:{TS_TYPE}}})"
-    )
-
-
-def held_counts(store: Store, now: datetime, rule_id: int | None = None) -> dict[int, int]:
-    """Dispatches still held, per rule (of one rule when given): held rows less those acted on.
-
-    Both counts are per hour of holding, so the held rows are counted from the attempts
-    table's hourly projection, never by reading the rows of 30 days.
-    """
-    where = "rule_id = {rule:UInt64}" if rule_id is not None else "1"
-    since = f"toStartOfHour({{since:{TS_TYPE}}})"
-    held_sql = (
-        f"SELECT rule_id AS rule, count() AS n FROM {store.database}.{schema.TABLE} "
-        f"WHERE status = 'held' AND toStartOfHour(dispatched_at) >= {since} AND {where} "
-        "GROUP BY rule_id"
-    )
-    acted_sql = (
-        f"SELECT rule_id AS rule, count() AS n FROM {store.database}.{schema.HELD_TABLE} "
-        f"WHERE toStartOfHour(held_at) >= {since} AND {where} GROUP BY rule_id"
-    )
-    params = {"since": ts_param(now - timedelta(days=schema.RETENTION_DAYS)), "rule": rule_id or 0}
-    held = {int(r["rule"]): int(r["n"]) for r in store.select(held_sql, params)}
-    for row in store.select(acted_sql, params):
-        rule = int(row["rule"])
-        held[rule] = held.get(rule, 0) - int(row["n"])
-    return {rule: n for rule, n in held.items() if n > 0}
-
-
-def oldest_held(
-    store: Store, rule_id: int, now: datetime, limit: int, before: datetime | None = None
-) -> list[dict[str, Any]]:
-    """A rule's held rows, oldest first (only those held before `before`, when given)."""
-    extra = ""
-    params: dict[str, Any] = {
-        "since": ts_param(now - timedelta(days=schema.RETENTION_DAYS)), "rule": rule_id,
-    }  # fmt: skip
-    if before is not None:
-        extra = f" AND dispatched_at < {{before:{TS_TYPE}}}"
-        params["before"] = ts_param(before)
-    sql = (
-        f"SELECT {_COLUMNS} {_pending(store.database, extra)} "
-        f"ORDER BY dispatched_at, attempt_id LIMIT {int(limit)}"
-    )
-    return store.select(sql, params)
-
-
-def note(store: Store, rows: list[dict[str, Any]], action: str, actor: str) -> None:
-    """Record what became of these held rows."""
-    at = now_utc()
-    notes = [
-        {
-            "at": at,
-            "attempt_id": str(r["attempt_id"]),
-            "dispatch_id": r["dispatch_id"],
-            "rule_id": int(r["rule_id"]),
-            "held_at": datetime.fromtimestamp(int(r["held_ms"]) / 1000, UTC),
-            "action": action,
-            "actor": actor,
-        }
-        for r in rows
-    ]
-    if notes:
-        store.insert(schema.HELD_TABLE, notes, f"{action}/{notes[0]['attempt_id']}/{len(notes)}")
-
-
-def release_job(row: dict[str, Any], rule: Rule) -> DispatchJob:
-    """The job of a held row: the same dispatch and attempt, for the rule as it is now."""
-    return DispatchJob(
-        dispatch_id=row["dispatch_id"],
-        attempt=int(row["attempt"]),
-        event=OrderEvent.model_validate_json(row["event_json"]),
-        rule=RuleRef.of(rule),
-    )
 
 
 def discarded_outcome(row: dict[str, Any], why: str) -> AttemptOutcome:
@@ -159,7 +66,7 @@ def discarded_outcome(row: dict[str, Any], why: str) -> AttemptOutcome:
 class HeldKeeper(Periodic):
     """Releases held dispatches of unpaused rules at their `release_rate`; discards expired ones.
 
-    `send_job` and `send_outcome` queue a record and wait until Kafka has it; the held row
+    The job queue sends a record and waits until Kafka has it; the held row
     is noted as released or discarded only after that (at least once: a crash in between
     sends it again).
     """
@@ -170,16 +77,14 @@ class HeldKeeper(Periodic):
         self,
         store: Store,
         rules: RulesView,
-        send_job: Callable[[DispatchJob], None],
-        send_outcome: Callable[[AttemptOutcome], None],
-        pause: Callable[[Rule, str], Rule],
+        jobs: JobQueue,
+        pauser: Pauser,
     ) -> None:
         super().__init__(TICK_S)
-        self.pause = pause
+        self.pauser = pauser
         self.store = store
         self.rules = rules
-        self.send_job = send_job
-        self.send_outcome = send_outcome
+        self.jobs = jobs
         self.backlog: dict[int, int] = {}
         self.allowance: dict[int, float] = {}
         self.last_scan = self.last_expiry = self.last_tick = 0.0
@@ -218,7 +123,7 @@ class HeldKeeper(Periodic):
             return 0
         rows = oldest_held(self.store, rule_id, now, due)
         for row in rows:
-            self.send_job(release_job(row, rule))
+            self.jobs.send_job(release_job(row, rule))
         note(self.store, rows, "released", "disparo")
         RELEASED.inc(len(rows))
         self.backlog[rule_id] = 0 if len(rows) < due else self.backlog[rule_id] - len(rows)
@@ -245,7 +150,7 @@ class HeldKeeper(Periodic):
                 f"{at.isoformat(timespec='seconds')}; its webhooks are held: fix the URL or the "
                 "endpoint and unpause the rule to send them"
             )
-            self.pause(rule, reason)
+            self.pauser.pause(rule, reason)
             paused.append(rule.id)
         return paused
 
@@ -256,7 +161,7 @@ class HeldKeeper(Periodic):
         for rule_id in held_counts(self.store, now):
             rows = oldest_held(self.store, rule_id, now, 10_000, before=cutoff)
             why = f"held for over {KEEP_HELD.days} days (the history keeps {schema.RETENTION_DAYS})"
-            discard(self.store, rows, why, "disparo", self.send_outcome, "expired")
+            discard(self.store, rows, why, "disparo", self.jobs, "expired")
             done += len(rows)
         return done
 
@@ -266,12 +171,12 @@ def discard(
     rows: list[dict[str, Any]],
     why: str,
     actor: str,
-    send_outcome: Callable[[AttemptOutcome], None],
+    jobs: JobQueue,
     label: str = "by_hand",
 ) -> None:
     """End held dispatches unsent: a final `discarded` row each, then the note."""
     for row in rows:
-        send_outcome(discarded_outcome(row, why))
+        jobs.send_outcome(discarded_outcome(row, why))
     note(store, rows, "discarded", actor)
     DISCARDED_HELD.labels(label).inc(len(rows))
     if rows:

@@ -1,4 +1,4 @@
-"""Writing API keys to the api-keys topic (the CLI, `make up` and the API share this)."""
+"""API keys in the api-keys topic: the API's key ring, and the key book of the CLI and `make up`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
-from disparo.access import ApiKey, Role, new_key, record_for, revoked
+from analytics.control import audit
+from analytics.control.access import ApiKey, Role, new_key, record_for, revoked
+from analytics.control.keys_view import KeysView
+from analytics.control.scope import visible
+from analytics.errors import Conflict, InvalidField, KafkaRefused, NotFound
+from analytics.history.store import Store
 from disparo.errors import DisparoError, KafkaUnavailable
 from disparo.kafka import ensure_topics, make_producer
-from disparo.keys_view import KeysView
 from disparo.schemas import describe
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
@@ -87,3 +91,59 @@ class KeyBook:
         key = record_for(secret, name, role)
         self.save(key)
         return key
+
+
+class KeyRing:
+    """The API's keys: made and revoked by admins, audited, seen back by this replica."""
+
+    def __init__(self, producer: KafkaProducer, topics: Topics, view: KeysView, store: Store):
+        self.producer = producer
+        self.topic = topics.api_keys
+        self.view = view
+        self.store = store
+
+    def _save(self, key: ApiKey) -> None:
+        try:
+            save_key(self.producer, self.topic, self.view, key)
+        except KafkaUnavailable as exc:
+            raise KafkaRefused(str(exc)) from exc
+
+    def create(
+        self, name: str, role: Role, account_id: str | None, actor: ApiKey
+    ) -> tuple[str, ApiKey]:
+        """A new key (shown once by the caller); an account's admin makes its own account's."""
+        if actor.account_id is not None:
+            if account_id is not None and account_id != actor.account_id:
+                raise InvalidField(
+                    "account_id", f"this key manages account {actor.account_id!r} only"
+                )
+            account_id = actor.account_id
+        if name_taken(self.view, name):
+            raise Conflict(f"an active key is named {name!r}; names identify actors in the audit")
+        secret, key = new_key(name, role, account_id)
+        self._save(key)
+        details = {"name": key.name, "role": key.role}
+        audit.record(self.store, actor, "key.create", key.id, details, key.account_id)
+        return secret, key
+
+    def visible_to(self, actor: ApiKey) -> list[ApiKey]:
+        """Every key this admin may see, revoked ones included."""
+        return [k for k in self.view.all() if visible(actor, k.account_id)]
+
+    def revoke(self, key_id: str, actor: ApiKey) -> ApiKey:
+        """Revoke a key (never the last active platform admin key)."""
+        key = self.view.get(key_id)
+        if key is None or not visible(actor, key.account_id):
+            raise NotFound(f"no key with id {key_id}; GET /api/v1/keys lists them")
+        if not key.active:
+            return key
+        platform = [
+            k for k in self.view.all() if k.active and k.role == "admin" and not k.account_id
+        ]
+        if key.role == "admin" and not key.account_id and len(platform) == 1:
+            raise Conflict("this is the last active platform admin key; create another one first")
+        gone = revoked(key)
+        self._save(gone)
+        details = {"name": key.name, "role": key.role}
+        audit.record(self.store, actor, "key.revoke", key.id, details, key.account_id)
+        return gone

@@ -21,8 +21,8 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 
 from analytics.errors import StoreError
+from analytics.history.store import Row, Store
 from analytics.settings import AnalyticsSettings
-from analytics.store import Row, Store
 from disparo import failpoints
 from disparo.consumer import (
     COMMIT_TIMEOUT_S,

@@ -23,8 +23,6 @@ from disparo.schemas import (
     DispatchJob,
     OrderEvent,
     Rule,
-    RuleRef,
-    dispatch_id_for,
     now_utc,
     parse_outcome,
 )
@@ -42,18 +40,6 @@ def sample_event(rule: Rule) -> OrderEvent:
         occurred_at=now_utc(),
         payload={"test": True, "note": f"a test webhook of disparo rule {rule.id}"},
         account_id=rule.account_id,
-    )
-
-
-def webhook_test_job(rule: Rule, event: OrderEvent) -> DispatchJob:
-    """The manual, one-attempt job of a test webhook."""
-    return DispatchJob(
-        dispatch_id=dispatch_id_for(event.event_id, rule.id),
-        manual=True,
-        resend_id=uuid.uuid4().hex,
-        event=event,
-        rule=RuleRef.of(rule),
-        test=True,
     )
 
 

@@ -1,0 +1,1 @@
+"""The write side: rules, accounts, keys, jobs, limits, audit and the timers (no HTTP)."""

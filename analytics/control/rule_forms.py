@@ -1,0 +1,99 @@
+"""Rule bodies as the API takes them, and the form it shows rules in (secrets masked)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from disparo.limits import filters_problem, headers_problem, refuse_long_url
+from disparo.schemas import Rule, RuleFields, check_secret
+
+MASKED = "********"  # how every header value reads back; sent back, it keeps the value
+
+
+def _filters_bounded(value: dict[str, list[str]]) -> dict[str, list[str]]:
+    problem = filters_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# A rule's filters within the limits (they become SQL in dry runs and coverage queries).
+Filters = Annotated[dict[str, list[str]], AfterValidator(_filters_bounded)]
+
+
+class RuleBody(RuleFields):
+    """A rule as sent to the API: held to the target limits of design.md."""
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url_bounded(cls, value: Any) -> Any:
+        return refuse_long_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_sendable(cls, value: dict[str, str]) -> dict[str, str]:
+        problem = headers_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    filters: Filters = Field(default_factory=dict)
+
+
+class RuleCreate(RuleBody):
+    """A new rule; `id` and `secret` are generated when left out."""
+
+    id: int | None = Field(None, gt=0, lt=2**53)
+    secret: str | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_ok(cls, value: str | None) -> str | None:
+        return None if value is None else check_secret(value)
+
+
+class RuleUpdate(RuleBody):
+    """A full replacement of a rule's fields; the secret is kept when left out."""
+
+    secret: str | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_ok(cls, value: str | None) -> str | None:
+        return None if value is None else check_secret(value)
+
+
+def masked(secret: str) -> str:
+    """A secret shown without revealing it: prefix and four characters."""
+    return secret[:10] + "…"
+
+
+def view(rule: Rule, reveal: bool = False) -> dict[str, Any]:
+    """The API form of a rule: header values masked; the secret in full only when created."""
+    out = rule.model_dump(mode="json", exclude={"previous_secret"})
+    out["secret"] = rule.secret if reveal else masked(rule.secret)
+    out["headers"] = dict.fromkeys(rule.headers, MASKED)
+    return out
+
+
+def kept_headers(sent: dict[str, str], current: dict[str, str]) -> dict[str, str]:
+    """Headers of an update: a value sent back masked keeps the value the rule has."""
+    return {
+        name: current[name] if value == MASKED and name in current else value
+        for name, value in sent.items()
+    }
+
+
+class Rotation(BaseModel):
+    """A secret rotation: the new secret (generated when left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_ok(cls, value: str | None) -> str | None:
+        return None if value is None else check_secret(value)

@@ -1,0 +1,94 @@
+"""Trying a rule: what a rule (not saved) would match, and one test webhook sent now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from analytics.control import audit
+from analytics.control.access import ApiKey
+from analytics.control.job_queue import webhook_test_job
+from analytics.control.resends import events_period
+from analytics.control.rule_forms import Filters
+from analytics.control.scope import account_scope
+from analytics.control.services import Services
+from analytics.control.test_webhook import OutcomeWatch, sample_event
+from analytics.errors import InvalidField, KafkaRefused, NoAnswer
+from analytics.history import views
+from disparo.schemas import AccountId, OrderEvent
+
+# A worker takes a resend within moments; beyond the rule's own timeout, this much more.
+TEST_GRACE_S = 20.0
+
+
+class DryRun(BaseModel):
+    """What a rule matches (the rest of a rule body is accepted and ignored), over a period."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    event_types: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=100
+    )
+    filters: Filters = Field(default_factory=dict)
+    account_id: AccountId | None = None
+    start: datetime | None = Field(None, alias="from")
+    end: datetime | None = Field(None, alias="to")
+
+
+@dataclass(frozen=True)
+class _Matcher:
+    """What a dry run matches with: the body's types and filters, in one account."""
+
+    account_id: str
+    event_types: list[str]
+    filters: dict[str, list[str]]
+
+
+def dry_run(svc: Services, body: DryRun, key: ApiKey) -> dict[str, Any]:
+    """Events and orders of a period a rule (not saved) would match, with a sample of 20."""
+    period = events_period(body.start, body.end)
+    account_id = account_scope(key, body.account_id) or "default"
+    return views.dry_run(svc.store, period, _Matcher(account_id, body.event_types, body.filters))
+
+
+def send_test(
+    svc: Services, rule_id: int, event: OrderEvent | None, actor: ApiKey
+) -> dict[str, Any]:
+    """Send one signed webhook now and answer with its result (recorded as disparo.test)."""
+    rule = svc.rule_book.found(rule_id, actor)
+    if event is not None and event.account_id != rule.account_id:
+        raise InvalidField(
+            "account_id", f"the event must be of the rule's account {rule.account_id!r}"
+        )
+    job = webhook_test_job(rule, event or sample_event(rule))
+    if svc.kafka is None:
+        raise KafkaRefused("this API has no Kafka settings to read outcomes with")
+    watch = OutcomeWatch(svc.kafka, svc.topics.outcomes)
+    try:
+        svc.jobs.queue([job])
+        outcome = watch.wait_for(job, rule.timeout_s + TEST_GRACE_S)
+    finally:
+        watch.close()
+    details = {"dispatch_id": job.dispatch_id, "status": outcome.status if outcome else "no_answer"}
+    audit.record(svc.store, actor, "rule.test", str(rule_id), details, rule.account_id)
+    if outcome is None:
+        raise NoAnswer(
+            f"the test webhook was queued ({job.dispatch_id}) but no worker reported its "
+            f"attempt within {rule.timeout_s + TEST_GRACE_S:.0f} s; are the workers running? "
+            "It will appear in the history once one does"
+        )
+    return {
+        "status": outcome.status,
+        "http_status": outcome.http_status,
+        "reason": outcome.reason,
+        "error": outcome.error,
+        "duration_ms": outcome.duration_ms,
+        "response_excerpt": outcome.response_excerpt[:2000],
+        "dispatch_id": outcome.dispatch_id,
+        "attempt_id": outcome.attempt_id,
+        "event_type": outcome.event_type,
+        "url": outcome.url,
+    }
