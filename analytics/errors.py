@@ -60,7 +60,7 @@ class Forbidden(AnalyticsError):
     """The key may not do this, whatever its role (e.g. an account key setting limits)."""
 
 
-class QueryTimeout(AnalyticsError):
+class QueryTimeout(StoreError):
     """A history query ran past its time limit; the message names the limit."""
 
 

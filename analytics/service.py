@@ -9,19 +9,21 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 import uvicorn
 from fastapi import FastAPI
 
 from analytics.api.app import create_app
 from analytics.control.account_book import AccountBook
+from analytics.control.duties import DutyOwner, member_name
 from analytics.control.held_keeper import HeldKeeper
 from analytics.control.ingest import Intake
 from analytics.control.job_queue import JobQueue
 from analytics.control.keys import KeyRing
 from analytics.control.keys_view import KeysView
+from analytics.control.outcome_watch import OutcomeWatch
 from analytics.control.pausing import Pauser
+from analytics.control.periodic import Periodic
 from analytics.control.rate_limit import RateLimiter
 from analytics.control.rule_book import RuleBook
 from analytics.control.rule_health import RuleHealth
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 
 def run(settings: AnalyticsSettings) -> None:
     """Serve the API and the page; the sinks, the views and the timers live as long as it."""
-    store = open_store(settings.clickhouse_url, settings.chdb_path)
+    store = open_store(settings.clickhouse_url, settings.chdb_path, settings.query_timeout_s)
     ensure_schema_when_reachable(store)
     producer = make_producer(settings, client_id="disparo-analytics")
     box = settings.secret_box()
@@ -61,7 +63,8 @@ def run(settings: AnalyticsSettings) -> None:
         sink_problem(sink, sink_thread, lag, settings.sink_stall_s),
         sink_problem(events, events_thread, events_lag, settings.sink_stall_s, "order events"),
     )
-    limiter = RateLimiter()
+    limiter = RateLimiter(share=lambda: owner.share())
+    outcomes = OutcomeWatch(settings, topics.outcomes)
     allowlist = settings.allowed_targets
     svc = Services(
         store=store,
@@ -76,21 +79,13 @@ def run(settings: AnalyticsSettings) -> None:
         allowlist=allowlist,
         secret_overlap=settings.secret_overlap_delta,
         limiter=limiter,
-        kafka=settings,
+        outcomes=outcomes,
     )
 
     # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would
     # never run: the sink must flush, commit and leave its group in the app's lifespan.
-    pauser = Pauser(svc.rule_book, accounts, svc.jobs, store)
-    after, every = settings.deactivate_after_delta, settings.warden_interval_s
-    warden = RuleWarden(store, rules, pauser, after, every)
-    held = HeldKeeper(store, rules, svc.jobs, pauser)
+    owner, held = _duties(settings, svc)
     sink.on_gone = held.gone_answered
-    warden_thread = threading.Thread(target=warden.run, name="warden", daemon=True)
-    held_thread = threading.Thread(target=held.run, name="held", daemon=True)
-    window = settings.failing_window_delta or timedelta(0)
-    health = RuleHealth(store, rules, accounts, svc.jobs, window, settings.health_interval_s)
-    health_thread = threading.Thread(target=health.run, name="rule-health", daemon=True)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -101,15 +96,11 @@ def run(settings: AnalyticsSettings) -> None:
         events_thread.start()
         lag.start()
         events_lag.start()
-        if warden.after is not None:
-            warden_thread.start()
-        held_thread.start()
-        if settings.failing_window_delta is not None:
-            health_thread.start()
+        owner.start()
+        outcomes.start()
         yield
-        warden.stop()
-        held.stop()
-        health.stop()
+        await asyncio.to_thread(outcomes.stop)
+        await asyncio.to_thread(owner.stop)  # leaves the group: another takes over at once
         # A sink stuck past its limit will not flush: do not hold the shutdown for it (its
         # uncommitted records are read again by the next owner).
         stuck = max(sink.stalled_for(), events.stalled_for()) > settings.sink_stall_s
@@ -143,6 +134,24 @@ def run(settings: AnalyticsSettings) -> None:
         log_level=settings.log_level.lower(),
         access_log=False,
     )
+
+
+def _duties(settings: AnalyticsSettings, svc: Services) -> tuple[DutyOwner, HeldKeeper]:
+    """The background duties, run by whichever analytics process Kafka makes their owner."""
+    pauser = Pauser(svc.rule_book, svc.accounts, svc.jobs, svc.store)
+    held = HeldKeeper(svc.store, svc.rules, svc.jobs, pauser)
+    duties: list[Periodic] = [held]
+    if settings.deactivate_after_delta is not None:
+        every = settings.warden_interval_s
+        duties.append(
+            RuleWarden(svc.store, svc.rules, pauser, settings.deactivate_after_delta, every)
+        )
+    if settings.failing_window_delta is not None:
+        window, every = settings.failing_window_delta, settings.health_interval_s
+        duties.append(RuleHealth(svc.store, svc.rules, svc.accounts, svc.jobs, window, every))
+    name = member_name(settings.api_port)
+    owner = DutyOwner(settings, svc.topics.control, settings.duties_group, name, duties)
+    return owner, held
 
 
 def _guarded(target: Callable[[], None]) -> Callable[[], None]:

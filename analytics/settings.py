@@ -26,6 +26,16 @@ class AnalyticsSettings(KernelSettings):
     event_sink_group: str = Field(
         "disparo-analytics-events", description="consumer group of the events sink"
     )
+    duties_group: str = Field(
+        "disparo-analytics-duties",
+        description="consumer group whose one member runs the background duties",
+    )
+    query_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="time limit of each history read (API, page, duties); past it, 504",
+    )
     sink_batch: int = Field(5000, ge=1, le=100000, description="rows per ClickHouse insert")
     sink_linger_ms: int = Field(250, ge=0, le=60000, description="longest wait to fill a batch")
     sink_stall_s: float = Field(

@@ -61,7 +61,28 @@ def cmd_status(_: argparse.Namespace) -> int:
         settings.sink_group: [topics.outcomes],
         settings.event_sink_group: [topics.order_events],
     }
-    return stack.status(settings, settings.api_port, groups)
+    return stack.status(settings, settings.api_port, groups, _duties_owner(settings))
+
+
+def _duties_owner(settings: Any) -> str:
+    """Which analytics process runs the background duties, as the duties group says."""
+    from kafka.errors import KafkaError
+
+    from analytics.control.duties import owner_of
+    from disparo.kafka import make_admin
+    from disparo.topics import Topics
+
+    try:
+        admin = make_admin(settings, timeout_s=5)
+    except DisparoError as exc:
+        return f"unknown (Kafka not reachable: {exc})"
+    try:
+        owner = owner_of(admin, settings.duties_group, Topics(settings.topic_prefix).control)
+    except KafkaError as exc:
+        return f"unknown ({exc})"
+    finally:
+        admin.close()
+    return f"owned by {owner}" if owner else "no owner (no analytics process in the group)"
 
 
 def cmd_topics(_: argparse.Namespace) -> int:

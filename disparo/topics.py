@@ -71,6 +71,10 @@ class Topics:
         return f"{self.prefix}outcomes"
 
     @property
+    def control(self) -> str:
+        return f"{self.prefix}control"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}dead-letter"
 
@@ -99,6 +103,9 @@ class Topics:
             # Endpoints workers defer jobs for, so the dispatcher parks their jobs at once.
             TopicSpec(self.parked_endpoints, 1, {"cleanup.policy": "compact"}),
             TopicSpec(self.outcomes, p, dict(LARGE_MESSAGES)),
+            # Nothing is written here: the analytics process holding its one partition (in
+            # the duties group) owns the background duties.
+            TopicSpec(self.control, 1, {"retention.ms": str(24 * 3600 * 1000)}),
             TopicSpec(
                 self.dead_letter, 1, {"retention.ms": str(30 * 24 * 3600 * 1000), **LARGE_MESSAGES}
             ),

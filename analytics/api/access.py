@@ -6,12 +6,14 @@ declares its routes' permissions with `allow`; the app reads keys from `app.stat
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from analytics.control.access import ApiKey, Permission, allows, roles_for
 from analytics.control.keys_view import KeysView
@@ -24,24 +26,33 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def key_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
-    """The active key a request presents; 401 with what to do when there is none."""
-    if credentials is None:
-        if request.headers.get("authorization"):
-            raise _unauthorized("the Authorization header must be `Bearer <API key>`")
-        raise _unauthorized(f"no API key: send `Authorization: Bearer <key>`; {HOW_TO_GET_ONE}")
-    keys: KeysView | None = getattr(request.app.state, "keys", None)
-    found = keys.holder(credentials.credentials) if keys is not None else None
+def presented_key(keys: KeysView | None, authorization: str | None) -> ApiKey | str:
+    """The active key an Authorization header presents, or why it is refused (a 401)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        if authorization:
+            return "the Authorization header must be `Bearer <API key>`"
+        return f"no API key: send `Authorization: Bearer <key>`; {HOW_TO_GET_ONE}"
+    found = keys.holder(token.strip()) if keys is not None else None
     if found is None:
-        raise _unauthorized(
+        return (
             "unknown API key: check that it was copied whole (keys start with `dsp_`); "
             + HOW_TO_GET_ONE
         )
     if found.revoked_at is not None:
-        raise _unauthorized(
+        return (
             f"API key {found.name!r} ({found.id}) was revoked at "
             f"{found.revoked_at.isoformat(timespec='seconds')}; ask an admin for a new one"
         )
+    return found
+
+
+def key_of(request: Request) -> ApiKey:
+    """The active key a request presents; 401 with what to do when there is none."""
+    keys: KeysView | None = getattr(request.app.state, "keys", None)
+    found = presented_key(keys, request.headers.get("authorization"))
+    if isinstance(found, str):
+        raise _unauthorized(found)
     return found
 
 
@@ -50,9 +61,10 @@ def allow(permission: Permission) -> Callable[..., Any]:
 
     def check(
         request: Request,
+        # Declared so that the OpenAPI document shows the bearer scheme; read by key_of.
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> ApiKey:
-        key = key_of(request, credentials)
+        key = key_of(request)
         if not allows(key.role, permission):
             needed = " or ".join(roles_for(permission))
             raise HTTPException(
@@ -74,3 +86,29 @@ def permission_of(route: APIRoute) -> Permission | None:
             return found
         pending.extend(dependant.dependencies)
     return None
+
+
+class KeyFirst:
+    """Answers 401 to an `/api/` request without an active key before its body is read:
+    an unauthenticated client cannot make the process receive or parse a large body."""
+
+    def __init__(self, app: ASGIApp, keys: KeysView | None) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            header = dict(scope["headers"]).get(b"authorization")
+            found = presented_key(self.keys, header.decode("latin-1") if header else None)
+            if isinstance(found, str):
+                body = json.dumps({"error": found}).encode()
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                    (b"www-authenticate", b"Bearer"),
+                    (b"connection", b"close"),  # the body it may still send is not read
+                ]
+                await send({"type": "http.response.start", "status": 401, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

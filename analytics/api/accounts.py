@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 
 from analytics.api.deps import Admin, Reader, Svc
+from analytics.api.routing import api_router
 from analytics.control.account_book import AccountCreate
 from disparo.accounts import AccountFields
 
-router = APIRouter(tags=["accounts"])
+router = api_router(tags=["accounts"])
 IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 

@@ -24,7 +24,7 @@ from analytics.api import (
     rule_tools,
     rules,
 )
-from analytics.api.access import permission_of
+from analytics.api.access import KeyFirst, permission_of
 from analytics.api.errors import add_error_handlers
 from analytics.api.guards import BodyLimit, HostAllowlist, SecurityHeaders
 from analytics.control.access import Permission
@@ -57,6 +57,7 @@ def create_app(
     app = FastAPI(title="disparo management API", version="1", lifespan=lifespan)
     # Added innermost first: the Host check runs before anything else (DNS rebinding).
     app.add_middleware(BodyLimit)
+    app.add_middleware(KeyFirst, keys=svc.key_ring.view)  # before any body is read
     app.add_middleware(SecurityHeaders)
     app.add_middleware(HostAllowlist, allowed=allowed_hosts)
     app.state.services = svc

@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 
 from analytics.api.deps import READER, AccountQ, CursorQ, Reader, Svc
+from analytics.api.routing import api_router
 from analytics.control import audit
 from analytics.control.scope import account_scope
 from analytics.errors import InvalidField
 from analytics.history import queries, schema
 from disparo.schemas import now_utc
 
-router = APIRouter(tags=["audit"], dependencies=[Depends(READER)])
+router = api_router(tags=["audit"], dependencies=[Depends(READER)])
 
 
 @router.get("/api/v1/audit")

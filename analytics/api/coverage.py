@@ -8,11 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from fastapi.responses import StreamingResponse
 
 from analytics.api.csv_export import csv_download
 from analytics.api.deps import AccountQ, CursorQ, FromQ, Operator, Reader, RuleQ, Svc, ToQ
+from analytics.api.routing import api_router
 from analytics.control import resends
 from analytics.control.coverage import rule_scopes
 from analytics.control.resends import LatestResend
@@ -22,7 +23,7 @@ from analytics.history.event_queries import RuleScope
 from analytics.history.views import Page
 from disparo.schemas import now_utc
 
-router = APIRouter(tags=["coverage"])
+router = api_router(tags=["coverage"])
 EXPORT_ROWS = 100_000
 CSV_COLUMNS = (
     "order_id", "rule_id", "state", "attempts", "latest_event_type", "latest_order_status",

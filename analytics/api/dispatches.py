@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from fastapi.responses import StreamingResponse
 
 from analytics.api.csv_export import csv_download
@@ -20,13 +20,14 @@ from analytics.api.deps import (
     Svc,
     ToQ,
 )
+from analytics.api.routing import api_router
 from analytics.control.scope import account_scope, visible
 from analytics.errors import NotFound
 from analytics.history import queries, schema, views
 from analytics.history.views import HistoryFilter
 from disparo.schemas import now_utc
 
-router = APIRouter(tags=["dispatches"], dependencies=[Depends(READER)])
+router = api_router(tags=["dispatches"], dependencies=[Depends(READER)])
 EXPORT_ROWS = 100_000
 CSV_COLUMNS = schema.CSV_FIELDS
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from analytics.api.deps import Admin, Reader, Svc
+from analytics.api.routing import api_router
 from analytics.control import rule_changes
 from analytics.control.rule_forms import view
 
-router = APIRouter(tags=["rules"])
+router = api_router(tags=["rules"])
 
 
 @router.get("/api/v1/rules/{rule_id}/held")

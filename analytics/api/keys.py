@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from analytics.api.deps import Admin, SignedIn, Svc
+from analytics.api.routing import api_router
 from analytics.control.access import ACCOUNT_PATTERN, GRANTS, KEY_NAME_PATTERN, Role
 
-router = APIRouter(tags=["keys"])
+router = api_router(tags=["keys"])
 
 
 class KeyCreate(BaseModel):

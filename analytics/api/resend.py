@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from analytics.api.deps import Operator, Svc
+from analytics.api.routing import api_router
 from analytics.control import resends
 from analytics.control.resends import BulkResendRequest, ResendRequest
 
-router = APIRouter(tags=["resend"])
+router = api_router(tags=["resend"])
 
 
 @router.post("/api/v1/resend", status_code=202)

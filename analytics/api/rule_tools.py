@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import Body
 
 from analytics.api.deps import Operator, Reader, Svc
+from analytics.api.routing import api_router
 from analytics.control import resends, rule_trials
 from analytics.control.resends import Period
 from analytics.control.rule_trials import DryRun
 from disparo.schemas import OrderEvent
 
-router = APIRouter(tags=["rules"])
+router = api_router(tags=["rules"])
 
 
 @router.post("/api/v1/rules/dry-run")
@@ -33,11 +34,11 @@ def backfill(
 
 
 @router.post("/api/v1/rules/{rule_id}/test")
-def send_test(
+async def send_test(
     rule_id: int,
     actor: Operator,
     svc: Svc,
     event: Annotated[OrderEvent | None, Body()] = None,
 ) -> dict[str, Any]:
     """Send one signed webhook now and answer with its result (recorded as disparo.test)."""
-    return rule_trials.send_test(svc, rule_id, event, actor)
+    return await rule_trials.send_test(svc, rule_id, event, actor)

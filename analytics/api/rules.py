@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from analytics.api.deps import AccountQ, Admin, Reader, Svc
+from analytics.api.routing import api_router
 from analytics.control import rule_changes
 from analytics.control.rule_forms import Rotation, RuleCreate, RuleUpdate, view
 from analytics.control.scope import account_scope
 
-router = APIRouter(tags=["rules"])
+router = api_router(tags=["rules"])
 
 
 @router.post("/api/v1/rules", status_code=201)

@@ -33,7 +33,13 @@ DISCARDED_HELD = Counter(
 TICK_S = 0.1
 SCAN_EVERY_S = 1.0  # how often the held backlog (and gone endpoints) are looked up
 EXPIRE_EVERY_S = 600.0
+# Also every so often: with a server store another replica's sink may have stored the 410.
+GONE_EVERY_S = 30.0
 GONE_LOOKBACK = timedelta(minutes=10)  # 410 answers looked at (the sink stores them in seconds)
+# After a takeover, how long held rows are checked for a send the previous owner made: its
+# last jobs are delivered (and stored) well within this, while the new owner waited for the
+# session timeout to get the duties.
+CHECK_SENT_S = 60.0
 # Discarded a day before the history's TTL would take them silently.
 KEEP_HELD = timedelta(days=schema.RETENTION_DAYS - 1)
 
@@ -87,10 +93,18 @@ class HeldKeeper(Periodic):
         self.jobs = jobs
         self.backlog: dict[int, int] = {}
         self.allowance: dict[int, float] = {}
-        self.last_scan = self.last_expiry = self.last_tick = 0.0
+        self.last_scan = self.last_expiry = self.last_tick = self.last_gone = 0.0
         # 410 answers are looked for at the first scan (one stored before this process ran)
         # and for the lookback after the sink stores one: that query reads the last minutes
         # of attempts, too much to run every second for nothing.
+        self.gone_until = time.monotonic() + SCAN_EVERY_S
+        self.check_sent_until = 0.0
+
+    def starting(self) -> None:
+        """Taking over: for a while, a held row already sent by the previous owner (which
+        died between sending and noting) is noted, not sent again."""
+        self.check_sent_until = time.monotonic() + CHECK_SENT_S
+        self.last_scan = self.last_expiry = self.last_gone = 0.0
         self.gone_until = time.monotonic() + SCAN_EVERY_S
 
     def gone_answered(self) -> None:
@@ -102,8 +116,9 @@ class HeldKeeper(Periodic):
         tick = time.monotonic()
         elapsed, self.last_tick = min(tick - self.last_tick, 1.0), tick
         if tick - self.last_scan >= SCAN_EVERY_S:
-            if tick < self.gone_until:
+            if tick < self.gone_until or tick - self.last_gone >= GONE_EVERY_S:
                 self.pause_gone(now)
+                self.last_gone = tick
             self.backlog, self.last_scan = held_counts(self.store, now), tick
         if tick - self.last_expiry >= EXPIRE_EVERY_S:
             self.expire(now)
@@ -121,11 +136,16 @@ class HeldKeeper(Periodic):
         self.allowance[rule_id] = allowance - due
         if due == 0:
             return 0
-        rows = oldest_held(self.store, rule_id, now, due)
-        for row in rows:
-            self.jobs.send_job(release_job(row, rule))
-        note(self.store, rows, "released", "disparo")
-        RELEASED.inc(len(rows))
+        checking = time.monotonic() < self.check_sent_until
+        rows = oldest_held(self.store, rule_id, now, due, with_sent=checking)
+        sent = [r for r in rows if checking and r["sent"]]
+        if sent:  # released by the previous owner, which died before noting it
+            note(self.store, sent, "released", "disparo")
+            log.info("rule %d: %d held dispatches were already sent; noted", rule_id, len(sent))
+        fresh = [r for r in rows if not (checking and r["sent"])]
+        self.jobs.dispatch([release_job(row, rule) for row in fresh])
+        note(self.store, fresh, "released", "disparo")
+        RELEASED.inc(len(fresh))
         self.backlog[rule_id] = 0 if len(rows) < due else self.backlog[rule_id] - len(rows)
         return len(rows)
 

@@ -22,22 +22,30 @@ class Bucket:
         """Take `n` tokens if there are enough and return 0; else the seconds until there are.
 
         Nothing is taken from a refused request, so a client retrying after the answer is
-        served; `n` over the capacity can never pass (the caller refuses it otherwise).
+        served. A full bucket lends what `n` needs beyond its capacity (a replica's share
+        of a limit can be smaller than one request): the debt is paid back before the next
+        request passes, so the rate holds over time.
         """
         self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
         self.at = now
-        if n <= self.tokens:
+        if n <= self.tokens or self.tokens >= self.capacity:
             self.tokens -= n
             return 0.0
-        return (n - self.tokens) / self.rate
+        return (min(n, self.capacity) - self.tokens) / self.rate
 
 
 class RateLimiter:
-    """Buckets per (account, limit); a bucket is made anew when its account's limit changes."""
+    """Buckets per (account, limit); a bucket is made anew when its account's limit changes.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    `share()` is how many live replicas enforce the same limits (each takes its part).
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, share: Callable[[], int] = lambda: 1
+    ) -> None:
         self.clock = clock
-        self._buckets: dict[tuple[str, str], tuple[int, float, Bucket]] = {}
+        self.share = share
+        self._buckets: dict[tuple[str, str], tuple[float, float, Bucket]] = {}
         self._lock = threading.Lock()
 
     def wait_s(self, account: str, kind: str, n: int, limit: int, per_s: float) -> int:
@@ -46,11 +54,12 @@ class RateLimiter:
         Whole seconds, rounded up, as `Retry-After` gives them.
         """
         now = self.clock()
+        part = limit / max(1, self.share())
         with self._lock:
             found = self._buckets.get((account, kind))
-            if found is None or found[:2] != (limit, per_s):
-                bucket = Bucket(limit / per_s, float(limit), float(limit), now)
-                self._buckets[(account, kind)] = (limit, per_s, bucket)
+            if found is None or found[:2] != (part, per_s):
+                bucket = Bucket(part / per_s, part, part, now)
+                self._buckets[(account, kind)] = (part, per_s, bucket)
             else:
                 bucket = found[2]
             return math.ceil(bucket.take(n, now))

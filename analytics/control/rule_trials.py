@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from analytics.control.resends import events_period
 from analytics.control.rule_forms import Filters
 from analytics.control.scope import account_scope
 from analytics.control.services import Services
-from analytics.control.test_webhook import OutcomeWatch, sample_event
+from analytics.control.test_webhook import sample_event
 from analytics.errors import InvalidField, KafkaRefused, NoAnswer
 from analytics.history import views
 from disparo.schemas import AccountId, OrderEvent
@@ -54,26 +55,35 @@ def dry_run(svc: Services, body: DryRun, key: ApiKey) -> dict[str, Any]:
     return views.dry_run(svc.store, period, _Matcher(account_id, body.event_types, body.filters))
 
 
-def send_test(
+async def send_test(
     svc: Services, rule_id: int, event: OrderEvent | None, actor: ApiKey
 ) -> dict[str, Any]:
-    """Send one signed webhook now and answer with its result (recorded as disparo.test)."""
+    """Send one signed webhook now and answer with its result (recorded as disparo.test).
+
+    The wait holds no thread: the process's one outcome watcher answers the future.
+    """
     rule = svc.rule_book.found(rule_id, actor)
     if event is not None and event.account_id != rule.account_id:
         raise InvalidField(
             "account_id", f"the event must be of the rule's account {rule.account_id!r}"
         )
     job = webhook_test_job(rule, event or sample_event(rule))
-    if svc.kafka is None:
-        raise KafkaRefused("this API has no Kafka settings to read outcomes with")
-    watch = OutcomeWatch(svc.kafka, svc.topics.outcomes)
+    if svc.outcomes is None:
+        raise KafkaRefused("this API has no reader of the outcomes topic")
+    answer = await asyncio.to_thread(svc.outcomes.expect, job)
+    outcome = None
     try:
-        svc.jobs.queue([job])
-        outcome = watch.wait_for(job, rule.timeout_s + TEST_GRACE_S)
+        await asyncio.to_thread(svc.jobs.queue, [job])
+        wait_s = rule.timeout_s + TEST_GRACE_S
+        outcome = await asyncio.wait_for(asyncio.wrap_future(answer), wait_s)
+    except TimeoutError:
+        outcome = None
     finally:
-        watch.close()
+        svc.outcomes.forget(job)
     details = {"dispatch_id": job.dispatch_id, "status": outcome.status if outcome else "no_answer"}
-    audit.record(svc.store, actor, "rule.test", str(rule_id), details, rule.account_id)
+    await asyncio.to_thread(
+        audit.record, svc.store, actor, "rule.test", str(rule_id), details, rule.account_id
+    )
     if outcome is None:
         raise NoAnswer(
             f"the test webhook was queued ({job.dispatch_id}) but no worker reported its "

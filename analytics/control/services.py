@@ -10,12 +10,12 @@ from analytics.control.account_book import AccountBook
 from analytics.control.ingest import Intake
 from analytics.control.job_queue import JobQueue
 from analytics.control.keys import KeyRing
+from analytics.control.outcome_watch import OutcomeWatch
 from analytics.control.rate_limit import RateLimiter
 from analytics.control.rule_book import RuleBook
 from analytics.history.store import Store
 from disparo.accounts_view import AccountsView
 from disparo.rules_view import RulesView
-from disparo.settings import KernelSettings
 from disparo.targets import AllowEntry
 from disparo.topics import Topics
 
@@ -36,7 +36,7 @@ class Services:
     allowlist: tuple[AllowEntry, ...] = ()  # non-public targets a rule may name
     secret_overlap: timedelta = timedelta(hours=24)  # both secrets sign after a rotation
     limiter: RateLimiter = field(default_factory=RateLimiter)  # per-account limits
-    kafka: KernelSettings | None = None  # for readers of a topic (a test webhook's outcome)
+    outcomes: OutcomeWatch | None = None  # answers test webhooks
 
     @property
     def rules(self) -> RulesView:

@@ -58,10 +58,26 @@ def held_counts(store: Store, now: datetime, rule_id: int | None = None) -> dict
 
 
 def oldest_held(
-    store: Store, rule_id: int, now: datetime, limit: int, before: datetime | None = None
+    store: Store,
+    rule_id: int,
+    now: datetime,
+    limit: int,
+    before: datetime | None = None,
+    with_sent: bool = False,
 ) -> list[dict[str, Any]]:
-    """A rule's held rows, oldest first (only those held before `before`, when given)."""
+    """A rule's held rows, oldest first (only those held before `before`, when given).
+
+    `with_sent` adds a column `sent`: whether the same attempt of the dispatch was sent
+    since (released by a process that died before it noted the release).
+    """
     extra = ""
+    columns = _COLUMNS
+    if with_sent:
+        columns += (
+            ", (dispatch_id, attempt) IN (SELECT dispatch_id, attempt "
+            f"FROM {store.database}.{schema.TABLE} WHERE rule_id = {{rule:UInt64}} "
+            f"AND status != 'held' AND dispatched_at >= {{since:{TS_TYPE}}}) AS sent"
+        )
     params: dict[str, Any] = {
         "since": ts_param(now - timedelta(days=schema.RETENTION_DAYS)), "rule": rule_id,
     }  # fmt: skip
@@ -69,7 +85,7 @@ def oldest_held(
         extra = f" AND dispatched_at < {{before:{TS_TYPE}}}"
         params["before"] = ts_param(before)
     sql = (
-        f"SELECT {_COLUMNS} {_pending(store.database, extra)} "
+        f"SELECT {columns} {_pending(store.database, extra)} "
         f"ORDER BY dispatched_at, attempt_id LIMIT {int(limit)}"
     )
     return store.select(sql, params)

@@ -107,7 +107,7 @@ class OutcomeSink(TopicSink):
         sql, params = queries.stored_attempts(
             self.store.database, list(first), min(times) - REPEAT_WINDOW, max(times)
         )
-        stored = {str(r["attempt_id"]) for r in self.store.select(sql, params)}
+        stored = {str(r["attempt_id"]) for r in self.store.check(sql, params)}
         kept = [row for key, row in first.items() if key not in stored]
         if len(kept) < len(rows):
             REPEATS.inc(len(rows) - len(kept))

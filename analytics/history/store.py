@@ -13,25 +13,43 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic_core import to_json
 
-from analytics.errors import SchemaRefused, StoreError
+from analytics.errors import QueryTimeout, SchemaRefused, StoreError
 from analytics.history import schema
 
 Row = dict[str, Any]
 log = logging.getLogger(__name__)
+READ_LIMIT_S = 30.0  # default time limit of a read (DISPARO_QUERY_TIMEOUT_S)
+TIMEOUT_EXCEEDED = 159  # ClickHouse's error code for a query past max_execution_time
 
 
 class Store(Protocol):
-    """What the sink and the queries need from ClickHouse."""
+    """What the sinks, the duties and the API need from ClickHouse.
+
+    Two lanes with a connection each: reads (`select`: the API, the page, the duties; each
+    under a time limit) and writes (`insert`, `command`, and `check`, the sinks' own
+    lookups before they write), so a sink never waits behind a slow read.
+    """
 
     database: str
+    read_limit_s: float
 
     def command(self, sql: str) -> None: ...
 
     def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
 
+    def check(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
+
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+def timed_out(limit_s: float) -> QueryTimeout:
+    """The error of a read past its limit, saying what to do."""
+    return QueryTimeout(
+        f"the query ran past its limit of {limit_s:g} s (DISPARO_QUERY_TIMEOUT_S); "
+        "narrow the period or add filters"
+    )
 
 
 def ensure_schema(store: Store) -> None:
@@ -54,26 +72,40 @@ def ensure_schema(store: Store) -> None:
 
 
 class ChdbStore:
-    """The embedded engine: one process owns the data path, so calls are serialised."""
+    """The embedded engine: two connections to one data path (reads and writes), each used
+    by one caller at a time."""
 
-    def __init__(self, path: Path, database: str = schema.DATABASE) -> None:
-        from chdb import session
+    def __init__(
+        self, path: Path, database: str = schema.DATABASE, read_limit_s: float = READ_LIMIT_S
+    ) -> None:
+        import chdb
 
         path.mkdir(parents=True, exist_ok=True)
         self.database = database
-        self._lock = threading.Lock()
+        self.read_limit_s = read_limit_s
         try:
-            self._session = session.Session(str(path))
+            self._write = _Lane(chdb.connect(str(path)), "write")
+            self._read = _Lane(chdb.connect(str(path)), "read")
         except Exception as exc:  # chdb raises plain errors when a path is locked
             raise StoreError(
                 f"cannot open chdb at {path} (is another process using it?): {exc}"
             ) from exc
+        self._read.run(f"SET max_execution_time = {read_limit_s:g}", "CSV", None)
 
     def command(self, sql: str) -> None:
-        self._run(sql, "CSV", None)
+        self._write.run(sql, "CSV", None)
 
     def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        text = self._run(sql, "JSONEachRow", params)
+        try:
+            text = self._read.run(sql, "JSONEachRow", params)
+        except StoreError as exc:
+            if f"Code: {TIMEOUT_EXCEEDED}." in str(exc):
+                raise timed_out(self.read_limit_s) from exc
+            raise
+        return [json.loads(line) for line in text.splitlines() if line]
+
+    def check(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        text = self._write.run(sql, "JSONEachRow", params)
         return [json.loads(line) for line in text.splitlines() if line]
 
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str) -> None:
@@ -85,52 +117,76 @@ class ChdbStore:
             f"insert_deduplication_token = '{_sql_token(dedup_token)}', "
             "date_time_input_format = 'best_effort' FORMAT JSONEachRow\n" + body
         )
-        self._run(sql, "CSV", None)
+        self._write.run(sql, "CSV", None)
 
     def close(self) -> None:
-        with self._lock:
-            self._session.close()
+        self._read.close()
+        self._write.close()
 
-    def _run(self, sql: str, fmt: str, params: Mapping[str, Any] | None) -> str:
+
+class _Lane:
+    """One chdb connection and the lock that gives it to one caller at a time."""
+
+    def __init__(self, connection: Any, name: str) -> None:
+        self.connection = connection
+        self.name = name
+        self.lock = threading.Lock()
+
+    def run(self, sql: str, fmt: str, params: Mapping[str, Any] | None) -> str:
         escaped = {k: _escaped(v) for k, v in (params or {}).items()}
-        with self._lock:
+        with self.lock:
             try:
-                result = self._session.query(sql, fmt, params=escaped)
+                result = self.connection.query(sql, fmt, params=escaped)
             except Exception as exc:
                 raise StoreError(f"ClickHouse (chdb) error: {exc}") from exc
         return str(result.bytes().decode()) if result is not None else ""
+
+    def close(self) -> None:
+        with self.lock:
+            self.connection.close()
 
 
 class ServerStore:
     """A ClickHouse server over the native protocol (clickhouse-driver)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, read_limit_s: float = READ_LIMIT_S) -> None:
         from clickhouse_driver import Client
 
         parts = urlsplit(url)
         self.database = (parts.path or "/").strip("/") or schema.DATABASE
+        self.read_limit_s = read_limit_s
         secure = parts.scheme == "clickhouses"
         port = parts.port or (9440 if secure else 9000)
         self.address = f"{parts.hostname}:{port}"  # for messages: no password
-        self._client = Client(
-            parts.hostname or "127.0.0.1",
-            port=port,
-            user=unquote(parts.username or "default"),
-            password=unquote(parts.password or ""),
-            secure=secure,
-            compression=True,
-            connect_timeout=5,
-            send_receive_timeout=60,
-            settings={"server_side_params": True},
-        )
-        self._lock = threading.Lock()
+
+        def client(**settings: Any) -> Any:
+            return Client(
+                parts.hostname or "127.0.0.1",
+                port=port,
+                user=unquote(parts.username or "default"),
+                password=unquote(parts.password or ""),
+                secure=secure,
+                compression=True,
+                connect_timeout=5,
+                send_receive_timeout=60,
+                settings={"server_side_params": True, **settings},
+            )
+
+        self._writer = (client(), threading.Lock())
+        self._reader = (client(max_execution_time=read_limit_s), threading.Lock())
         self._dedup_tokens: bool | None = None
 
     def command(self, sql: str) -> None:
-        self._execute(sql)
+        self._execute(self._writer, sql)
 
     def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        rows, columns = self._execute(sql, dict(params or {}), with_column_types=True)
+        return self._rows(self._reader, sql, params)
+
+    def check(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        return self._rows(self._writer, sql, params)
+
+    def _rows(self, lane: Any, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
+        rows, columns = self._execute(lane, sql, dict(params or {}), with_column_types=True)
         names = [c[0] for c in columns]
         return [dict(zip(names, row, strict=True)) for row in rows]
 
@@ -141,6 +197,7 @@ class ServerStore:
         columns = [[r[n] for r in rows] for n in names]  # sent as native column blocks
         settings = {"insert_deduplication_token": dedup_token} if self._takes_tokens() else {}
         self._execute(
+            self._writer,
             f"INSERT INTO {self.database}.{table} ({', '.join(names)}) VALUES",
             columns,
             settings=settings,
@@ -148,24 +205,29 @@ class ServerStore:
         )
 
     def close(self) -> None:
-        self._client.disconnect()
+        for client, lock in (self._reader, self._writer):
+            with lock:
+                client.disconnect()
 
     def _takes_tokens(self) -> bool:
         # Servers before 22.2 reject the setting. They cannot hold the full schema either;
         # the sink still de-duplicates retried batches by their stored Kafka offsets.
         if self._dedup_tokens is None:
-            version = str(self.select("SELECT version() AS v")[0]["v"])
+            version = str(self.check("SELECT version() AS v")[0]["v"])
             self._dedup_tokens = tuple(int(p) for p in version.split(".")[:2]) >= (22, 2)
         return self._dedup_tokens
 
-    def _execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+    def _execute(self, lane: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
         from clickhouse_driver.errors import Error
 
-        with self._lock:
+        client, lock = lane
+        with lock:
             try:
-                return self._client.execute(sql, *args, **kwargs)
+                return client.execute(sql, *args, **kwargs)
             except (Error, OSError, EOFError) as exc:
-                self._client.disconnect()  # the next call reconnects from scratch
+                client.disconnect()  # the next call reconnects from scratch
+                if getattr(exc, "code", None) == TIMEOUT_EXCEEDED:
+                    raise timed_out(self.read_limit_s) from exc
                 detail = str(exc).split("Stack trace:")[0].strip()
                 raise StoreError(f"ClickHouse server {self.address}: {detail}") from exc
 
@@ -188,11 +250,11 @@ def ensure_schema_when_reachable(store: Store, wait_s: float = 60.0) -> None:
             delay = min(delay * 2, 5.0)
 
 
-def open_store(clickhouse_url: str, chdb_path: Path) -> Store:
+def open_store(clickhouse_url: str, chdb_path: Path, read_limit_s: float = READ_LIMIT_S) -> Store:
     """The store a settings object names: a server URL, else chdb on a local path."""
     if clickhouse_url.startswith(("clickhouse://", "clickhouses://")):
-        return ServerStore(clickhouse_url)
-    return ChdbStore(chdb_path)
+        return ServerStore(clickhouse_url, read_limit_s)
+    return ChdbStore(chdb_path, read_limit_s=read_limit_s)
 
 
 # chdb reads parameter values in ClickHouse's escaped text format: a backslash or a raw

@@ -135,7 +135,7 @@ class TopicSink:
 
     def stored_offsets(self) -> dict[int, int]:
         """The highest Kafka offset stored per partition of the topic."""
-        rows = self.store.select(
+        rows = self.store.check(
             f"SELECT kafka_partition AS p, max(kafka_offset) AS o "
             f"FROM {self.store.database}.{self.target.table} GROUP BY kafka_partition"
         )

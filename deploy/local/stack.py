@@ -165,8 +165,11 @@ def down(settings: KernelSettings) -> None:
     say("down")
 
 
-def status(settings: KernelSettings, api_port: int, groups: dict[str, list[str]]) -> int:
-    """Print processes, consumer lag and the last minute's deliveries; 0 when all run."""
+def status(
+    settings: KernelSettings, api_port: int, groups: dict[str, list[str]], duties: str
+) -> int:
+    """Print processes, who owns the analytics duties, consumer lag and the last minute's
+    deliveries; 0 when all run."""
     table = _table(settings.home)
     names = ["kafka", *SERVICES, "demo-receiver"]
     running = 0
@@ -175,6 +178,7 @@ def status(settings: KernelSettings, api_port: int, groups: dict[str, list[str]]
         pid = table.pid(name)
         running += pid is not None
         print(f"  {name:14} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    print(f"analytics duties\n  {duties}")
     print("consumer lag (records behind)")
     for group, lag in group_lags(settings, groups).items():
         print(f"  {group:30} {lag if lag is not None else 'unknown (Kafka not reachable)'}")

@@ -317,6 +317,7 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
             "DISPARO_WORKER_GROUP": f"{prefix}delivery",
             "DISPARO_SINK_GROUP": f"{prefix}sink",
             "DISPARO_EVENT_SINK_GROUP": f"{prefix}events",
+            "DISPARO_DUTIES_GROUP": f"{prefix}duties",
             "DISPARO_API_PORT": str(ports["api"]),
             "DISPARO_DISPATCHER_PORT": str(ports["dispatcher"]),
             "DISPARO_WORKER_PORT": str(ports["worker"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from analytics.api import ingest
 from analytics.api.app import ROUTERS, access_table
 from analytics.control.access import ROLES, Permission, Role, allows
 from deploy.local.broker import free_port
@@ -38,7 +38,7 @@ SAMPLE_PATH_VALUES = {
 def api_routes() -> list[tuple[str, str, Permission]]:
     """Every `/api/` route the analytics process serves, with the permission it declares."""
     found = []
-    for method, path, permission in access_table((*ROUTERS, ingest.router)):
+    for method, path, permission in access_table(ROUTERS):
         assert permission is not None, f"{method} {path} has no access decision"
         found.append((method, path.format(**SAMPLE_PATH_VALUES), permission))
     return found
@@ -107,6 +107,27 @@ def test_401_and_403_say_what_to_do(stack: Stack) -> None:
     assert refused.json()["error"] == "this needs the admin role; key 'someone' has the viewer role"
     open_paths = [httpx.get(f"{stack.api}{p}").status_code for p in ("/healthz", "/metrics", "/")]
     assert open_paths == [200, 200, 200]
+
+
+def test_a_request_without_a_key_is_refused_before_its_body_is_sent(stack: Stack) -> None:
+    host, port = stack.api.removeprefix("http://").split(":")
+    head = (
+        "POST /api/v1/events HTTP/1.1\r\n"
+        f"Host: {host}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {10 * 1024 * 1024}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head.encode())  # the headers only: not one byte of the 10 MiB body
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 401 Unauthorized", answer[:500]
+    assert b"no API key" in rest
 
 
 @pytest.fixture(scope="module")

@@ -238,6 +238,7 @@ def test_status_shows_processes_lag_and_the_last_minute(stack: Stack, receiver: 
     assert "worker         running, pid" in out
     assert "analytics      running, pid" in out
     assert "demo-receiver  stopped" in out
+    assert "analytics duties\n  owned by disparo-analytics-" in out
     assert done.returncode == 1  # not everything of the local stack runs here
     assert f"{stack.env['DISPARO_WORKER_GROUP']}" in out
     assert "2 attempts, 2 failed (100.0%)" in out

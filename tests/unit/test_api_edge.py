@@ -1,0 +1,84 @@
+"""The HTTP edge without a broker: keys checked before bodies, JSON parsed off the loop."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fastapi import Body, FastAPI
+from fastapi.testclient import TestClient
+
+from analytics.api import routing
+from analytics.api.access import KeyFirst, presented_key
+from analytics.control.access import new_key, revoked
+
+
+class Keys:
+    """A keys view holding the given records."""
+
+    def __init__(self, *records: Any) -> None:
+        self.by_key = dict(records)
+
+    def holder(self, presented: str) -> Any:
+        return self.by_key.get(presented)
+
+
+def test_a_presented_key_is_the_active_key_or_why_not() -> None:
+    secret, key = new_key("ops", "viewer")
+    gone_secret, gone = new_key("old", "viewer")
+    keys = Keys((secret, key), (gone_secret, revoked(gone)))
+    assert presented_key(keys, f"Bearer {secret}") == key  # type: ignore[arg-type]
+    assert "no API key" in str(presented_key(keys, None))  # type: ignore[arg-type]
+    assert "must be `Bearer" in str(presented_key(keys, "Basic abc"))  # type: ignore[arg-type]
+    assert "unknown API key" in str(presented_key(keys, "Bearer dsp_nope"))  # type: ignore[arg-type]
+    assert "was revoked" in str(presented_key(keys, f"Bearer {gone_secret}"))  # type: ignore[arg-type]
+
+
+def test_an_api_request_without_a_key_never_reaches_the_app_or_its_body() -> None:
+    app = FastAPI()
+    reached: list[str] = []
+
+    @app.post("/api/v1/thing")
+    def thing(body: dict[str, Any]) -> dict[str, str]:
+        reached.append("api")
+        return {}
+
+    @app.get("/healthz")
+    def health() -> dict[str, str]:
+        reached.append("health")
+        return {}
+
+    secret, key = new_key("ops", "admin")
+    app.add_middleware(KeyFirst, keys=Keys((secret, key)))
+    client = TestClient(app)
+    refused = client.post("/api/v1/thing", json={"x": 1})
+    assert (refused.status_code, refused.headers["www-authenticate"]) == (401, "Bearer")
+    assert "no API key" in refused.json()["error"]
+    assert client.get("/healthz").status_code == 200  # outside /api/: no key needed
+    assert client.post("/api/v1/thing", json={}, headers={"authorization": f"Bearer {secret}"})
+    assert reached == ["health", "api"]
+
+
+def test_json_bodies_are_parsed_on_a_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed_on: list[str] = []
+    real = routing.json.loads
+
+    def loads(text: Any) -> Any:
+        parsed_on.append(threading.current_thread().name)
+        return real(text)
+
+    monkeypatch.setattr(routing, "json", SimpleNamespace(loads=loads))
+    router = routing.api_router()
+
+    @router.post("/echo")
+    async def echo(body: dict[str, Any] = Body()) -> dict[str, Any]:  # noqa: B008
+        return {"got": body, "loop": threading.current_thread().name}
+
+    app = FastAPI()
+    app.include_router(router)
+    answer = TestClient(app).post("/echo", json={"order_ids": ["A", "B"]}).json()
+    assert answer["got"] == {"order_ids": ["A", "B"]}
+    assert len(parsed_on) == 1
+    assert parsed_on[0] != answer["loop"]  # not the event loop's thread
