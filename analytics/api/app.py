@@ -23,6 +23,7 @@ from analytics.api import (
     resend,
     rule_tools,
     rules,
+    tasks,
 )
 from analytics.api.access import KeyFirst, permission_of
 from analytics.api.errors import add_error_handlers
@@ -43,6 +44,7 @@ ROUTERS = (
     audit.router,
     accounts.router,
     ingest.router,
+    tasks.router,
 )
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 

@@ -12,12 +12,23 @@ from fastapi import Depends, Query
 from fastapi.responses import StreamingResponse
 
 from analytics.api.csv_export import csv_download
-from analytics.api.deps import AccountQ, CursorQ, FromQ, Operator, Reader, RuleQ, Svc, ToQ
+from analytics.api.deps import (
+    INLINE_WAIT_S,
+    AccountQ,
+    CursorQ,
+    FromQ,
+    Operator,
+    Reader,
+    RuleQ,
+    Svc,
+    ToQ,
+)
 from analytics.api.routing import api_router
 from analytics.control import resends
 from analytics.control.coverage import rule_scopes
 from analytics.control.resends import LatestResend
 from analytics.control.scope import account_scope
+from analytics.control.tasks import answer
 from analytics.history import queries, views
 from analytics.history.event_queries import RuleScope
 from analytics.history.views import Page
@@ -76,18 +87,21 @@ def undelivered_orders(
     responses={200: {"content": {"text/csv": {}}, "description": "the list as CSV"}},
 )
 def export_undelivered(svc: Svc, c: Covered) -> StreamingResponse:
-    """The undelivered list as CSV, newest first, up to 100,000 pairs."""
+    """The undelivered list as CSV, newest first, up to 100,000 pairs.
 
-    def page(after: str | None) -> Page:
-        return views.undelivered_page(
-            svc.store, c.period, c.rules, c.account_id, queries.MAX_LIMIT, after
-        )
-
+    Its query is run once (it is the costly one: every matching event of the period
+    against every attempt); the rows it returns are then streamed.
+    """
+    rows, _ = views.undelivered_page(svc.store, c.period, c.rules, c.account_id, EXPORT_ROWS, None)
     name = f"undelivered-{c.period.start:%Y%m%d}-{c.period.end:%Y%m%d}.csv"
-    return csv_download(page(None), page, CSV_COLUMNS, EXPORT_ROWS, name)
+    return csv_download((rows, None), _no_more, CSV_COLUMNS, EXPORT_ROWS, name)
+
+
+def _no_more(_: str) -> Page:
+    return [], None
 
 
 @router.post("/api/v1/resend/latest", status_code=202)
 def resend_latest(body: LatestResend, actor: Operator, svc: Svc) -> dict[str, Any]:
     """Queue each order's latest event for each rule it matches; manual, audited, limited."""
-    return resends.resend_latest(svc, body, actor)
+    return answer(resends.resend_latest(svc, body, actor), INLINE_WAIT_S)

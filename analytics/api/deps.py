@@ -18,6 +18,10 @@ async def services(request: Request) -> Services:
     return found
 
 
+# How long a request that starts a bulk task waits to answer with its result; past it, the
+# answer is the task's id and progress (GET /api/v1/tasks/{id}).
+INLINE_WAIT_S = 5.0
+
 # One callable per permission: FastAPI runs a dependency once per request.
 INGESTER = allow(Permission.INGEST)
 READER = allow(Permission.READ)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from analytics.api.deps import Operator, Svc
+from analytics.api.deps import INLINE_WAIT_S, Operator, Svc
 from analytics.api.routing import api_router
 from analytics.control import resends
 from analytics.control.resends import BulkResendRequest, ResendRequest
+from analytics.control.tasks import answer
 
 router = api_router(tags=["resend"])
 
@@ -21,4 +22,4 @@ def resend(body: ResendRequest, actor: Operator, svc: Svc) -> dict[str, Any]:
 @router.post("/api/v1/resend/bulk", status_code=202)
 def resend_bulk(body: BulkResendRequest, actor: Operator, svc: Svc) -> dict[str, Any]:
     """Queue a new attempt of every final-failed dispatch matching the filter; recorded."""
-    return resends.resend_bulk(svc, body, actor)
+    return answer(resends.resend_bulk(svc, body, actor), INLINE_WAIT_S)

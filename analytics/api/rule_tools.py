@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import Body
 
-from analytics.api.deps import Operator, Reader, Svc
+from analytics.api.deps import INLINE_WAIT_S, Operator, Reader, Svc
 from analytics.api.routing import api_router
 from analytics.control import resends, rule_trials
 from analytics.control.resends import Period
 from analytics.control.rule_trials import DryRun
+from analytics.control.tasks import answer
 from disparo.schemas import OrderEvent
 
 router = api_router(tags=["rules"])
@@ -30,7 +31,7 @@ def backfill(
     body: Annotated[Period, Body()] = Period(),  # noqa: B008 (an immutable default)
 ) -> dict[str, Any]:
     """Dispatch the stored events of a period the rule matches and was not sent yet."""
-    return resends.backfill(svc, rule_id, body, actor)
+    return answer(resends.backfill(svc, rule_id, body, actor), INLINE_WAIT_S)
 
 
 @router.post("/api/v1/rules/{rule_id}/test")

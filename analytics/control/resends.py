@@ -4,7 +4,6 @@ orders' latest events, and a rule's backfill. Each is bounded, limited and audit
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -15,13 +14,14 @@ from analytics.control import audit
 from analytics.control.access import ApiKey
 from analytics.control.coverage import rule_scopes
 from analytics.control.job_queue import backfill_job, latest_job, resend_job
-from analytics.control.quotas import take_resends
+from analytics.control.quotas import queue_paced, take_resends
 from analytics.control.scope import account_scope
 from analytics.control.services import Services
+from analytics.control.tasks import Task
 from analytics.errors import NotFound, TooBroad
 from analytics.history import event_queries, queries, schema
 from analytics.history.event_queries import RuleScope
-from analytics.history.views import CHUNK, iso_text, recorded_attempts
+from analytics.history.views import iso_text, recorded_attempts
 from disparo.limits import MAX_ATTEMPT
 from disparo.schemas import DispatchJob, OrderEvent, dispatch_id_for, now_utc
 
@@ -35,6 +35,9 @@ MAX_PER_ORDER = 1000
 MAX_BULK = 10000
 MAX_ORDERS = 10_000
 MAX_BACKFILL = 100_000
+# Stored events (or dispatches) read, built and queued at a time by a bulk task: memory
+# holds one chunk of events, plus the ids of the whole request (at most MAX_BACKFILL).
+CHUNK = 500
 AccountText = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -101,20 +104,9 @@ def events_period(start: datetime | None, end: datetime | None) -> queries.Perio
     return queries.Period.parse(start, end, now_utc(), default_days=schema.RETENTION_DAYS)
 
 
-def _queue_rows(
-    svc: Services, rows: list[dict[str, Any]], limit: int, advice: str
-) -> list[DispatchJob]:
-    """Turn stored dispatches into resend jobs and queue them, refusing more than `limit`."""
-    if len(rows) > limit:
-        raise TooBroad(f"more than {limit} dispatches match; {advice}")
-    jobs = [resend_job(row, svc.rules.get(int(row["rule"]))) for row in rows]
-    take_resends(svc, (job.event.account_id for job in jobs))
-    svc.jobs.queue(jobs)
-    return jobs
-
-
 def resend(svc: Services, body: ResendRequest, actor: ApiKey) -> dict[str, Any]:
-    """Queue a new attempt of one dispatch, or of every dispatch of an order."""
+    """Queue a new attempt of one dispatch, or of every dispatch of an order (at most
+    1,000: bounded, so done inline)."""
     since = now_utc() - timedelta(days=schema.RETENTION_DAYS)
     sql, params = queries.resend_candidates(
         svc.store.database,
@@ -130,12 +122,14 @@ def resend(svc: Services, body: ResendRequest, actor: ApiKey) -> dict[str, Any]:
     if not rows:
         what = body.dispatch_id or f"order {body.order_id!r}"
         raise NotFound(f"no dispatch found for {what} in the last {schema.RETENTION_DAYS} days")
-    jobs = _queue_rows(
-        svc,
-        rows,
-        MAX_PER_ORDER,
-        "narrow it with 'event_type' or 'rule_id', or use /api/v1/resend/bulk",
-    )
+    if len(rows) > MAX_PER_ORDER:
+        raise TooBroad(
+            f"more than {MAX_PER_ORDER} dispatches match; narrow it with 'event_type' or "
+            "'rule_id', or use /api/v1/resend/bulk"
+        )
+    jobs = [resend_job(row, svc.rules.get(int(row["rule"]))) for row in rows]
+    take_resends(svc, (job.event.account_id for job in jobs))
+    svc.jobs.queue(jobs)
     RESENDS.labels("dispatch" if body.dispatch_id else "order").inc(len(jobs))
     target = body.dispatch_id or f"order:{body.order_id}"
     request = body.model_dump(exclude_none=True)
@@ -144,9 +138,10 @@ def resend(svc: Services, body: ResendRequest, actor: ApiKey) -> dict[str, Any]:
     return {"queued": len(jobs), "dispatch_ids": [j.dispatch_id for j in jobs]}
 
 
-def resend_bulk(svc: Services, body: BulkResendRequest, actor: ApiKey) -> dict[str, Any]:
-    """Queue a new attempt of every final-failed dispatch matching the filter; recorded."""
+def resend_bulk(svc: Services, body: BulkResendRequest, actor: ApiKey) -> Task:
+    """Start queueing a new attempt of every final-failed dispatch matching the filter."""
     period = queries.Period.parse(body.start, body.end, now_utc())
+    account_id = account_scope(actor, body.account_id)
     sql, params = queries.final_failures(
         svc.store.database,
         period,
@@ -155,42 +150,64 @@ def resend_bulk(svc: Services, body: BulkResendRequest, actor: ApiKey) -> dict[s
         body.reason,
         body.order_id,
         MAX_BULK,
-        account_id=account_scope(actor, body.account_id),
+        account_id=account_id,
+        columns=queries.RESEND_ID_COLUMNS,
     )
-    rows = svc.store.select(sql, params)
-    jobs = _queue_rows(
-        svc, rows, MAX_BULK, "narrow the period or add rule_id, event_type, reason or order_id"
-    )
-    RESENDS.labels("bulk").inc(len(jobs))
-    request_id = str(uuid.uuid4())
+    found = svc.store.select(sql, params)  # ids only: MAX_BULK of them at most
+    if len(found) > MAX_BULK:
+        raise TooBroad(
+            f"more than {MAX_BULK} dispatches match; narrow the period or add rule_id, "
+            "event_type, reason or order_id"
+        )
     request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
-    row = {
-        "requested_at": now_utc(),
-        "request_id": request_id,
-        "requested_by": actor.name,
-        "filter": json.dumps(request),
-        "queued": len(jobs),
-    }
-    svc.store.insert(schema.RESENDS_TABLE, [row], dedup_token=request_id)
-    details = {"request": request, "queued": len(jobs), "request_id": request_id}
-    audit.record(svc.store, actor, "resend.bulk", request_id, details, body.account_id)
-    return {"queued": len(jobs), "request_id": request_id}
+
+    def work(task: Task) -> dict[str, Any]:
+        task.count(matched=len(found))
+        for start in range(0, len(found), CHUNK):
+            rows = found[start : start + CHUNK]
+            ids = [str(r["dispatch_id"]) for r in rows]
+            events = {
+                str(r["dispatch_id"]): r["last_event"]
+                for r in svc.store.select(
+                    *event_queries.last_events(svc.store.database, ids, period.start)
+                )
+            }
+            jobs = [
+                resend_job({**r, "last_event": events.get(str(r["dispatch_id"]), "")}, rule)
+                for r in rows
+                for rule in [svc.rules.get(int(r["rule"]))]
+            ]
+            queue_paced(svc, task, jobs)
+            RESENDS.labels("bulk").inc(len(jobs))
+        request_id = task.id
+        row = {
+            "requested_at": now_utc(),
+            "request_id": request_id,
+            "requested_by": actor.name,
+            "filter": json.dumps(request),
+            "queued": task.progress.get("queued", 0),
+        }
+        svc.store.insert(schema.RESENDS_TABLE, [row], dedup_token=request_id)
+        details = {"request": request, "queued": row["queued"], "request_id": request_id}
+        audit.record(svc.store, actor, "resend.bulk", request_id, details, body.account_id)
+        return {"queued": row["queued"], "request_id": request_id}
+
+    return svc.tasks.start("resend.bulk", account_id, work)
 
 
 def latest_jobs(
     svc: Services, scopes: list[RuleScope], order_ids: list[str], account_id: str | None
 ) -> list[DispatchJob]:
-    """One manual job per (order, rule): the order's latest event the rule matches."""
+    """One manual job per (order, rule) of these orders (one chunk): the order's latest event
+    the rule matches."""
     since = now_utc() - timedelta(days=schema.RETENTION_DAYS)
-    found: list[tuple[OrderEvent, int]] = []
-    for i in range(0, len(order_ids), CHUNK):
-        sql, params = event_queries.latest_events(
-            svc.store.database, scopes, order_ids[i : i + CHUNK], since, account_id
-        )
-        found += [
-            (OrderEvent.model_validate_json(r["event_json"]), int(r["rule_id"]))
-            for r in svc.store.select(sql, params)
-        ]
+    sql, params = event_queries.latest_events(
+        svc.store.database, scopes, order_ids, since, account_id
+    )
+    found = [
+        (OrderEvent.model_validate_json(r["event_json"]), int(r["rule_id"]))
+        for r in svc.store.select(sql, params)
+    ]
     ids = [dispatch_id_for(event.event_id, rule_id) for event, rule_id in found]
     last = recorded_attempts(svc.store, ids, since)
     jobs = []
@@ -203,57 +220,86 @@ def latest_jobs(
     return jobs
 
 
-def resend_latest(svc: Services, body: LatestResend, actor: ApiKey) -> dict[str, Any]:
-    """Queue each order's latest event for each rule it matches; manual, audited, limited."""
+def resend_latest(svc: Services, body: LatestResend, actor: ApiKey) -> Task:
+    """Start queueing each order's latest event for each rule it matches, a chunk of
+    orders at a time; manual, audited, within the account's resend limit."""
     scope = account_scope(actor, body.account_id)
     scopes = rule_scopes(svc.rules, scope, body.rule_id)
     order_ids = list(dict.fromkeys(body.order_ids))
-    jobs = latest_jobs(svc, scopes, order_ids, scope) if scopes else []
-    sent = {j.event.order_id for j in jobs}
-    take_resends(svc, (job.event.account_id for job in jobs))
-    svc.jobs.queue(jobs)
-    RESENT_LATEST.inc(len(jobs))
-    not_found = [o for o in order_ids if o not in sent]
-    request_id = str(uuid.uuid4())
-    details = {
-        "orders": len(order_ids),
-        "rule_id": body.rule_id,
-        "queued": len(jobs),
-        "not_found": len(not_found),
-        "request_id": request_id,
-    }
-    audit.record(svc.store, actor, "resend.latest", request_id, details, scope)
-    return {
-        "queued": len(jobs),
-        "orders": len(sent),
-        "not_found": not_found[:100],
-        "not_found_count": len(not_found),
-        "dispatch_ids": [j.dispatch_id for j in jobs][:1000],
-        "request_id": request_id,
-    }
+
+    def work(task: Task) -> dict[str, Any]:
+        sent: set[str] = set()
+        dispatch_ids: list[str] = []
+        for start in range(0, len(order_ids) if scopes else 0, CHUNK):
+            jobs = latest_jobs(svc, scopes, order_ids[start : start + CHUNK], scope)
+            queue_paced(svc, task, jobs)
+            RESENT_LATEST.inc(len(jobs))
+            sent |= {j.event.order_id for j in jobs}
+            dispatch_ids += [j.dispatch_id for j in jobs][: 1000 - len(dispatch_ids)]
+            task.count(orders=min(CHUNK, len(order_ids) - start))
+        not_found = [o for o in order_ids if o not in sent]
+        queued = task.progress.get("queued", 0)
+        details = {
+            "orders": len(order_ids),
+            "rule_id": body.rule_id,
+            "queued": queued,
+            "not_found": len(not_found),
+            "request_id": task.id,
+        }
+        audit.record(svc.store, actor, "resend.latest", task.id, details, scope)
+        return {
+            "queued": queued,
+            "orders": len(sent),
+            "not_found": not_found[:100],
+            "not_found_count": len(not_found),
+            "dispatch_ids": dispatch_ids,
+            "request_id": task.id,
+        }
+
+    return svc.tasks.start("resend.latest", scope, work)
 
 
-def backfill(svc: Services, rule_id: int, body: Period, actor: ApiKey) -> dict[str, Any]:
-    """Dispatch the stored events of a period the rule matches and was not sent yet."""
+def backfill(svc: Services, rule_id: int, body: Period, actor: ApiKey) -> Task:
+    """Start dispatching the stored events of a period the rule matches and were not sent
+    to it yet, a chunk at a time, within the account's resend limit."""
     rule = svc.rule_book.found(rule_id, actor)
     period = events_period(body.start, body.end)
-    sql, params = event_queries.matched_events(svc.store.database, period, rule, MAX_BACKFILL)
-    events = [
-        OrderEvent.model_validate_json(r["event_json"]) for r in svc.store.select(sql, params)
-    ]
-    if len(events) > MAX_BACKFILL:
+    sql, params = event_queries.matched_event_ids(svc.store.database, period, rule, MAX_BACKFILL)
+    ids = [(str(r["order_id"]), str(r["event_id"])) for r in svc.store.select(sql, params)]
+    if len(ids) > MAX_BACKFILL:
         raise TooBroad(f"more than {MAX_BACKFILL} events match; backfill a shorter period")
-    jobs = [backfill_job(e, rule) for e in events]
     since = period.start - timedelta(hours=1)  # the worker's clock is not Kafka's
-    sent = recorded_attempts(svc.store, [j.dispatch_id for j in jobs], since)
-    new = [j for j in jobs if j.dispatch_id not in sent]
-    # First attempts like the dispatcher's: retries, order lanes and pauses apply to them.
-    svc.jobs.dispatch(new)
-    details = {
-        "from": iso_text(period.start),
-        "to": iso_text(period.end),
-        "matched": len(jobs),
-        "queued": len(new),
-    }
-    audit.record(svc.store, actor, "rule.backfill", str(rule_id), details, rule.account_id)
-    return {"matched_events": len(jobs), "queued": len(new), "already_dispatched": len(sent)}
+
+    def work(task: Task) -> dict[str, Any]:
+        task.count(matched=len(ids))
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            sql, params = event_queries.events_by_id(
+                svc.store.database, rule.account_id, chunk, period
+            )
+            stored = {r["event_id"]: r["event_json"] for r in svc.store.select(sql, params)}
+            jobs = [
+                backfill_job(OrderEvent.model_validate_json(stored[event_id]), rule)
+                for _, event_id in chunk
+                if event_id in stored
+            ]
+            sent = recorded_attempts(svc.store, [j.dispatch_id for j in jobs], since)
+            task.count(already_dispatched=len(sent))
+            # First attempts like the dispatcher's: retries, order lanes and pauses apply.
+            fresh = [j for j in jobs if j.dispatch_id not in sent]
+            queue_paced(svc, task, fresh, svc.topics.dispatch_jobs)
+        queued = task.progress.get("queued", 0)
+        details = {
+            "from": iso_text(period.start),
+            "to": iso_text(period.end),
+            "matched": len(ids),
+            "queued": queued,
+        }
+        audit.record(svc.store, actor, "rule.backfill", str(rule_id), details, rule.account_id)
+        return {
+            "matched_events": len(ids),
+            "queued": queued,
+            "already_dispatched": task.progress.get("already_dispatched", 0),
+        }
+
+    return svc.tasks.start("rule.backfill", rule.account_id, work)

@@ -14,9 +14,9 @@ from analytics.control.access import ApiKey
 from analytics.control.job_queue import webhook_test_job
 from analytics.control.resends import events_period
 from analytics.control.rule_forms import Filters
+from analytics.control.sample_event import sample_event
 from analytics.control.scope import account_scope
 from analytics.control.services import Services
-from analytics.control.test_webhook import sample_event
 from analytics.errors import InvalidField, KafkaRefused, NoAnswer
 from analytics.history import views
 from disparo.schemas import AccountId, OrderEvent

@@ -13,6 +13,7 @@ from analytics.control.keys import KeyRing
 from analytics.control.outcome_watch import OutcomeWatch
 from analytics.control.rate_limit import RateLimiter
 from analytics.control.rule_book import RuleBook
+from analytics.control.tasks import Tasks
 from analytics.history.store import Store
 from disparo.accounts_view import AccountsView
 from disparo.rules_view import RulesView
@@ -37,6 +38,7 @@ class Services:
     secret_overlap: timedelta = timedelta(hours=24)  # both secrets sign after a rotation
     limiter: RateLimiter = field(default_factory=RateLimiter)  # per-account limits
     outcomes: OutcomeWatch | None = None  # answers test webhooks
+    tasks: Tasks = field(default_factory=Tasks)  # bulk operations in the background
 
     @property
     def rules(self) -> RulesView:

@@ -89,15 +89,33 @@ def dry_run(database: str, period: Period, rule: RuleShape) -> tuple[str, dict[s
     return sql, params
 
 
-def matched_events(
+def matched_event_ids(
     database: str, period: Period, rule: RuleShape, limit: int
 ) -> tuple[str, dict[str, Any]]:
-    """The stored events of a period a rule matches, oldest first, each once."""
+    """The (order, event) ids of a period's stored events a rule matches, each once, oldest
+    first: a backfill lists them first, then reads the events a chunk at a time."""
     params: dict[str, Any] = {}
     where = f"{_period(period, params)} AND {rule_condition(rule, 'r', params)}"
     sql = (
-        f"SELECT event_json FROM {database}.{schema.EVENTS_TABLE} WHERE {where} "
-        f"ORDER BY {_LATEST.strip('()')} LIMIT 1 BY event_id LIMIT {limit + 1}"
+        "SELECT order_id, toString(event_id) AS event_id, min(published_at) AS first "
+        f"FROM {database}.{schema.EVENTS_TABLE} WHERE {where} "
+        f"GROUP BY order_id, event_id ORDER BY first, order_id, event_id LIMIT {limit + 1}"
+    )
+    return sql, params
+
+
+def events_by_id(
+    database: str, account_id: str, ids: Sequence[tuple[str, str]], period: Period
+) -> tuple[str, dict[str, Any]]:
+    """The stored events with these (order, event) ids, each once, in the order given."""
+    params: dict[str, Any] = {"account": account_id}
+    orders = _values("o", sorted({order for order, _ in ids}), params)
+    events = _values("e", [event for _, event in ids], params)
+    sql = (
+        "SELECT toString(event_id) AS event_id, any(event_json) AS event_json "
+        f"FROM {database}.{schema.EVENTS_TABLE} WHERE account_id = {{account:String}} "
+        f"AND {_period(period, params)} AND order_id IN ({orders}) "
+        f"AND toString(event_id) IN ({events}) GROUP BY event_id"
     )
     return sql, params
 
@@ -305,6 +323,20 @@ def last_attempts(
     ids = _values("d", dispatch_ids, params)
     sql = (
         "SELECT dispatch_id, max(attempt) AS last_attempt "
+        f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{since:{TS_TYPE}}} "
+        f"AND dispatch_id IN ({ids}) GROUP BY dispatch_id"
+    )
+    return sql, params
+
+
+def last_events(
+    database: str, dispatch_ids: Sequence[str], since: datetime
+) -> tuple[str, dict[str, Any]]:
+    """The event of each dispatch's last attempt since `since` (what a resend sends)."""
+    params: dict[str, Any] = {"since": ts_param(since)}
+    ids = _values("d", dispatch_ids, params)
+    sql = (
+        "SELECT dispatch_id, argMax(event_json, (dispatched_at, attempt)) AS last_event "
         f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{since:{TS_TYPE}}} "
         f"AND dispatch_id IN ({ids}) GROUP BY dispatch_id"
     )

@@ -262,6 +262,9 @@ RESEND_COLUMNS = (
     f"dispatch_id, argMax(event_json, {_LAST}) AS last_event, any(rule_id) AS rule, "
     "max(attempt) AS last_attempt"
 )
+# The same without the events: a bulk resend lists its dispatches first, then reads the
+# events a chunk at a time (`last_events`).
+RESEND_ID_COLUMNS = "dispatch_id, any(rule_id) AS rule, max(attempt) AS last_attempt"
 
 
 def resend_candidates(
@@ -301,6 +304,7 @@ def final_failures(
     order_id: str | None = None,
     limit: int = 10000,
     account_id: str | None = None,
+    columns: str = RESEND_COLUMNS,
 ) -> tuple[str, dict[str, Any]]:
     """Dispatches whose last attempt, made in the period, failed for good."""
     clauses = [f"dispatched_at >= {{start:{TS_TYPE}}}"]
@@ -321,9 +325,9 @@ def final_failures(
         having.append(f"argMax(reason, {_LAST}) = {{reason:String}}")
         params["reason"] = reason
     sql = (
-        f"SELECT {RESEND_COLUMNS} FROM {database}.{schema.TABLE} "
+        f"SELECT {columns} FROM {database}.{schema.TABLE} "
         f"WHERE {' AND '.join(clauses)} GROUP BY dispatch_id HAVING {' AND '.join(having)} "
-        f"LIMIT {limit + 1}"
+        f"ORDER BY dispatch_id LIMIT {limit + 1}"
     )
     return sql, params
 

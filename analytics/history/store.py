@@ -78,19 +78,18 @@ class ChdbStore:
     def __init__(
         self, path: Path, database: str = schema.DATABASE, read_limit_s: float = READ_LIMIT_S
     ) -> None:
-        import chdb
 
         path.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.database = database
         self.read_limit_s = read_limit_s
         try:
-            self._write = _Lane(chdb.connect(str(path)), "write")
-            self._read = _Lane(chdb.connect(str(path)), "read")
+            self._write = _Lane(path, ())
+            self._read = _Lane(path, (f"SET max_execution_time = {read_limit_s:g}",))
         except Exception as exc:  # chdb raises plain errors when a path is locked
             raise StoreError(
                 f"cannot open chdb at {path} (is another process using it?): {exc}"
             ) from exc
-        self._read.run(f"SET max_execution_time = {read_limit_s:g}", "CSV", None)
 
     def command(self, sql: str) -> None:
         self._write.run(sql, "CSV", None)
@@ -125,12 +124,25 @@ class ChdbStore:
 
 
 class _Lane:
-    """One chdb connection and the lock that gives it to one caller at a time."""
+    """One chdb connection, given to one caller at a time, and the statements that set it up.
 
-    def __init__(self, connection: Any, name: str) -> None:
-        self.connection = connection
-        self.name = name
+    A connection whose query failed (a read past its time limit) still holds part of that
+    query's output, which would come back with the next answer: it is replaced.
+    """
+
+    def __init__(self, path: Path, setup: Sequence[str]) -> None:
+        self.path = path
+        self.setup = tuple(setup)
         self.lock = threading.Lock()
+        self.connection = self._connect()
+
+    def _connect(self) -> Any:
+        import chdb
+
+        connection = chdb.connect(str(self.path))
+        for statement in self.setup:
+            connection.query(statement, "CSV")
+        return connection
 
     def run(self, sql: str, fmt: str, params: Mapping[str, Any] | None) -> str:
         escaped = {k: _escaped(v) for k, v in (params or {}).items()}
@@ -138,6 +150,8 @@ class _Lane:
             try:
                 result = self.connection.query(sql, fmt, params=escaped)
             except Exception as exc:
+                self.connection.close()
+                self.connection = self._connect()
                 raise StoreError(f"ClickHouse (chdb) error: {exc}") from exc
         return str(result.bytes().decode()) if result is not None else ""
 

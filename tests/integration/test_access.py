@@ -32,6 +32,7 @@ SAMPLE_PATH_VALUES = {
     "dispatch_id": "msg_nothing",
     "key_id": "key_0000000000000000",
     "account_id": "acct-matrix",
+    "task_id": "00000000-0000-0000-0000-000000000000",
 }
 
 

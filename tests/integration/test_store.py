@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -11,16 +13,18 @@ import pytest
 
 from analytics.control.held_keeper import HeldKeeper
 from analytics.control.job_queue import JobQueue
+from analytics.errors import QueryTimeout
 from analytics.history import held_rows as held
 from analytics.history import queries, schema
 from analytics.history.cluster_ddl import cluster_ddl
 from analytics.history.sink import row_of
-from analytics.history.store import Row, Store
+from analytics.history.store import ChdbStore, Row, ServerStore, Store
 from analytics.history.topic_sink import dedup_token
 from disparo.schemas import AttemptOutcome, OrderEvent, Rule, generate_secret
 from disparo.topics import Topics
 from tests.factories import outcome
 from tests.fakes import FakeProducer
+from tests.integration.conftest import clickhouse_url
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -261,3 +265,42 @@ def held_outcome(order_id: str, at: datetime) -> AttemptOutcome:
         order_id, at, "held", reason="held", http_status=None, final=False, event=held_event,
         event_id=str(held_event.event_id),
     )  # fmt: skip
+
+
+SLOW_READ = "SELECT sleepEachRow(0.3) AS z FROM numbers(10) SETTINGS max_block_size = 1"
+
+
+def test_the_sink_inserts_while_a_slow_read_runs(store: Store) -> None:
+    finished: list[int] = []
+    slow = threading.Thread(target=lambda: finished.append(len(store.select(SLOW_READ))))
+    slow.start()
+    time.sleep(0.3)  # the read is under way (3 s in all)
+    for n, row in enumerate(rows([held_outcome(f"LANE-{i}", NOW) for i in range(3)])):
+        store.insert(schema.TABLE, [row], f"lane-{n}")  # the sink's lane: not behind the read
+        found = store.check(  # nor are the sink's own lookups
+            f"SELECT count() AS n FROM {store.database}.{schema.TABLE} "
+            "WHERE order_id = {o:String}",
+            {"o": row["order_id"]},
+        )
+        assert int(found[0]["n"]) == 1
+    assert finished == []  # every insert went in while the slow read was still running
+    slow.join(10)
+    assert finished == [10]
+
+
+def test_a_read_past_its_time_limit_is_a_timeout_naming_the_limit(store: Store) -> None:
+    limited: Store
+    if isinstance(store, ChdbStore):  # more connections to the same path, reads limited
+        limited = ChdbStore(store.path, store.database, read_limit_s=0.5)
+    else:
+        limited = ServerStore(clickhouse_url("store_test"), read_limit_s=0.5)
+    try:
+        with pytest.raises(
+            QueryTimeout, match=r"limit of 0\.5 s \(DISPARO_QUERY_TIMEOUT_S\)"
+        ) as err:
+            limited.select(SLOW_READ)
+        assert "TIMEOUT_EXCEEDED" in str(err.value.__cause__)  # cut short by ClickHouse
+        # The lane works on, with nothing of the cut query in its next answer.
+        assert limited.select("SELECT 1 AS one") == [{"one": 1}]
+    finally:
+        limited.close()
