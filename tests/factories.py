@@ -73,3 +73,20 @@ def outcome(order_id: str, at: datetime, status: str = "success", **changes: Any
     }
     fields.update(changes)
     return AttemptOutcome.model_validate(fields)
+
+
+def bare_services() -> Any:
+    """The analytics services with nothing behind them: for apps that serve no data."""
+    from types import SimpleNamespace
+
+    from analytics.control.services import Services
+
+    return Services(
+        store=None,  # type: ignore[arg-type]
+        rule_book=None,  # type: ignore[arg-type]
+        account_book=None,  # type: ignore[arg-type]
+        key_ring=SimpleNamespace(view=None),  # type: ignore[arg-type]
+        jobs=None,  # type: ignore[arg-type]
+        intake=None,  # type: ignore[arg-type]
+        topics=None,  # type: ignore[arg-type]
+    )

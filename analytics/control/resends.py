@@ -166,12 +166,10 @@ def resend_bulk(svc: Services, body: BulkResendRequest, actor: ApiKey) -> Task:
         for start in range(0, len(found), CHUNK):
             rows = found[start : start + CHUNK]
             ids = [str(r["dispatch_id"]) for r in rows]
-            events = {
-                str(r["dispatch_id"]): r["last_event"]
-                for r in svc.store.select(
-                    *event_queries.last_events(svc.store.database, ids, period.start)
-                )
-            }
+            sql, params = event_queries.last_attempts(
+                svc.store.database, ids, period.start, with_event=True
+            )
+            events = {str(r["dispatch_id"]): r["last_event"] for r in svc.store.select(sql, params)}
             jobs = [
                 resend_job({**r, "last_event": events.get(str(r["dispatch_id"]), "")}, rule)
                 for r in rows

@@ -316,27 +316,15 @@ def latest_events(
 
 
 def last_attempts(
-    database: str, dispatch_ids: Sequence[str], since: datetime
+    database: str, dispatch_ids: Sequence[str], since: datetime, with_event: bool = False
 ) -> tuple[str, dict[str, Any]]:
-    """The highest attempt number recorded per dispatch (resends continue from it)."""
+    """The highest attempt number recorded per dispatch (resends continue from it); with
+    `with_event`, also the event of its last attempt (what a resend sends)."""
     params: dict[str, Any] = {"since": ts_param(since)}
     ids = _values("d", dispatch_ids, params)
+    event = ", argMax(event_json, (dispatched_at, attempt)) AS last_event" if with_event else ""
     sql = (
-        "SELECT dispatch_id, max(attempt) AS last_attempt "
-        f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{since:{TS_TYPE}}} "
-        f"AND dispatch_id IN ({ids}) GROUP BY dispatch_id"
-    )
-    return sql, params
-
-
-def last_events(
-    database: str, dispatch_ids: Sequence[str], since: datetime
-) -> tuple[str, dict[str, Any]]:
-    """The event of each dispatch's last attempt since `since` (what a resend sends)."""
-    params: dict[str, Any] = {"since": ts_param(since)}
-    ids = _values("d", dispatch_ids, params)
-    sql = (
-        "SELECT dispatch_id, argMax(event_json, (dispatched_at, attempt)) AS last_event "
+        f"SELECT dispatch_id, max(attempt) AS last_attempt{event} "
         f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{since:{TS_TYPE}}} "
         f"AND dispatch_id IN ({ids}) GROUP BY dispatch_id"
     )

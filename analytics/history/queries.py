@@ -263,7 +263,7 @@ RESEND_COLUMNS = (
     "max(attempt) AS last_attempt"
 )
 # The same without the events: a bulk resend lists its dispatches first, then reads the
-# events a chunk at a time (`last_events`).
+# events a chunk at a time (`event_queries.last_attempts` with the event).
 RESEND_ID_COLUMNS = "dispatch_id, any(rule_id) AS rule, max(attempt) AS last_attempt"
 
 

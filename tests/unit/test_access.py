@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from fastapi import APIRouter
 
@@ -19,7 +17,7 @@ from analytics.control.access import (
     revoked,
     roles_for,
 )
-from analytics.control.services import Services
+from tests.factories import bare_services
 
 
 def test_roles_grant_what_the_design_says() -> None:
@@ -76,14 +74,6 @@ def test_an_api_route_without_a_permission_stops_the_app_from_starting() -> None
     def open_route() -> dict[str, str]:
         return {}
 
-    svc = Services(
-        store=None,
-        rule_book=None,
-        account_book=None,
-        key_ring=SimpleNamespace(view=None),
-        jobs=None,
-        intake=None,
-        topics=None,
-    )  # type: ignore[arg-type]
+    svc = bare_services()
     with pytest.raises(RuntimeError, match="GET /api/v1/open declares no permission"):
         create_app(svc, [careless])

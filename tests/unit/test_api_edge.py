@@ -82,3 +82,25 @@ def test_json_bodies_are_parsed_on_a_worker_thread(monkeypatch: pytest.MonkeyPat
     assert answer["got"] == {"order_ids": ["A", "B"]}
     assert len(parsed_on) == 1
     assert parsed_on[0] != answer["loop"]  # not the event loop's thread
+
+
+def test_domain_errors_map_to_the_statuses_the_api_promises() -> None:
+    from analytics.api.errors import http_status_of
+    from analytics.errors import (
+        Forbidden,
+        KafkaRefused,
+        QueryTimeout,
+        RateLimited,
+        StoreError,
+        TooLarge,
+    )
+
+    cases = [
+        (QueryTimeout("past 30 s"), 504),  # a kind of StoreError, answered apart
+        (StoreError("down"), 503),
+        (Forbidden("platform only"), 403),
+        (TooLarge("1001 events"), 413),
+        (RateLimited("over", 3), 429),
+        (KafkaRefused("down"), 503),
+    ]
+    assert [http_status_of(e) for e, _ in cases] == [status for _, status in cases]

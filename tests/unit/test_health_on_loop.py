@@ -1,13 +1,12 @@
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 from analytics.api.app import create_app
-from analytics.control.services import Services
+from tests.factories import bare_services
 
 POOL_THREADS = 40  # anyio's default thread limiter: what sync routes and dependencies share
 
@@ -22,15 +21,7 @@ def test_healthz_answers_while_every_pool_thread_is_blocked() -> None:
         entered.release()
         return {"released": release.wait(60)}
 
-    svc: Any = Services(
-        store=None,
-        rule_book=None,
-        account_book=None,
-        key_ring=SimpleNamespace(view=None),
-        jobs=None,
-        intake=None,
-        topics=None,
-    )  # type: ignore[arg-type]
+    svc: Any = bare_services()
     svc.problem = lambda: None
     client = TestClient(create_app(svc, [blocking]), base_url="http://127.0.0.1")
     with client, ThreadPoolExecutor(POOL_THREADS) as pool:
