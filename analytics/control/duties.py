@@ -82,7 +82,7 @@ class DutyOwner:
         """Leave the group (another process takes over at once) and stop the duties."""
         self._stop.set()
         self._thread.join(REQUEST_TIMEOUT_MS / 1000 + 10)
-        self.release("this process is stopping")
+        self.release("this process is stopping")  # if the thread could not
 
     def share(self) -> int:
         """How many live processes share a per-account limit (at least 1)."""
@@ -130,6 +130,9 @@ class DutyOwner:
             ):
                 # The coordinator has given the partition to another member by now, told or not.
                 self.release("no heartbeat answered for a session timeout (fenced)")
+        # Duties stop before the group is left: the next owner, chosen as soon as this
+        # member leaves, never overlaps with this one.
+        self.release("this process is stopping")
         if consumer is not None:
             consumer.close()  # leaves the group: the next owner is chosen at once
         if admin is not None:

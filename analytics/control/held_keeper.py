@@ -195,8 +195,7 @@ def discard(
     label: str = "by_hand",
 ) -> None:
     """End held dispatches unsent: a final `discarded` row each, then the note."""
-    for row in rows:
-        jobs.send_outcome(discarded_outcome(row, why))
+    jobs.send_outcomes([discarded_outcome(row, why) for row in rows])
     note(store, rows, "discarded", actor)
     DISCARDED_HELD.labels(label).inc(len(rows))
     if rows:

@@ -131,12 +131,8 @@ class JobQueue:
         """Queue one job on dispatch-jobs (a notification, a released dispatch)."""
         self.dispatch([job])
 
-    def send_outcome(self, outcome: AttemptOutcome) -> None:
-        """Queue an outcome (a held dispatch discarded) and wait until Kafka has it."""
-        value = outcome.model_dump_json().encode()
-        send_acked(
-            self.producer,
-            self.topics.outcomes,
-            [(outcome.dispatch_id.encode(), value)],
-            "outcome not queued",
-        )
+    def send_outcomes(self, outcomes: list[AttemptOutcome]) -> None:
+        """Queue outcomes (held dispatches discarded) and wait until Kafka has them all."""
+        records = [(o.dispatch_id.encode(), o.model_dump_json().encode()) for o in outcomes]
+        if records:
+            send_acked(self.producer, self.topics.outcomes, records, "outcomes not queued")

@@ -181,7 +181,7 @@ def test_a_released_job_is_the_same_dispatch_for_the_rule_as_it_is_now() -> None
     assert (job.dispatch_id, job.attempt, job.manual, job.rule.version) == ("d-9", 1, False, 4)
 
 
-def test_an_outcome_kafka_refuses_is_a_kafka_refused_error() -> None:
+def test_jobs_kafka_refuses_are_a_kafka_refused_error() -> None:
     producer = FakeProducer(down=True)
     with pytest.raises(KafkaRefused, match="jobs not queued"):
         JobQueue(producer, TOPICS).queue([backfill_job(event(), rule())])
