@@ -9,7 +9,9 @@ SHIPPED = Path(__file__).parents[2] / "deploy" / "clickhouse" / "cluster.sql"
 
 
 def test_the_shipped_cluster_sql_is_up_to_date() -> None:
-    assert SHIPPED.read_text() == render(), "run: python -m analytics.cluster_ddl > " + str(SHIPPED)
+    assert SHIPPED.read_text() == render(), "run: python -m analytics.history.cluster_ddl > " + str(
+        SHIPPED
+    )
 
 
 def test_local_tables_replicate_and_distributed_tables_shard_by_order() -> None:
