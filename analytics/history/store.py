@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from pydantic_core import to_json
@@ -17,17 +19,21 @@ from analytics.errors import QueryTimeout, SchemaRefused, StoreError
 from analytics.history import schema
 
 Row = dict[str, Any]
+L = TypeVar("L")
 log = logging.getLogger(__name__)
 READ_LIMIT_S = 30.0  # default time limit of a read (DISPARO_QUERY_TIMEOUT_S)
+# Reads run on a few connections at once: a long export's pages do not queue a backfill's
+# lookups or the page's summary behind them.
+READ_CONNECTIONS = 4
 TIMEOUT_EXCEEDED = 159  # ClickHouse's error code for a query past max_execution_time
 
 
 class Store(Protocol):
     """What the sinks, the duties and the API need from ClickHouse.
 
-    Two lanes with a connection each: reads (`select`: the API, the page, the duties; each
-    under a time limit) and writes (`insert`, `command`, and `check`, the sinks' own
-    lookups before they write), so a sink never waits behind a slow read.
+    Reads (`select`: the API, the page, the duties; each under a time limit) run on a few
+    connections of their own, writes (`insert`, `command`, and `check`, the sinks' own
+    lookups before they write) on another, so a sink never waits behind a slow read.
     """
 
     database: str
@@ -72,8 +78,8 @@ def ensure_schema(store: Store) -> None:
 
 
 class ChdbStore:
-    """The embedded engine: two connections to one data path (reads and writes), each used
-    by one caller at a time."""
+    """The embedded engine: connections to one data path (a few for reads, one for writes),
+    each used by one caller at a time."""
 
     def __init__(
         self, path: Path, database: str = schema.DATABASE, read_limit_s: float = READ_LIMIT_S
@@ -85,7 +91,8 @@ class ChdbStore:
         self.read_limit_s = read_limit_s
         try:
             self._write = _Lane(path, ())
-            self._read = _Lane(path, (f"SET max_execution_time = {read_limit_s:g}",))
+            limit = (f"SET max_execution_time = {read_limit_s:g}",)
+            self._reads = _Pool([_Lane(path, limit) for _ in range(READ_CONNECTIONS)])
         except Exception as exc:  # chdb raises plain errors when a path is locked
             raise StoreError(
                 f"cannot open chdb at {path} (is another process using it?): {exc}"
@@ -96,7 +103,8 @@ class ChdbStore:
 
     def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         try:
-            text = self._read.run(sql, "JSONEachRow", params)
+            with self._reads.lane() as lane:
+                text = lane.run(sql, "JSONEachRow", params)
         except StoreError as exc:
             if f"Code: {TIMEOUT_EXCEEDED}." in str(exc):
                 raise timed_out(self.read_limit_s) from exc
@@ -119,7 +127,8 @@ class ChdbStore:
         self._write.run(sql, "CSV", None)
 
     def close(self) -> None:
-        self._read.close()
+        for lane in self._reads.lanes:
+            lane.close()
         self._write.close()
 
 
@@ -160,6 +169,24 @@ class _Lane:
             self.connection.close()
 
 
+class _Pool(Generic[L]):
+    """Connections handed out one caller each, the first free one first."""
+
+    def __init__(self, lanes: list[L]) -> None:
+        self.lanes = lanes
+        self._free: queue.SimpleQueue[L] = queue.SimpleQueue()
+        for lane in lanes:
+            self._free.put(lane)
+
+    @contextmanager
+    def lane(self) -> Iterator[L]:
+        found = self._free.get()
+        try:
+            yield found
+        finally:
+            self._free.put(found)
+
+
 class ServerStore:
     """A ClickHouse server over the native protocol (clickhouse-driver)."""
 
@@ -187,14 +214,20 @@ class ServerStore:
             )
 
         self._writer = (client(), threading.Lock())
-        self._reader = (client(max_execution_time=read_limit_s), threading.Lock())
+        self._readers = _Pool(
+            [
+                (client(max_execution_time=read_limit_s), threading.Lock())
+                for _ in range(READ_CONNECTIONS)
+            ]
+        )
         self._dedup_tokens: bool | None = None
 
     def command(self, sql: str) -> None:
         self._execute(self._writer, sql)
 
     def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        return self._rows(self._reader, sql, params)
+        with self._readers.lane() as lane:
+            return self._rows(lane, sql, params)
 
     def check(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         return self._rows(self._writer, sql, params)
@@ -219,7 +252,7 @@ class ServerStore:
         )
 
     def close(self) -> None:
-        for client, lock in (self._reader, self._writer):
+        for client, lock in (*self._readers.lanes, self._writer):
             with lock:
                 client.disconnect()
 
