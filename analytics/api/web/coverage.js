@@ -58,6 +58,20 @@ function selectionChanged() {
   $("#resend-latest").textContent = n ? tr("resendLatestN", { n: num(n) }) : tr("resendLatest");
 }
 
+// A bulk request answers with its result, or, when it runs longer, with a task to follow.
+async function finished(body) {
+  while (body && body.task_id && body.state === "running") {
+    toast(tr("taskRunning", { n: num((body.progress && body.progress.queued) || 0) }), 1500);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    body = await api(body.status_url);
+  }
+  if (body && body.task_id) {
+    if (body.state === "failed") throw new Error(body.error);
+    return body.result;
+  }
+  return body;
+}
+
 // Resend each order's latest event (to one rule, or to every rule it matches) and show the
 // new attempts in "All webhooks sent" as they arrive.
 async function resendLatest(orders, ruleId, form) {
@@ -66,7 +80,7 @@ async function resendLatest(orders, ruleId, form) {
   if (state.account) body.account_id = state.account;
   const sentAt = new Date();
   try {
-    const queued = await api("/api/v1/resend/latest", { method: "POST", body: JSON.stringify(body) });
+    const queued = await finished(await api("/api/v1/resend/latest", { method: "POST", body: JSON.stringify(body) }));
     if (form) $("#resend-modal").close();
     const missing = queued.not_found_count ? tr("notFound", { n: num(queued.not_found_count), orders: queued.not_found.slice(0, 5).join(", ") }) : "";
     toast(`${tr("queuedLatest", { n: num(queued.queued), orders: num(queued.orders) })} ${missing}`, 8000);
