@@ -2,6 +2,7 @@
 
 from prometheus_client import REGISTRY
 
+import analytics.control.duties
 import analytics.control.held_keeper
 import analytics.control.resends
 import analytics.control.warden
@@ -11,6 +12,7 @@ import disparo.lag
 import dispatcher.metrics
 
 SERVICE_METRIC_MODULES = (
+    analytics.control.duties,
     analytics.control.held_keeper,
     analytics.history.sink,
     analytics.control.warden,

@@ -140,7 +140,11 @@ class DutyOwner:
 
     def _join(self) -> KafkaConsumer:
         consumer = group_consumer(self.settings, self.group, self.name)
-        subscribe_when_ready(consumer, [self.topic], listener=_Listener(self))
+        try:
+            subscribe_when_ready(consumer, [self.topic], listener=_Listener(self))
+        except (KafkaError, KafkaUnavailable):
+            consumer.close()  # the next turn makes a new one
+            raise
         return consumer
 
     def _admin(self) -> KafkaAdminClient:
