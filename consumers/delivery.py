@@ -17,7 +17,14 @@ from consumers.signing import webhook_headers
 from consumers.targets import refusal_cached
 from consumers.transport import MAX_BODY_BYTES, parsed_url
 from disparo.limits import request_problem
-from disparo.schemas import TEST_EVENT_TYPE, AttemptOutcome, DispatchJob, Status, now_utc
+from disparo.schemas import (
+    TEST_EVENT_TYPE,
+    TEST_HEADER,
+    AttemptOutcome,
+    DispatchJob,
+    Status,
+    now_utc,
+)
 from disparo.targets import AllowEntry
 
 
@@ -141,12 +148,15 @@ class Deliverer:
         signed = webhook_headers(
             target.secret, job.dispatch_id, int(time.time()), body, target.previous_secret
         )
-        return {
+        headers = {
             "user-agent": USER_AGENT,
             **target.headers,
             "content-type": "application/json",
             **signed,
         }
+        if job.test:  # receivers tell a test from a real webhook without reading the body
+            headers[TEST_HEADER] = "1"
+        return headers
 
     def without_attempt(
         self, job: DispatchJob, reason: str, error: str, status: Status = "failure"

@@ -21,7 +21,8 @@ MAX_HEADER_VALUE_CHARS = 8192
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Visible ASCII and spaces: no control characters (CR, LF, NUL), nothing beyond ASCII.
 _VALUE = re.compile(r"[\x20-\x7e]*")
-# Framing and connection headers belong to the HTTP client; webhook-* to the signature.
+# Framing and connection headers belong to the HTTP client; webhook-* to the signature;
+# disparo-* to disparo (`disparo-test: 1` marks a test webhook: a rule may not fake it).
 _RESERVED = {"host", "content-length", "transfer-encoding", "connection", "content-type"}
 
 
@@ -45,7 +46,7 @@ def header_problem(name: str, value: str) -> str | None:
     if not _TOKEN.fullmatch(name) or len(name) > MAX_HEADER_NAME_CHARS:
         return f"header name {name[:40]!r} is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)"
     lower = name.lower()
-    if lower in _RESERVED or lower.startswith("webhook-"):
+    if lower in _RESERVED or lower.startswith(("webhook-", "disparo-")):
         return f"header {name!r} is set by disparo or the HTTP client and cannot be given"
     if len(value) > MAX_HEADER_VALUE_CHARS:
         return f"header {name!r} has a value over {MAX_HEADER_VALUE_CHARS} characters"

@@ -16,18 +16,18 @@ from disparo.schemas import OrderEvent, Rule
 ALL_EVENT_TYPES = "*"
 # The event's own fields a filter may name; anything else is read inside the payload.
 EVENT_FIELDS = ("event_id", "event_type", "order_id", "order_status", "account_id")
-_MISSING = object()
+MISSING = object()  # what `field_value` returns for a path the event does not have
 
 
 def field_value(event: OrderEvent, path: str) -> Any:
     """The value a filter path names: an event field, or `payload.a.b` inside the payload."""
     head, _, rest = path.partition(".")
     if head != "payload":
-        return getattr(event, head) if head in EVENT_FIELDS and not rest else _MISSING
+        return getattr(event, head) if head in EVENT_FIELDS and not rest else MISSING
     value: Any = event.payload
     for part in rest.split(".") if rest else []:
         if not isinstance(value, dict) or part not in value:
-            return _MISSING
+            return MISSING
         value = value[part]
     return value
 
@@ -45,7 +45,7 @@ def passes_filters(event: OrderEvent, filters: dict[str, list[str]]) -> bool:
     """True when every filtered field holds one of its allowed values (compared as text)."""
     for path, allowed in filters.items():
         value = field_value(event, path)
-        text = None if value is _MISSING else as_text(value)
+        text = None if value is MISSING else as_text(value)
         if text is None or text not in allowed:
             return False
     return True

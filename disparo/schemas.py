@@ -43,6 +43,7 @@ UuidText = Annotated[str, AfterValidator(_uuid_text)]
 DEFAULT_ACCOUNT = "default"
 # The event type a test webhook's attempt is recorded under (the body is a sample event).
 TEST_EVENT_TYPE = "disparo.test"
+TEST_HEADER = "disparo-test"  # `disparo-test: 1` on every test webhook, on no other
 # The rule id of an account's own notifications (rule.failing...): no rule has it.
 NOTIFICATIONS_RULE_ID = 0
 # Which customer of the platform an event, rule or attempt belongs to (design: "Accounts").

@@ -81,7 +81,9 @@ def backfill_job(event: OrderEvent, rule: Rule) -> DispatchJob:
 
 
 def webhook_test_job(rule: Rule, event: OrderEvent) -> DispatchJob:
-    """The manual, one-attempt job of a test webhook."""
+    """The manual, one-attempt job of a test webhook: always an event id and a dispatch of
+    its own, so a test never shares a real dispatch's `webhook-id` or history."""
+    event = event.model_copy(update={"event_id": uuid.uuid4()})
     return DispatchJob(
         dispatch_id=dispatch_id_for(event.event_id, rule.id),
         manual=True,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -10,16 +12,17 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from analytics.control import audit
-from analytics.control.access import ApiKey
+from analytics.control.access import ApiKey, Permission, allows, roles_for
 from analytics.control.job_queue import webhook_test_job
 from analytics.control.resends import events_period
 from analytics.control.rule_forms import Filters
 from analytics.control.sample_event import sample_event
 from analytics.control.scope import account_scope
 from analytics.control.services import Services
-from analytics.errors import InvalidField, KafkaRefused, NoAnswer
+from analytics.errors import Forbidden, InvalidField, KafkaRefused, NoAnswer
 from analytics.history import views
-from disparo.schemas import AccountId, OrderEvent
+from disparo.matching import ALL_EVENT_TYPES, MISSING, as_text, field_value, passes_filters
+from disparo.schemas import AccountId, OrderEvent, Rule
 
 # A worker takes a resend within moments; beyond the rule's own timeout, this much more.
 TEST_GRACE_S = 20.0
@@ -55,6 +58,33 @@ def dry_run(svc: Services, body: DryRun, key: ApiKey) -> dict[str, Any]:
     return views.dry_run(svc.store, period, _Matcher(account_id, body.event_types, body.filters))
 
 
+def _caller_event_allowed(rule: Rule, event: OrderEvent, actor: ApiKey) -> None:
+    """A caller-written test event needs a key that may publish, and must be one the rule
+    would send (its account, an event type it takes, its filters): a test cannot deliver a
+    signed webhook of a kind the rule never subscribed to."""
+    if not allows(actor.role, Permission.INGEST):
+        raise Forbidden(
+            "a test with an event of your own needs a role that may publish events "
+            f"({' or '.join(roles_for(Permission.INGEST))}); key {actor.name!r} has the "
+            f"{actor.role} role; leave the body out to send the rule's sample event"
+        )
+    if event.account_id != rule.account_id:
+        raise InvalidField(
+            "account_id", f"the event must be of the rule's account {rule.account_id!r}"
+        )
+    if ALL_EVENT_TYPES not in rule.event_types and event.event_type not in rule.event_types:
+        raise InvalidField(
+            "event_type",
+            f"{event.event_type!r} is not an event type rule {rule.id} takes "
+            f"({', '.join(rule.event_types)})",
+        )
+    for path, allowed in sorted(rule.filters.items()):
+        if not passes_filters(event, {path: allowed}):
+            value = field_value(event, path)
+            shown = "missing" if value is MISSING else repr(as_text(value))
+            raise InvalidField(path, f"{shown}; rule {rule.id} wants one of {allowed}")
+
+
 async def send_test(
     svc: Services, rule_id: int, event: OrderEvent | None, actor: ApiKey
 ) -> dict[str, Any]:
@@ -63,10 +93,8 @@ async def send_test(
     The wait holds no thread: the process's one outcome watcher answers the future.
     """
     rule = svc.rule_book.found(rule_id, actor)
-    if event is not None and event.account_id != rule.account_id:
-        raise InvalidField(
-            "account_id", f"the event must be of the rule's account {rule.account_id!r}"
-        )
+    if event is not None:
+        _caller_event_allowed(rule, event, actor)
     job = webhook_test_job(rule, event or sample_event(rule))
     if svc.outcomes is None:
         raise KafkaRefused("this API has no reader of the outcomes topic")
@@ -80,7 +108,17 @@ async def send_test(
         outcome = None
     finally:
         svc.outcomes.forget(job)
-    details = {"dispatch_id": job.dispatch_id, "status": outcome.status if outcome else "no_answer"}
+    sent = job.event
+    details = {
+        "dispatch_id": job.dispatch_id,
+        "status": outcome.status if outcome else "no_answer",
+        "event_type": sent.event_type,
+        "order_id": sent.order_id,
+        "caller_event": event is not None,
+        "payload_sha256": hashlib.sha256(
+            json.dumps(sent.payload, sort_keys=True).encode()
+        ).hexdigest(),
+    }
     await asyncio.to_thread(
         audit.record, svc.store, actor, "rule.test", str(rule_id), details, rule.account_id
     )

@@ -12,7 +12,14 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from disparo.schemas import TEST_EVENT_TYPE, generate_secret
-from tests.integration.conftest import Stack, eventually, order_event, running_stack
+from tests.integration.conftest import (
+    Stack,
+    add_key,
+    bearer,
+    eventually,
+    order_event,
+    running_stack,
+)
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -218,3 +225,70 @@ def test_a_test_webhook_reports_its_result_and_is_recorded(
         (bad["id"], "failure", TEST_EVENT_TYPE, True),
     }
     assert len(receiver.on("/fail")) == 1  # a test is one attempt, never retried
+
+
+def test_a_test_webhook_can_neither_forge_nor_hide_a_real_one(
+    stack: Stack, receiver: Receiver
+) -> None:
+    secret = generate_secret()
+    rule = stack.active_rule(
+        name="real",
+        url=f"{receiver.url}/forge",
+        event_types=["order.dispatched"],
+        filters={"payload.carrier": ["acme"]},
+        account_id="forge",
+        secret=secret,
+        max_attempts=1,
+    )
+    real = order_event("FORGE-1", account_id="forge")
+    stack.publisher.publish(real)
+    [stored] = stack.rows_eventually(1, account_id="forge")
+    [delivered] = receiver.wait_for("/forge", 1)
+    assert "disparo-test" not in delivered.headers  # a real webhook never carries it
+
+    url = f"{stack.api}/api/v1/rules/{rule['id']}/test"
+    # The real dispatch's own event, sent again as a test: a new event id, a new dispatch.
+    test = stack.http.post(url, json=real)
+    assert test.status_code == 200, test.text
+    assert test.json()["dispatch_id"] != stored["dispatch_id"]
+    [_, got] = receiver.wait_for("/forge", 2)
+    assert got.headers["disparo-test"] == "1"
+    signed = Webhook(secret).verify(got.body, got.headers)
+    assert signed["data"]["event_id"] != real["event_id"]
+    assert got.headers["webhook-id"] != delivered.headers["webhook-id"]
+    attempts = stack.http.get(f"{stack.api}/api/v1/dispatches/{stored['dispatch_id']}").json()
+    assert len(attempts["attempts"]) == 1  # the real dispatch gained no row
+
+    refusals = [
+        ({**real, "event_type": "order.paid"}, "event_type", "not an event type rule"),
+        ({**real, "payload": {"carrier": "other"}}, "payload.carrier", "wants one of ['acme']"),
+        ({**real, "payload": {}}, "payload.carrier", "missing"),
+        ({**real, "account_id": "default"}, "account_id", "rule's account 'forge'"),
+    ]
+    for body, field, says in refusals:
+        refused = stack.http.post(url, json=body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert field in refused.json()["fields"], refused.text
+        assert says in refused.json()["error"], refused.text
+    operator = add_key(stack.settings, "forge-operator", "operator")
+    eventually(
+        lambda: (
+            stack.http.get(f"{stack.api}/api/v1/me", headers=bearer(operator)).status_code == 200
+        ),
+        10,
+    )
+    own = stack.http.post(url, json=real, headers=bearer(operator))
+    assert own.status_code == 403, own.text
+    assert "may publish events" in own.json()["error"]
+    sample = stack.http.post(url, headers=bearer(operator))  # the rule's sample event: allowed
+    assert sample.status_code == 200, sample.text
+    assert len(receiver.on("/forge")) == 3
+
+    audit = stack.http.get(
+        f"{stack.api}/api/v1/audit", params={"action": "rule.test", "account_id": "forge"}
+    ).json()
+    details = sorted((e["details"] for e in audit["items"]), key=lambda d: d["caller_event"])
+    assert [(d["caller_event"], d["order_id"], len(d["payload_sha256"])) for d in details] == [
+        (False, details[0]["order_id"], 64),
+        (True, "FORGE-1", 64),
+    ]

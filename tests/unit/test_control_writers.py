@@ -185,3 +185,11 @@ def test_jobs_kafka_refuses_are_a_kafka_refused_error() -> None:
     producer = FakeProducer(down=True)
     with pytest.raises(KafkaRefused, match="jobs not queued"):
         JobQueue(producer, TOPICS).queue([backfill_job(event(), rule())])
+
+
+def test_a_test_webhook_never_takes_a_real_dispatch_s_event_id() -> None:
+    real = event()
+    job = webhook_test_job(rule(), real)
+    assert job.event.event_id != real.event_id
+    assert job.dispatch_id != backfill_job(real, rule()).dispatch_id
+    assert (job.event.order_id, job.event.payload) == (real.order_id, real.payload)

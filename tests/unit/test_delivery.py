@@ -161,3 +161,22 @@ def test_a_url_httpx_cannot_build_is_invalid_url_and_never_sent() -> None:
     assert (outcome.status, outcome.reason) == ("failure", classify.INVALID_URL)
     assert "non-printable" in (outcome.error or "")
     assert calls == []
+
+
+def test_only_a_test_webhook_carries_the_disparo_test_header() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    real = job()
+    _deliver(handler, real)
+    _deliver(handler, real.model_copy(update={"test": True, "manual": True}))
+    assert [r.headers.get("disparo-test") for r in seen] == [None, "1"]
+
+
+def test_a_rule_header_cannot_pass_for_disparo_s_own() -> None:
+    outcome = _deliver(lambda _: httpx.Response(200), job(headers={"Disparo-Test": "1"}))
+    assert outcome.status == "failure"
+    assert "set by disparo" in (outcome.error or "")
