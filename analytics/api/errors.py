@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,6 +26,7 @@ from analytics.errors import (
     TooLarge,
 )
 
+log = logging.getLogger(__name__)
 STATUS_OF: tuple[tuple[type[AnalyticsError], int], ...] = (
     (BadQuery, 400),
     (Forbidden, 403),
@@ -71,8 +73,10 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AnalyticsError)
     async def domain_error(_: Request, exc: AnalyticsError) -> JSONResponse:
-        stored = isinstance(exc, StoreError) and not isinstance(exc, QueryTimeout)
-        text = f"history store unavailable: {exc}" if stored else str(exc)
+        text = str(exc)
+        if isinstance(exc, StoreError) and not isinstance(exc, QueryTimeout):
+            log.error("history store error answered 503: %s", exc)  # its text stays here
+            text = "history store unavailable; try again shortly (the analytics log has why)"
         body: dict[str, Any] = {"error": text}
         if isinstance(exc, InvalidField):  # the same shape as a schema validation error
             body["fields"] = {exc.field: exc.message}

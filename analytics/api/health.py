@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -12,6 +14,7 @@ from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH, STACKS_PATH
 from disparo.stacks import thread_stacks
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 
 # Answered on the event loop, never queued behind store or Kafka calls in the thread pool.
@@ -32,8 +35,9 @@ def readyz(svc: Svc, response: Response) -> dict[str, object]:
     try:
         svc.store.select("SELECT 1 AS one")
         checks["clickhouse"] = "ok"
-    except StoreError as exc:
-        checks["clickhouse"] = str(exc)
+    except StoreError as exc:  # the cause to the log, not to whoever asks
+        log.warning("readiness: ClickHouse does not answer: %s", exc)
+        checks["clickhouse"] = "unavailable; see the analytics log"
     checks["kafka"] = "ok" if svc.ready is None or svc.ready() else "not consuming yet"
     ready = all(v == "ok" for v in checks.values())
     response.status_code = 200 if ready else 503

@@ -49,7 +49,7 @@ class ResendRequest(BaseModel):
     dispatch_id: str | None = Field(None, max_length=200)
     order_id: str | None = Field(None, max_length=200)
     event_type: str | None = Field(None, max_length=200)
-    rule_id: int | None = Field(None, gt=0)
+    rule_id: int | None = Field(None, gt=0, lt=2**53)  # as rule ids are made
 
     @model_validator(mode="after")
     def _one_target(self) -> ResendRequest:
@@ -70,7 +70,7 @@ class BulkResendRequest(BaseModel):
 
     start: datetime | None = Field(None, alias="from")
     end: datetime | None = Field(None, alias="to")
-    rule_id: int | None = Field(None, gt=0)
+    rule_id: int | None = Field(None, gt=0, lt=2**53)  # as rule ids are made
     event_type: str | None = Field(None, max_length=200)
     reason: str | None = Field(None, max_length=50)
     order_id: str | None = Field(None, max_length=200)
@@ -86,7 +86,7 @@ class LatestResend(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     order_ids: list[OrderId] = Field(min_length=1, max_length=MAX_ORDERS)
-    rule_id: int | None = Field(None, gt=0)
+    rule_id: int | None = Field(None, gt=0, lt=2**53)  # as rule ids are made
     account_id: str | None = AccountText
 
 

@@ -109,6 +109,7 @@ def test_bad_resend_requests_get_a_4xx_that_says_what_to_send(stack: Stack) -> N
         ({"dispatch_id": "a", "rule_id": 3}, 422, "narrow an 'order_id'"),
         ({"dispatch_id": "msg_unknown"}, 404, "no dispatch found"),
         ({"order_id": "NOPE"}, 404, "no dispatch found"),
+        ({"order_id": "NOPE", "rule_id": 2**60}, 422, "rule_id"),  # no rule id is that big
     ]
     for body, status, needle in cases:
         response = stack.http.post(f"{stack.api}/api/v1/resend", json=body, timeout=30)

@@ -104,3 +104,36 @@ def test_domain_errors_map_to_the_statuses_the_api_promises() -> None:
         (KafkaRefused("down"), 503),
     ]
     assert [http_status_of(e) for e, _ in cases] == [status for _, status in cases]
+
+
+def test_a_store_failure_answers_503_without_the_store_s_own_words() -> None:
+    from analytics.api.app import create_app
+    from analytics.errors import StoreError
+    from tests.factories import bare_services
+
+    class Down:
+        database = "disparo"
+
+        def select(self, *_: Any) -> Any:
+            raise StoreError("ClickHouse server db-7.internal:9000: password for user ops")
+
+    svc = bare_services()
+    svc.store = Down()
+    svc.ready = lambda: True
+    client = TestClient(create_app(svc), base_url="http://127.0.0.1")
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["clickhouse"] == "unavailable; see the analytics log"
+    assert "db-7" not in ready.text
+    router = routing.api_router()
+
+    @router.get("/boom")
+    def boom() -> None:
+        raise StoreError("ClickHouse server db-7.internal:9000: broken pipe")
+
+    app = create_app(svc, [])
+    app.include_router(router)
+    answer = TestClient(app, base_url="http://127.0.0.1").get("/boom")
+    assert answer.status_code == 503
+    assert "db-7" not in answer.text
+    assert "history store unavailable" in answer.json()["error"]
