@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from analytics.control.access import ApiKey
@@ -13,6 +12,7 @@ from analytics.errors import StoreError
 from analytics.history import schema
 from analytics.history.queries import TS_TYPE, Cursor, Period, keyset_after, ts_param
 from analytics.history.store import Store
+from analytics.history.views import iso_text
 from disparo.schemas import now_utc
 
 log = logging.getLogger(__name__)
@@ -104,13 +104,8 @@ def page_query(
 
 def item(row: dict[str, Any]) -> dict[str, Any]:
     """An audit row as the API shows it (the contract's fields, plus `key_id`)."""
-    at = row["at"]
-    if isinstance(at, str):
-        at = datetime.fromisoformat(at)
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
     return {
-        "at": at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "at": iso_text(row["at"]),
         "actor": row["actor"],
         "key_id": row["key_id"],
         "account_id": row["account_id"] or None,

@@ -293,6 +293,17 @@ def add_key(settings: KernelSettings, name: str, role: Role, account_id: str | N
     return secret
 
 
+def signed_in_key(stack: Stack, name: str, role: Role, account_id: str | None = None) -> str:
+    """A new key of `role` (of one account, or a platform key), once the API knows it."""
+    key = add_key(stack.settings, name, role, account_id)
+    eventually(
+        lambda: httpx.get(f"{stack.api}/api/v1/me", headers=bearer(key)).status_code == 200,
+        10,
+        f"the API to know key {name}",
+    )
+    return key
+
+
 @pytest.fixture
 def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
     """Dispatcher, delivery worker and analytics as real processes, stopped after the test."""

@@ -13,16 +13,16 @@ import httpx
 import pytest
 
 from analytics.api.app import ROUTERS, access_table
-from analytics.control.access import ROLES, Permission, Role, allows
+from analytics.control.access import ROLES, Permission, allows
 from deploy.local.broker import free_port
 from tests.integration.conftest import (
     DISPARO,
     Stack,
-    add_key,
     bearer,
     eventually,
     order_event,
     running_stack,
+    signed_in_key,
 )
 from tests.integration.receiver import Receiver
 
@@ -50,17 +50,6 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """One stack for the module (each test uses its own key names, rules and orders)."""
     with running_stack(kafka_bootstrap, tmp_path_factory.mktemp("access")) as started:
         yield started
-
-
-def signed_in_key(stack: Stack, name: str, role: Role) -> str:
-    """A new key of `role`, once the API knows it."""
-    key = add_key(stack.settings, name, role)
-    eventually(
-        lambda: httpx.get(f"{stack.api}/api/v1/me", headers=bearer(key)).status_code == 200,
-        10,
-        f"the API to know key {name}",
-    )
-    return key
 
 
 def test_every_route_answers_each_role_as_the_design_says(stack: Stack) -> None:

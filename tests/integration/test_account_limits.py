@@ -13,12 +13,12 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.integration.conftest import (
     Stack,
-    add_key,
     bearer,
     eventually,
     every_record,
     order_event,
     running_stack,
+    signed_in_key,
 )
 from tests.integration.receiver import Receiver
 
@@ -42,10 +42,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def client(stack: Stack, name: str, role: Any, account: str | None) -> httpx.Client:
-    key = add_key(stack.settings, name, role, account)
-    eventually(
-        lambda: httpx.get(f"{stack.api}/api/v1/me", headers=bearer(key)).status_code == 200, 10
-    )
+    key = signed_in_key(stack, name, role, account)
     return httpx.Client(base_url=stack.api, headers=bearer(key), timeout=30)
 
 

@@ -14,11 +14,11 @@ from standardwebhooks.webhooks import Webhook
 from disparo.schemas import TEST_EVENT_TYPE, generate_secret
 from tests.integration.conftest import (
     Stack,
-    add_key,
     bearer,
     eventually,
     order_event,
     running_stack,
+    signed_in_key,
 )
 from tests.integration.receiver import Receiver
 
@@ -270,13 +270,7 @@ def test_a_test_webhook_can_neither_forge_nor_hide_a_real_one(
         assert refused.status_code == 422, (body, refused.text)
         assert field in refused.json()["fields"], refused.text
         assert says in refused.json()["error"], refused.text
-    operator = add_key(stack.settings, "forge-operator", "operator")
-    eventually(
-        lambda: (
-            stack.http.get(f"{stack.api}/api/v1/me", headers=bearer(operator)).status_code == 200
-        ),
-        10,
-    )
+    operator = signed_in_key(stack, "forge-operator", "operator")
     own = stack.http.post(url, json=real, headers=bearer(operator))
     assert own.status_code == 403, own.text
     assert "may publish events" in own.json()["error"]
