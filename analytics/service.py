@@ -76,7 +76,6 @@ def run(settings: AnalyticsSettings) -> None:
         topics=topics,
         ready=lambda: sink_thread.is_alive() and sink.consuming(),
         problem=lambda: problems[0]() or problems[1](),
-        allowlist=allowlist,
         secret_overlap=settings.secret_overlap_delta,
         limiter=limiter,
         outcomes=outcomes,

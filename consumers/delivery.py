@@ -11,12 +11,13 @@ import httpx
 from pydantic_core import to_json
 
 from consumers import classify, metrics
-from consumers.redaction import redacted
+from consumers.reach import Reach
 from consumers.retry_policy import parse_retry_after
 from consumers.signing import webhook_headers
 from consumers.targets import refusal_cached
 from consumers.transport import MAX_BODY_BYTES, parsed_url
 from disparo.limits import request_problem
+from disparo.redaction import redacted, shown_url
 from disparo.schemas import (
     TEST_EVENT_TYPE,
     TEST_HEADER,
@@ -69,9 +70,9 @@ class Deliverer:
         *,
         allowlist: tuple[AllowEntry, ...] = (),
         excerpt_bytes: int = 1024,
+        reach: Reach | None = None,
     ) -> None:
-        self.transport = transport
-        self.allowlist = allowlist
+        self.reach = reach or Reach(transport, allowlist)
         self.excerpt_bytes = excerpt_bytes
 
     async def deliver(self, job: DispatchJob) -> AttemptOutcome:
@@ -91,7 +92,8 @@ class Deliverer:
     async def _post(
         self, job: DispatchJob, body: bytes, started_at: datetime, started: float
     ) -> AttemptOutcome:
-        refused = refusal_cached(job.target.url, self.allowlist)
+        transport, allowlist = self.reach.of(job.event.account_id)
+        refused = refusal_cached(job.target.url, allowlist)
         if refused is not None:
             return self._outcome(job, started_at, 0.0, None, classify.TARGET_REFUSED, refused, body)
         problem = request_problem(job.target.url, job.target.headers)
@@ -106,7 +108,7 @@ class Deliverer:
             return self._outcome(job, started_at, 0.0, None, classify.INVALID_URL, text, body)
         try:
             async with asyncio.timeout(job.target.timeout_s):
-                response = await self.transport.handle_async_request(request)
+                response = await transport.handle_async_request(request)
                 answer = await _read_some(response, MAX_RESPONSE_BYTES)
         except (httpx.HTTPError, httpx.InvalidURL, OSError, TimeoutError) as exc:
             elapsed = time.perf_counter() - started
@@ -206,7 +208,7 @@ class Deliverer:
             event_id=str(event.event_id),
             event_type=TEST_EVENT_TYPE if job.test else event.event_type,
             rule_id=job.target.rule_id,
-            url=job.target.url,
+            url=shown_url(job.target.url),
             account_id=event.account_id,
             dispatched_at=started_at,
             status=ended_as,

@@ -31,6 +31,7 @@ from consumers.lane_store import LaneStore
 from consumers.offsets import OffsetTracker
 from consumers.order_gate import Handover, OrderGate
 from consumers.park_notes import Note, ParkNotes
+from consumers.reach import Reach
 from consumers.retry_policy import RetryPolicy
 from consumers.rule_lookup import RuleLookup
 from consumers.settings import WorkerSettings
@@ -493,9 +494,13 @@ async def serve(settings: WorkerSettings) -> None:
     lag = GroupLag(settings, settings.worker_group, job_topics(settings))
     producer = make_producer(settings, client_id="disparo-worker", linger_ms=20)
     transport = make_transport(settings.worker_concurrency, settings.allowed_targets)
-    deliverer = Deliverer(
-        transport, allowlist=settings.allowed_targets, excerpt_bytes=settings.excerpt_bytes
+    reach = Reach(
+        transport,
+        settings.allowed_targets,
+        functools.partial(make_transport, settings.worker_concurrency),
+        lambda account_id: a.allow_entries() if (a := accounts.get(account_id)) else (),
     )
+    deliverer = Deliverer(transport, excerpt_bytes=settings.excerpt_bytes, reach=reach)
     lane_store = LaneStore(settings, Topics(settings.topic_prefix).order_lanes)
     worker = DeliveryWorker(
         settings, consumer, producer, deliverer, RuleLookup(rules, accounts), lane_store
@@ -512,6 +517,7 @@ async def serve(settings: WorkerSettings) -> None:
     try:
         await worker.run()
     finally:
+        await reach.aclose()
         await transport.aclose()
         if ops is not None:
             await ops.cleanup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from typing import Annotated, Any
@@ -17,16 +18,19 @@ from pydantic import (
 )
 
 from disparo.limits import refuse_long_url
+from disparo.redaction import shown_url
 from disparo.schemas import DEFAULT_ACCOUNT, AccountId, check_secret, now_utc
 from disparo.secret_box import SecretBox
+from disparo.targets import AllowEntry, parse_entry
 
+MAX_ACCOUNT_ENTRIES = 50
 NOTIFICATION_TYPES = ("rule.paused", "rule.failing", "rule.recovered")
 
 
 class AccountLimits(BaseModel):
     """What one account may do; None = no limit. Set by a platform admin."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid", frozen=True)
 
     max_rules: int | None = Field(None, ge=0, le=100_000)
     resends_per_minute: int | None = Field(None, ge=1, le=1_000_000)
@@ -36,7 +40,7 @@ class AccountLimits(BaseModel):
 class AccountFields(BaseModel):
     """What an admin sets on an account."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
     limits: AccountLimits = Field(default_factory=AccountLimits)
@@ -46,6 +50,25 @@ class AccountFields(BaseModel):
     failing_threshold: float = Field(
         0.5, gt=0, lt=1, description="failure ratio above which a rule is reported failing"
     )
+    target_allowlist: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_ACCOUNT_ENTRIES,
+        description="non-public targets this account's rules may reach, on top of "
+        "DISPARO_TARGET_ALLOWLIST (IP:port, CIDR:port, [IPv6]:port; `*` as the port: every "
+        "port); set by platform admins only",
+    )
+
+    @field_validator("target_allowlist")
+    @classmethod
+    def _entries_parse(cls, value: list[str]) -> list[str]:
+        entries = [text.strip() for text in value]
+        for text in entries:
+            parse_entry(text)  # its ValueError names the entry and the forms that work
+        return entries
+
+    def allow_entries(self) -> tuple[AllowEntry, ...]:
+        """The parsed `target_allowlist`."""
+        return _parsed(tuple(self.target_allowlist))
 
 
 class Account(AccountFields):
@@ -67,10 +90,18 @@ class Account(AccountFields):
         return cls(id=account_id, name=account_id, created_at=_EPOCH, updated_at=_EPOCH)
 
     def public(self) -> dict[str, Any]:
-        """The API form: the notification secret never shown after it was made."""
+        """The API form: the notification secret never shown after it was made, URL credentials
+        masked."""
         out = self.model_dump(mode="json", exclude={"notification_secret"})
         out["has_notification_secret"] = self.notification_secret is not None
+        if self.notification_url is not None:
+            out["notification_url"] = shown_url(str(self.notification_url))
         return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(entries: tuple[str, ...]) -> tuple[AllowEntry, ...]:
+    return tuple(parse_entry(text) for text in entries)
 
 
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")

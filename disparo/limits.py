@@ -23,7 +23,13 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALUE = re.compile(r"[\x20-\x7e]*")
 # Framing and connection headers belong to the HTTP client; webhook-* to the signature;
 # disparo-* to disparo (`disparo-test: 1` marks a test webhook: a rule may not fake it).
-_RESERVED = {"host", "content-length", "transfer-encoding", "connection", "content-type"}
+# Expect, Upgrade, TE, Trailer, Keep-Alive and Proxy-* change how the request is framed or
+# routed, not what it says: a rule header must not turn a POST into something else.
+_RESERVED = {
+    "host", "content-length", "transfer-encoding", "connection", "content-type",
+    "expect", "upgrade", "te", "trailer", "keep-alive",
+}  # fmt: skip
+_RESERVED_PREFIXES = ("webhook-", "disparo-", "proxy-")
 
 
 def url_problem(url: str) -> str | None:
@@ -46,7 +52,7 @@ def header_problem(name: str, value: str) -> str | None:
     if not _TOKEN.fullmatch(name) or len(name) > MAX_HEADER_NAME_CHARS:
         return f"header name {name[:40]!r} is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)"
     lower = name.lower()
-    if lower in _RESERVED or lower.startswith(("webhook-", "disparo-")):
+    if lower in _RESERVED or lower.startswith(_RESERVED_PREFIXES):
         return f"header {name!r} is set by disparo or the HTTP client and cannot be given"
     if len(value) > MAX_HEADER_VALUE_CHARS:
         return f"header {name!r} has a value over {MAX_HEADER_VALUE_CHARS} characters"

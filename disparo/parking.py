@@ -58,7 +58,7 @@ def park_job(
 class ParkedEndpoint(BaseModel):
     """One `parked-endpoints` record: the endpoint's jobs wait until `until`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid", frozen=True)
 
     endpoint: str = Field(min_length=1, max_length=300)
     until: AwareDatetime

@@ -58,7 +58,7 @@ def now_utc() -> datetime:
 class OrderEvent(BaseModel):
     """One order or logistics event as platform teams publish it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid", frozen=True)
 
     event_id: uuid.UUID
     event_type: str = Field(min_length=1, max_length=200)
@@ -95,7 +95,7 @@ def check_secret(value: str) -> str:
 class RuleFields(BaseModel):
     """What a person sets on a rule; shared by the API's create and update bodies."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
     event_types: list[str] = Field(min_length=1, max_length=100)
@@ -159,7 +159,7 @@ class Rule(RuleFields):
 class RuleRef(BaseModel):
     """Which rule (and which version of it) a job is for; never its URL, headers or secret."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(hide_input_in_errors=True, frozen=True)
 
     # 0 (NOTIFICATIONS_RULE_ID) names the account's notification endpoint, not a rule.
     rule_id: int = Field(ge=0)
@@ -173,7 +173,7 @@ class RuleRef(BaseModel):
 class DeliveryTarget(BaseModel):
     """The part of a rule a delivery needs: looked up by the worker, never sent in a topic."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(hide_input_in_errors=True, frozen=True)
 
     rule_id: int
     url: str
@@ -226,7 +226,7 @@ def attempt_id_for(dispatch_id: str, attempt: int, resend_id: str | None) -> str
 class DispatchJob(BaseModel):
     """One webhook to deliver: an event for one rule's endpoint."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(hide_input_in_errors=True, frozen=True)
 
     dispatch_id: str
     attempt: int = Field(1, ge=1, le=MAX_ATTEMPT)
@@ -288,6 +288,8 @@ class DispatchJob(BaseModel):
 
 class AttemptOutcome(BaseModel):
     """The record of one delivery attempt."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     attempt_id: UuidText
     dispatch_id: str

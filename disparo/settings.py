@@ -23,7 +23,9 @@ S = TypeVar("S", bound="KernelSettings")
 class KernelSettings(BaseSettings):
     """Settings every disparo process shares."""
 
-    model_config = SettingsConfigDict(env_prefix="DISPARO_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        hide_input_in_errors=True, env_prefix="DISPARO_", extra="ignore", frozen=True
+    )
 
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated"
@@ -59,8 +61,9 @@ class KernelSettings(BaseSettings):
     )
     target_allowlist: str = Field(
         "",
-        description="non-public webhook targets allowed: IP, CIDR, IP:port or [IPv6]:port, "
-        "comma separated (empty: public unicast addresses only)",
+        description="non-public webhook targets allowed for every account: IP:port, CIDR:port "
+        "or [IPv6]:port (`*` as the port: every port), comma separated (empty: public "
+        "unicast addresses only)",
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT",
@@ -157,7 +160,7 @@ class KernelSettings(BaseSettings):
         if "DISPARO_ALLOW_PRIVATE_TARGETS" in os.environ:
             raise ValueError(
                 "DISPARO_ALLOW_PRIVATE_TARGETS was replaced by DISPARO_TARGET_ALLOWLIST: "
-                "list the private addresses webhooks may go to (e.g. 127.0.0.1:8080, 10.0.0.0/8)"
+                "list the private addresses webhooks may go to (e.g. 127.0.0.1:8080, 10.1.2.3:8443)"
             )
         return self
 

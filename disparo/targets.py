@@ -14,11 +14,19 @@ from urllib.parse import urlsplit
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Never public, whatever `is_global` says on this interpreter's patch level: local-use NAT64
+# (RFC 8215), IPv4-translated (RFC 2765), site-local (deprecated, RFC 3879), unique local.
+_NEVER_PUBLIC_V6 = tuple(
+    ipaddress.IPv6Network(n)
+    for n in ("64:ff9b:1::/48", "::ffff:0:0:0/96", "fec0::/10", "fc00::/7", "fe80::/10")
+)
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+ANY_PORT = "*"
 
 
 @dataclass(frozen=True)
 class AllowEntry:
-    """One `DISPARO_TARGET_ALLOWLIST` entry: a network and, optionally, one port."""
+    """One allow-list entry: a network and one port (None: every port, written `:*`)."""
 
     network: Network
     port: int | None = None
@@ -28,29 +36,34 @@ class AllowEntry:
 
 
 def parse_allowlist(text: str) -> tuple[AllowEntry, ...]:
-    """Parse `IP`, `CIDR`, `IP:port` or `[IPv6]:port` entries, comma separated."""
-    return tuple(_entry(part.strip()) for part in text.split(",") if part.strip())
+    """Parse `IP:port`, `CIDR:port` or `[IPv6]:port` entries (`*` for every port), comma
+    separated; an entry without a port is refused, so no entry opens more than it says."""
+    return tuple(parse_entry(part.strip()) for part in text.split(",") if part.strip())
 
 
-def _entry(text: str) -> AllowEntry:
-    host, port = text, None
+_FORMS = "write 10.1.2.3:8443 for one port, 10.1.2.3:* for every port, [fd00::1]:8443 for IPv6"
+
+
+def parse_entry(text: str) -> AllowEntry:
+    """One entry: `IP:port`, `CIDR:port`, `[IPv6 or CIDR]:port`; `*` as the port: every port."""
     if text.startswith("["):  # [IPv6]:port
         host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":") or not rest[1:].isdigit():
-            raise ValueError(f"{text!r}: write an IPv6 address with a port as [addr]:port")
-        port = int(rest[1:])
-    elif text.count(":") == 1:  # IPv4:port
-        host, _, digits = text.partition(":")
-        if not digits.isdigit():
-            raise ValueError(f"{text!r}: the port after ':' must be a number")
-        port = int(digits)
-    if port is not None and not 0 < port < 65536:
-        raise ValueError(f"{text!r}: port {port} is out of range")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"{text!r} names no port: {_FORMS}")
+        digits = rest[1:]
+    else:
+        host, sep, digits = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"{text!r} names no port: {_FORMS}")
     try:
         network = ipaddress.ip_network(host, strict=False)
     except ValueError:
-        raise ValueError(f"{text!r} is not an IP, CIDR, IP:port or [IPv6]:port") from None
-    return AllowEntry(network, port)
+        raise ValueError(f"{text!r}: {host!r} is not an IP or CIDR; {_FORMS}") from None
+    if digits == ANY_PORT:
+        return AllowEntry(network, None)
+    if not digits.isdigit() or not 0 < int(digits) < 65536:
+        raise ValueError(f"{text!r}: the port must be 1 to 65535 or *; {_FORMS}")
+    return AllowEntry(network, int(digits))
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -67,10 +80,17 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 
 
 def is_public(address: Address) -> bool:
-    """Public unicast: globally routable, not multicast, and embedding no private IPv4."""
+    """Public unicast: globally routable, not multicast, and embedding no private IPv4.
+
+    The one test of "public": rule and account validation and the worker's resolver use it.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address in _MAPPED:
+        return is_public(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     if not address.is_global or address.is_multicast:
         return False
     if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in _NEVER_PUBLIC_V6):
+            return False
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return is_public(embedded)
@@ -86,9 +106,10 @@ def address_refusal(
     if is_public(address):
         return None
     via = f" ({host} resolves to it)" if host and host != str(address) else ""
+    entry = f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
     return (
-        f"{address} is not a public unicast address{via}; "
-        f"add it to DISPARO_TARGET_ALLOWLIST to allow it"
+        f"{address} is not a public unicast address{via}; to allow it, a platform admin adds "
+        f"{entry} to DISPARO_TARGET_ALLOWLIST or to the account's target_allowlist"
     )
 
 

@@ -17,7 +17,7 @@ router = api_router(tags=["keys"])
 class KeyCreate(BaseModel):
     """A key to create: a name people recognise, its role, and (optionally) its account."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
 
     name: str = Field(pattern=KEY_NAME_PATTERN)
     role: Role

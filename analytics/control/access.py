@@ -53,7 +53,7 @@ def roles_for(permission: Permission) -> list[Role]:
 class ApiKey(BaseModel):
     """One key as stored in the api-keys topic: never the key itself, only its hash."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid", frozen=True)
 
     id: str = Field(pattern=r"^key_[0-9a-f]{16}$")
     name: str = Field(pattern=KEY_NAME_PATTERN)

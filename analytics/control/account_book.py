@@ -15,6 +15,7 @@ from analytics.errors import Conflict, Forbidden, InvalidField, NotFound
 from analytics.history.store import Store
 from disparo.accounts import Account, AccountFields, encode_account
 from disparo.accounts_view import AccountsView
+from disparo.redaction import url_matches_shown
 from disparo.schemas import AccountId, generate_secret, now_utc
 from disparo.secret_box import SecretBox
 from disparo.targets import AllowEntry, url_refusal
@@ -59,6 +60,10 @@ class AccountBook:
         value = encode_account(account, self.box)
         write_record(self.producer, self.topics.accounts, self.view, account.id, value)
 
+    def allowlist_of(self, account_id: str) -> tuple[AllowEntry, ...]:
+        """The non-public targets an account's rules may reach: everyone's and its own."""
+        return self.allowlist + self.view.of(account_id).allow_entries()
+
     def found(self, account_id: str, key: ApiKey) -> Account:
         """The account as this key may see it: an account key its own only, a platform key
         any (one nobody described reads as its implicit form, and a PUT describes it)."""
@@ -69,7 +74,8 @@ class AccountBook:
     def _check_url(self, body: AccountFields) -> None:
         if body.notification_url is None:
             return
-        refused = url_refusal(str(body.notification_url), self.allowlist)
+        allowed = self.allowlist + body.allow_entries()
+        refused = url_refusal(str(body.notification_url), allowed)
         if refused is not None:
             raise InvalidField("notification_url", refused)
 
@@ -91,18 +97,24 @@ class AccountBook:
         current = self.found(account_id, actor)
         if actor.account_id is not None and body.limits != current.limits:
             raise Forbidden("an account's limits are set by a platform admin")
+        if actor.account_id is not None and body.target_allowlist != current.target_allowlist:
+            raise Forbidden("an account's target_allowlist is set by a platform admin")
         self._check_url(body)
         secret = current.notification_secret
         fresh = body.notification_url is not None and secret is None
         if fresh:
             secret = generate_secret()
         described = self.view.get(account_id) is not None
+        fields = body.model_dump()
+        if body.notification_url is not None and current.notification_url is not None:
+            sent, kept = str(body.notification_url), str(current.notification_url)
+            fields["notification_url"] = kept if url_matches_shown(sent, kept) else sent
         account = Account(
             id=account_id,
             notification_secret=secret,
             created_at=current.created_at if described else now_utc(),
             updated_at=now_utc(),
-            **body.model_dump(),
+            **fields,
         )
         self.save(account)
         details = {"before": current.public(), "after": account.public()}

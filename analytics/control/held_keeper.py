@@ -22,6 +22,7 @@ from analytics.history.held_rows import held_counts, note, oldest_held
 from analytics.history.queries import TS_TYPE, ts_param
 from analytics.history.store import Store
 from disparo.reasons import DISCARDED
+from disparo.redaction import shown_url
 from disparo.rules_view import RulesView
 from disparo.schemas import AttemptOutcome, attempt_id_for, now_utc
 
@@ -161,12 +162,17 @@ class HeldKeeper(Periodic):
         for row in self.store.select(sql, {"since": ts_param(now - GONE_LOOKBACK)}):
             rule = self.rules.get(int(row["rule"]))
             at = datetime.fromtimestamp(int(row["at_ms"]) / 1000, UTC)
-            if rule is None or rule.paused or not rule.active or str(rule.url) != row["url"]:
+            if (
+                rule is None
+                or rule.paused
+                or not rule.active
+                or shown_url(str(rule.url)) != row["url"]
+            ):
                 continue
             if any(t is not None and t >= at for t in (rule.resumed_at, rule.activated_at)):
                 continue  # answered before a person unpaused or reactivated it
             reason = (
-                f"paused automatically: {rule.url} answered 410 Gone at "
+                f"paused automatically: {row['url']} answered 410 Gone at "
                 f"{at.isoformat(timespec='seconds')}; its webhooks are held: fix the URL or the "
                 "endpoint and unpause the rule to send them"
             )

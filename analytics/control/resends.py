@@ -44,7 +44,7 @@ AccountText = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
 class ResendRequest(BaseModel):
     """Either one `dispatch_id`, or an `order_id` with an optional event type and rule."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
 
     dispatch_id: str | None = Field(None, max_length=200)
     order_id: str | None = Field(None, max_length=200)
@@ -66,7 +66,7 @@ class ResendRequest(BaseModel):
 class BulkResendRequest(BaseModel):
     """Every final-failed dispatch of a period, narrowed by any of the filters."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid", populate_by_name=True)
 
     start: datetime | None = Field(None, alias="from")
     end: datetime | None = Field(None, alias="to")
@@ -83,7 +83,7 @@ OrderId = Annotated[str, Field(min_length=1, max_length=200)]
 class LatestResend(BaseModel):
     """Order numbers whose latest event is resent to each matching rule (or to one)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
 
     order_ids: list[OrderId] = Field(min_length=1, max_length=MAX_ORDERS)
     rule_id: int | None = Field(None, gt=0, lt=2**53)  # as rule ids are made
@@ -93,7 +93,7 @@ class LatestResend(BaseModel):
 class Period(BaseModel):
     """A period of stored events (default: the 30 days kept)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid", populate_by_name=True)
 
     start: datetime | None = Field(None, alias="from")
     end: datetime | None = Field(None, alias="to")

@@ -10,7 +10,14 @@ from analytics.control import audit
 from analytics.control.access import ApiKey
 from analytics.control.held_keeper import discard
 from analytics.control.quotas import check_rule_count
-from analytics.control.rule_forms import RuleBody, RuleCreate, RuleUpdate, kept_headers, view
+from analytics.control.rule_forms import (
+    RuleBody,
+    RuleCreate,
+    RuleUpdate,
+    kept_headers,
+    kept_url,
+    view,
+)
 from analytics.control.services import Services
 from analytics.errors import Conflict, InvalidField
 from analytics.history import held_rows
@@ -21,9 +28,9 @@ DISCARD_BATCH = 10_000
 _id_lock = threading.Lock()
 
 
-def _check_target(svc: Services, body: RuleBody) -> None:
+def _check_target(svc: Services, body: RuleBody, account: str) -> None:
     """A URL whose host is a literal IP is refused now if no attempt could ever reach it."""
-    refused = url_refusal(str(body.url), svc.allowlist)
+    refused = url_refusal(str(body.url), svc.account_book.allowlist_of(account))
     if refused is not None:
         raise InvalidField("url", refused)
 
@@ -59,7 +66,7 @@ def create(svc: Services, body: RuleCreate, actor: ApiKey) -> Rule:
         check_rule_count(svc, account)
         if body.id is not None and book.get(body.id) is not None:
             raise Conflict(f"rule id {body.id} exists; leave 'id' out to get a new one")
-        _check_target(svc, body)
+        _check_target(svc, body, account)
         rule_id = body.id or book.new_id()
         fields = {
             **body.model_dump(exclude={"id", "secret", "paused_reason"}),
@@ -79,14 +86,15 @@ def create(svc: Services, body: RuleCreate, actor: ApiKey) -> Rule:
 def update(svc: Services, rule_id: int, body: RuleUpdate, actor: ApiKey) -> Rule:
     """Replace a rule's fields (activate/deactivate with `active`)."""
     current = svc.rule_book.found(rule_id, actor)
-    _check_target(svc, body)
     account = _account_of(body, actor, current.account_id)
+    _check_target(svc, body, account)
     if account != current.account_id:
         check_rule_count(svc, account)
     fields = {
         **body.model_dump(exclude={"secret", "headers", "paused_reason"}),
         "account_id": account,
         "paused_reason": _pause_reason(body, actor, current),
+        "url": kept_url(str(body.url), str(current.url)),
     }
     reason = None if body.active else current.deactivated_reason
     rule = Rule(

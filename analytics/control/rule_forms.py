@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from disparo.limits import filters_problem, headers_problem, refuse_long_url
-from disparo.schemas import Rule, RuleFields, check_secret
+from disparo.redaction import shown_url, url_matches_shown
+from disparo.schemas import SECRET_PREFIX, Rule, RuleFields, check_secret
 
 MASKED = "********"  # how every header value reads back; sent back, it keeps the value
 
@@ -66,16 +68,24 @@ class RuleUpdate(RuleBody):
 
 
 def masked(secret: str) -> str:
-    """A secret shown without revealing it: prefix and four characters."""
-    return secret[:10] + "…"
+    """A secret shown without one character of it: its prefix and a short fingerprint."""
+    fingerprint = hashlib.sha256(secret.encode()).hexdigest()[:8]
+    return f"{SECRET_PREFIX}… (sha256 {fingerprint})"
 
 
 def view(rule: Rule, reveal: bool = False) -> dict[str, Any]:
-    """The API form of a rule: header values masked; the secret in full only when created."""
+    """The API form of a rule: header values and URL credentials masked; the secret and URL in
+    full only when created."""
     out = rule.model_dump(mode="json", exclude={"previous_secret"})
     out["secret"] = rule.secret if reveal else masked(rule.secret)
+    out["url"] = str(rule.url) if reveal else shown_url(str(rule.url))
     out["headers"] = dict.fromkeys(rule.headers, MASKED)
     return out
+
+
+def kept_url(sent: str, current: str) -> str:
+    """The URL of an update: the masked form of the current URL sent back keeps it."""
+    return current if url_matches_shown(sent, current) else sent
 
 
 def kept_headers(sent: dict[str, str], current: dict[str, str]) -> dict[str, str]:
@@ -89,7 +99,7 @@ def kept_headers(sent: dict[str, str], current: dict[str, str]) -> dict[str, str
 class Rotation(BaseModel):
     """A secret rotation: the new secret (generated when left out)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
 
     secret: str | None = None
 

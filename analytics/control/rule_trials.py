@@ -31,7 +31,7 @@ TEST_GRACE_S = 20.0
 class DryRun(BaseModel):
     """What a rule matches (the rest of a rule body is accepted and ignored), over a period."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(hide_input_in_errors=True, extra="ignore", populate_by_name=True)
 
     event_types: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         min_length=1, max_length=100

@@ -17,7 +17,6 @@ from analytics.control.tasks import Tasks
 from analytics.history.store import Store
 from disparo.accounts_view import AccountsView
 from disparo.rules_view import RulesView
-from disparo.targets import AllowEntry
 from disparo.topics import Topics
 
 
@@ -34,7 +33,6 @@ class Services:
     topics: Topics
     ready: Callable[[], bool] | None = None
     problem: Callable[[], str | None] | None = None  # why the process should be restarted
-    allowlist: tuple[AllowEntry, ...] = ()  # non-public targets a rule may name
     secret_overlap: timedelta = timedelta(hours=24)  # both secrets sign after a rotation
     limiter: RateLimiter = field(default_factory=RateLimiter)  # per-account limits
     outcomes: OutcomeWatch | None = None  # answers test webhooks

@@ -332,7 +332,7 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
             "DISPARO_API_PORT": str(ports["api"]),
             "DISPARO_DISPATCHER_PORT": str(ports["dispatcher"]),
             "DISPARO_WORKER_PORT": str(ports["worker"]),
-            "DISPARO_TARGET_ALLOWLIST": "127.0.0.0/8",
+            "DISPARO_TARGET_ALLOWLIST": "127.0.0.0/8:*",
             "DISPARO_SINK_LINGER_MS": "100",
             "DISPARO_RETRY_SCHEDULE": RETRY_SCHEDULE,
             "DISPARO_KAFKA_SESSION_TIMEOUT_S": SESSION_TIMEOUT_S,

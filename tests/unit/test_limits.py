@@ -62,3 +62,14 @@ def test_an_accepted_header_is_one_httpx_sends_verbatim(name: str, value: str) -
     [sent] = [v for k, v in request.headers.raw if k.lower() == name.lower().encode("ascii")]
     assert sent.strip() == value.strip().encode("ascii")
     assert not ({b"\r", b"\n", b"\x00"} & {bytes([c]) for c in sent})
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Expect", "Upgrade", "TE", "Trailer", "Keep-Alive", "Proxy-Authorization", "proxy-x"],
+)
+def test_headers_that_change_framing_or_routing_are_refused(name: str) -> None:
+    problem = header_problem(name, "v")
+    assert problem is not None
+    assert name in problem
+    assert header_problem("X-" + name, "v") is None  # only the names themselves

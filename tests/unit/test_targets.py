@@ -29,6 +29,10 @@ from disparo.targets import address_refusal, is_public, parse_allowlist, url_ref
         ("2002:a00:1::", False),  # 6to4 of 10.0.0.1
         ("2002:5db8:d70e::", True),  # 6to4 of a public address
         ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
+        ("64:ff9b:1::808:808", False),  # local-use NAT64 (RFC 8215), whatever it embeds
+        ("::ffff:8.8.8.8", True),  # IPv4-mapped public: as public as the address it maps
+        ("::ffff:0:a00:1", False),  # IPv4-translated (RFC 2765) of 10.0.0.1
+        ("fec0::1", False),  # site-local (deprecated)
     ],
 )
 def test_only_public_unicast_addresses_are_public(address: str, public: bool) -> None:
@@ -36,7 +40,7 @@ def test_only_public_unicast_addresses_are_public(address: str, public: bool) ->
 
 
 def test_allowlist_entries_admit_their_network_and_port_only() -> None:
-    allow = parse_allowlist("127.0.0.1:8080, 10.0.0.0/8, [::1]:9000")
+    allow = parse_allowlist("127.0.0.1:8080, 10.0.0.0/8:*, [::1]:9000")
     loopback = ipaddress.ip_address("127.0.0.1")
     assert address_refusal(loopback, 8080, allow) is None
     assert address_refusal(loopback, 8081, allow) is not None
@@ -45,10 +49,30 @@ def test_allowlist_entries_admit_their_network_and_port_only() -> None:
     assert address_refusal(ipaddress.ip_address("::1"), 9001, allow) is not None
 
 
-@pytest.mark.parametrize("bad", ["localhost", "10.0.0.0/33", "1.2.3.4:x", "[::1]", "1.2.3.4:0"])
-def test_bad_allowlist_entries_are_refused_with_the_entry(bad: str) -> None:
-    with pytest.raises(ValueError, match=r"1\.2\.3\.4|localhost|10\.0\.0\.0|::1"):
+@pytest.mark.parametrize(
+    "bad", ["localhost:80", "10.0.0.0/33:*", "1.2.3.4:x", "[::1]", "1.2.3.4:0", "10.0.0.0/8"]
+)
+def test_bad_allowlist_entries_are_refused_with_the_entry_and_a_hint(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"1\.2\.3\.4|localhost|10\.0\.0\.0|::1") as caught:
         parse_allowlist(bad)
+    assert "10.1.2.3:8443" in str(caught.value)
+
+
+def test_an_entry_without_a_port_opens_nothing_and_a_star_opens_every_port() -> None:
+    with pytest.raises(ValueError, match="names no port"):
+        parse_allowlist("10.1.2.3")
+    [entry] = parse_allowlist("10.1.2.3:*")
+    assert entry.admits(ipaddress.ip_address("10.1.2.3"), 1)
+    assert entry.admits(ipaddress.ip_address("10.1.2.3"), 65535)
+
+
+def test_a_refusal_names_the_exact_entry_that_would_allow_it() -> None:
+    refused = address_refusal(ipaddress.ip_address("10.1.2.3"), 8443, ())
+    assert refused is not None
+    assert "10.1.2.3:8443" in refused
+    refused6 = address_refusal(ipaddress.ip_address("fd00::1"), 443, ())
+    assert refused6 is not None
+    assert "[fd00::1]:443" in refused6
 
 
 def test_literal_urls_are_judged_before_any_lookup() -> None:

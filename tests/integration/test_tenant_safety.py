@@ -1,0 +1,160 @@
+"""Tenants cannot hurt each other and viewers see no credential (issue 28), on a real stack."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from kafka import KafkaProducer
+
+from tests.integration.conftest import (
+    Stack,
+    bearer,
+    every_record,
+    order_event,
+    running_stack,
+    signed_in_key,
+)
+from tests.integration.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+SECRETS = ("hdr-auth-1", "hdr-authn-2", "hdr-hub-3", "url-pass-4", "qs-token-5")
+MARKER = "LEAKMARK7"  # in every invalid value sent: must reach no log line
+
+
+def test_viewers_the_audit_csv_and_outcomes_see_no_credential(
+    stack: Stack, receiver: Receiver
+) -> None:
+    path = f"/cred?token={SECRETS[4]}&page=2"
+    url = f"http://user:{SECRETS[3]}@127.0.0.1:{receiver.port}{path}"
+    headers = {"X-Auth": SECRETS[0], "Authentication": SECRETS[1], "X-Hub-Signature": SECRETS[2]}
+    created = stack.active_rule(name="cred", event_types=["*"], url=url, headers=headers)
+    stack.publisher.publish_many([order_event("CRED-1")])
+    [request] = receiver.wait_for(path, 1)
+    assert request.headers["x-auth"] == SECRETS[0]  # the receiver gets every real value
+    assert request.headers["authorization"].startswith("Basic ")
+    [row] = stack.rows_eventually(1, rule_id=created["id"])
+    shown_url = f"http://********@127.0.0.1:{receiver.port}/cred?token=********&page=2"
+    assert row["url"] == shown_url
+
+    detail = stack.http.get(f"{stack.api}/api/v1/dispatches/{row['dispatch_id']}").json()
+    [attempt] = detail["attempts"]
+    sent = attempt["request_headers"]
+    assert sent["X-Auth"] == sent["Authentication"] == sent["X-Hub-Signature"] == "********"
+    assert sent["webhook-signature"] == "********"
+    assert sent["webhook-id"] == request.webhook_id
+
+    read = stack.rule(created["id"])
+    fingerprint = hashlib.sha256(created["secret"].encode()).hexdigest()[:8]
+    assert read["secret"] == f"whsec_… (sha256 {fingerprint})"
+    assert read["url"] == shown_url
+    seen = {
+        "rule": json.dumps(read),
+        "rules": stack.http.get(f"{stack.api}/api/v1/rules").text,
+        "detail": json.dumps(detail),
+        "list": json.dumps(stack.dispatches(rule_id=created["id"])),
+        "csv": stack.http.get(f"{stack.api}/api/v1/dispatches/export.csv").text,
+        "audit": stack.http.get(f"{stack.api}/api/v1/audit").text,
+        "outcomes": "".join(
+            (r.value or b"").decode(errors="replace")
+            for r in every_record(stack.settings.kafka_bootstrap, stack.topics.outcomes)
+        ),
+    }
+    for where, text in seen.items():
+        leaked = [s for s in (*SECRETS, request.headers["webhook-signature"]) if s in text]
+        assert not leaked, f"{where} shows {leaked}"
+        assert created["secret"][6:] not in text, f"{where} shows the signing secret"
+    assert row["dispatch_id"] in seen["outcomes"]
+    assert "********" in seen["csv"]
+
+    # The masked URL and header values sent back keep the real ones.
+    fields = {k: read[k] for k in ("name", "event_types", "url", "headers")}
+    assert stack.http.put(f"{stack.api}/api/v1/rules/{created['id']}", json=fields).is_success
+    stack.publisher.publish_many([order_event("CRED-2")])
+    second = receiver.wait_for(path, 2)[1]
+    assert second.headers["x-auth"] == SECRETS[0]
+    assert second.headers["authorization"] == request.headers["authorization"]
+
+
+def test_no_validation_error_puts_a_value_in_a_log(stack: Stack) -> None:
+    api = f"{stack.api}/api/v1"
+    rule = {"name": "v", "event_types": ["*"], "url": "https://hooks.example.com/"}
+    bad_requests = [
+        ("POST", "/rules", {**rule, "headers": {"X-Auth": f"{MARKER}\u00e9"}}),
+        ("POST", "/rules", {**rule, "secret": f"whsec_{MARKER}"}),
+        ("POST", "/rules", {**rule, "url": f"https://u:{MARKER}@hooks.example.com:99999/"}),
+        ("POST", "/rules", {**rule, "timeout_s": MARKER}),
+        ("POST", "/accounts", {"id": "ok", "name": "n", "notification_url": f"ftp://{MARKER}"}),
+        ("POST", "/events", [{**order_event("V-1"), "event_id": MARKER}]),
+        ("POST", "/resend", {"dispatch_id": MARKER, "bogus": MARKER}),
+        ("PUT", "/rules/1", {**rule, "headers": {"X-K": f"{MARKER}\n"}}),
+        ("POST", "/keys", {"name": MARKER * 40, "role": "viewer"}),
+    ]
+    for method, route, body in bad_requests:
+        answer = stack.http.request(method, api + route, json=body)
+        assert answer.status_code == 422, (route, answer.text)
+    producer = KafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap)
+    try:
+        poison = json.dumps({"event_id": MARKER, "payload": {"token": MARKER}}).encode()
+        for topic in (stack.topics.order_events, stack.topics.dispatch_jobs):
+            producer.send(topic, key=b"V-1", value=poison)
+        producer.send(stack.topics.rules, key=b"77", value=poison)
+        producer.flush(10)
+    finally:
+        producer.close(10)
+    # The poison records reached every service (each dead-letters or skips them) ...
+    stack.publisher.publish_many([order_event("V-2")])
+    dead = every_record(stack.settings.kafka_bootstrap, stack.topics.dead_letter)
+    assert len(dead) >= 2
+    # ... and no log line carries the values they were refused for.
+    for name in stack.names:
+        log = stack.table.log_file(name).read_text(errors="replace")
+        assert MARKER not in log, f"{name} logged a refused value"
+
+
+def test_accounts_reach_only_their_own_private_targets(
+    kafka_bootstrap: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    own = f"127.0.0.1:{receiver.port}"
+    with running_stack(kafka_bootstrap, tmp_path, DISPARO_TARGET_ALLOWLIST="") as stack:
+        accounts = f"{stack.api}/api/v1/accounts"
+        bad = stack.http.post(
+            accounts, json={"id": "x", "name": "x", "target_allowlist": ["10.0.0.1"]}
+        )
+        assert bad.status_code == 422
+        assert "10.1.2.3:8443" in bad.json()["fields"]["target_allowlist"]
+        for account in ("acme", "globex"):
+            assert stack.http.post(accounts, json={"id": account, "name": account}).is_success
+        acme_admin = signed_in_key(stack, "acme-admin", "admin", "acme")
+        mine = {"name": "acme", "target_allowlist": [own]}
+        refused = httpx.put(f"{accounts}/acme", json=mine, headers=bearer(acme_admin))
+        assert refused.status_code == 403
+        assert stack.http.put(f"{accounts}/acme", json=mine).json()["target_allowlist"] == [own]
+
+        rules = f"{stack.api}/api/v1/rules"
+        acme = stack.active_rule(
+            name="a", event_types=["*"], url=f"http://{own}/acme", account_id="acme"
+        )
+        other_port = {"name": "p", "event_types": ["*"], "account_id": "acme"}
+        other_port["url"] = f"http://127.0.0.1:{receiver.port + 1}/x"
+        assert stack.http.post(rules, json=other_port).status_code == 422
+        literal = {"name": "g", "event_types": ["*"], "url": f"http://{own}/globex"}
+        refused = stack.http.post(rules, json={**literal, "account_id": "globex"})
+        assert refused.status_code == 422
+        assert own in refused.json()["fields"]["url"]  # the hint names the entry to add
+        named = f"http://localhost:{receiver.port}/globex"
+        globex = stack.active_rule(
+            name="g", event_types=["*"], url=named, account_id="globex", max_attempts=1
+        )
+        stack.publisher.publish_many(
+            [order_event("REACH-1", account_id="acme"), order_event("REACH-2", account_id="globex")]
+        )
+        receiver.wait_for("/acme", 1)
+        [row] = stack.rows_eventually(1, rule_id=globex["id"])
+        assert (row["reason"], row["status"]) == ("target_refused", "failure")
+        assert receiver.on("/globex") == []
+        assert [r["reason"] for r in stack.rows_eventually(1, rule_id=acme["id"])] == ["ok"]
