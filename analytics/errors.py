@@ -36,6 +36,17 @@ class Conflict(AnalyticsError):
     """The request cannot be carried out in the current state (e.g. a taken id)."""
 
 
+class StaleVersion(Conflict):
+    """A write was based on a version of a rule that is no longer its current one (409)."""
+
+    def __init__(self, rule_id: int, sent: int, current: int) -> None:
+        super().__init__(
+            f"rule {rule_id} is at version {current}, not {sent}: it changed since it was "
+            "read; reload it and apply the change again"
+        )
+        self.current_version = current
+
+
 class TooBroad(AnalyticsError):
     """The request would touch more than its limit; the message says how to narrow it."""
 

@@ -20,7 +20,6 @@ from analytics.control.held_keeper import HeldKeeper
 from analytics.control.ingest import Intake
 from analytics.control.job_queue import JobQueue
 from analytics.control.keys import KeyRing
-from analytics.control.keys_view import KeysView
 from analytics.control.outcome_watch import OutcomeWatch
 from analytics.control.pausing import Pauser
 from analytics.control.periodic import Periodic
@@ -36,6 +35,7 @@ from analytics.history.store import ensure_schema_when_reachable, open_store
 from analytics.settings import AnalyticsSettings
 from disparo.accounts_view import AccountsView
 from disparo.kafka import make_producer
+from disparo.keys_view import KeysView
 from disparo.lag import GroupLag
 from disparo.rules_view import RulesView
 from disparo.topics import Topics

@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 
-from analytics.control.access import new_key
 from analytics.control.keys import publish_key
 from deploy.local.broker import free_port, temporary_broker
 from deploy.local.processes import ProcessTable
+from disparo.access import new_key
 from disparo.kafka import ensure_topics, make_producer
 from disparo.secret_box import new_key_text
 from disparo.settings import KernelSettings

@@ -44,6 +44,7 @@ from disparo.consumer import ConsumerThread, commit_bounded, group_consumer, sub
 from disparo.dead_letter import DeadLetters
 from disparo.errors import InvalidMessage
 from disparo.kafka import make_producer
+from disparo.keys_view import KeysView
 from disparo.lag import GroupLag
 from disparo.ops_http import start_ops_server
 from disparo.parking import ParkReason, endpoint_of, park_job
@@ -487,6 +488,8 @@ async def serve(settings: WorkerSettings) -> None:
     await asyncio.to_thread(rules.start, 60)
     accounts = AccountsView(settings, box)  # where each account's notifications go
     await asyncio.to_thread(accounts.start, 60)
+    keys = KeysView(settings)  # who may read /debug/stacks
+    await asyncio.to_thread(keys.start, 60)
     try:
         consumer = ConsumerThread(functools.partial(make_consumer, settings), "worker-consumer")
     except KafkaError as exc:
@@ -510,7 +513,10 @@ async def serve(settings: WorkerSettings) -> None:
         loop.add_signal_handler(sig, worker.stop)
     metrics.declare_series(settings.metered_accounts)
     ops = await start_ops_server(
-        settings.ops_host, settings.worker_port, lambda: bool(consumer.assigned)
+        settings.ops_host,
+        settings.worker_port,
+        lambda: bool(consumer.assigned),
+        admin=keys.is_platform_admin,
     )
     lag.start()
     log.info("delivery worker started group=%s", settings.worker_group)
@@ -527,4 +533,5 @@ async def serve(settings: WorkerSettings) -> None:
         await asyncio.to_thread(lag.stop)
         await asyncio.to_thread(rules.stop)
         await asyncio.to_thread(accounts.stop)
+        await asyncio.to_thread(keys.stop)
         log.info("delivery worker stopped after %d commits", worker.commits)

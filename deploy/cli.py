@@ -236,7 +236,7 @@ def _secrets_parser(sub: Any) -> None:
 
 
 def _keys_parser(sub: Any) -> None:
-    from analytics.control.access import ROLES
+    from disparo.access import ROLES
 
     keys = sub.add_parser("keys", help="create, list or revoke API keys")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")

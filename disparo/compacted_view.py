@@ -109,6 +109,11 @@ class CompactedView(Generic[K, V]):
         """The item; raises ValidationError when the record is not one."""
         raise NotImplementedError
 
+    def accepts(self, old: V, new: V) -> bool:
+        """Whether a record replaces the item it follows (every view applies the same test,
+        so all agree which of two racing writes holds; the loser is ignored everywhere)."""
+        return True
+
     def changed(self, key: K, old: V | None, new: V | None) -> None:
         """Called under the view's lock after an item changed (for derived indexes)."""
 
@@ -196,6 +201,9 @@ class CompactedView(Generic[K, V]):
             if self._caught_up:  # during the first read, only the latest record counts
                 log.error("cannot read %s record %s: %s", self.what, raw_key, exc)
             self._undecodable[key] = exc
+            return
+        if old is not None and not self.accepts(old, item):
+            log.info("%s %s: a record written over a newer one is ignored", self.what, key)
             return
         self._items[key] = item
         self.changed(key, old, item)

@@ -21,6 +21,7 @@ METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"  # the process is alive: liveness
 READY_PATH = "/readyz"  # it holds partitions and its stores answer: readiness
 STACKS_PATH = "/debug/stacks"  # every thread's stack, to see where a stuck service waits
+STACKS_NEED = f"{STACKS_PATH} needs a platform admin key: send `Authorization: Bearer <key>`"
 
 
 async def start_ops_server(
@@ -28,10 +29,12 @@ async def start_ops_server(
     port: int,
     ready: Callable[[], bool],
     pages: Mapping[str, Callable[[], Any]] | None = None,
+    admin: Callable[[str | None], bool] | None = None,
 ) -> web.AppRunner | None:
     """Serve the operational endpoints on host:port (port 0 disables); return the runner.
 
-    `pages` maps more paths to functions whose result is answered as JSON.
+    `pages` maps more paths to functions whose result is answered as JSON; `admin` says
+    whether an Authorization header is a platform admin's, which /debug/stacks needs.
     """
     if port == 0:
         return None
@@ -46,7 +49,9 @@ async def start_ops_server(
         ok = ready()
         return web.json_response({"ready": ok}, status=200 if ok else 503)
 
-    async def stacks(_: web.Request) -> web.Response:
+    async def stacks(request: web.Request) -> web.Response:
+        if admin is None or not admin(request.headers.get("Authorization")):
+            return web.json_response({"error": STACKS_NEED}, status=401)
         return web.Response(text=thread_stacks())
 
     def page(build: Callable[[], Any]) -> Callable[[web.Request], Any]:

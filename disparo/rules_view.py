@@ -25,3 +25,8 @@ class RulesView(CompactedView[int, Rule]):
 
     def decode_value(self, value: bytes) -> Rule:
         return decode_rule(value, self.box)
+
+    def accepts(self, old: Rule, new: Rule) -> bool:
+        """A rule record replaces the one before it if it is a later version, the same rule
+        written again (sealed anew), or from before versions counted (version 1)."""
+        return new.version > old.version or new == old or new.version == 1

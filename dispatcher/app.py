@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from disparo.dead_letter import dead_letter_headers
 from disparo.errors import DisparoError
+from disparo.keys_view import KeysView
 from disparo.lag import GroupLag
 from disparo.loops import install_fast_loop
 from disparo.ops_http import start_ops_server
@@ -56,7 +57,10 @@ def broker_credentials(settings: DispatcherSettings) -> faust.types.auth.Credent
 
 
 def create_app(
-    settings: DispatcherSettings, rules_view: RulesView, parking: ParkedEndpoints
+    settings: DispatcherSettings,
+    rules_view: RulesView,
+    parking: ParkedEndpoints,
+    keys: KeysView | None = None,
 ) -> faust.App:
     """Build the dispatcher app for one set of settings (topic prefix, group, ports)."""
     topics = Topics(settings.topic_prefix)
@@ -152,6 +156,7 @@ def create_app(
                 settings.dispatcher_port,
                 lambda: app.consumer is not None and bool(app.consumer.assignment()),
                 {"/rules": lambda: _applied(rules_view)},
+                admin=keys.is_platform_admin if keys is not None else None,
             )
         except DisparoError:
             log.exception("the dispatcher cannot serve its ops endpoints; stopping")
@@ -217,7 +222,9 @@ def run(settings: DispatcherSettings) -> None:
     rules_view.start(timeout_s=60)
     parking = ParkedEndpoints(settings)
     parking.start(timeout_s=60)
-    app = create_app(settings, rules_view, parking)
+    keys = KeysView(settings)  # who may read /debug/stacks
+    keys.start(timeout_s=60)
+    app = create_app(settings, rules_view, parking, keys)
     topics = Topics(settings.topic_prefix)
     GroupLag(settings, settings.dispatcher_group, [topics.order_events, topics.rules]).start()
     worker = faust.Worker(app, loglevel=settings.log_level.lower())

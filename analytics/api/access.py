@@ -15,8 +15,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from analytics.control.access import ApiKey, Permission, allows, roles_for
-from analytics.control.keys_view import KeysView
+from disparo.access import ApiKey, Permission, allows, roles_for
+from disparo.keys_view import KeysView
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Bearer dsp_...`")
 HOW_TO_GET_ONE = "an admin creates keys with `disparo keys create --name NAME --role ROLE`"

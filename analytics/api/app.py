@@ -28,8 +28,8 @@ from analytics.api import (
 from analytics.api.access import KeyFirst, permission_of
 from analytics.api.errors import add_error_handlers
 from analytics.api.guards import BodyLimit, HostAllowlist, SecurityHeaders
-from analytics.control.access import Permission
 from analytics.control.services import Services
+from disparo.access import Permission
 
 WEB = Path(__file__).resolve().parent / "web"
 ROUTERS = (

@@ -17,6 +17,7 @@ from analytics.api.deps import (
     AccountQ,
     CursorQ,
     FromQ,
+    IdempotencyKey,
     Operator,
     Reader,
     RuleQ,
@@ -102,6 +103,13 @@ def _no_more(_: str) -> Page:
 
 
 @router.post("/api/v1/resend/latest", status_code=202)
-def resend_latest(body: LatestResend, actor: Operator, svc: Svc) -> dict[str, Any]:
+def resend_latest(
+    body: LatestResend, actor: Operator, svc: Svc, key: IdempotencyKey = None
+) -> dict[str, Any]:
     """Queue each order's latest event for each rule it matches; manual, audited, limited."""
-    return answer(resends.resend_latest(svc, body, actor), INLINE_WAIT_S)
+    return svc.idempotency.once(
+        actor.account_id or "",
+        key,
+        ("resend.latest", body.model_dump()),
+        lambda: answer(resends.resend_latest(svc, body, actor), INLINE_WAIT_S),
+    )

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from fastapi.responses import StreamingResponse
 
 Page = tuple[list[dict[str, Any]], str | None]  # rows, and the cursor of the next page
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection). A cell
+# starts at the start of the text and, for spreadsheets that split on `;` (pt-BR's default,
+# which do not see the `,` quoting), after every `;` inside it too.
+_FORMULA_START = re.compile(r"(^|;)([=+\-@\t\r])")
 
 
 def csv_safe(row: dict[str, Any]) -> dict[str, Any]:
-    """The row with every text cell that a spreadsheet would evaluate quoted by a `'`."""
-    return {
-        k: f"'{v}" if isinstance(v, str) and v.startswith(_FORMULA_STARTS) else v
-        for k, v in row.items()
-    }
+    """The row with every text a spreadsheet would evaluate (at the start or after a `;`)
+    made text by a `'`."""
+    return {k: _FORMULA_START.sub(r"\1'\2", v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def csv_download(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 
 from analytics.api.access import allow
-from analytics.control.access import ApiKey, Permission
 from analytics.control.services import Services
+from disparo.access import ApiKey, Permission
 
 
 async def services(request: Request) -> Services:
@@ -53,3 +53,15 @@ AccountQ = Annotated[
     ),
 ]
 CursorQ = Annotated[str | None, Query(max_length=500)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="the same key within 24 h answers the first result and queues nothing",
+    ),
+]
+VersionQ = Annotated[
+    int | None,
+    Query(ge=1, lt=2**53, description="the rule version this is based on; another answers 409"),
+]

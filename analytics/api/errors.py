@@ -21,6 +21,7 @@ from analytics.errors import (
     NotFound,
     QueryTimeout,
     RateLimited,
+    StaleVersion,
     StoreError,
     TooBroad,
     TooLarge,
@@ -80,6 +81,8 @@ def add_error_handlers(app: FastAPI) -> None:
         body: dict[str, Any] = {"error": text}
         if isinstance(exc, InvalidField):  # the same shape as a schema validation error
             body["fields"] = {exc.field: exc.message}
+        if isinstance(exc, StaleVersion):
+            body["current_version"] = exc.current_version
         headers = {}
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(exc.retry_after_s)

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from analytics.api.deps import Svc
-from analytics.errors import StoreError
-from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH, STACKS_PATH
+from analytics.api.deps import Admin, Svc
+from analytics.errors import Forbidden, StoreError
+from disparo.ops_http import HEALTH_PATH, METRICS_PATH, READY_PATH, STACKS_NEED, STACKS_PATH
 from disparo.stacks import thread_stacks
 
 router = APIRouter(tags=["health"])
@@ -51,6 +51,9 @@ async def metrics() -> Response:
 
 
 @router.get(STACKS_PATH, response_class=PlainTextResponse)
-def stacks() -> str:
-    """Every thread's stack, to see where a stuck service waits (no signal: chdb owns those)."""
+def stacks(key: Admin) -> str:
+    """Every thread's stack, to see where a stuck service waits (no signal: chdb owns those);
+    a platform admin's key only: stacks show every account's work."""
+    if key.account_id is not None:
+        raise Forbidden(STACKS_NEED)
     return thread_stacks()

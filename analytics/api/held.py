@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from analytics.api.deps import Admin, Reader, Svc
+from analytics.api.deps import Admin, Reader, Svc, VersionQ
 from analytics.api.routing import api_router
 from analytics.control import rule_changes
 from analytics.control.rule_forms import view
@@ -26,9 +26,9 @@ def held_of_rule(rule_id: int, key: Reader, svc: Svc) -> dict[str, Any]:
 
 
 @router.post("/api/v1/rules/{rule_id}/release")
-def release_held(rule_id: int, actor: Admin, svc: Svc) -> dict[str, Any]:
+def release_held(rule_id: int, actor: Admin, svc: Svc, version: VersionQ = None) -> dict[str, Any]:
     """Unpause a rule: its held dispatches go out oldest first at its `release_rate`."""
-    rule, count = rule_changes.release(svc, rule_id, actor)
+    rule, count = rule_changes.release(svc, rule_id, actor, version)
     return {**view(rule), "held": count}
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from analytics.api.deps import Admin, SignedIn, Svc
 from analytics.api.routing import api_router
-from analytics.control.access import ACCOUNT_PATTERN, GRANTS, KEY_NAME_PATTERN, Role
+from disparo.access import ACCOUNT_PATTERN, GRANTS, KEY_NAME_PATTERN, Role
 
 router = api_router(tags=["keys"])
 

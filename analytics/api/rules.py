@@ -53,6 +53,7 @@ def rotate_secret(
     rule_id: int, actor: Admin, svc: Svc, body: Rotation | None = None
 ) -> dict[str, Any]:
     """A new signing secret, shown once; both sign webhooks until the overlap ends."""
-    rule = rule_changes.rotate_secret(svc, rule_id, body.secret if body else None, actor)
+    secret, version = (body.secret, body.version) if body else (None, None)
+    rule = rule_changes.rotate_secret(svc, rule_id, secret, actor, version)
     until = rule.previous_secret_until.isoformat() if rule.previous_secret_until else None
     return {**view(rule), "secret": rule.secret, "previous_secret_until": until}

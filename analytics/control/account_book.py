@@ -8,11 +8,11 @@ from kafka import KafkaProducer
 from pydantic import Field
 
 from analytics.control import audit
-from analytics.control.access import ApiKey
 from analytics.control.records import write_record
 from analytics.control.scope import visible
 from analytics.errors import Conflict, Forbidden, InvalidField, NotFound
 from analytics.history.store import Store
+from disparo.access import ApiKey
 from disparo.accounts import Account, AccountFields, encode_account
 from disparo.accounts_view import AccountsView
 from disparo.redaction import url_matches_shown

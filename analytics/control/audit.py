@@ -7,12 +7,12 @@ import logging
 import uuid
 from typing import Any, Literal
 
-from analytics.control.access import ApiKey
 from analytics.errors import StoreError
 from analytics.history import schema
 from analytics.history.queries import TS_TYPE, Cursor, Period, keyset_after, ts_param
 from analytics.history.store import Store
 from analytics.history.views import iso_text
+from disparo.access import ApiKey
 from disparo.schemas import now_utc
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,10 @@ from typing import Any
 from kafka import KafkaProducer
 from pydantic import TypeAdapter, ValidationError
 
-from analytics.control.access import ApiKey
 from analytics.control.acked import send_acked
 from analytics.control.rate_limit import RateLimiter, first_refusal
 from analytics.errors import InvalidField, RateLimited, TooLarge
+from disparo.access import ApiKey
 from disparo.accounts_view import AccountsView
 from disparo.schemas import OrderEvent, describe
 from disparo.topics import MAX_EVENT_BYTES, Topics

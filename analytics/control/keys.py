@@ -7,13 +7,13 @@ from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from analytics.control import audit
-from analytics.control.access import ApiKey, Role, new_key, record_for, revoked
-from analytics.control.keys_view import KeysView
 from analytics.control.scope import visible
 from analytics.errors import Conflict, InvalidField, KafkaRefused, NotFound
 from analytics.history.store import Store
+from disparo.access import ApiKey, Role, new_key, record_for, revoked
 from disparo.errors import DisparoError, KafkaUnavailable
 from disparo.kafka import ensure_topics, make_producer
+from disparo.keys_view import KeysView
 from disparo.schemas import describe
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
@@ -29,9 +29,10 @@ def publish_key(producer: KafkaProducer, topic: str, key: ApiKey) -> tuple[int, 
     return sent.partition, sent.offset
 
 
-def name_taken(view: KeysView, name: str) -> bool:
-    """Whether an active key has this name (names identify actors in the audit)."""
-    return any(k.name == name and k.active for k in view.all())
+def name_taken(view: KeysView, name: str, account_id: str | None) -> bool:
+    """Whether an active key of the same account (or platform) has this name: names identify
+    actors in the audit, whose rows also carry the account; other accounts' names stay unseen."""
+    return any(k.name == name and k.active and k.account_id == account_id for k in view.all())
 
 
 def save_key(producer: KafkaProducer, topic: str, view: KeysView, key: ApiKey) -> None:
@@ -65,8 +66,8 @@ class KeyBook:
 
     def create(self, name: str, role: Role, account_id: str | None = None) -> tuple[str, ApiKey]:
         """A new key (shown once by the caller) and its stored record."""
-        if name_taken(self.view, name):
-            raise DisparoError(f"an active key is named {name!r}; pick another name")
+        if name_taken(self.view, name, account_id):
+            raise DisparoError(f"an active key of this account is named {name!r}; pick another")
         try:
             secret, key = new_key(name, role, account_id)
         except ValidationError as exc:
@@ -118,8 +119,11 @@ class KeyRing:
                     "account_id", f"this key manages account {actor.account_id!r} only"
                 )
             account_id = actor.account_id
-        if name_taken(self.view, name):
-            raise Conflict(f"an active key is named {name!r}; names identify actors in the audit")
+        if name_taken(self.view, name, account_id):
+            raise Conflict(
+                f"an active key of this account is named {name!r}; names identify actors "
+                "in the audit"
+            )
         secret, key = new_key(name, role, account_id)
         self._save(key)
         details = {"name": key.name, "role": key.role}

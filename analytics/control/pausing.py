@@ -7,6 +7,7 @@ import logging
 from analytics.control import audit
 from analytics.control.job_queue import JobQueue, owner_notice
 from analytics.control.rule_book import RuleBook
+from analytics.errors import StaleVersion
 from analytics.history.store import Store
 from disparo.accounts_view import AccountsView
 from disparo.schemas import Rule, now_utc
@@ -26,7 +27,20 @@ class Pauser:
         self.store = store
 
     def pause(self, rule: Rule, reason: str) -> Rule:
-        """Write `rule` paused with `reason`; its dispatches are held from now on."""
+        """Write `rule` paused with `reason`; its dispatches are held from now on.
+
+        Compare-and-set like every rule write: if a person changed the rule since it was
+        read, the pause applies to the rule as it is now (unless it is paused already).
+        """
+        try:
+            return self._pause(rule, reason)
+        except StaleVersion:
+            current = self.book.get(rule.id)
+            if current is None or current.paused or not current.active:
+                return current or rule
+            return self._pause(current, reason)
+
+    def _pause(self, rule: Rule, reason: str) -> Rule:
         paused = rule.changed(paused=True, paused_reason=reason)
         # The owner's notice is queued first: if writing the rule then fails, the next turn
         # sends it again under the same webhook-id (the rule's new version) and writes.

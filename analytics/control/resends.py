@@ -11,7 +11,6 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from analytics.control import audit
-from analytics.control.access import ApiKey
 from analytics.control.coverage import rule_scopes
 from analytics.control.job_queue import backfill_job, latest_job, resend_job
 from analytics.control.quotas import queue_paced, take_resends
@@ -22,6 +21,7 @@ from analytics.errors import NotFound, TooBroad
 from analytics.history import event_queries, queries, schema
 from analytics.history.event_queries import RuleScope
 from analytics.history.views import iso_text, recorded_attempts
+from disparo.access import ApiKey
 from disparo.limits import MAX_ATTEMPT
 from disparo.schemas import DispatchJob, OrderEvent, dispatch_id_for, now_utc
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from kafka import KafkaProducer
 
-from analytics.control.access import ApiKey
 from analytics.control.acked import send_acked
 from analytics.control.records import write_record
 from analytics.control.rule_ids import next_rule_id
 from analytics.control.scope import visible
-from analytics.errors import NotFound
+from analytics.errors import NotFound, StaleVersion
+from disparo.access import ApiKey
 from disparo.rule_codec import encode_rule
 from disparo.rules_view import RulesView
 from disparo.schemas import Rule
@@ -29,6 +30,7 @@ class RuleBook:
         self.topics = topics
         self.view = view
         self.box = box
+        self._lock = threading.Lock()  # check and write as one step within this replica
 
     def get(self, rule_id: int) -> Rule | None:
         return self.view.get(rule_id)
@@ -48,10 +50,27 @@ class RuleBook:
         taken: Callable[[int], bool] = lambda rule_id: self.view.get(rule_id) is not None  # noqa: E731
         return next_rule_id(self.producer, self.topics.rule_ids, taken)
 
-    def write(self, rule: Rule) -> None:
-        """Publish a rule, secrets sealed, and wait until the rules view holds it."""
-        value = encode_rule(rule, self.box)
-        write_record(self.producer, self.topics.rules, self.view, rule.id, value)
+    def write(self, rule: Rule, sent_version: int | None = None) -> None:
+        """Publish a rule, secrets sealed, and wait until the rules view holds it.
+
+        Compare-and-set: `rule` must be the next version of the rule as the view holds it
+        (and of `sent_version`, the one the caller read, when given), else StaleVersion.
+        Two replicas racing past that check both publish; every view keeps the first record
+        of a version, so the loser sees another rule held, writes the winner again (so
+        compaction keeps it) and answers StaleVersion too.
+        """
+        with self._lock:
+            current = self.view.get(rule.id)
+            held = current.version if current is not None else 0
+            if rule.version != held + 1 or (sent_version is not None and sent_version != held):
+                raise StaleVersion(rule.id, sent_version or rule.version - 1, held)
+            value = encode_rule(rule, self.box)
+            write_record(self.producer, self.topics.rules, self.view, rule.id, value)
+            now = self.view.get(rule.id)
+            if now is not None and now != rule:
+                again = encode_rule(now, self.box)
+                write_record(self.producer, self.topics.rules, self.view, rule.id, again)
+                raise StaleVersion(rule.id, rule.version - 1, now.version)
 
     def delete(self, rule_id: int) -> None:
         """Delete a rule (a tombstone on the compacted topic), seen back by the view."""

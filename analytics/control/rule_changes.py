@@ -7,7 +7,6 @@ import threading
 from typing import Any
 
 from analytics.control import audit
-from analytics.control.access import ApiKey
 from analytics.control.held_keeper import discard
 from analytics.control.quotas import check_rule_count
 from analytics.control.rule_forms import (
@@ -21,6 +20,7 @@ from analytics.control.rule_forms import (
 from analytics.control.services import Services
 from analytics.errors import Conflict, InvalidField
 from analytics.history import held_rows
+from disparo.access import ApiKey
 from disparo.schemas import Rule, generate_secret, now_utc
 from disparo.targets import url_refusal
 
@@ -91,7 +91,7 @@ def update(svc: Services, rule_id: int, body: RuleUpdate, actor: ApiKey) -> Rule
     if account != current.account_id:
         check_rule_count(svc, account)
     fields = {
-        **body.model_dump(exclude={"secret", "headers", "paused_reason"}),
+        **body.model_dump(exclude={"secret", "headers", "paused_reason", "version"}),
         "account_id": account,
         "paused_reason": _pause_reason(body, actor, current),
         "url": kept_url(str(body.url), str(current.url)),
@@ -109,7 +109,7 @@ def update(svc: Services, rule_id: int, body: RuleUpdate, actor: ApiKey) -> Rule
         resumed_at=now_utc() if current.paused and not body.paused else current.resumed_at,
         **fields,
     )
-    svc.rule_book.write(rule)
+    svc.rule_book.write(rule, body.version)
     details: dict[str, Any] = {"before": view(current), "after": view(rule)}
     if rule.secret != current.secret:
         details["secret_replaced"] = True
@@ -125,7 +125,9 @@ def delete(svc: Services, rule_id: int, actor: ApiKey) -> None:
     audit.record(svc.store, actor, "rule.delete", str(rule_id), details, current.account_id)
 
 
-def rotate_secret(svc: Services, rule_id: int, secret: str | None, actor: ApiKey) -> Rule:
+def rotate_secret(
+    svc: Services, rule_id: int, secret: str | None, actor: ApiKey, version: int | None = None
+) -> Rule:
     """A new signing secret; both sign webhooks until the overlap ends."""
     current = svc.rule_book.found(rule_id, actor)
     until = now_utc() + svc.secret_overlap
@@ -135,7 +137,7 @@ def rotate_secret(svc: Services, rule_id: int, secret: str | None, actor: ApiKey
     rule = current.changed(
         secret=new_secret, previous_secret=current.secret, previous_secret_until=until
     )
-    svc.rule_book.write(rule)
+    svc.rule_book.write(rule, version)
     details = {"version": rule.version, "previous_secret_until": until.isoformat()}
     audit.record(svc.store, actor, "rule.rotate_secret", str(rule_id), details, current.account_id)
     return rule
@@ -146,13 +148,15 @@ def held_count(svc: Services, rule_id: int) -> int:
     return held_rows.held_counts(svc.store, now_utc(), rule_id).get(rule_id, 0)
 
 
-def release(svc: Services, rule_id: int, actor: ApiKey) -> tuple[Rule, int]:
+def release(
+    svc: Services, rule_id: int, actor: ApiKey, version: int | None = None
+) -> tuple[Rule, int]:
     """Unpause a rule: its held dispatches go out oldest first at its `release_rate`."""
     current = svc.rule_book.found(rule_id, actor)
     if not current.paused:
         raise Conflict(f"rule {rule_id} is not paused; nothing is held back")
     rule = current.changed(paused=False, paused_reason=None, resumed_at=now_utc())
-    svc.rule_book.write(rule)
+    svc.rule_book.write(rule, version)
     count = held_count(svc, rule_id)
     details = {"held": count, "release_rate": rule.release_rate, "reason": current.paused_reason}
     audit.record(svc.store, actor, "rule.release_held", str(rule_id), details, rule.account_id)

@@ -11,6 +11,7 @@ from disparo.limits import filters_problem, headers_problem, refuse_long_url
 from disparo.redaction import shown_url, url_matches_shown
 from disparo.schemas import SECRET_PREFIX, Rule, RuleFields, check_secret
 
+VERSION_HELP = "the version this change is based on; another current version answers 409"
 MASKED = "********"  # how every header value reads back; sent back, it keeps the value
 
 
@@ -60,6 +61,7 @@ class RuleUpdate(RuleBody):
     """A full replacement of a rule's fields; the secret is kept when left out."""
 
     secret: str | None = None
+    version: int | None = Field(None, ge=1, lt=2**53, description=VERSION_HELP)
 
     @field_validator("secret")
     @classmethod
@@ -102,6 +104,7 @@ class Rotation(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
 
     secret: str | None = None
+    version: int | None = Field(None, ge=1, lt=2**53, description=VERSION_HELP)
 
     @field_validator("secret")
     @classmethod

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from analytics.control import audit
-from analytics.control.access import ApiKey, Permission, allows, roles_for
 from analytics.control.job_queue import webhook_test_job
 from analytics.control.resends import events_period
 from analytics.control.rule_forms import Filters
@@ -21,6 +20,7 @@ from analytics.control.scope import account_scope
 from analytics.control.services import Services
 from analytics.errors import Forbidden, InvalidField, KafkaRefused, NoAnswer
 from analytics.history import views
+from disparo.access import ApiKey, Permission, allows, roles_for
 from disparo.matching import ALL_EVENT_TYPES, MISSING, as_text, field_value, passes_filters
 from disparo.schemas import AccountId, OrderEvent, Rule
 

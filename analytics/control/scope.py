@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from analytics.control.access import ApiKey
 from analytics.errors import NotFound
+from disparo.access import ApiKey
 
 
 def account_scope(key: ApiKey, asked: str | None) -> str | None:

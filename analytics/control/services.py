@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from analytics.control.account_book import AccountBook
+from analytics.control.idempotency import Idempotency
 from analytics.control.ingest import Intake
 from analytics.control.job_queue import JobQueue
 from analytics.control.keys import KeyRing
@@ -37,6 +39,11 @@ class Services:
     limiter: RateLimiter = field(default_factory=RateLimiter)  # per-account limits
     outcomes: OutcomeWatch | None = None  # answers test webhooks
     tasks: Tasks = field(default_factory=Tasks)  # bulk operations in the background
+
+    @functools.cached_property
+    def idempotency(self) -> Idempotency:
+        """First answers of POSTs sent with an `Idempotency-Key`."""
+        return Idempotency(self.store)
 
     @property
     def rules(self) -> RulesView:

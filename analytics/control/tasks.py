@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from analytics.control.access import ApiKey
 from analytics.control.scope import visible
 from analytics.errors import AnalyticsError, NotFound, RateLimited
+from disparo.access import ApiKey
 from disparo.schemas import now_utc
 
 log = logging.getLogger(__name__)

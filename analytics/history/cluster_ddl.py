@@ -37,6 +37,15 @@ def cluster_ddl(cluster: str = DEFAULT_CLUSTER, database: str = schema.DATABASE)
         _replicated(
             on,
             database,
+            schema.IDEMPOTENCY_TABLE,
+            schema.IDEMPOTENCY_TABLE_BODY,
+            schema.IDEMPOTENCY_LAYOUT,
+        ),
+        # By key: a request's retries read the shard its first answer was written to.
+        _distributed(on, cluster, database, schema.IDEMPOTENCY_TABLE, "cityHash64(idem_key)"),
+        _replicated(
+            on,
+            database,
             schema.EVENTS_TABLE,
             schema.EVENTS_TABLE_BODY,
             schema.EVENTS_LAYOUT,

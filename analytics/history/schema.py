@@ -137,6 +137,19 @@ HEALTH_TABLE_BODY = """(
 HEALTH_LAYOUT = f"""ORDER BY (rule_id, at)
 TTL toDateTime(at) + INTERVAL {RETENTION_DAYS} DAY"""
 
+# The first answer to each POST resend sent with an `Idempotency-Key` (issue 28): a retry of
+# the same request within a day answers it again and queues nothing.
+IDEMPOTENCY_TABLE = "idempotency"
+IDEMPOTENCY_TABLE_BODY = """(
+    at          DateTime64(3, 'UTC'),
+    scope       String COMMENT 'the account of the key that asked; empty for platform keys',
+    idem_key    String COMMENT 'the Idempotency-Key header',
+    request_sha String COMMENT 'SHA-256 of the route and body: a key reused differently is refused',
+    answer      String CODEC(ZSTD(3)) COMMENT 'the JSON answered the first time'
+)"""
+IDEMPOTENCY_LAYOUT = """ORDER BY (scope, idem_key, at)
+TTL toDateTime(at) + INTERVAL 1 DAY"""
+
 # What became of each held row (a paused rule's dispatch): released, discarded or expired.
 HELD_TABLE = "held_actions"
 HELD_TABLE_BODY = """(
@@ -244,6 +257,9 @@ def ddl(database: str = DATABASE) -> list[str]:
         f"ENGINE = MergeTree\n{HELD_LAYOUT}",
         f"CREATE TABLE IF NOT EXISTS {database}.{EVENTS_TABLE} {EVENTS_TABLE_BODY}\n"
         f"ENGINE = ReplacingMergeTree\n{EVENTS_LAYOUT}",
+        f"CREATE TABLE IF NOT EXISTS {database}.{IDEMPOTENCY_TABLE} {IDEMPOTENCY_TABLE_BODY}\n"
+        f"ENGINE = MergeTree\n{IDEMPOTENCY_LAYOUT}\n"
+        "SETTINGS non_replicated_deduplication_window = 1000",
         f"CREATE TABLE IF NOT EXISTS {database}.{AUDIT_TABLE} {AUDIT_TABLE_BODY}\n"
         f"ENGINE = MergeTree\n{AUDIT_LAYOUT}\n"
         "SETTINGS non_replicated_deduplication_window = 1000",

@@ -112,6 +112,21 @@ SETTINGS replicated_deduplication_window = 1000;
 CREATE TABLE IF NOT EXISTS disparo.held_actions ON CLUSTER 'disparo' AS disparo.held_actions_local
 ENGINE = Distributed('disparo', 'disparo', 'held_actions_local', rule_id);
 
+CREATE TABLE IF NOT EXISTS disparo.idempotency_local ON CLUSTER 'disparo' (
+    at          DateTime64(3, 'UTC'),
+    scope       String COMMENT 'the account of the key that asked; empty for platform keys',
+    idem_key    String COMMENT 'the Idempotency-Key header',
+    request_sha String COMMENT 'SHA-256 of the route and body: a key reused differently is refused',
+    answer      String CODEC(ZSTD(3)) COMMENT 'the JSON answered the first time'
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/disparo/idempotency_local', '{replica}')
+ORDER BY (scope, idem_key, at)
+TTL toDateTime(at) + INTERVAL 1 DAY
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS disparo.idempotency ON CLUSTER 'disparo' AS disparo.idempotency_local
+ENGINE = Distributed('disparo', 'disparo', 'idempotency_local', cityHash64(idem_key));
+
 CREATE TABLE IF NOT EXISTS disparo.events_local ON CLUSTER 'disparo' (
     published_at    DateTime64(3, 'UTC'),
     event_id        UUID,

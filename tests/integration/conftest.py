@@ -18,11 +18,11 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from analytics.control.access import Role, new_key
 from analytics.control.keys import publish_key
 from analytics.history.store import ChdbStore, ServerStore, Store, ensure_schema
 from deploy.local.broker import free_port, temporary_broker
 from deploy.local.processes import ProcessTable
+from disparo.access import Role, new_key
 from disparo.kafka import ensure_topics, make_producer
 from disparo.ops_http import STACKS_PATH
 from disparo.schemas import dispatch_id_for, now_utc
@@ -127,10 +127,10 @@ def every_record(bootstrap: str, topic: str) -> list[Any]:
         consumer.close()
 
 
-def thread_stacks_of(url: str) -> str:
-    """A running service's thread stacks, from its ops endpoint."""
+def thread_stacks_of(url: str, key: str) -> str:
+    """A running service's thread stacks, from its ops endpoint (a platform admin's key)."""
     try:
-        return httpx.get(f"{url}{STACKS_PATH}", timeout=5).text
+        return httpx.get(f"{url}{STACKS_PATH}", headers=bearer(key), timeout=5).text
     except httpx.HTTPError as exc:
         return f"(not available: {exc})"
 
@@ -373,7 +373,7 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
         publisher.close()
         urls = {"analytics": api, "dispatcher": dispatcher, "worker": worker}
         for name, url in urls.items():  # where each service's threads wait: shown on failure
-            print(f"----- {name} threads -----\n{thread_stacks_of(url)}")
+            print(f"----- {name} threads -----\n{thread_stacks_of(url, key)}")
         for name in names:
             tail = table.log_file(name).read_text(errors="replace")[-3000:]
             print(f"----- {name} log -----\n{tail}")

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from analytics.api.app import ROUTERS, access_table
-from analytics.control.access import ROLES, Permission, allows
 from deploy.local.broker import free_port
+from disparo.access import ROLES, Permission, allows
 from tests.integration.conftest import (
     DISPARO,
     Stack,

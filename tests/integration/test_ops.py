@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from disparo.ops_http import STACKS_PATH
-from tests.integration.conftest import Stack, eventually, order_events
+from tests.integration.conftest import Stack, bearer, eventually, order_events, signed_in_key
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -22,11 +22,23 @@ def test_stacks_of_each_service_name_their_threads_and_chdb_keeps_answering(
     rules_view = f"--- thread view-{stack.topics.rules}"
     assert rules_view in analytics.text
     assert f"--- thread view-{stack.topics.api_keys}" in analytics.text
-    worker = httpx.get(f"{stack.worker}{STACKS_PATH}", timeout=10).text
+    worker = httpx.get(f"{stack.worker}{STACKS_PATH}", headers=bearer(stack.key)).text
     assert "--- thread worker-consumer" in worker
     assert rules_view in worker  # workers look each job's rule up in their own view
-    dispatcher = httpx.get(f"{stack.dispatcher}{STACKS_PATH}", timeout=10).text
+    dispatcher = httpx.get(f"{stack.dispatcher}{STACKS_PATH}", headers=bearer(stack.key)).text
     assert rules_view in dispatcher
+
+    # Stacks show every account's work: a platform admin's key only, on every service.
+    viewer = signed_in_key(stack, "stack-viewer", "viewer")
+    account_admin = signed_in_key(stack, "acme-admin", "admin", "acme")
+    assert httpx.get(f"{stack.api}{STACKS_PATH}").status_code == 401
+    assert httpx.get(f"{stack.api}{STACKS_PATH}", headers=bearer(viewer)).status_code == 403
+    assert httpx.get(f"{stack.api}{STACKS_PATH}", headers=bearer(account_admin)).status_code == 403
+    for ops in (stack.worker, stack.dispatcher):
+        for key in (None, viewer, account_admin):
+            refused = httpx.get(f"{ops}{STACKS_PATH}", headers=bearer(key) if key else {})
+            assert refused.status_code == 401
+            assert "platform admin key" in refused.json()["error"]
 
     # The embedded ClickHouse still answers queries and stores rows afterwards.
     summary = stack.http.get(f"{stack.api}/api/v1/dispatches/summary", timeout=10)

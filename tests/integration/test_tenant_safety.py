@@ -158,3 +158,50 @@ def test_accounts_reach_only_their_own_private_targets(
         assert (row["reason"], row["status"]) == ("target_refused", "failure")
         assert receiver.on("/globex") == []
         assert [r["reason"] for r in stack.rows_eventually(1, rule_id=acme["id"])] == ["ok"]
+
+
+def test_rule_writes_compare_and_set_and_resends_are_idempotent(
+    stack: Stack, receiver: Receiver
+) -> None:
+    rule = stack.active_rule(name="cas", event_types=["*"], url=f"{receiver.url}/cas")
+    rules = f"{stack.api}/api/v1/rules/{rule['id']}"
+    read = stack.rule(rule["id"])
+    form = {k: read[k] for k in ("name", "event_types", "url", "headers", "version")}
+    rotated = stack.http.post(f"{rules}/rotate-secret", json={"version": read["version"]})
+    assert rotated.status_code == 200, rotated.text
+    stale = stack.http.put(rules, json={**form, "name": "edited from an old read"})
+    assert stale.status_code == 409
+    assert stale.json()["current_version"] == read["version"] + 1
+    assert f"version {read['version'] + 1}" in stale.json()["error"]
+    fingerprint = hashlib.sha256(rotated.json()["secret"].encode()).hexdigest()[:8]
+    assert stack.rule(rule["id"])["secret"].endswith(f"{fingerprint})")  # the rotation holds
+    stale_release = stack.http.post(f"{rules}/release", params={"version": 1})
+    assert stale_release.status_code == 409
+    fresh = {**form, "version": read["version"] + 1, "name": "edited"}
+    assert stack.http.put(rules, json=fresh).json()["name"] == "edited"
+
+    stack.publisher.publish_many([order_event("IDEM-1")])
+    [row] = stack.rows_eventually(1, rule_id=rule["id"])
+    once = {"Idempotency-Key": "retry-7f3a"}
+    body = {"dispatch_id": row["dispatch_id"]}
+    first = stack.http.post(f"{stack.api}/api/v1/resend", json=body, headers=once)
+    again = stack.http.post(f"{stack.api}/api/v1/resend", json=body, headers=once)
+    assert first.status_code == again.status_code == 202
+    assert again.json() == {**first.json(), "replayed": True}
+    other = stack.http.post(f"{stack.api}/api/v1/resend", json={"order_id": "IDEM-1"}, headers=once)
+    assert other.status_code == 409  # one key, one request
+    rows = stack.rows_eventually(2, rule_id=rule["id"])
+    unkeyed = stack.http.post(f"{stack.api}/api/v1/resend", json=body)
+    assert unkeyed.status_code == 202
+    # The unkeyed resend's job follows any the replay queued (one dispatch, one partition).
+    assert len(stack.rows_eventually(3, rule_id=rule["id"])) == 3
+    assert len(receiver.wait_for("/cas", 3)) == 3
+    assert [r["manual"] for r in rows] == [False, True]
+
+    # Key names are unique within an account, not across accounts.
+    keys = f"{stack.api}/api/v1/keys"
+    for account in ("acme", "globex"):
+        made = stack.http.post(keys, json={"name": "ops", "role": "viewer", "account_id": account})
+        assert made.status_code == 201, made.text
+    taken = stack.http.post(keys, json={"name": "ops", "role": "viewer", "account_id": "acme"})
+    assert taken.status_code == 409

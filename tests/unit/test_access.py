@@ -6,7 +6,7 @@ import pytest
 from fastapi import APIRouter
 
 from analytics.api.app import ROUTERS, access_table, create_app
-from analytics.control.access import (
+from disparo.access import (
     ROLES,
     Permission,
     allows,

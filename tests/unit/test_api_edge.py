@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from analytics.api import routing
 from analytics.api.access import KeyFirst, presented_key
-from analytics.control.access import new_key, revoked
+from disparo.access import new_key, revoked
 
 
 class Keys:

@@ -81,6 +81,15 @@ def test_csv_cells_a_spreadsheet_would_evaluate_are_neutralised() -> None:
     assert csv_safe({"a": "ok", "n": 5}) == {"a": "ok", "n": 5}
 
 
+def test_csv_cells_are_safe_for_spreadsheets_that_split_on_semicolons() -> None:
+    row = {"a": 'x;=HYPERLINK("http://evil")', "b": "1;+2;-3;@4", "c": "a;b"}
+    assert csv_safe(row) == {
+        "a": 'x;\'=HYPERLINK("http://evil")',
+        "b": "1;'+2;'-3;'@4",
+        "c": "a;b",
+    }
+
+
 def test_interactive_docs_keep_their_scripts_but_not_framing() -> None:
     answer = TestClient(_app(), base_url="http://localhost").get("/docs")
     assert "content-security-policy" not in answer.headers

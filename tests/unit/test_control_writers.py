@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from analytics.control.access import new_key
 from analytics.control.job_queue import (
     JobQueue,
     backfill_job,
@@ -16,9 +15,11 @@ from analytics.control.job_queue import (
     webhook_test_job,
 )
 from analytics.control.rule_book import RuleBook
-from analytics.errors import Conflict, KafkaRefused, NotFound
+from analytics.errors import Conflict, KafkaRefused, NotFound, StaleVersion
+from disparo.access import new_key
 from disparo.limits import MAX_ATTEMPT
 from disparo.rule_codec import decode_rule
+from disparo.rules_view import RulesView
 from disparo.schemas import Rule
 from disparo.secret_box import SecretBox, new_key_text
 from disparo.topics import Topics
@@ -45,8 +46,10 @@ class SeenRules:
         self.waited.append(offset)
         if record.value is None:
             self.rules.pop(rule_id, None)
-        else:
-            self.rules[rule_id] = decode_rule(record.value, self.box)
+            return
+        new, old = decode_rule(record.value, self.box), self.rules.get(rule_id)
+        if old is None or RulesView.accepts(self, old, new):  # type: ignore[arg-type]
+            self.rules[rule_id] = new
 
     def get(self, rule_id: int) -> Rule | None:
         return self.rules.get(rule_id)
@@ -193,3 +196,37 @@ def test_a_test_webhook_never_takes_a_real_dispatch_s_event_id() -> None:
     assert job.event.event_id != real.event_id
     assert job.dispatch_id != backfill_job(real, rule()).dispatch_id
     assert (job.event.order_id, job.event.payload) == (real.order_id, real.payload)
+
+
+def test_a_write_based_on_an_older_version_is_refused_naming_the_current_one() -> None:
+    rules, producer, _ = book()
+    first = rule()
+    rules.write(first)
+    rules.write(first.changed(name="second"), sent_version=1)
+    with pytest.raises(StaleVersion) as stale:
+        rules.write(first.changed(name="from a stale read"))
+    assert stale.value.current_version == 2
+    with pytest.raises(StaleVersion, match="version 2, not 1"):
+        rules.write(rules.get(61856).changed(name="x"), sent_version=1)  # type: ignore[union-attr]
+    assert len(producer.on(TOPICS.rules)) == 2  # nothing written for either
+    assert rules.get(61856).name == "second"  # type: ignore[union-attr]
+
+
+def test_of_two_racing_writes_the_first_in_the_log_holds_and_the_loser_rewrites_it() -> None:
+    rules, producer, view = book()
+    first = rule()
+    rules.write(first)
+    winner = first.changed(secret=rule().secret.replace("A", "B"), name="rotated elsewhere")
+    wait = view.wait_for
+
+    def another_replica_wrote_first(partition: int, offset: int, timeout_s: float) -> None:
+        view.rules[61856] = winner  # its record came before ours in the log
+        view.wait_for = wait  # type: ignore[method-assign]
+        wait(partition, offset, timeout_s)
+
+    view.wait_for = another_replica_wrote_first  # type: ignore[method-assign]
+    with pytest.raises(StaleVersion):
+        rules.write(first.changed(name="edited from version 1"))
+    assert rules.get(61856) == winner  # every view ignores the loser's record
+    last = producer.on(TOPICS.rules)[-1]
+    assert decode_rule(last.value or b"", view.box) == winner  # compaction keeps the winner

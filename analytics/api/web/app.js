@@ -65,6 +65,7 @@ async function api(path, options = {}) {
     const error = new Error((body && body.error) || `HTTP ${response.status}`);
     error.status = response.status;
     error.fields = (body && body.fields) || {};
+    error.currentVersion = body && body.current_version;
     throw error;
   }
   return body;
@@ -397,8 +398,17 @@ async function submitResend(event) {
     toast(tr("queued", { n: num(queued.queued), order }));
     watchForResend(order, new Set(queued.dispatch_ids), sentAt);
   } catch (error) {
+    if (error.status === 409 && error.currentVersion) return reloadStale(id, error.currentVersion);
     showErrors(form, Object.keys(error.fields).length ? error.fields : { body: error.message });
   }
+}
+
+// Someone changed the rule since the form was filled: show it as it is now, say so.
+async function reloadStale(id, version) {
+  const fresh = await api(`/api/v1/rules/${id}`);
+  state.rules = state.rules.map((r) => (r.id === fresh.id ? fresh : r));
+  openRule(fresh.id);
+  showErrors($("#rule-form"), { body: tr("staleRule", { id, version }) });
 }
 
 // The resend travels Kafka -> worker -> ClickHouse; poll the list until all its rows are there.
@@ -522,12 +532,12 @@ const editable = (rule) => ({
   name: rule.name, event_types: rule.event_types, filters: rule.filters, url: rule.url,
   headers: rule.headers, active: rule.active, timeout_s: rule.timeout_s, max_attempts: rule.max_attempts,
   ordering: rule.ordering, supersede: rule.supersede, paused: rule.paused,
-  paused_reason: rule.paused_reason, release_rate: rule.release_rate,
+  paused_reason: rule.paused_reason, release_rate: rule.release_rate, version: rule.version,
 });
 
 async function releaseHeld(rule) {
   try {
-    const r = await api(`/api/v1/rules/${rule.id}/release`, { method: "POST" });
+    const r = await api(`/api/v1/rules/${rule.id}/release?version=${rule.version}`, { method: "POST" });
     toast(tr("releasing", { id: rule.id, n: num(r.held), rate: r.release_rate }));
   } catch (error) {
     toast(error.message);
@@ -562,6 +572,7 @@ function openRule(id) {
   const form = $("#rule-form");
   clearErrors(form);
   form.dataset.ruleId = rule ? rule.id : "";
+  form.dataset.version = rule ? rule.version : "";
   $("#rule-title").textContent = rule ? tr("editRule", { id: rule.id }) : tr("newRule");
   const f = form.elements;
   f.name.value = rule ? rule.name : "";
@@ -610,6 +621,7 @@ function ruleBody(form) {
     release_rate: Number(f.release_rate.value),
   };
   if (f.secret.value.trim()) body.secret = f.secret.value.trim();
+  if (form.dataset.version) body.version = Number(form.dataset.version); // compare-and-set
   if (!form.dataset.ruleId && state.account) body.account_id = state.account; // a new rule of the chosen account
   return { body };
 }

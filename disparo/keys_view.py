@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analytics.control.access import ApiKey, hash_key, looks_like_key
+from disparo.access import ApiKey, Permission, allows, hash_key, looks_like_key
 from disparo.compacted_view import CompactedView
 from disparo.settings import KernelSettings
 from disparo.topics import Topics
@@ -28,6 +28,17 @@ class KeysView(CompactedView[str, ApiKey]):
             self._by_hash.pop(old.hash, None)
         if new is not None:
             self._by_hash[new.hash] = new
+
+    def is_platform_admin(self, authorization: str | None) -> bool:
+        """Whether an Authorization header presents an active platform admin key."""
+        scheme, _, token = (authorization or "").partition(" ")
+        key = self.holder(token.strip()) if scheme.lower() == "bearer" else None
+        return (
+            key is not None
+            and key.revoked_at is None
+            and key.account_id is None
+            and allows(key.role, Permission.MANAGE)
+        )
 
     def holder(self, presented: str) -> ApiKey | None:
         """The key record a presented key belongs to (revoked ones included), or None."""
