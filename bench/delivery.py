@@ -62,7 +62,7 @@ async def rate(
 
 async def measure(url: str, n: int, concurrency: int) -> dict[str, float]:
     batch = jobs(url, n)
-    local = parse_allowlist("127.0.0.0/8")
+    local = parse_allowlist("127.0.0.0/8:*")
     transport = make_transport(concurrency, local)
     deliverer = Deliverer(transport, allowlist=local)
     out = {"deliverer (transport direct)": await rate(deliverer.deliver, batch, concurrency)}

@@ -166,7 +166,7 @@ def http(meter: Meter, receiver: Nginx, jobs: list[DispatchJob]) -> float:
 async def _httpx_posts(
     jobs: list[DispatchJob], bodies: list[bytes], headers: list[dict[str, str]]
 ) -> None:
-    transport = make_transport(64, parse_allowlist("127.0.0.0/8"))
+    transport = make_transport(64, parse_allowlist("127.0.0.0/8:*"))
     queue = iter(zip(jobs, bodies, headers, strict=True))
 
     async def loop() -> None:
@@ -179,7 +179,7 @@ async def _httpx_posts(
 
 
 async def _deliver_all(jobs: list[DispatchJob], concurrency: int = 64) -> None:
-    allowed = parse_allowlist("127.0.0.0/8")
+    allowed = parse_allowlist("127.0.0.0/8:*")
     transport = make_transport(concurrency, allowed)
     deliverer = Deliverer(transport, allowlist=allowed)
     queue = iter(jobs)

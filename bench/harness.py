@@ -156,7 +156,7 @@ def services(
             "DISPARO_API_PORT": str(ports["api"]),
             "DISPARO_DISPATCHER_PORT": str(ports["dispatcher"]),
             "DISPARO_WORKER_PORT": "0",
-            "DISPARO_TARGET_ALLOWLIST": "127.0.0.0/8",
+            "DISPARO_TARGET_ALLOWLIST": "127.0.0.0/8:*",
             "DISPARO_LOG_LEVEL": "WARNING",
             "DISPARO_SECRET_KEY": new_key_text(),
             **extra_env,

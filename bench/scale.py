@@ -51,7 +51,7 @@ def run_once(
         "DISPARO_TOPIC_PREFIX": prefix,
         "DISPARO_HOME": str(home),
         "DISPARO_WORKER_GROUP": f"{prefix}delivery",
-        "DISPARO_TARGET_ALLOWLIST": "127.0.0.0/8",
+        "DISPARO_TARGET_ALLOWLIST": "127.0.0.0/8:*",
         "DISPARO_LOG_LEVEL": "WARNING",
         "DISPARO_SECRET_KEY": secret_key,
     }

@@ -1,8 +1,14 @@
-"""Per-endpoint protection: a concurrency cap and a circuit breaker for each endpoint host."""
+"""Per-endpoint protection: concurrency caps and a circuit breaker for each endpoint.
+
+An endpoint is one account's host:port (`disparo.parking.endpoint_key`): its slots, breaker
+and resend pace are its own. Above them, a host-wide cap bounds what all accounts send to one
+host:port, and an account share bounds what one account holds of the worker's slots.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,7 +23,6 @@ CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
 # partition, and none is deferred.
 SLOW_AFTER_S = 0.5
 SLOW_FACTOR = 4.0
-_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 # Failures that say the endpoint itself is unwell; a 4xx means it is up and answering.
 UNHEALTHY = frozenset(
     {
@@ -31,10 +36,11 @@ UNHEALTHY = frozenset(
 )
 
 
-def health_of(reason: str) -> bool | None:
-    """What an attempt's reason says of its endpoint: healthy, unhealthy, or nothing."""
+def health_of(reason: str, slow: bool = False) -> bool | None:
+    """What an attempt's reason says of its endpoint: healthy, unhealthy, or nothing; an
+    answer slower than half its timeout is unhealthy (such answers hold slots for long)."""
     if reason == classify.SUCCESS:
-        return True
+        return not slow
     return False if reason in UNHEALTHY else None
 
 
@@ -118,7 +124,11 @@ class EndpointGuard:
     open_s: float = 30.0
     resend_rate: float = 20.0
     clock: Callable[[], float] = time.monotonic
+    per_host: int = 128
+    per_account: int = 1_000_000
     _slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _hosts: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _accounts: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _breakers: dict[str, Breaker] = field(default_factory=dict)
     _resends: dict[str, RateLimit] = field(default_factory=dict)
     _active: dict[str, int] = field(default_factory=dict)
@@ -130,6 +140,22 @@ class EndpointGuard:
         if endpoint not in self._slots:
             self._slots[endpoint] = asyncio.Semaphore(self.per_endpoint)
         return self._slots[endpoint]
+
+    def host_slot(self, host: str) -> asyncio.Semaphore:
+        """The semaphore capping concurrent POSTs to one host:port, every account's."""
+        if host not in self._hosts:
+            self._hosts[host] = asyncio.Semaphore(self.per_host)
+        return self._hosts[host]
+
+    def account_slot(self, account_id: str) -> asyncio.Semaphore:
+        """The semaphore capping one account's share of the worker's POSTs."""
+        if account_id not in self._accounts:
+            self._accounts[account_id] = asyncio.Semaphore(self.per_account)
+        return self._accounts[account_id]
+
+    def circuits(self, state: str) -> int:
+        """How many endpoints' circuits are in `state` (a gauge: no host names in labels)."""
+        return sum(1 for b in self._breakers.values() if b.state == state)
 
     def breaker(self, endpoint: str) -> Breaker:
         if endpoint not in self._breakers:
@@ -176,10 +202,14 @@ class EndpointGuard:
             return None
         return breaker.retry_in(now)
 
-    def record(self, endpoint: str, reason: str) -> bool | None:
-        """Account for an attempt's reason and export the state; what it said of the health."""
+    def record(self, endpoint: str, reason: str, slow: bool = False) -> bool | None:
+        """Account for an attempt's reason (and slowness); what it said of the health."""
         breaker = self.breaker(endpoint)
-        healthy = health_of(reason)
+        healthy = health_of(reason, slow)
         breaker.record(healthy, self.clock())
-        metrics.CIRCUIT_STATE.labels(endpoint).set(_STATE_VALUE[breaker.state])
         return healthy
+
+    def export(self) -> None:
+        """Publish the number of circuits in each state as `disparo_circuits{state}`."""
+        for state in (CLOSED, HALF_OPEN, OPEN):
+            metrics.CIRCUITS.labels(state).set_function(functools.partial(self.circuits, state))

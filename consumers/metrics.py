@@ -21,10 +21,11 @@ DELIVERY_SECONDS = Histogram(
 )
 DEAD_LETTERS = shared.DEAD_LETTERS
 RETRIES = Counter("disparo_retries_total", "Retries scheduled, by retry tier.", ["tier"])
-CIRCUIT_STATE = Gauge(
-    "disparo_circuit_state",
-    "Circuit breaker per endpoint host:port (0 closed, 1 half-open, 2 open).",
-    ["endpoint"],
+CIRCUITS = Gauge(
+    "disparo_circuits",
+    "Endpoints (one account's host:port each) whose circuit is closed, half_open or open; "
+    "no host names in labels: the worker log names the endpoints.",
+    ["state"],
 )
 DEFERRED = Counter(
     "disparo_deferred_total", "Jobs parked without an attempt, by reason.", ["reason"]

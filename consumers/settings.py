@@ -15,17 +15,37 @@ class WorkerSettings(KernelSettings):
     excerpt_bytes: int = Field(1024, ge=0, le=65536, description="request/response bytes kept")
     # An eighth of the worker's concurrency: seven endpoints that hang leave room for the rest.
     worker_endpoint_concurrency: int = Field(
-        32, ge=1, le=10000, description="POSTs in flight at once to one endpoint host:port"
+        32,
+        ge=1,
+        le=10000,
+        description="POSTs in flight at once to one endpoint (account, host:port)",
+    )
+    # Two accounts' endpoints on one host fit under it: a shared gateway is not one endpoint.
+    worker_host_concurrency: int = Field(
+        64,
+        ge=1,
+        le=10000,
+        description="POSTs in flight at once to one host:port, all accounts together",
+    )
+    worker_account_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the largest share of worker_concurrency one account's POSTs may hold "
+        "(1: no cap)",
     )
     breaker_failures: int = Field(
         5,
         ge=1,
         le=1000,
-        description="unhealthy answers within a minute, no success between, that open an "
-        "endpoint's circuit",
+        description="unhealthy answers (errors, timeouts, answers slower than half the rule's "
+        "timeout) within a minute, no success between, that open an endpoint's circuit",
     )
     resend_rate: float = Field(
-        20.0, gt=0, le=10000, description="manual resends per second to one endpoint, per worker"
+        20.0,
+        gt=0,
+        le=10000,
+        description="manual resends per second to one endpoint (account, host:port), per worker",
     )
     breaker_open_s: float = Field(
         30.0, gt=0, le=3600, description="seconds an open circuit waits before one probe"

@@ -47,7 +47,7 @@ from disparo.kafka import make_producer
 from disparo.keys_view import KeysView
 from disparo.lag import GroupLag
 from disparo.ops_http import start_ops_server
-from disparo.parking import ParkReason, endpoint_of, park_job
+from disparo.parking import ParkReason, endpoint_key, host_of, park_job
 from disparo.rules_view import RulesView
 from disparo.schemas import (
     AttemptOutcome,
@@ -117,7 +117,10 @@ class DeliveryWorker:
             settings.breaker_failures,
             settings.breaker_open_s,
             resend_rate=settings.resend_rate,
+            per_host=settings.worker_host_concurrency,
+            per_account=max(1, int(settings.worker_concurrency * settings.worker_account_share)),
         )
+        self.guard.export()
         self.waiting = WaitingJobs(self.guard, settings.worker_endpoint_concurrency * 4)
         self.offsets = OffsetTracker()
         self.limit = asyncio.Semaphore(settings.worker_concurrency)
@@ -213,7 +216,7 @@ class DeliveryWorker:
             self.sends.extend(self._record(job, outcome, tp.partition))
             self._finish(tp, record, tracked)
             return
-        endpoint = endpoint_of(job.target.url)
+        endpoint = endpoint_key(job.event.account_id, job.target.url)
         if self.waiting.full(endpoint) and tracked:
             # Its slots free up no sooner than its requests time out.
             wait_s = max(self.policy.tiers[0].delay_s, job.target.timeout_s)
@@ -325,15 +328,22 @@ class DeliveryWorker:
         )
 
     async def _attempt(self, job: DispatchJob, ticket: Ticket) -> AttemptOutcome:
+        # The endpoint's own slot first (waiting for it is what `slow` sees), then the host's
+        # cap over every account, this account's share of the worker, the worker's limit.
         async with self.guard.slot(ticket.endpoint):
             self._stop_waiting(ticket)
             since = self.guard.started(ticket.endpoint)
             try:
-                async with self.limit:
+                async with (
+                    self.guard.host_slot(host_of(ticket.endpoint)),
+                    self.guard.account_slot(job.event.account_id),
+                    self.limit,
+                ):
                     outcome = await self.deliverer.deliver(job)
             finally:
                 self.guard.finished(ticket.endpoint, since)
-        if self.guard.record(ticket.endpoint, outcome.reason):
+        slow = outcome.duration_ms > job.target.timeout_s * 500  # over half its timeout
+        if self.guard.record(ticket.endpoint, outcome.reason, slow):
             self._tell(self.park_notes.answered(ticket.endpoint))
         return outcome
 

@@ -37,6 +37,20 @@ def endpoint_of(url: str) -> str:
     return f"{(parts.hostname or '').lower()}:{port}"
 
 
+def endpoint_key(account_id: str, url: str) -> str:
+    """The unit of protection: one account's requests to one host:port (`acme/h.example:443`).
+
+    Breakers, slots, resend pacing and parking use it, so one account's endpoint that hangs
+    or fails never slows or parks another account's webhooks to the same host.
+    """
+    return f"{account_id}/{endpoint_of(url)}"
+
+
+def host_of(key: str) -> str:
+    """The host:port of an endpoint key."""
+    return key.partition("/")[2]
+
+
 def park_tier(tiers: Sequence[Tier], wait_s: float) -> Tier:
     """The first retry tier that waits at least `wait_s` (the last one if none does)."""
     return next((t for t in tiers if t.delay_s >= wait_s), tiers[-1])

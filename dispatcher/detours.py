@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from disparo.parking import endpoint_of, park_job
+from disparo.parking import endpoint_key, park_job
 from disparo.retry_tiers import Tier
 from disparo.schemas import DispatchJob, Rule
 from disparo.topics import Topics
@@ -19,7 +19,7 @@ from disparo.topics import Topics
 def parkable_endpoints(rules: Sequence[Rule]) -> dict[int, str]:
     """The endpoint of every rule whose jobs may be parked by the dispatcher, by rule id."""
     return {
-        r.id: endpoint_of(str(r.url))
+        r.id: endpoint_key(r.account_id, str(r.url))
         for r in rules
         if r.ordering == "none" and not r.supersede and not r.paused
     }

@@ -84,11 +84,12 @@ class KeyBook:
             self.save(key)
         return key
 
-    def ensure(self, secret: str, name: str, role: Role) -> ApiKey:
-        """Register a key whose secret is already known (kept by `make up`) if it is not."""
+    def ensure(self, secret: str, name: str, role: Role) -> ApiKey | None:
+        """Register a key whose secret is already known (kept by `make up`) if Kafka has no
+        record of it; None if it was revoked (a revoked key is never made active again)."""
         found = self.view.holder(secret)
-        if found is not None and found.active:
-            return found
+        if found is not None:
+            return found if found.active else None
         key = record_for(secret, name, role)
         self.save(key)
         return key

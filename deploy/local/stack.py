@@ -120,11 +120,16 @@ def _admin_key(settings: KernelSettings) -> str:
     path = settings.home / ADMIN_KEY_FILE
     book = KeyBook(settings)
     try:
+        revoked = False
         if path.exists():
             secret = path.read_text().strip()
-            book.ensure(secret, "admin", "admin")  # Kafka's data may have been wiped
-            return secret
+            if book.ensure(secret, "admin", "admin") is not None:  # Kafka's data may be new
+                return secret
+            revoked = True
         secret, key = book.create("admin", "admin")
+        if revoked:
+            path.replace(path.with_name(ADMIN_KEY_FILE + ".revoked"))
+            say(f"the admin key in {path} was revoked; it stays revoked: made a new one")
     finally:
         book.close()
     _write_private(path, secret)

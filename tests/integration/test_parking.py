@@ -8,7 +8,7 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from disparo.parking import ParkedEndpoint, endpoint_of
+from disparo.parking import ParkedEndpoint, endpoint_key
 from disparo.schemas import DispatchJob
 from tests.integration.conftest import (
     Stack,
@@ -56,7 +56,7 @@ def test_a_parked_endpoint_s_jobs_wait_in_a_retry_tier_and_go_out_once_it_is_bac
                 name="down", event_types=["*"], url=f"{down.url}/in", max_attempts=20
             )["id"]
             stack.active_rule(name="fine", event_types=["*"], url=f"{healthy.url}/ok")
-            endpoint = endpoint_of(down.url)
+            endpoint = endpoint_key("default", down.url)
             first = [order_event(f"PARK-A-{i}") for i in range(20)]
             stack.publisher.publish_many(first)
             healthy.wait_for("/ok", 20, timeout_s=30)

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from kafka import KafkaProducer
 
+from analytics.control.keys import KeyBook
+from deploy.local.stack import _admin_key as local_admin_key
+from disparo.kafka import ensure_topics
+from disparo.settings import KernelSettings
 from tests.integration.conftest import (
     Stack,
     bearer,
+    dispatch_ids,
     every_record,
     order_event,
     running_stack,
@@ -205,3 +212,63 @@ def test_rule_writes_compare_and_set_and_resends_are_idempotent(
         assert made.status_code == 201, made.text
     taken = stack.http.post(keys, json={"name": "ops", "role": "viewer", "account_id": "acme"})
     assert taken.status_code == 409
+
+
+def test_make_up_never_reactivates_a_revoked_admin_key(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = KernelSettings(
+        kafka_bootstrap=kafka_bootstrap, topic_prefix=f"k{uuid.uuid4().hex[:8]}.", home=tmp_path
+    )
+    ensure_topics(settings)
+    first = local_admin_key(settings)
+    assert local_admin_key(settings) == first  # kept across runs while it is active
+    book = KeyBook(settings)
+    try:
+        revoked = book.view.holder(first)
+        assert revoked is not None
+        book.revoke(revoked.id)
+    finally:
+        book.close()
+    second = local_admin_key(settings)
+    assert second != first
+    assert (tmp_path / "admin.key").read_text().strip() == second
+    book = KeyBook(settings)
+    try:
+        old, new = book.view.holder(first), book.view.holder(second)
+        assert old is not None
+        assert not old.active
+        assert new is not None
+        assert new.active
+        assert new.role == "admin"
+    finally:
+        book.close()
+
+
+def test_an_account_whose_path_hangs_does_not_slow_another_on_the_same_host(
+    stack: Stack, receiver: Receiver
+) -> None:
+    hang = stack.active_rule(
+        name="hangs", event_types=["*"], url=f"{receiver.url}/hang", account_id="acme",
+        timeout_s=2, max_attempts=1,
+    )  # fmt: skip
+    fine = stack.active_rule(
+        name="fine", event_types=["*"], url=f"{receiver.url}/ok", account_id="globex"
+    )
+    hanging = [order_event(f"HANG-{i}", account_id="acme") for i in range(300)]
+    stack.publisher.publish_many(hanging)
+    receiver.wait_for("/hang", 10)  # acme's endpoint holds its slots now
+    flowing = [order_event(f"FLOW-{i}", account_id="globex") for i in range(100)]
+    stack.publisher.publish_many(flowing)
+    arrived = receiver.wait_for("/ok", 100, timeout_s=30)
+    still_hanging = [r for r in receiver.on("/hang") if time.monotonic() - r.at < 20]
+    assert still_hanging, "the hanging path was closed before the other account finished"
+    assert len({r.webhook_id for r in arrived}) == 100
+    rows = stack.rows_eventually(100, rule_id=fine["id"])
+    assert {(r["status"], r["attempt"]) for r in rows} == {("success", 1)}
+    # acme's timeouts opened acme's circuit only: none of globex's jobs was deferred.
+    acme_rows = stack.rows_eventually(5, rule_id=hang["id"])
+    assert {r["reason"] for r in acme_rows} == {"timeout"}
+    log = stack.log_tail("worker", 10_000_000)
+    deferred = [d for d in dispatch_ids(flowing, fine["id"]) if f"deferred {d}" in log]
+    assert deferred == []

@@ -1,6 +1,6 @@
 from consumers import classify
 from consumers.endpoints import CLOSED, HALF_OPEN, OPEN, Breaker, EndpointGuard
-from disparo.parking import endpoint_of
+from disparo.parking import endpoint_key, endpoint_of, host_of
 
 
 def test_endpoint_key_is_host_and_port() -> None:
@@ -85,3 +85,22 @@ def test_a_probe_answered_with_a_4xx_closes_the_circuit() -> None:
     assert b.allow(11)
     b.record(None, 11)
     assert b.state == CLOSED
+
+
+def test_an_answer_slower_than_half_its_timeout_counts_against_the_endpoint() -> None:
+    guard = EndpointGuard(threshold=2, clock=lambda: 0.0)
+    assert guard.record("acme/h:80", classify.SUCCESS, slow=True) is False
+    assert guard.record("acme/h:80", classify.SUCCESS, slow=True) is False
+    assert guard.admit("acme/h:80") is not None  # opened by slow successes
+    assert guard.admit("globex/h:80") is None  # another account on that host: its own breaker
+    assert (guard.circuits("open"), guard.circuits("closed")) == (1, 1)
+
+
+def test_endpoints_are_per_account_under_a_host_cap_and_an_account_share() -> None:
+    guard = EndpointGuard(per_endpoint=2, per_host=3, per_account=4)
+    assert guard.slot("acme/h:80") is not guard.slot("globex/h:80")
+    assert guard.host_slot("h:80") is guard.host_slot("h:80")
+    assert guard.host_slot("h:80")._value == 3
+    assert guard.account_slot("acme")._value == 4
+    assert endpoint_key("acme", "https://H.example/x") == "acme/h.example:443"
+    assert host_of(endpoint_key("acme", "https://H.example/x")) == "h.example:443"

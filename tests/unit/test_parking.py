@@ -11,7 +11,7 @@ from disparo.parking import (
     MAX_PARK_S,
     ParkedEndpoint,
     back_at,
-    endpoint_of,
+    endpoint_key,
     park_ends,
     park_tier,
 )
@@ -90,7 +90,9 @@ def _job_and_detour(
 def test_a_plain_rule_s_job_for_a_parked_endpoint_goes_to_a_retry_tier_due_at_its_end() -> None:
     now = now_utc()
     until = now + timedelta(seconds=30)
-    job, topic, sent = _job_and_detour({endpoint_of("https://down.example/x"): until}, now)
+    job, topic, sent = _job_and_detour(
+        {endpoint_key("default", "https://down.example/x"): until}, now
+    )
     assert topic == "p.retry.1m"
     assert sent.not_before is not None
     assert until <= sent.not_before <= until + timedelta(seconds=6)
