@@ -12,6 +12,7 @@ from disparo.retry_tiers import Tier
 NEVER_RETRIED = frozenset(
     {
         classify.TARGET_REFUSED,
+        classify.TARGET_CHANGED,
         classify.INVALID_URL,
         classify.INVALID_REQUEST,
         classify.RESPONSE_TOO_LARGE,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from disparo.accounts_view import AccountsView
 from disparo.notifications import notification_target
+from disparo.rule_codec import unusable
 from disparo.rules_view import RulesView
 from disparo.schemas import (
     NOTIFICATIONS_RULE_ID,
@@ -46,6 +47,8 @@ class RuleLookup:
         rule = self._current(job.rule)
         if rule is None:
             return job.with_target(DeliveryTarget.gone(job.rule.rule_id), seq)
+        if unusable(rule):  # its record was written outside the API: send nothing
+            return job.with_target(DeliveryTarget.unusable(rule), seq)
         return job.with_target(DeliveryTarget.of(rule, now_utc()), seq)
 
     def _notifications(self, account_id: str) -> DeliveryTarget:

@@ -206,6 +206,12 @@ class DeliveryWorker:
                 self._start(tp, record, job)
 
     def _start(self, tp: Any, record: Any, job: DispatchJob, tracked: bool = True) -> None:
+        if job.target.refused is not None:
+            reason = classify.TARGET_CHANGED
+            outcome = self.deliverer.without_attempt(job, reason, job.target.refused)
+            self.sends.extend(self._record(job, outcome, tp.partition))
+            self._finish(tp, record, tracked)
+            return
         if job.target.deleted:
             text = (
                 f"rule {job.rule.rule_id} was deleted; nothing was sent"

@@ -202,6 +202,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
         return 0
     from analytics.control.rule_book import RuleBook
     from disparo.kafka import make_producer
+    from disparo.rule_codec import unusable
     from disparo.rules_view import RulesView
     from disparo.topics import Topics
 
@@ -209,17 +210,25 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     box = settings.secret_box()
     view = RulesView(settings, box)
     view.start(timeout_s=60)  # every rule opened, with the key or the previous one
-    rules = view.all()
-    # No producer without a rule to write: kafka-python 2.3 blocks 10 s closing one unused.
-    if rules:
-        producer = make_producer(settings, client_id="disparo-secrets")
-        book = RuleBook(producer, Topics(settings.topic_prefix), view, box)
-        try:
-            book.reseal(rules, lambda n: print(f"resealed {n}/{len(rules)} rules", file=sys.stderr))
-        finally:
-            producer.close(10)
+    rules = [r for r in view.all() if not unusable(r)]
+    broken = [r.id for r in view.all() if unusable(r)]
+    producer = make_producer(settings, client_id="disparo-secrets")
+    book = RuleBook(producer, Topics(settings.topic_prefix), view, box)
+    try:
+        book.reseal(rules, lambda n: print(f"resealed {n}/{len(rules)} rules", file=sys.stderr))
+        book.seal_strictly()
+    finally:
+        producer.close(10)
     view.stop()
-    print(f"every rule is sealed with key {box.fingerprint}; DISPARO_SECRET_KEY_PREVIOUS can go")
+    print(
+        f"every rule is sealed with key {box.fingerprint}, bound to its id and URL; "
+        "plain-text values are refused from now on; DISPARO_SECRET_KEY_PREVIOUS can go"
+    )
+    if broken:
+        print(
+            f"rules whose record was written outside the API, left as they are (save each "
+            f"through the API with its secret): {', '.join(map(str, broken))}"
+        )
     return 0
 
 

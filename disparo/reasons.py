@@ -20,6 +20,9 @@ INVALID_REQUEST = "invalid_request"
 INVALID_RESPONSE = "invalid_response"
 RESPONSE_TOO_LARGE = "response_too_large"
 RULE_DELETED = "rule_deleted"  # the job's rule was deleted before it was sent: no attempt
+# The rule's record was written outside the API (its sealed values do not open for its URL
+# and id): nothing is sent until an admin saves it through the API.
+TARGET_CHANGED = "target_changed"
 SUPERSEDED = "superseded"  # a newer event of the order was delivered first: not sent
 HELD = "held"  # the rule is paused: kept to be sent when it is unpaused
 DISCARDED = "discarded"  # a held dispatch dropped by a person, or older than the history
@@ -40,6 +43,7 @@ ATTEMPT_REASONS = (
     INVALID_RESPONSE,
     RESPONSE_TOO_LARGE,
     RULE_DELETED,
+    TARGET_CHANGED,
     SUPERSEDED,
     HELD,
     DISCARDED,

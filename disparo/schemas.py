@@ -183,6 +183,7 @@ class DeliveryTarget(BaseModel):
     timeout_s: float
     max_attempts: int
     deleted: bool = False  # the rule is gone: the job ends without an attempt
+    refused: str | None = None  # why the job ends without an attempt (`target_changed`)
     ordering: Ordering = "none"
     supersede: bool = False
     paused: bool = False  # its dispatches are held, not sent
@@ -206,6 +207,12 @@ class DeliveryTarget(BaseModel):
             paused=rule.paused,
             version=rule.version,
         )
+
+    @classmethod
+    def unusable(cls, rule: Rule) -> DeliveryTarget:
+        """The target of a rule whose stored secrets do not open: nothing to send with."""
+        gone = cls.gone(rule.id)
+        return gone.model_copy(update={"refused": rule.deactivated_reason, "deleted": False})
 
     @classmethod
     def gone(cls, rule_id: int) -> DeliveryTarget:

@@ -22,6 +22,11 @@ class SecretKeyMismatch(DisparoError):
     """A sealed secret was sealed under a key this process does not hold."""
 
 
+class SealMismatch(SecretKeyMismatch):
+    """A sealed value does not open for the context given: altered, or sealed for another
+    rule or URL (the key that sealed it is held)."""
+
+
 def new_key_text() -> str:
     """A fresh master key, as `DISPARO_SECRET_KEY` takes it."""
     return base64.b64encode(os.urandom(KEY_BYTES)).decode()
@@ -83,7 +88,7 @@ class SecretBox:
             raw = base64.urlsafe_b64decode(blob)
             return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode()).decode()
         except (InvalidTag, binascii.Error, ValueError) as exc:
-            raise SecretKeyMismatch(
+            raise SealMismatch(
                 f"a rule secret sealed with key {key_id} does not open ({type(exc).__name__}): "
                 "the record was altered or copied from another rule"
             ) from None

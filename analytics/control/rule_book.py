@@ -13,7 +13,7 @@ from analytics.control.rule_ids import next_rule_id
 from analytics.control.scope import visible
 from analytics.errors import NotFound, StaleVersion
 from disparo.access import ApiKey
-from disparo.rule_codec import encode_rule
+from disparo.rule_codec import STRICT_KEY, encode_rule
 from disparo.rules_view import RulesView
 from disparo.schemas import Rule
 from disparo.secret_box import SecretBox
@@ -75,6 +75,11 @@ class RuleBook:
     def delete(self, rule_id: int) -> None:
         """Delete a rule (a tombstone on the compacted topic), seen back by the view."""
         write_record(self.producer, self.topics.rules, self.view, rule_id, None)
+
+    def seal_strictly(self) -> None:
+        """Tell every rules view that from now on only bound, sealed values open."""
+        record = [(STRICT_KEY, b'{"bound":true}')]
+        send_acked(self.producer, self.topics.rules, record, "strict sealing not recorded")
 
     def reseal(self, rules: list[Rule], progress: Callable[[int], None] | None = None) -> None:
         """Write every rule again, sealed with the current key (after a key change)."""

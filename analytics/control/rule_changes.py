@@ -21,10 +21,15 @@ from analytics.control.services import Services
 from analytics.errors import Conflict, InvalidField
 from analytics.history import held_rows
 from disparo.access import ApiKey
+from disparo.rule_codec import unusable
 from disparo.schemas import Rule, generate_secret, now_utc
 from disparo.targets import url_refusal
 
 DISCARD_BATCH = 10_000
+RESEAL_NEEDS_SECRET = (
+    "this rule's record was written outside the API and its secret does not open: "
+    "save it with PUT and its signing secret (`secret`) to seal it again"
+)
 _id_lock = threading.Lock()
 
 
@@ -86,6 +91,8 @@ def create(svc: Services, body: RuleCreate, actor: ApiKey) -> Rule:
 def update(svc: Services, rule_id: int, body: RuleUpdate, actor: ApiKey) -> Rule:
     """Replace a rule's fields (activate/deactivate with `active`)."""
     current = svc.rule_book.found(rule_id, actor)
+    if unusable(current) and body.secret is None:
+        raise InvalidField("secret", RESEAL_NEEDS_SECRET)
     account = _account_of(body, actor, current.account_id)
     _check_target(svc, body, account)
     if account != current.account_id:
@@ -130,6 +137,8 @@ def rotate_secret(
 ) -> Rule:
     """A new signing secret; both sign webhooks until the overlap ends."""
     current = svc.rule_book.found(rule_id, actor)
+    if unusable(current):
+        raise Conflict(RESEAL_NEEDS_SECRET)
     until = now_utc() + svc.secret_overlap
     new_secret = secret or generate_secret()
     if new_secret == current.secret:

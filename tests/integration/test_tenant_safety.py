@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -11,15 +13,18 @@ from pathlib import Path
 import httpx
 import pytest
 from kafka import KafkaProducer
+from standardwebhooks.webhooks import Webhook
 
 from analytics.control.keys import KeyBook
 from deploy.local.stack import _admin_key as local_admin_key
 from disparo.kafka import ensure_topics
 from disparo.settings import KernelSettings
 from tests.integration.conftest import (
+    DISPARO,
     Stack,
     bearer,
     dispatch_ids,
+    eventually,
     every_record,
     order_event,
     running_stack,
@@ -272,3 +277,68 @@ def test_an_account_whose_path_hangs_does_not_slow_another_on_the_same_host(
     log = stack.log_tail("worker", 10_000_000)
     deferred = [d for d in dispatch_ids(flowing, fine["id"]) if f"deferred {d}" in log]
     assert deferred == []
+
+
+def test_a_rule_pointed_elsewhere_through_kafka_delivers_nothing_until_the_api_reseals_it(
+    stack: Stack, receiver: Receiver
+) -> None:
+    rule = stack.active_rule(name="bound", event_types=["*"], url=f"{receiver.url}/bound")
+    stack.publisher.publish_many([order_event("SEAL-1")])
+    [first] = stack.rows_eventually(1, rule_id=rule["id"])
+    records = every_record(stack.settings.kafka_bootstrap, stack.topics.rules)
+    stored = json.loads([r for r in records if r.key == str(rule["id"]).encode()][-1].value)
+    moved = {**stored, "url": f"{receiver.url}/stolen", "version": stored["version"] + 1}
+    producer = KafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap)
+    try:  # a client with write access to the topic, not the API
+        producer.send(
+            stack.topics.rules, key=str(rule["id"]).encode(), value=json.dumps(moved).encode()
+        )
+        producer.flush(10)
+    finally:
+        producer.close(10)
+    shown = eventually(
+        lambda: (r := stack.rule(rule["id"]))["version"] == moved["version"] and r, 30, "the move"
+    )
+    assert shown["active"] is False
+    assert shown["deactivated_reason"].startswith("target_changed")
+    resent = stack.http.post(
+        f"{stack.api}/api/v1/resend", json={"dispatch_id": first["dispatch_id"]}
+    )
+    assert resent.status_code == 202, resent.text
+    rows = stack.rows_eventually(2, rule_id=rule["id"])
+    assert (rows[1]["reason"], rows[1]["status"]) == ("target_changed", "failure")
+    assert receiver.on("/stolen") == []
+
+    fields = {k: shown[k] for k in ("name", "event_types", "url", "version")}
+    refused = stack.http.put(f"{stack.api}/api/v1/rules/{rule['id']}", json=fields)
+    assert refused.status_code == 422
+    assert "secret" in refused.json()["fields"]
+    fields = {**fields, "url": f"{receiver.url}/bound", "secret": rule["secret"], "active": True}
+    assert stack.http.put(f"{stack.api}/api/v1/rules/{rule['id']}", json=fields).is_success
+    stack.wait_rule_applied(rule["id"], active=True)
+    stack.publisher.publish_many([order_event("SEAL-2")])
+    [got] = [r for r in receiver.wait_for("/bound", 2) if b"SEAL-2" in r.body]
+    Webhook(rule["secret"]).verify(got.body, got.headers)
+
+    # After `disparo secrets rewrap`, a plain-text record is refused like a moved one.
+    done = subprocess.run(
+        [DISPARO, "secrets", "rewrap"], env={**os.environ, **stack.env},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "plain-text values are refused" in done.stdout
+    current = stack.rule(rule["id"])
+    plain = {**{k: current[k] for k in ("id", "name", "event_types", "url", "account_id")},
+             "secret": rule["secret"], "version": current["version"] + 1}  # fmt: skip
+    producer = KafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap)
+    try:
+        producer.send(
+            stack.topics.rules, key=str(rule["id"]).encode(), value=json.dumps(plain).encode()
+        )
+        producer.flush(10)
+    finally:
+        producer.close(10)
+    refused_plain = eventually(
+        lambda: (r := stack.rule(rule["id"]))["version"] == plain["version"] and r, 30, "plain"
+    )
+    assert refused_plain["deactivated_reason"].startswith("target_changed")

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from disparo.errors import SettingsError
-from disparo.rule_codec import decode_rule, encode_rule
-from disparo.schemas import Rule, generate_secret
+from disparo.rule_codec import decode_rule, encode_rule, unusable
+from disparo.schemas import DeliveryTarget, Rule, generate_secret
 from disparo.secret_box import SecretBox, SecretKeyMismatch, is_sealed, new_key_text
 
 
@@ -48,12 +48,42 @@ def test_the_wrong_key_is_named_and_the_previous_key_opens_old_records() -> None
     assert decode_rule(again, SecretBox(new)) == rule
 
 
-def test_a_secret_moved_to_another_rule_does_not_open() -> None:
+@pytest.mark.parametrize(
+    "change", [{"id": 1001}, {"url": "https://attacker.example/hook"}, {"version": 9}]
+)
+def test_a_record_pointing_a_rule_elsewhere_opens_nothing_and_sends_nothing(
+    change: dict[str, object],
+) -> None:
     box = SecretBox(new_key_text())
-    data = json.loads(encode_rule(a_rule(), box))
-    data["id"] = 1001  # the sealed secret is bound to rule 1000
-    with pytest.raises(SecretKeyMismatch, match="altered or copied"):
-        decode_rule(json.dumps(data).encode(), box)
+    rule = a_rule()
+    data = {**json.loads(encode_rule(rule, box)), **change}  # written straight to the topic
+    read = decode_rule(json.dumps(data).encode(), box)
+    if "version" in change:  # the id and URL it was sealed for: it opens
+        assert (read.secret, read.headers) == (rule.secret, rule.headers)
+        return
+    assert unusable(read)
+    assert not read.active
+    assert (read.deactivated_reason or "").startswith("target_changed")
+    assert read.secret != rule.secret
+    assert read.headers == {}
+    assert DeliveryTarget.unusable(read).refused == read.deactivated_reason
+
+
+def test_plain_and_unbound_values_open_until_rewrap_makes_reading_strict() -> None:
+    box = SecretBox(new_key_text())
+    rule = a_rule()
+    plain = rule.model_dump_json().encode()
+    assert decode_rule(plain, box) == rule
+    assert unusable(decode_rule(plain, box, strict=True))
+    data = json.loads(plain)  # sealed the way records were before URLs were bound in
+    data["secret"] = box.seal(rule.secret, "rule/1000/secret")
+    data["headers"] = {
+        "Authorization": box.seal("Bearer customer-token", "rule/1000/header/authorization")
+    }
+    unbound = json.dumps(data).encode()
+    assert decode_rule(unbound, box) == rule
+    assert unusable(decode_rule(unbound, box, strict=True))
+    assert decode_rule(encode_rule(rule, box), box, strict=True) == rule
 
 
 def test_records_from_before_sealing_are_read_as_they_are() -> None:

@@ -289,7 +289,7 @@ const REASONS = {
     tls: "TLS", http_4xx: "HTTP 4xx", http_5xx: "HTTP 5xx", http_other: "Other HTTP answer",
     target_refused: "Target refused", invalid_url: "Invalid URL",
     invalid_request: "Rule cannot be sent (URL or headers)",
-    invalid_response: "Invalid HTTP answer", rule_deleted: "Rule deleted", superseded: "Superseded by a newer event", held: "Held (rule paused)", discarded: "Discarded while held",
+    invalid_response: "Invalid HTTP answer", rule_deleted: "Rule deleted", target_changed: "Rule changed outside the API", superseded: "Superseded by a newer event", held: "Held (rule paused)", discarded: "Discarded while held",
     response_too_large: "Response too large", other: "Other error",
   },
   "pt-BR": {
@@ -298,7 +298,7 @@ const REASONS = {
     http_other: "Outra resposta HTTP", target_refused: "Destino recusado",
     invalid_url: "URL inválida",
     invalid_request: "Regra não enviável (URL ou cabeçalhos)",
-    invalid_response: "Resposta HTTP inválida", rule_deleted: "Regra excluída", superseded: "Substituído por um evento mais novo", held: "Retido (regra pausada)", discarded: "Descartado enquanto retido",
+    invalid_response: "Resposta HTTP inválida", rule_deleted: "Regra excluída", target_changed: "Regra alterada fora da API", superseded: "Substituído por um evento mais novo", held: "Retido (regra pausada)", discarded: "Descartado enquanto retido",
     response_too_large: "Resposta grande demais",
     other: "Outro erro",
   },
