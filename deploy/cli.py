@@ -93,6 +93,37 @@ def cmd_topics(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_acls(args: argparse.Namespace) -> int:
+    from analytics.settings import AnalyticsSettings
+    from consumers.settings import WorkerSettings
+    from deploy.kafka_acls import apply, commands
+    from disparo.kafka import make_admin
+    from dispatcher.settings import DispatcherSettings
+
+    settings = load(KernelSettings)
+    analytics, worker = load(AnalyticsSettings), load(WorkerSettings)
+    groups = {
+        "analytics": (analytics.sink_group, analytics.event_sink_group, analytics.duties_group),
+        "dispatcher": (load(DispatcherSettings).dispatcher_group,),
+        "worker": (worker.worker_group,),
+    }
+    principals = {"analytics": args.analytics, "dispatcher": args.dispatcher, "worker": args.worker}
+    if not args.apply:
+        print(
+            f"# each with --bootstrap-server {settings.kafka_bootstrap} --command-config "
+            "<a super user's client properties>; or run `disparo acls --apply`"
+        )
+        print("\n".join(commands(principals, settings.topic_prefix, groups)))
+        return 0
+    admin = make_admin(settings)
+    try:
+        made = apply(admin, principals, settings.topic_prefix, groups)
+    finally:
+        admin.close()
+    print(f"created {made} ACLs for {', '.join(f'User:{p}' for p in principals.values())}")
+    return 0
+
+
 def cmd_dispatcher(_: argparse.Namespace) -> int:
     from dispatcher.app import run
     from dispatcher.settings import DispatcherSettings
@@ -274,6 +305,19 @@ def parser() -> argparse.ArgumentParser:
         "status", help="local processes, consumer lag, last minute's deliveries and failure %%"
     ).set_defaults(run=cmd_status)
     sub.add_parser("topics", help="create the topics if missing").set_defaults(run=cmd_topics)
+    acls = sub.add_parser(
+        "acls",
+        help="print (or --apply) the Kafka ACLs of one principal per service "
+        "(only analytics writes rules, accounts and api-keys; docs/operations.md)",
+    )
+    for service in ("analytics", "dispatcher", "worker"):
+        acls.add_argument(f"--{service}", default=service, help=f"the {service}'s SASL user")
+    acls.add_argument(
+        "--apply",
+        action="store_true",
+        help="create them, connecting as DISPARO_KAFKA_* (a super user)",
+    )
+    acls.set_defaults(run=cmd_acls)
     sub.add_parser("dispatcher", help="run the rule-matching processor (faust)").set_defaults(
         run=cmd_dispatcher
     )

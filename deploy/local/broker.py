@@ -66,18 +66,28 @@ class SecureListener:
     port: int
     keystore_pem: Path  # PKCS#8 private key followed by the certificate chain
     users: tuple[tuple[str, str], ...]  # (name, password)
+    # With ACLs on, only these users may do anything not granted (`deploy/kafka_acls.py`);
+    # the loopback PLAINTEXT listener (the broker's own, ANONYMOUS) stays a super user.
+    super_users: tuple[str, ...] | None = None
 
     def listener(self) -> str:
         return f"SASL_SSL://127.0.0.1:{self.port}"
 
     def props(self) -> dict[str, str]:
         scram = "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"
-        return {
+        props = {
             "sasl.enabled.mechanisms": "SCRAM-SHA-512",
             scram: "org.apache.kafka.common.security.scram.ScramLoginModule required;",
             "ssl.keystore.type": "PEM",
             "ssl.keystore.location": str(self.keystore_pem),
         }
+        if self.super_users is not None:
+            supers = ";".join(f"User:{u}" for u in ("ANONYMOUS", *self.super_users))
+            props["authorizer.class.name"] = (
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+            )
+            props["super.users"] = supers
+        return props
 
     def format_args(self) -> list[str]:
         return [

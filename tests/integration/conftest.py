@@ -312,10 +312,17 @@ def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
 
 
 @contextmanager
-def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stack]:
-    """A stack on its own prefix, groups and ports; `extra_env` adds DISPARO_* settings."""
+def running_stack(
+    bootstrap: str,
+    home: Path,
+    prefix: str | None = None,
+    service_env: dict[str, dict[str, str]] | None = None,
+    **extra_env: str,
+) -> Iterator[Stack]:
+    """A stack on its own prefix, groups and ports; `extra_env` adds DISPARO_* settings,
+    `service_env` more for one service (its own Kafka credentials)."""
     kafka_bootstrap, tmp_path = bootstrap, home
-    prefix = f"t{uuid.uuid4().hex[:8]}."
+    prefix = prefix or f"t{uuid.uuid4().hex[:8]}."
     ports = {name: free_port() for name in ("api", "dispatcher", "worker")}
     env = dict(os.environ)
     env.update(
@@ -364,7 +371,7 @@ def running_stack(bootstrap: str, home: Path, **extra_env: str) -> Iterator[Stac
     )
     try:
         for name in names:
-            table.start(name, [DISPARO, name], env)
+            table.start(name, [DISPARO, name], {**env, **(service_env or {}).get(name, {})})
         table.wait_http("analytics", f"{api}/readyz", 90)
         table.wait_http("dispatcher", f"{dispatcher}/healthz", 90)
         table.wait_http("worker", f"{worker}/readyz", 90)

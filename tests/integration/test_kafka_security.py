@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.errors import TopicAuthorizationFailedError
 from standardwebhooks.webhooks import Webhook
 
+from deploy.kafka_acls import SERVICES, apply
 from deploy.local.broker import REPO_ROOT, KafkaNode, SecureListener, free_port, provision_jars
 from deploy.local.processes import ProcessTable
 from disparo.secret_box import new_key_text
@@ -26,7 +30,10 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     """A broker whose clients' listener is SASL_SSL only; yields its address and CA file."""
     home = tmp_path_factory.mktemp("sasl-ssl")
     ca_file, broker_pem = make_certificates(home / "tls")
-    secure = SecureListener(free_port(), broker_pem, (("disparo", PASSWORD),))
+    # `disparo` is the test's own super user; each service has a principal of its own, held
+    # to the ACLs of deploy/kafka_acls.py (the ACL test grants them for its prefix).
+    users = tuple((name, PASSWORD) for name in ("disparo", *SERVICES))
+    secure = SecureListener(free_port(), broker_pem, users, super_users=("disparo",))
     node = KafkaNode(
         libs=provision_jars(REPO_ROOT / ".local" / "kafka"),
         data_dir=home / "kafka",
@@ -93,3 +100,48 @@ def test_a_wrong_password_stops_a_service_at_start_with_a_clear_error(
     )
     assert refused.returncode != 0
     assert "needs DISPARO_KAFKA_SASL_USERNAME and DISPARO_KAFKA_SASL_PASSWORD" in refused.stderr
+
+
+def _client_options(bootstrap: str, ca_file: Path, user: str) -> dict[str, object]:
+    return {
+        "bootstrap_servers": bootstrap,
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": user,
+        "sasl_plain_password": PASSWORD,
+        "ssl_cafile": str(ca_file),
+    }
+
+
+def test_each_service_is_its_own_principal_and_only_analytics_writes_rules(
+    secure_broker: tuple[str, Path], tmp_path: Path, receiver: Receiver
+) -> None:
+    bootstrap, ca_file = secure_broker
+    prefix = f"acl{uuid.uuid4().hex[:8]}."
+    groups = {
+        "analytics": (f"{prefix}sink", f"{prefix}events", f"{prefix}duties"),
+        "dispatcher": (f"{prefix}dispatcher",),
+        "worker": (f"{prefix}delivery",),
+    }
+    admin = KafkaAdminClient(**_client_options(bootstrap, ca_file, "disparo"))
+    try:
+        assert apply(admin, {s: s for s in SERVICES}, prefix, groups) > 0
+    finally:
+        admin.close()
+    own = {s: {"DISPARO_KAFKA_SASL_USERNAME": s} for s in SERVICES}
+    with running_stack(
+        bootstrap, tmp_path, prefix=prefix, service_env=own, **sasl_env(ca_file)
+    ) as stack:
+        rule = stack.active_rule(name="acl", event_types=["*"], url=f"{receiver.url}/ok/acl")
+        stack.publisher.publish_many([order_event("ACL-1")])
+        [row] = stack.rows_eventually(1, rule_id=rule["id"])
+        assert (row["order_id"], row["status"]) == ("ACL-1", "success")
+        for service in ("worker", "dispatcher"):
+            producer = KafkaProducer(**_client_options(bootstrap, ca_file, service))
+            try:
+                sent = producer.send(stack.topics.rules, key=b"1", value=b"{}")
+                with pytest.raises(TopicAuthorizationFailedError):
+                    sent.get(timeout=30)
+            finally:
+                producer.close(10)
+        assert stack.rule(rule["id"])["url"] == f"{receiver.url}/ok/acl"
