@@ -124,6 +124,19 @@ def cmd_acls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deploy.tls import make_certificates
+
+    ca, broker = make_certificates(
+        Path(args.ca_dir), tuple(args.host), args.days, Path(args.broker_dir or args.ca_dir)
+    )
+    print(f"CA for clients (DISPARO_KAFKA_CA_FILE): {ca}")
+    print(f"broker key and chain (ssl.keystore.type=PEM, keep it private): {broker}")
+    return 0
+
+
 def cmd_dispatcher(_: argparse.Namespace) -> int:
     from dispatcher.app import run
     from dispatcher.settings import DispatcherSettings
@@ -318,6 +331,14 @@ def parser() -> argparse.ArgumentParser:
         help="create them, connecting as DISPARO_KAFKA_* (a super user)",
     )
     acls.set_defaults(run=cmd_acls)
+    certs = sub.add_parser(
+        "certs", help="make a CA and a broker certificate for Kafka's SASL_SSL listener"
+    )
+    certs.add_argument("ca_dir", help="where ca.pem goes (what clients trust)")
+    certs.add_argument("--broker-dir", help="where broker.pem goes (default: ca_dir)")
+    certs.add_argument("--host", action="append", required=True, help="a broker host name or IP")
+    certs.add_argument("--days", type=int, default=825, help="validity (default 825)")
+    certs.set_defaults(run=cmd_certs)
     sub.add_parser("dispatcher", help="run the rule-matching processor (faust)").set_defaults(
         run=cmd_dispatcher
     )

@@ -16,10 +16,10 @@ from standardwebhooks.webhooks import Webhook
 from deploy.kafka_acls import SERVICES, apply
 from deploy.local.broker import REPO_ROOT, KafkaNode, SecureListener, free_port, provision_jars
 from deploy.local.processes import ProcessTable
+from deploy.tls import make_certificates
 from disparo.secret_box import new_key_text
 from tests.integration.conftest import DISPARO, order_event, running_stack, stacks_stopped
 from tests.integration.receiver import Receiver
-from tests.integration.tls import make_certificates
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 PASSWORD = "scram-password-for-tests"

@@ -21,6 +21,7 @@ from disparo.topics import ORDER_EVENT_PARTITIONS
 from dispatcher.settings import DispatcherSettings
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
+CA_FILE = "/etc/disparo/kafka-ca/ca.pem"
 IMAGE = f"disparo:{version('disparo')}"
 # service command -> (its settings class, the setting holding its HTTP port)
 SERVICES: dict[str, tuple[type[BaseSettings], str | None]] = {
@@ -28,7 +29,9 @@ SERVICES: dict[str, tuple[type[BaseSettings], str | None]] = {
     "worker": (WorkerSettings, "worker_port"),
     "analytics": (AnalyticsSettings, "api_port"),
     "topics": (KernelSettings, None),
+    "acls": (KernelSettings, None),
 }
+RUNTIME = ("dispatcher", "worker", "analytics")  # long-running: each its own Kafka principal
 
 
 def env_names(cls: type[BaseSettings]) -> set[str]:
@@ -40,7 +43,11 @@ def settings_of(command: str, env: dict[str, str]) -> Any:
     cls, _ = SERVICES[command]
     unknown = set(env) - env_names(cls)
     assert not unknown, f"{command} does not read {sorted(unknown)}"
-    return cls(**{name.removeprefix("DISPARO_").lower(): value for name, value in env.items()})
+    values = {name.removeprefix("DISPARO_").lower(): value for name, value in env.items()}
+    if "kafka_ca_file" in values:  # a mounted volume's file: any readable file stands in
+        assert values["kafka_ca_file"] == CA_FILE
+        values["kafka_ca_file"] = __file__
+    return cls(**values)
 
 
 def port_of(command: str, settings: Any) -> int | None:
@@ -62,7 +69,12 @@ def compose() -> dict[str, Any]:
 
 
 def disparo_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {n: s for n, s in compose["services"].items() if s.get("image") == IMAGE}
+    """Services running a disparo command (not the shell of the certificates job)."""
+    return {
+        n: s
+        for n, s in compose["services"].items()
+        if s.get("image") == IMAGE and "entrypoint" not in s
+    }
 
 
 def test_compose_runs_each_service_of_the_image_once(compose: dict[str, Any]) -> None:
@@ -96,10 +108,20 @@ def test_compose_kafka_is_three_brokers_and_topics_are_replicated_to_them(
 ) -> None:
     brokers = sorted(n for n in compose["services"] if re.fullmatch(r"kafka-\d", n))
     assert len(brokers) == 3
-    for service in disparo_services(compose).values():
+    for name, service in disparo_services(compose).items():
         env = service["environment"]
-        assert env["DISPARO_KAFKA_BOOTSTRAP"] == ",".join(f"{b}:9092" for b in brokers)
+        port = 9092 if name in RUNTIME else 9094  # setup jobs: the internal listener
+        assert env["DISPARO_KAFKA_BOOTSTRAP"] == ",".join(f"{b}:{port}" for b in brokers)
         assert int(env["DISPARO_TOPIC_REPLICATION"]) == 3
+        if name in RUNTIME:  # SASL_SSL, as the service's own principal (docs/operations.md)
+            assert env["DISPARO_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+            assert env["DISPARO_KAFKA_SASL_USERNAME"] == name
+            assert env["DISPARO_KAFKA_SASL_PASSWORD"].startswith(
+                f"${{DISPARO_KAFKA_PASSWORD_{name.upper()}:?"
+            )
+    kafka = compose["services"][brokers[0]]["environment"]
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert kafka["KAFKA_LISTENERS"].startswith("SASL_SSL://:9092,")
     voters = compose["services"][brokers[0]]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"]
     assert voters == ",".join(f"{n + 1}@{b}:9093" for n, b in enumerate(brokers))
     analytics = compose["services"]["analytics"]["environment"]
@@ -140,7 +162,9 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 def test_configmap_holds_only_shared_settings(k8s: list[dict[str, Any]]) -> None:
     [configmap] = of_kind(k8s, "ConfigMap")
-    settings_of("topics", configmap["data"])  # every key is a KernelSettings variable
+    credentials = {"DISPARO_KAFKA_SASL_USERNAME": "u", "DISPARO_KAFKA_SASL_PASSWORD": "p"}
+    settings = settings_of("topics", {**configmap["data"], **credentials})  # all kernel's
+    assert settings.kafka_security_protocol == "SASL_SSL"
     assert configmap["data"]["DISPARO_OPS_HOST"] == "0.0.0.0"
 
 
@@ -164,6 +188,11 @@ def test_deployments_match_image_commands_env_ports_and_probes(k8s: list[dict[st
         env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
         from_secrets = {e["name"] for e in container.get("env", []) if "valueFrom" in e}
         assert from_secrets <= env_names(SERVICES[command][0])
+        kafka_login = {n for n in from_secrets if n.startswith("DISPARO_KAFKA_SASL_")}
+        env.update(dict.fromkeys(kafka_login, "from-a-secret"))
+        assert env["DISPARO_KAFKA_SASL_USERNAME"] == command  # its own Kafka principal
+        mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        assert str(Path(CA_FILE).parent) in mounts
         port = port_of(command, settings_of(command, env))
         assert [p["containerPort"] for p in container["ports"]] == [port]
         assert container["livenessProbe"]["httpGet"] == {"path": HEALTH_PATH, "port": port}
