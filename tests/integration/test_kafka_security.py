@@ -7,6 +7,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
@@ -17,7 +18,9 @@ from deploy.kafka_acls import SERVICES, apply
 from deploy.local.broker import REPO_ROOT, KafkaNode, SecureListener, free_port, provision_jars
 from deploy.local.processes import ProcessTable
 from deploy.tls import make_certificates
+from disparo.kafka import client_options
 from disparo.secret_box import new_key_text
+from disparo.settings import KernelSettings
 from tests.integration.conftest import DISPARO, order_event, running_stack, stacks_stopped
 from tests.integration.receiver import Receiver
 
@@ -102,15 +105,11 @@ def test_a_wrong_password_stops_a_service_at_start_with_a_clear_error(
     assert "needs DISPARO_KAFKA_SASL_USERNAME and DISPARO_KAFKA_SASL_PASSWORD" in refused.stderr
 
 
-def _client_options(bootstrap: str, ca_file: Path, user: str) -> dict[str, object]:
-    return {
-        "bootstrap_servers": bootstrap,
-        "security_protocol": "SASL_SSL",
-        "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_plain_username": user,
-        "sasl_plain_password": PASSWORD,
-        "ssl_cafile": str(ca_file),
-    }
+def _client_options(bootstrap: str, ca_file: Path, user: str) -> dict[str, Any]:
+    """What a kafka-python client logging in as `user` gets (the services' own options)."""
+    env = {**sasl_env(ca_file), "DISPARO_KAFKA_SASL_USERNAME": user}
+    fields = {k.removeprefix("DISPARO_").lower(): v for k, v in env.items()}
+    return client_options(KernelSettings(kafka_bootstrap=bootstrap, **fields))
 
 
 def test_each_service_is_its_own_principal_and_only_analytics_writes_rules(

@@ -9,6 +9,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -279,6 +280,25 @@ def test_an_account_whose_path_hangs_does_not_slow_another_on_the_same_host(
     assert deferred == []
 
 
+def written_outside_the_api(stack: Stack, record: dict[str, Any]) -> dict[str, Any]:
+    """Write a rules-topic record as any client with write access could; the rule as the API
+    shows it once that version is read."""
+    producer = KafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap)
+    try:
+        value = json.dumps(record).encode()
+        producer.send(stack.topics.rules, key=str(record["id"]).encode(), value=value)
+        producer.flush(10)
+    finally:
+        producer.close(10)
+
+    def read() -> dict[str, Any] | None:
+        shown = stack.rule(record["id"])
+        return shown if shown["version"] == record["version"] else None
+
+    found: dict[str, Any] = eventually(read, 30, f"version {record['version']} to be read")
+    return found
+
+
 def test_a_rule_pointed_elsewhere_through_kafka_delivers_nothing_until_the_api_reseals_it(
     stack: Stack, receiver: Receiver
 ) -> None:
@@ -288,17 +308,7 @@ def test_a_rule_pointed_elsewhere_through_kafka_delivers_nothing_until_the_api_r
     records = every_record(stack.settings.kafka_bootstrap, stack.topics.rules)
     stored = json.loads([r for r in records if r.key == str(rule["id"]).encode()][-1].value)
     moved = {**stored, "url": f"{receiver.url}/stolen", "version": stored["version"] + 1}
-    producer = KafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap)
-    try:  # a client with write access to the topic, not the API
-        producer.send(
-            stack.topics.rules, key=str(rule["id"]).encode(), value=json.dumps(moved).encode()
-        )
-        producer.flush(10)
-    finally:
-        producer.close(10)
-    shown = eventually(
-        lambda: (r := stack.rule(rule["id"]))["version"] == moved["version"] and r, 30, "the move"
-    )
+    shown = written_outside_the_api(stack, moved)
     assert shown["active"] is False
     assert shown["deactivated_reason"].startswith("target_changed")
     resent = stack.http.post(
@@ -330,15 +340,5 @@ def test_a_rule_pointed_elsewhere_through_kafka_delivers_nothing_until_the_api_r
     current = stack.rule(rule["id"])
     plain = {**{k: current[k] for k in ("id", "name", "event_types", "url", "account_id")},
              "secret": rule["secret"], "version": current["version"] + 1}  # fmt: skip
-    producer = KafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap)
-    try:
-        producer.send(
-            stack.topics.rules, key=str(rule["id"]).encode(), value=json.dumps(plain).encode()
-        )
-        producer.flush(10)
-    finally:
-        producer.close(10)
-    refused_plain = eventually(
-        lambda: (r := stack.rule(rule["id"]))["version"] == plain["version"] and r, 30, "plain"
-    )
+    refused_plain = written_outside_the_api(stack, plain)
     assert refused_plain["deactivated_reason"].startswith("target_changed")
