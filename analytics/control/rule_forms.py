@@ -11,7 +11,22 @@ from disparo.limits import filters_problem, headers_problem, refuse_long_url
 from disparo.redaction import shown_url, url_matches_shown
 from disparo.schemas import SECRET_PREFIX, Rule, RuleFields, check_secret
 
-VERSION_HELP = "the version this change is based on; another current version answers 409"
+
+def _secret_ok(value: str | None) -> str | None:
+    return None if value is None else check_secret(value)
+
+
+# A secret a request may leave out (kept or generated), checked when given.
+OptionalSecret = Annotated[str | None, AfterValidator(_secret_ok)]
+# The rule version a change is based on (compare-and-set), when the caller names it.
+BasedOn = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        lt=2**53,
+        description="the version this change is based on; another current version answers 409",
+    ),
+]
 MASKED = "********"  # how every header value reads back; sent back, it keeps the value
 
 
@@ -49,24 +64,14 @@ class RuleCreate(RuleBody):
     """A new rule; `id` and `secret` are generated when left out."""
 
     id: int | None = Field(None, gt=0, lt=2**53)
-    secret: str | None = None
-
-    @field_validator("secret")
-    @classmethod
-    def _secret_ok(cls, value: str | None) -> str | None:
-        return None if value is None else check_secret(value)
+    secret: OptionalSecret = None
 
 
 class RuleUpdate(RuleBody):
     """A full replacement of a rule's fields; the secret is kept when left out."""
 
-    secret: str | None = None
-    version: int | None = Field(None, ge=1, lt=2**53, description=VERSION_HELP)
-
-    @field_validator("secret")
-    @classmethod
-    def _secret_ok(cls, value: str | None) -> str | None:
-        return None if value is None else check_secret(value)
+    secret: OptionalSecret = None
+    version: BasedOn = None
 
 
 def masked(secret: str) -> str:
@@ -103,10 +108,5 @@ class Rotation(BaseModel):
 
     model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
 
-    secret: str | None = None
-    version: int | None = Field(None, ge=1, lt=2**53, description=VERSION_HELP)
-
-    @field_validator("secret")
-    @classmethod
-    def _secret_ok(cls, value: str | None) -> str | None:
-        return None if value is None else check_secret(value)
+    secret: OptionalSecret = None
+    version: BasedOn = None
