@@ -50,9 +50,12 @@ class Idempotency:
                 answer: Answer = json.loads(first["answer"])
                 return {**answer, "replayed": True}
             answer = run()
-            row = {"at": now_utc(), "scope": scope, "idem_key": key, "request_sha": sha,
+            at = now_utc()
+            row = {"at": at, "scope": scope, "idem_key": key, "request_sha": sha,
                    "answer": json.dumps(answer, default=str)}  # fmt: skip
-            self.store.insert(schema.IDEMPOTENCY_TABLE, [row], dedup_token=f"{scope}/{key}")
+            # The time is in the token: a key used again after the window is a new row.
+            token = f"{scope}/{key}/{at.isoformat()}"
+            self.store.insert(schema.IDEMPOTENCY_TABLE, [row], dedup_token=token)
             return answer
 
     def _first(self, scope: str, key: str) -> dict[str, Any] | None:
