@@ -194,7 +194,7 @@ class Deliverer:
         ok = reason == classify.SUCCESS
         ended_as = ended_as or ("success" if ok else "failure")
         if ended_as in ("success", "failure"):  # superseded and held ones are not deliveries
-            metrics.DELIVERIES.labels(ended_as, reason).inc()
+            metrics.bound(metrics.DELIVERIES, ended_as, reason).inc()
             metrics.DELIVERY_SECONDS.observe(elapsed)
         event = job.event
         # Every field is computed here from a validated job, so validation is skipped.

@@ -36,6 +36,9 @@ class RuleLookup:
         self.accounts = accounts
         self.sync_timeout_s = sync_timeout_s
         self._missing: dict[int, int] = {}  # rule id -> view generation it was confirmed gone at
+        # (rule id, in a rotation's overlap) -> the rule record it was built from, its target:
+        # jobs repeat rules, and the view hands out one object per record.
+        self._targets: dict[tuple[int, bool], tuple[Rule, DeliveryTarget]] = {}
 
     def resolve(self, job: DispatchJob, seq: int | None = None) -> DispatchJob:
         """The job with its target: the rule's current URL, headers and secrets, or `gone`.
@@ -49,7 +52,21 @@ class RuleLookup:
             return job.with_target(DeliveryTarget.gone(job.rule.rule_id), seq)
         if unusable(rule):  # its record was written outside the API: send nothing
             return job.with_target(DeliveryTarget.unusable(rule), seq)
-        return job.with_target(DeliveryTarget.of(rule, now_utc()), seq)
+        return job.with_target(self._target(rule), seq)
+
+    def _target(self, rule: Rule) -> DeliveryTarget:
+        """The rule's delivery target, built once per rule record (and overlap state)."""
+        now = now_utc()
+        until = rule.previous_secret_until
+        key = (rule.id, until is not None and until > now)
+        held = self._targets.get(key)
+        if held is not None and held[0] is rule:  # the view's object for this very record
+            return held[1]
+        if len(self._targets) >= MAX_CONFIRMED:
+            self._targets.clear()
+        target = DeliveryTarget.of(rule, now)
+        self._targets[key] = (rule, target)
+        return target
 
     def _notifications(self, account_id: str) -> DeliveryTarget:
         if self.accounts is None:

@@ -378,7 +378,7 @@ class DeliveryWorker:
                     value=settled.retry.model_dump_json().encode(),
                 )
             )
-            metrics.RETRIES.labels(outcome.retry_tier).inc()
+            metrics.bound(metrics.RETRIES, outcome.retry_tier).inc()
         if outcome.status == "failure":
             log.info(
                 "attempt %d of %s failed: %s (%s); %s",
@@ -399,8 +399,10 @@ class DeliveryWorker:
         if outcome.status in ("success", "failure"):
             metrics.count_rule_delivery(job.target.rule_id, outcome.status)
             if job.event.account_id in self.metered:
-                metrics.ACCOUNT_DELIVERIES.labels(job.event.account_id, outcome.status).inc()
-            metrics.ATTEMPTS.labels(str(job.attempt), str(job.manual).lower()).inc()
+                account = job.event.account_id
+                metrics.bound(metrics.ACCOUNT_DELIVERIES, account, outcome.status).inc()
+            manual = "true" if job.manual else "false"
+            metrics.bound(metrics.ATTEMPTS, str(job.attempt), manual).inc()
         sends.append(
             self.producer.send(
                 self.topics.outcomes,
