@@ -67,8 +67,8 @@ class AccountFields(BaseModel):
         return entries
 
     def allow_entries(self) -> tuple[AllowEntry, ...]:
-        """The parsed `target_allowlist`."""
-        return _parsed(tuple(self.target_allowlist))
+        """The parsed `target_allowlist` (asked per job by the worker: most have none)."""
+        return _parsed(tuple(self.target_allowlist)) if self.target_allowlist else ()
 
 
 class Account(AccountFields):

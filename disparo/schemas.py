@@ -211,8 +211,10 @@ class DeliveryTarget(BaseModel):
     @classmethod
     def unusable(cls, rule: Rule) -> DeliveryTarget:
         """The target of a rule whose stored secrets do not open: nothing to send with."""
-        gone = cls.gone(rule.id)
-        return gone.model_copy(update={"refused": rule.deactivated_reason, "deleted": False})
+        return cls(
+            rule_id=rule.id, url="", secret="", timeout_s=1, max_attempts=1,
+            refused=rule.deactivated_reason,
+        )  # fmt: skip
 
     @classmethod
     def gone(cls, rule_id: int) -> DeliveryTarget:
