@@ -30,6 +30,7 @@ from consumers.errors import OutcomeNotRecorded, WorkerFailed
 from consumers.lane_store import LaneStore
 from consumers.offsets import OffsetTracker
 from consumers.order_gate import Handover, OrderGate
+from consumers.outcome_batches import OutcomeBatches, Replays
 from consumers.park_notes import Note, ParkNotes
 from consumers.reach import Reach
 from consumers.retry_policy import RetryPolicy
@@ -47,6 +48,7 @@ from disparo.kafka import make_producer
 from disparo.keys_view import KeysView
 from disparo.lag import GroupLag
 from disparo.ops_http import start_ops_server
+from disparo.outcome_batch import row_line
 from disparo.parking import ParkReason, endpoint_key, host_of, park_job
 from disparo.rules_view import RulesView
 from disparo.schemas import (
@@ -62,8 +64,9 @@ POLL_S = 0.2
 COMMIT_EVERY_S = 0.5
 # A job whose handling raises this many times in a row is dead-lettered with the error.
 POISON_CRASHES = 3
-# One polled record, parsed on the consumer's thread: its job, or why it is dead-lettered.
-Taken = tuple[TopicPartition, Any, DispatchJob | None, str]
+# One polled record, parsed on the consumer's thread: its job, or why it is dead-lettered,
+# and whether an earlier owner of its partition may have attempted it already.
+Taken = tuple[TopicPartition, Any, DispatchJob | None, str, bool]
 
 
 @dataclass
@@ -127,6 +130,8 @@ class DeliveryWorker:
         self.max_in_flight = settings.worker_concurrency * 4
         self.chains: dict[Any, asyncio.Task[None]] = {}
         self.sends: list[Any] = []
+        self.batches = OutcomeBatches()  # attempt rows until the next commit writes them
+        self.replays = Replays()  # used on the consumer's thread only
         self.uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self.stopping = asyncio.Event()
         self.running = 0
@@ -178,13 +183,15 @@ class DeliveryWorker:
         )
         owned = self.consumer.consumer.assignment()
         result = Polled([], self.order.follow({tp.partition for tp in owned}))
+        self.replays.keep_only(owned)
         now = now_utc()
         for tp, records in polled.items():
             for record in records:
                 try:
                     job = parse_job(record.value)
                 except InvalidMessage as exc:
-                    result.taken.append((tp, record, None, exc.reason))
+                    again = self._again(tp, record)
+                    result.taken.append((tp, record, None, exc.reason, again))
                     continue
                 if job.not_before is not None and job.not_before > now:
                     self.gate.hold(tp, record.offset, job.not_before)
@@ -192,20 +199,30 @@ class DeliveryWorker:
                 # A first attempt's place in its order is its offset in dispatch-jobs.
                 first = job.seq is None and tp.topic == self.topics.dispatch_jobs
                 seq = record.offset if first else None
-                result.taken.append((tp, record, self.rules.resolve(job, seq), ""))
+                again = self._again(tp, record)
+                result.taken.append((tp, record, self.rules.resolve(job, seq), "", again))
         return result
+
+    def _again(self, tp: TopicPartition, record: Any) -> bool:
+        """On the consumer's thread: may an earlier owner have attempted this record?"""
+        end = self.consumer.consumer.highwater(tp)
+        return self.replays.may_repeat(tp, record.offset, end)
 
     def _start_all(self, polled: Polled) -> None:
         self.order.take_over(polled.handover)
-        for tp, record, job, reason in polled.taken:
+        for tp, record, job, reason, again in polled.taken:
             self.offsets.take(tp, record.offset)
             if job is None:
                 self.sends.append(self.dead_letters.send(record, reason, "invalid_job"))
                 self.offsets.finish(tp, record.offset)
             else:
-                self._start(tp, record, job)
+                self._start(tp, record, job, again=again)
 
-    def _start(self, tp: Any, record: Any, job: DispatchJob, tracked: bool = True) -> None:
+    def _start(
+        self, tp: Any, record: Any, job: DispatchJob, tracked: bool = True, again: bool = False
+    ) -> None:
+        if again or not tracked:  # a lane's record read back may have been attempted too
+            self.batches.mark(job.attempt_id)
         if job.target.refused is not None:
             reason = classify.TARGET_CHANGED
             outcome = self.deliverer.without_attempt(job, reason, job.target.refused)
@@ -362,11 +379,8 @@ class DeliveryWorker:
         )
         sent.add_errback(lambda exc: log.warning("note on %s not written: %s", note.endpoint, exc))
 
-    def _record_now(self, job: DispatchJob, outcome: AttemptOutcome, partition: int) -> None:
-        self.sends.extend(self._record(job, outcome, partition))
-
     def _record(self, job: DispatchJob, outcome: AttemptOutcome, partition: int) -> list[Any]:
-        """Send the outcome, and the next attempt's job when the policy retries."""
+        """Keep the outcome for the next batch; send the next attempt's job if it retries."""
         settled = settle(job, outcome, self.policy, random.random())
         outcome, sends = settled.outcome, []
         self.order.settled(job, outcome, partition)
@@ -403,27 +417,29 @@ class DeliveryWorker:
                 metrics.bound(metrics.ACCOUNT_DELIVERIES, account, outcome.status).inc()
             manual = "true" if job.manual else "false"
             metrics.bound(metrics.ATTEMPTS, str(job.attempt), manual).inc()
-        sends.append(
-            self.producer.send(
-                self.topics.outcomes,
-                key=outcome.dispatch_id.encode(),
-                value=outcome.model_dump_json().encode(),
-            )
-        )
+        self.batches.add(partition, outcome.attempt_id, row_line(outcome))
         return sends
 
     async def commit(self) -> None:
-        """Make every send durable, then commit each partition's finished prefix."""
+        """Write the outcome batches, make every send durable, then commit each partition's
+        finished prefix (its jobs' outcomes are in the batches written just before)."""
         # Taken together: the lanes as these sends left them, and the offsets they finish.
         sends, self.sends = self.sends, []
+        batches = self.batches.take()  # the outcomes of every job `ready` finishes
         lane_writes = self.order.snapshot()
         ready = self.offsets.committable()
-        if not sends and not ready and not lane_writes:
+        if not sends and not batches and not ready and not lane_writes:
             return
+        for key, value, headers in batches:
+            sends.append(
+                self.producer.send(self.topics.outcomes, key=key, value=value, headers=headers)
+            )
         await asyncio.to_thread(self.producer.flush)
         for send in sends:
             if send.failed():
                 raise OutcomeNotRecorded(f"outcome or retry not written: {send.exception}")
+        if batches:
+            failpoints.hit("worker.after_outcomes")  # batches written, their jobs not committed
         # A lane names retries and parked records as durable: written only once they are,
         # and the offsets only once the lanes are (a replay finds the lane that skips it).
         if lane_writes:

@@ -19,6 +19,7 @@ from kafka.errors import KafkaError
 from analytics.errors import KafkaRefused
 from disparo.consumer import plain_consumer
 from disparo.errors import InvalidMessage, KafkaUnavailable
+from disparo.outcome_batch import is_batch, outcome_of
 from disparo.schemas import AttemptOutcome, DispatchJob, parse_outcome
 from disparo.settings import KernelSettings
 
@@ -118,13 +119,37 @@ class OutcomeWatch:
     def _deliver(self, polled: dict[TopicPartition, list[object]]) -> None:
         for records in polled.values():
             for record in records:
-                if getattr(record, "key", None) not in self._keys:
-                    continue
-                outcome = _outcome(getattr(record, "value", None))
-                with self._cond:
-                    waiter = self._waiters.get(outcome.attempt_id) if outcome else None
-                if waiter is not None and outcome is not None and not waiter.done():
-                    waiter.set_result(outcome)
+                value = getattr(record, "value", None)
+                if is_batch(getattr(record, "headers", None)):
+                    for outcome in self._waited_in(value):
+                        self._answer(outcome)
+                elif getattr(record, "key", None) in self._keys:
+                    single = _outcome(value)
+                    if single is not None:
+                        self._answer(single)
+
+    def _waited_in(self, value: object) -> list[AttemptOutcome]:
+        """The awaited attempts a batch holds, found by their ids before anything is parsed."""
+        if not isinstance(value, bytes):
+            return []
+        with self._cond:
+            waited = list(self._waiters)
+        found = []
+        for attempt_id in waited:
+            at = value.find(b'"attempt_id":"' + attempt_id.encode() + b'"')
+            if at >= 0:
+                line = value[value.rfind(b"\n", 0, at) + 1 : value.find(b"\n", at) + 1]
+                try:
+                    found.append(outcome_of(line))
+                except InvalidMessage:
+                    continue  # the sink dead-letters it; not the one waited for
+        return found
+
+    def _answer(self, outcome: AttemptOutcome) -> None:
+        with self._cond:
+            waiter = self._waiters.get(outcome.attempt_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(outcome)
 
 
 def _outcome(raw: object) -> AttemptOutcome | None:

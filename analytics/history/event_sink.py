@@ -7,10 +7,11 @@ from typing import Any
 
 from kafka import KafkaProducer
 from prometheus_client import Counter
+from pydantic_core import to_json
 
 from analytics.history import schema
 from analytics.history.store import Row, Store
-from analytics.history.topic_sink import SinkMetrics, SinkTarget, TopicSink
+from analytics.history.topic_sink import Piece, SinkMetrics, SinkTarget, TopicSink
 from analytics.settings import AnalyticsSettings
 from disparo.errors import InvalidMessage
 from disparo.matching import filter_fields
@@ -69,8 +70,8 @@ class EventSink(TopicSink):
         )
         super().__init__(settings, store, producer, target)
 
-    def rows_of(self, records: list[Any]) -> list[Row]:
-        rows, now = [], now_utc()
+    def pieces_of(self, records: list[Any]) -> list[Piece]:
+        pieces, now = [], now_utc()
         for r in records:
             if r.value is None or len(r.value) > MAX_EVENT_BYTES:
                 continue
@@ -78,5 +79,6 @@ class EventSink(TopicSink):
                 event = parse_event(r.value)
             except InvalidMessage:
                 continue
-            rows.append(event_row(event, published_at(r.timestamp, now), r.partition, r.offset))
-        return rows
+            row = event_row(event, published_at(r.timestamp, now), r.partition, r.offset)
+            pieces.append(Piece(r, to_json(row) + b"\n"))
+        return pieces

@@ -187,6 +187,11 @@ EVENTS_TABLE_BODY = """(
 EVENTS_LAYOUT = f"""PARTITION BY toDate(published_at)
 ORDER BY (account_id, order_id, event_id)
 TTL toDateTime(published_at) + INTERVAL {RETENTION_DAYS} DAY"""
+# Time columns of the tables the sinks fill: a server insert takes them as datetimes.
+DATETIME_COLUMNS: dict[str, tuple[str, ...]] = {
+    TABLE: ("dispatched_at",),
+    EVENTS_TABLE: ("published_at", "occurred_at"),
+}
 
 
 def attempt_table_body() -> str:

@@ -1,21 +1,40 @@
-"""The outcomes sink: batches attempt outcomes from Kafka into the attempts table."""
+"""The outcomes sink: attempt outcomes from Kafka into the attempts table.
+
+Batch records (design.md, "Outcome batches") carry insert-ready rows: the sink adds the two
+Kafka columns to each line and hands the bytes to ClickHouse, validating rows only when an
+insert is refused. Single-attempt records (older workers, the control plane's own) are
+parsed and turned into the same lines.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from kafka import KafkaProducer
 from prometheus_client import Counter
+from pydantic_core import to_json
 
-from analytics.history import queries, schema
+from analytics.history import schema
+from analytics.history.repeats import Owners, without_repeats
 from analytics.history.store import Row, Store
-from analytics.history.topic_sink import SinkMetrics, SinkTarget, TopicSink
+from analytics.history.topic_sink import Piece, SinkMetrics, SinkTarget, TopicSink
 from analytics.settings import AnalyticsSettings
 from disparo.errors import InvalidMessage
+from disparo.outcome_batch import (
+    BATCH_FORMAT,
+    BATCH_HEADER,
+    BATCH_ID_HEADER,
+    OWNER_HEADER,
+    REPLAY_HEADER,
+    attempt_row,
+    checked_row,
+    header,
+    is_batch,
+    lines_of,
+    loose_row,
+)
 from disparo.schemas import AttemptOutcome, parse_outcome
 from disparo.topics import Topics
 
@@ -25,44 +44,24 @@ BATCHES = Counter("disparo_sink_batches_total", "Inserts the sink made into Clic
 INSERT_FAILURES = Counter(
     "disparo_sink_insert_failures_total", "Inserts ClickHouse refused or lost; each is retried."
 )
-REPEATS = Counter(
-    "disparo_sink_repeats_total",
-    "Outcomes not stored because their attempt already has a row (a repeated POST).",
-)
-# A worker that dies before committing has its jobs delivered again by the next owner,
-# seconds to minutes later, under the same attempt id: look that far back for the first row.
-REPEAT_WINDOW = timedelta(hours=1)
+_GONE = b'"http_status":410'
+
+
+def kafka_columns(partition: int, offset: int) -> dict[str, int]:
+    """The two columns every row of one record shares."""
+    return {"kafka_partition": partition, "kafka_offset": offset}
 
 
 def row_of(outcome: AttemptOutcome, partition: int, offset: int) -> Row:
     """The attempts-table row of one outcome read at a Kafka partition and offset."""
-    return {
-        "dispatched_at": outcome.dispatched_at,
-        "attempt_id": outcome.attempt_id,
-        "dispatch_id": outcome.dispatch_id,
-        "attempt": outcome.attempt,
-        "manual": outcome.manual,
-        "final": outcome.final,
-        "order_id": outcome.order_id,
-        "order_status": outcome.order_status or "",
-        "event_id": outcome.event_id,
-        "event_type": outcome.event_type,
-        "rule_id": outcome.rule_id,
-        "url": outcome.url,
-        "status": outcome.status,
-        "reason": outcome.reason,
-        "http_status": outcome.http_status or 0,
-        "error": outcome.error or "",
-        "duration_ms": outcome.duration_ms,
-        "request_excerpt": outcome.request_excerpt,
-        "response_excerpt": outcome.response_excerpt,
-        "kafka_partition": partition,
-        "kafka_offset": offset,
-        "retry_tier": outcome.retry_tier or "",
-        "event_json": outcome.event.model_dump_json() if outcome.event else "",
-        "request_headers": json.dumps(outcome.request_headers) if outcome.request_headers else "",
-        "account_id": outcome.account_id,
-    }
+    row = {**attempt_row(outcome), **kafka_columns(partition, offset)}
+    return {name: row[name] for name, _ in schema.ATTEMPT_COLUMNS}
+
+
+def _with_kafka_columns(lines: bytes, partition: int, offset: int) -> bytes:
+    """Batch lines with the Kafka columns added (each line ends with `}` and a newline)."""
+    tail = b',"kafka_partition":%d,"kafka_offset":%d}\n' % (partition, offset)
+    return lines.replace(b"}\n", tail)
 
 
 class OutcomeSink(TopicSink):
@@ -77,39 +76,72 @@ class OutcomeSink(TopicSink):
             metrics=SinkMetrics(ROWS, BATCHES, INSERT_FAILURES),
         )
         super().__init__(settings, store, producer, target)
+        self.owners = Owners()
         # Told when stored attempts include a 410 Gone (the held keeper pauses such rules).
         self.on_gone: Callable[[], None] = lambda: None
 
-    def after_store(self, rows: list[Row]) -> None:
-        if any(r["http_status"] == 410 and not r["manual"] and r["rule_id"] > 0 for r in rows):
-            self.on_gone()
-
-    def rows_of(self, records: list[Any]) -> list[Row]:
-        rows = []
+    def pieces_of(self, records: list[Any]) -> list[Piece]:
+        pieces = []
         for r in records:
             try:
-                rows.append(row_of(parse_outcome(r.value), r.partition, r.offset))
+                pieces.append(self._batch(r) if is_batch(r.headers) else self._single(r))
             except InvalidMessage as exc:
                 self.dead_letters.send(r, exc.reason, "invalid_outcome")
-        return rows
+        return pieces
 
-    def keep_new(self, rows: list[Row]) -> list[Row]:
-        return self._first_of_each_attempt(rows)
+    def _batch(self, r: Any) -> Piece:
+        value = r.value
+        if header(r.headers, BATCH_HEADER) != BATCH_FORMAT or not value or value[-2:] != b"}\n":
+            lines_of(value, r.headers)  # raises, saying what is wrong
+        replay = header(r.headers, REPLAY_HEADER) is not None
+        owner = header(r.headers, OWNER_HEADER) or b""
+        batch_id = header(r.headers, BATCH_ID_HEADER) or b""
+        check = self.owners.must_check(r.key or b"", owner, batch_id) or replay
+        return Piece(r, _with_kafka_columns(value, r.partition, r.offset), check)
 
-    def _first_of_each_attempt(self, rows: list[Row]) -> list[Row]:
-        """Rows whose attempt has no row yet, in the table or earlier in the batch."""
-        if not rows:
-            return rows
-        first: dict[str, Row] = {}
-        for row in rows:
-            first.setdefault(str(row["attempt_id"]), row)
-        times = [row["dispatched_at"] for row in rows]
-        sql, params = queries.stored_attempts(
-            self.store.database, list(first), min(times) - REPEAT_WINDOW, max(times)
-        )
-        stored = {str(r["attempt_id"]) for r in self.store.check(sql, params)}
-        kept = [row for key, row in first.items() if key not in stored]
-        if len(kept) < len(rows):
-            REPEATS.inc(len(rows) - len(kept))
-            log.info("%d repeated attempt(s) not stored again", len(rows) - len(kept))
-        return kept
+    @staticmethod
+    def _single(r: Any) -> Piece:
+        row = row_of(parse_outcome(r.value), r.partition, r.offset)
+        return Piece(r, to_json(row) + b"\n", check=True)
+
+    def keep_new(self, pieces: list[Piece]) -> list[Piece]:
+        return without_repeats(self.store, pieces)
+
+    def refused(self, pieces: list[Piece]) -> list[Piece]:
+        """Validate every batch row; dead-letter the records of unreadable ones, keep the rest."""
+        readable = []
+        for piece in pieces:
+            if not is_batch(piece.record.headers):
+                readable.append(piece)  # built from a validated outcome
+                continue
+            good, bad = [], []
+            for n, line in enumerate(lines_of(piece.record.value, piece.record.headers), 1):
+                try:
+                    checked_row(line)
+                    good.append(line)
+                except InvalidMessage as exc:
+                    bad.append(f"row {n}: {exc.reason}")
+            if bad:
+                reason = f"{len(bad)} unreadable row(s) of a batch; the others are stored: "
+                self.dead_letters.send(piece.record, reason + "; ".join(bad), "invalid_outcome")
+            if good:
+                lines = _with_kafka_columns(b"".join(good), piece.partition, piece.offset)
+                readable.append(Piece(piece.record, lines, piece.check))
+        return readable
+
+    def forget_owners(self) -> None:
+        self.owners.forget()
+
+    def after_store(self, pieces: list[Piece]) -> None:
+        for piece in pieces:
+            if _GONE in piece.lines and any(_gone(line) for line in piece.lines.splitlines()):
+                self.on_gone()
+                return
+
+
+def _gone(line: bytes) -> bool:
+    """A row of an automatic attempt of a rule answered with 410 Gone."""
+    if _GONE not in line:
+        return False
+    row = loose_row(line)
+    return row.get("http_status") == 410 and not row.get("manual") and row.get("rule_id", 0) > 0

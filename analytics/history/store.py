@@ -9,11 +9,12 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 from analytics.errors import QueryTimeout, SchemaRefused, StoreError
 from analytics.history import schema
@@ -46,6 +47,9 @@ class Store(Protocol):
     def check(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
 
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str) -> None: ...
+
+    def insert_lines(self, table: str, body: bytes, dedup_token: str) -> None:
+        """Insert rows given as JSON lines (the sinks' batches, handed over as they are)."""
 
     def close(self) -> None: ...
 
@@ -116,15 +120,18 @@ class ChdbStore:
         return [json.loads(line) for line in text.splitlines() if line]
 
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str) -> None:
-        if not rows:
+        self.insert_lines(table, b"".join(to_json(r) + b"\n" for r in rows), dedup_token)
+
+    def insert_lines(self, table: str, body: bytes, dedup_token: str) -> None:
+        if not body:
             return
-        body = "\n".join(to_json(r).decode() for r in rows)
-        sql = (
+        head = (
             f"INSERT INTO {self.database}.{table} SETTINGS "
             f"insert_deduplication_token = '{_sql_token(dedup_token)}', "
-            "date_time_input_format = 'best_effort' FORMAT JSONEachRow\n" + body
+            "date_time_input_format = 'best_effort' FORMAT JSONEachRow\n"
         )
-        self._write.run(sql, "CSV", None)
+        # chdb takes the statement as text: the rows are decoded once, never parsed here.
+        self._write.run(head + body.decode(), "CSV", None)
 
     def close(self) -> None:
         for lane in self._reads.lanes:
@@ -250,6 +257,17 @@ class ServerStore:
             settings=settings,
             columnar=True,
         )
+
+    def insert_lines(self, table: str, body: bytes, dedup_token: str) -> None:
+        # The native protocol takes columns, not text: the lines become rows here.
+        timed = schema.DATETIME_COLUMNS.get(table, ())
+        rows = []
+        for line in body.splitlines():
+            row = from_json(line)
+            for name in timed:
+                row[name] = datetime.fromisoformat(row[name])
+            rows.append(row)
+        self.insert(table, rows, dedup_token)
 
     def close(self) -> None:
         for client, lock in (*self._readers.lanes, self._writer):

@@ -1,9 +1,10 @@
 """A topic sink: batches one topic's records into one table, each record stored once.
 
-Records are inserted in batches named by their offsets (a retried insert is dropped by
-ClickHouse) and their offsets committed after the insert; a sink that crashed between the
-two re-reads them and skips what its table already holds (by `kafka_partition` and
-`kafka_offset`, columns every sunk table has).
+Each record becomes a `Piece`: its rows as JSON lines ready for ClickHouse. Pieces are
+inserted in batches named by their offsets (a retried insert is dropped by ClickHouse) and
+their offsets committed after the insert; a sink that crashed between the two re-reads them
+and skips what its table already holds (by `kafka_partition` and `kafka_offset`, columns
+every sunk table has; all rows of one record share them).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 
 from analytics.errors import StoreError
-from analytics.history.store import Row, Store
+from analytics.history.store import Store
 from analytics.settings import AnalyticsSettings
 from disparo import failpoints
 from disparo.consumer import (
@@ -57,6 +58,23 @@ class SinkTarget:
     group: str
     table: str
     metrics: SinkMetrics
+
+
+@dataclass
+class Piece:
+    """One record's rows, as JSON lines each ending with a newline, ready to insert."""
+
+    record: Any  # the Kafka record: its partition, offset, and what a dead letter keeps
+    lines: bytes
+    check: bool = False  # its rows may repeat stored ones: look them up before inserting
+
+    @property
+    def partition(self) -> int:
+        return int(self.record.partition)
+
+    @property
+    def offset(self) -> int:
+        return int(self.record.offset)
 
 
 def dedup_token(ranges: dict[int, tuple[int, int]]) -> str:
@@ -110,16 +128,24 @@ class TopicSink:
         self.uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self.consumer: KafkaConsumer  # created by `run()`, on its own thread
 
-    def rows_of(self, records: list[Any]) -> list[Row]:
-        """The rows of new records (dead-lettering those that cannot be read)."""
+    def pieces_of(self, records: list[Any]) -> list[Piece]:
+        """The pieces of new records (dead-lettering those that cannot be read)."""
         raise NotImplementedError
 
-    def keep_new(self, rows: list[Row]) -> list[Row]:
-        """The rows to insert, once the table was checked for repeats (default: all)."""
-        return rows
+    def keep_new(self, pieces: list[Piece]) -> list[Piece]:
+        """The pieces to insert, once checked for repeats where needed (default: all)."""
+        return pieces
 
-    def after_store(self, rows: list[Row]) -> None:
-        """Called with the rows of each insert once ClickHouse has them (default: nothing)."""
+    def refused(self, pieces: list[Piece]) -> list[Piece]:
+        """After ClickHouse refused an insert: the pieces without unreadable rows (default:
+        all, which are then retried while ClickHouse is away)."""
+        return pieces
+
+    def after_store(self, pieces: list[Piece]) -> None:
+        """Called with the pieces of each insert once ClickHouse has them (default: nothing)."""
+
+    def forget_owners(self) -> None:
+        """Called when the sink's partitions change (default: nothing)."""
 
     def _consumer(self) -> KafkaConsumer:
         consumer = group_consumer(
@@ -184,6 +210,7 @@ class TopicSink:
             if self.assignment_changed:
                 self.assignment_changed = False
                 self.stored = self._stored_and_still_in_topic()
+                self.forget_owners()
             for records in polled.values():
                 pending.extend(records)
             full = len(pending) >= self.settings.sink_batch
@@ -217,16 +244,17 @@ class TopicSink:
             lo, hi = ranges.get(r.partition, (r.offset, r.offset))
             ranges[r.partition] = (min(lo, r.offset), max(hi, r.offset))
         fresh = [r for r in records if r.offset > self.stored.get(r.partition, -1)]
-        stored = self._insert_until_stored(self.rows_of(fresh), dedup_token(ranges))
+        stored = self._insert_until_stored(self.pieces_of(fresh), dedup_token(ranges))
         if stored is None:
             return  # stopping while ClickHouse is away: the offsets stay uncommitted
         if stored:
             failpoints.hit(f"{self.target.name}.after_insert")  # between insert and commit
             self.after_store(stored)
         self.producer.flush(timeout=COMMIT_TIMEOUT_S)  # dead letters, before the commit
-        self.target.metrics.rows.inc(len(stored))
+        rows = sum(piece.lines.count(b"\n") for piece in stored)
+        self.target.metrics.rows.inc(rows)
         self.target.metrics.batches.inc()
-        self.rows_written += len(stored)
+        self.rows_written += rows
         for p, (_, hi) in ranges.items():
             self.stored[p] = max(hi, self.stored.get(p, -1))
             tp = TopicPartition(self.target.topic, p)
@@ -236,29 +264,41 @@ class TopicSink:
         if commit_bounded(self.consumer, dict(self.uncommitted), self.target.name):
             self.uncommitted.clear()
 
-    def _insert_until_stored(self, rows: list[Row], token: str) -> list[Row] | None:
-        """Insert, retrying with backoff while ClickHouse is away; the rows stored, or None
-        if stopped first (repeats and rows a failed insert did store are left out)."""
+    def _insert_until_stored(self, pieces: list[Piece], token: str) -> list[Piece] | None:
+        """Insert, retrying with backoff while ClickHouse is away; the pieces stored, or None
+        if stopped first (repeats and pieces a failed insert did store are left out).
+
+        After the first refusal the rows are validated once: unreadable ones are
+        dead-lettered and the rest go at once; if all are readable, ClickHouse is away.
+        """
         failures = 0
         while True:
             try:
                 if failures:
-                    rows = self._not_yet_stored(rows)
-                rows = self.keep_new(rows)
-                self.store.insert(self.target.table, rows, token)
+                    pieces = self._not_yet_stored(pieces)
+                pieces = self.keep_new(pieces)
+                body = b"".join(piece.lines for piece in pieces)
+                self.store.insert_lines(self.target.table, body, token)
                 self.store_ok = True
-                return rows
+                return pieces
             except StoreError as exc:
                 self.target.metrics.insert_failures.inc()
-                self.store_ok = False
-                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
                 failures += 1
-                log.warning("insert of %d rows failed, retry in %.1f s: %s", len(rows), delay, exc)
+                if failures == 1:
+                    readable = self.refused(pieces)
+                    if readable != pieces:
+                        pieces = readable
+                        continue
+                self.store_ok = False
+                delay = RETRY_DELAYS_S[min(failures - 1, len(RETRY_DELAYS_S) - 1)]
+                log.warning(
+                    "insert of %d records failed, retry in %.1f s: %s", len(pieces), delay, exc
+                )
                 self.last_turn = time.monotonic()  # waiting on ClickHouse is progress
                 if self._stop.wait(delay):
                     return None
 
-    def _not_yet_stored(self, rows: list[Row]) -> list[Row]:
-        """Rows whose offsets are not stored: a failed insert may still have landed."""
+    def _not_yet_stored(self, pieces: list[Piece]) -> list[Piece]:
+        """Pieces whose offsets are not stored: a failed insert may still have landed."""
         self.stored = self.stored_offsets()
-        return [r for r in rows if r["kafka_offset"] > self.stored.get(r["kafka_partition"], -1)]
+        return [p for p in pieces if p.offset > self.stored.get(p.partition, -1)]
