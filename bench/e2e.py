@@ -136,6 +136,7 @@ def main() -> None:
             say(f"publishing {n} events ...")
             sent_at: dict[str, float] = {}
             cpu_before = {**svc.cpu(), "nginx": receiver.cpu(), "publisher": time.process_time()}
+            sink_before = _sink_counters(svc.client(), svc.api, SINK_COUNTERS)
             started = time.time()
             for start in range(0, n, 2000):
                 chunk = events[start : start + 2000]
@@ -149,6 +150,8 @@ def main() -> None:
             finished = time.time()
             cpu_after = {**svc.cpu(), "nginx": receiver.cpu(), "publisher": time.process_time()}
             cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
+            sink_after = _sink_counters(svc.client(), svc.api, SINK_COUNTERS)
+            sink = {k: v - sink_before[k] for k, v in sink_after.items()}
             pace = args.paced_rate or max(1, round(total / (finished - started) / 2))
             time.sleep(1.5)  # nginx flushes its access log every second
             latencies = _latencies(receiver.access_log, sent_at)
@@ -194,6 +197,10 @@ def main() -> None:
         + " ".join(f"{k}={v:.3f}" for k, v in per_1000.items())
         + f" total={sum(per_1000.values()):.3f}"
     )
+    print(
+        f"sink inserts={sink['inserts']:.0f} lookups={sink['lookups']:.0f} "
+        f"repeats={sink['repeats']:.0f} (measured phase; a lookup is a query before an insert)"
+    )
     print(f"ratio={rate / ceiling:.3f}")
 
 
@@ -221,10 +228,22 @@ def _cpus() -> int:
     return os.cpu_count() or 0
 
 
+SINK_COUNTERS = {
+    "inserts": "disparo_sink_batches_total",
+    "lookups": "disparo_sink_repeat_lookups_total",
+    "repeats": "disparo_sink_repeats_total",
+}
+
+
 def _sink_rows(client: httpx.Client, api: str) -> float:
     """The sink's `disparo_sink_rows_total`: cheap to read, unlike a history query."""
+    return _sink_counters(client, api, {"rows": "disparo_sink_rows_total"})["rows"]
+
+
+def _sink_counters(client: httpx.Client, api: str, names: dict[str, str]) -> dict[str, float]:
     families = text_string_to_metric_families(client.get(f"{api}/metrics").text)
-    return sum(s.value for f in families for s in f.samples if s.name == "disparo_sink_rows_total")
+    values = {s.name: s.value for f in families for s in f.samples}
+    return {label: values.get(name, 0.0) for label, name in names.items()}
 
 
 def _wait_rows(svc: Services, n: int, timeout_s: float) -> int:
