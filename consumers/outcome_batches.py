@@ -75,9 +75,9 @@ class OutcomeBatches:
         replay, self._replay = self._replay, set()
         records: list[tuple[bytes, bytes, Headers]] = []
         for partition, rows in lines.items():
-            headers = batch_headers(self.owner, partition in replay)
             key = f"jobs-{partition}".encode()
-            records.extend((key, value, headers) for value in split(rows))
+            for value in split(rows):  # each record its own batch id
+                records.append((key, value, batch_headers(self.owner, partition in replay)))
         return records
 
     def __len__(self) -> int:

@@ -104,6 +104,10 @@ class OutcomeSink(TopicSink):
         row = row_of(parse_outcome(r.value), r.partition, r.offset)
         return Piece(r, to_json(row) + b"\n", check=True)
 
+    def rows_in(self, record: Any) -> int:
+        value = record.value
+        return value.count(b"\n") if value and is_batch(record.headers) else 1
+
     def keep_new(self, pieces: list[Piece]) -> list[Piece]:
         return without_repeats(self.store, pieces)
 

@@ -26,6 +26,9 @@ READ_LIMIT_S = 30.0  # default time limit of a read (DISPARO_QUERY_TIMEOUT_S)
 # Reads run on a few connections at once: a long export's pages do not queue a backfill's
 # lookups or the page's summary behind them.
 READ_CONNECTIONS = 4
+# Inserts run on connections of their own, one per sink: the events sink and the outcomes
+# sink never queue behind each other, nor behind a sink's lookup or a duty's command.
+INSERT_CONNECTIONS = 2
 TIMEOUT_EXCEEDED = 159  # ClickHouse's error code for a query past max_execution_time
 
 
@@ -95,6 +98,7 @@ class ChdbStore:
         self.read_limit_s = read_limit_s
         try:
             self._write = _Lane(path, ())
+            self._inserts = _Pool([_Lane(path, ()) for _ in range(INSERT_CONNECTIONS)])
             limit = (f"SET max_execution_time = {read_limit_s:g}",)
             self._reads = _Pool([_Lane(path, limit) for _ in range(READ_CONNECTIONS)])
         except Exception as exc:  # chdb raises plain errors when a path is locked
@@ -131,10 +135,11 @@ class ChdbStore:
             "date_time_input_format = 'best_effort' FORMAT JSONEachRow\n"
         )
         # chdb takes the statement as text: the rows are decoded once, never parsed here.
-        self._write.run(head + body.decode(), "CSV", None)
+        with self._inserts.lane() as lane:
+            lane.run(head + body.decode(), "CSV", None)
 
     def close(self) -> None:
-        for lane in self._reads.lanes:
+        for lane in (*self._reads.lanes, *self._inserts.lanes):
             lane.close()
         self._write.close()
 
@@ -221,6 +226,7 @@ class ServerStore:
             )
 
         self._writer = (client(), threading.Lock())
+        self._inserters = _Pool([(client(), threading.Lock()) for _ in range(INSERT_CONNECTIONS)])
         self._readers = _Pool(
             [
                 (client(max_execution_time=read_limit_s), threading.Lock())
@@ -245,13 +251,16 @@ class ServerStore:
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str) -> None:
+        self._insert_on(self._writer, table, rows, dedup_token)
+
+    def _insert_on(self, lane: Any, table: str, rows: Sequence[Row], dedup_token: str) -> None:
         if not rows:
             return
         names = list(rows[0])
         columns = [[r[n] for r in rows] for n in names]  # sent as native column blocks
         settings = {"insert_deduplication_token": dedup_token} if self._takes_tokens() else {}
         self._execute(
-            self._writer,
+            lane,
             f"INSERT INTO {self.database}.{table} ({', '.join(names)}) VALUES",
             columns,
             settings=settings,
@@ -267,10 +276,11 @@ class ServerStore:
             for name in timed:
                 row[name] = datetime.fromisoformat(row[name])
             rows.append(row)
-        self.insert(table, rows, dedup_token)
+        with self._inserters.lane() as lane:
+            self._insert_on(lane, table, rows, dedup_token)
 
     def close(self) -> None:
-        for client, lock in (*self._readers.lanes, self._writer):
+        for client, lock in (*self._readers.lanes, *self._inserters.lanes, self._writer):
             with lock:
                 client.disconnect()
 

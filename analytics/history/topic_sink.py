@@ -38,6 +38,8 @@ from disparo.topics import Topics
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # between retries of one failed insert
+# A poll's bytes, whatever its records hold (an outcome batch is up to 1 MiB of rows).
+FETCH_MAX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,10 @@ class TopicSink:
         """The pieces of new records (dead-lettering those that cannot be read)."""
         raise NotImplementedError
 
+    def rows_in(self, record: Any) -> int:
+        """How many rows a record holds (default: one)."""
+        return 1
+
     def keep_new(self, pieces: list[Piece]) -> list[Piece]:
         """The pieces to insert, once checked for repeats where needed (default: all)."""
         return pieces
@@ -155,6 +161,7 @@ class TopicSink:
             max_poll_records=self.settings.sink_batch,
             fetch_min_bytes=256 * 1024,
             fetch_max_wait_ms=100,
+            fetch_max_bytes=FETCH_MAX_BYTES,
         )
         subscribe_when_ready(consumer, [self.target.topic], _NoteAssignment(self))
         return consumer
@@ -202,10 +209,12 @@ class TopicSink:
         """Consume and insert until `stop()`; the last partial batch is flushed."""
         self.consumer = self._consumer()
         pending: list[Any] = []
+        rows = 0
         started = time.monotonic()
         while not self._stop.is_set():
             self.last_turn = time.monotonic()
-            polled = self.consumer.poll(timeout_ms=100, max_records=self.settings.sink_batch)
+            room = max(1, self.settings.sink_batch - rows)
+            polled = self.consumer.poll(timeout_ms=100, max_records=room)
             self.assigned = frozenset(self.consumer.assignment())
             if self.assignment_changed:
                 self.assignment_changed = False
@@ -213,11 +222,12 @@ class TopicSink:
                 self.forget_owners()
             for records in polled.values():
                 pending.extend(records)
-            full = len(pending) >= self.settings.sink_batch
+                rows += sum(self.rows_in(r) for r in records)
+            full = rows >= self.settings.sink_batch
             due = time.monotonic() - started >= self.settings.sink_linger_ms / 1000
             if pending and (full or due):
                 self.flush(pending)
-                pending = []
+                pending, rows = [], 0
             if not pending:
                 started = time.monotonic()
         if pending:

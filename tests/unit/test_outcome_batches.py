@@ -12,6 +12,7 @@ from disparo.errors import InvalidMessage
 from disparo.outcome_batch import (
     BATCH_FORMAT,
     BATCH_HEADER,
+    BATCH_ID_HEADER,
     OWNER_HEADER,
     REPLAY_HEADER,
     ROW_FIELDS,
@@ -131,3 +132,13 @@ def test_the_sink_looks_up_first_sightings_new_owners_and_batches_seen_twice() -
     assert not owners.must_check(b"jobs-1", b"w1", b"c3", now=631)
     owners.forget()
     assert owners.must_check(b"jobs-1", b"w1", b"c4", now=632)
+
+
+def test_a_batch_split_in_records_gives_each_record_its_own_id() -> None:
+    batches = OutcomeBatches(owner="w1")
+    for n in range(3):
+        done = outcome(f"O-{n}", now_utc(), response_excerpt="x" * 600_000)
+        batches.add(2, done.attempt_id, row_line(done))
+    records = batches.take()
+    assert len(records) == 3
+    assert len({header(headers, BATCH_ID_HEADER) for _, _, headers in records}) == 3
