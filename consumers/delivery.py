@@ -29,12 +29,13 @@ from disparo.schemas import (
 from disparo.targets import AllowEntry
 
 
-def webhook_body(job: DispatchJob) -> bytes:
+def webhook_body(job: DispatchJob, data: str | None = None) -> bytes:
     """The JSON body of a webhook: Standard Webhooks' `type`, `timestamp` and `data`."""
     event = job.event
     head = to_json({"type": event.event_type, "timestamp": event.occurred_at})
     # The event is serialised by pydantic's Rust core and spliced in as `data`.
-    return head[:-1] + b',"data":' + event.model_dump_json().encode() + b"}"
+    data = event.model_dump_json() if data is None else data
+    return head[:-1] + b',"data":' + data.encode() + b"}"
 
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,10 @@ class Deliverer:
         started = time.perf_counter()
         body = b""
         try:
-            body = webhook_body(job)
-            return await self._post(job, body, started_at, started)
+            data = job.event.model_dump_json()  # once: in the body, and in the attempt's row
+            body = webhook_body(job, data)
+            outcome = await self._post(job, body, started_at, started)
+            return outcome.with_event_text(data)
         except Exception as exc:  # the net under everything else: one failed attempt, logged
             log.exception("unforeseen error delivering %s", job.dispatch_id)
             text = f"unexpected {type(exc).__name__}: {exc}"[:500]

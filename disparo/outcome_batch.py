@@ -90,8 +90,10 @@ def attempt_row(outcome: AttemptOutcome) -> dict[str, Any]:
         "request_excerpt": outcome.request_excerpt,
         "response_excerpt": outcome.response_excerpt,
         "retry_tier": outcome.retry_tier or "",
-        "event_json": outcome.event.model_dump_json() if outcome.event else "",
-        "request_headers": json.dumps(outcome.request_headers) if outcome.request_headers else "",
+        "event_json": outcome.event_text(),
+        "request_headers": to_json(outcome.request_headers).decode()
+        if outcome.request_headers
+        else "",
         "account_id": outcome.account_id,
     }
 
