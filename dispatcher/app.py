@@ -28,7 +28,6 @@ from disparo.topics import ORDER_EVENT_PARTITIONS, Topics
 from dispatcher import metrics
 from dispatcher.acks import BatchAcks, stop_process
 from dispatcher.detours import Detours
-from dispatcher.quiet_monitor import QuietMonitor
 from dispatcher.routing import route
 from dispatcher.settings import DispatcherSettings
 
@@ -89,7 +88,6 @@ def create_app(
         broker_heartbeat_interval=settings.kafka_heartbeat_s,
         # The ops endpoints come from the kernel's server (below), as in the workers.
         web_enabled=False,
-        Monitor=QuietMonitor,
     )
     events_topic = app.topic(topics.order_events, key_serializer="raw", value_serializer="raw")
     rules_topic = app.topic(topics.rules, key_serializer="raw", value_serializer="raw")
