@@ -11,6 +11,7 @@ import httpx
 from pydantic_core import to_json
 
 from consumers import classify, metrics
+from consumers.attempt import Attempt
 from consumers.reach import Reach
 from consumers.retry_policy import parse_retry_after
 from consumers.signing import webhook_headers
@@ -21,7 +22,6 @@ from disparo.redaction import redacted, shown_url
 from disparo.schemas import (
     TEST_EVENT_TYPE,
     TEST_HEADER,
-    AttemptOutcome,
     DispatchJob,
     Status,
     now_utc,
@@ -76,7 +76,7 @@ class Deliverer:
         self.reach = reach or Reach(transport, allowlist)
         self.excerpt_bytes = excerpt_bytes
 
-    async def deliver(self, job: DispatchJob) -> AttemptOutcome:
+    async def deliver(self, job: DispatchJob) -> Attempt:
         """POST one job once and describe the attempt; never raises, whatever the endpoint does."""
         started_at = now_utc()
         started = time.perf_counter()
@@ -85,7 +85,8 @@ class Deliverer:
             data = job.event.model_dump_json()  # once: in the body, and in the attempt's row
             body = webhook_body(job, data)
             outcome = await self._post(job, body, started_at, started)
-            return outcome.with_event_text(data)
+            outcome.event_json = data
+            return outcome
         except Exception as exc:  # the net under everything else: one failed attempt, logged
             log.exception("unforeseen error delivering %s", job.dispatch_id)
             text = f"unexpected {type(exc).__name__}: {exc}"[:500]
@@ -94,7 +95,7 @@ class Deliverer:
 
     async def _post(
         self, job: DispatchJob, body: bytes, started_at: datetime, started: float
-    ) -> AttemptOutcome:
+    ) -> Attempt:
         transport, allowlist = self.reach.of(job.event.account_id)
         refused = refusal_cached(job.target.url, allowlist)
         if refused is not None:
@@ -143,8 +144,9 @@ class Deliverer:
             headers,
         )
         if reason != classify.SUCCESS:
-            wait = parse_retry_after(response.headers.get("retry-after"), started_at)
-            outcome = outcome.model_copy(update={"retry_after_s": wait})
+            outcome.retry_after_s = parse_retry_after(
+                response.headers.get("retry-after"), started_at
+            )
         return outcome
 
     @staticmethod
@@ -165,7 +167,7 @@ class Deliverer:
 
     def without_attempt(
         self, job: DispatchJob, reason: str, error: str, status: Status = "failure"
-    ) -> AttemptOutcome:
+    ) -> Attempt:
         """The outcome of a job that ends without a request (rule deleted, superseded)."""
         return self._outcome(job, now_utc(), 0.0, None, reason, error, b"", ended_as=status)
 
@@ -193,15 +195,15 @@ class Deliverer:
         answer: bytes = b"",
         headers: dict[str, str] | None = None,
         ended_as: Status | None = None,
-    ) -> AttemptOutcome:
+    ) -> Attempt:
         ok = reason == classify.SUCCESS
         ended_as = ended_as or ("success" if ok else "failure")
         if ended_as in ("success", "failure"):  # superseded and held ones are not deliveries
             metrics.bound(metrics.DELIVERIES, ended_as, reason).inc()
             metrics.DELIVERY_SECONDS.observe(elapsed)
         event = job.event
-        # Every field is computed here from a validated job, so validation is skipped.
-        return AttemptOutcome.model_construct(
+        # Every field is computed here from a validated job: plain data, nothing to validate.
+        return Attempt(
             attempt_id=job.attempt_id,
             dispatch_id=job.dispatch_id,
             attempt=job.attempt,

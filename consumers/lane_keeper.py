@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from consumers import metrics
+from consumers.attempt import Attempt
 from consumers.lanes import Lane, LaneKey, Pointer, Verdict, lane_key_bytes
-from disparo.schemas import NOTIFICATIONS_RULE_ID, AttemptOutcome, DispatchJob
+from disparo.schemas import NOTIFICATIONS_RULE_ID, DispatchJob
 
 # A lane record to write: (partition, key, value or None for a tombstone).
 LaneWrite = tuple[int, bytes, bytes | None]
@@ -88,7 +89,7 @@ class LaneKeeper:
         self,
         job: DispatchJob,
         rules: Lanes,
-        outcome: AttemptOutcome,
+        outcome: Attempt,
         partition: int,
         now: float | None = None,
     ) -> Pointer | None:

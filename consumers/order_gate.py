@@ -17,6 +17,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from consumers import classify, metrics
+from consumers.attempt import Attempt
 from consumers.delivery import Deliverer
 from consumers.lane_keeper import LaneKeeper, LaneWrite, lane_rules
 from consumers.lane_store import LaneStore
@@ -25,7 +26,6 @@ from consumers.rule_lookup import RuleLookup
 from disparo.errors import InvalidMessage
 from disparo.schemas import (
     NOTIFICATIONS_RULE_ID,
-    AttemptOutcome,
     DispatchJob,
     attempt_id_for,
     now_utc,
@@ -33,7 +33,7 @@ from disparo.schemas import (
 )
 
 log = logging.getLogger(__name__)
-Record = Callable[[DispatchJob, AttemptOutcome, int], None]
+Record = Callable[[DispatchJob, Attempt, int], None]
 Start = Callable[[TopicPartition, Any, DispatchJob, bool], None]
 
 
@@ -102,12 +102,12 @@ class OrderGate:
         """True when the job is sent now; else it was held, parked, superseded or skipped."""
         return not self._held(job, tp.partition) and self._lane_lets_go(tp, record, job, tracked)
 
-    def answered(self, job: DispatchJob, outcome: AttemptOutcome) -> None:
+    def answered(self, job: DispatchJob, outcome: Attempt) -> None:
         """Note an attempt's answer: after a 410 Gone, the rule's next jobs are held."""
         if outcome.http_status == 410 and not job.manual and job.rule.rule_id:
             self.gone[job.target.rule_id] = job.target.version
 
-    def settled(self, job: DispatchJob, outcome: AttemptOutcome, partition: int) -> None:
+    def settled(self, job: DispatchJob, outcome: Attempt, partition: int) -> None:
         """An outcome (final flag set): the lane moves on, maybe to its next dispatch."""
         key = (job.target.rule_id, job.event.order_id)
         following = None
@@ -158,11 +158,8 @@ class OrderGate:
         salt = f"held/{job.created_at.isoformat()}"
         at = max(outcome.dispatched_at, self.last_held_at + timedelta(milliseconds=1))
         self.last_held_at = at
-        update = {
-            "attempt_id": attempt_id_for(job.dispatch_id, job.attempt, salt),
-            "dispatched_at": at,
-        }
-        self.record(job, outcome.model_copy(update=update), partition)
+        held_id = attempt_id_for(job.dispatch_id, job.attempt, salt)
+        self.record(job, outcome.replace(attempt_id=held_id, dispatched_at=at), partition)
         metrics.HELD.inc()
         return True
 

@@ -23,6 +23,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers import classify, metrics
+from consumers.attempt import Attempt
 from consumers.delivery import Deliverer
 from consumers.due_gate import DueGate
 from consumers.endpoints import EndpointGuard
@@ -52,7 +53,6 @@ from disparo.outcome_batch import row_line
 from disparo.parking import ParkReason, endpoint_key, host_of, park_job
 from disparo.rules_view import RulesView
 from disparo.schemas import (
-    AttemptOutcome,
     DispatchJob,
     now_utc,
     parse_job,
@@ -350,7 +350,7 @@ class DeliveryWorker:
             value=parked_job.model_dump_json().encode(),
         )
 
-    async def _attempt(self, job: DispatchJob, ticket: Ticket) -> AttemptOutcome:
+    async def _attempt(self, job: DispatchJob, ticket: Ticket) -> Attempt:
         # The endpoint's own slot first (waiting for it is what `slow` sees), then the host's
         # cap over every account, this account's share of the worker, the worker's limit.
         async with self.guard.slot(ticket.endpoint):
@@ -379,7 +379,7 @@ class DeliveryWorker:
         )
         sent.add_errback(lambda exc: log.warning("note on %s not written: %s", note.endpoint, exc))
 
-    def _record(self, job: DispatchJob, outcome: AttemptOutcome, partition: int) -> list[Any]:
+    def _record(self, job: DispatchJob, outcome: Attempt, partition: int) -> list[Any]:
         """Keep the outcome for the next batch; send the next attempt's job if it retries."""
         settled = settle(job, outcome, self.policy, random.random())
         outcome, sends = settled.outcome, []

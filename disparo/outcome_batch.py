@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, ConfigDict, TypeAdapter, ValidationError, with_config
 from pydantic_core import from_json, to_json
@@ -67,7 +68,79 @@ ROW_FIELDS: tuple[str, ...] = tuple(AttemptRow.__annotations__)
 _ROW = TypeAdapter(AttemptRow)
 
 
-def attempt_row(outcome: AttemptOutcome) -> dict[str, Any]:
+class Reported(Protocol):
+    """What a row is made of: an AttemptOutcome, or the worker's own plain attempt record."""
+
+    @property
+    def attempt_id(self) -> str: ...
+
+    @property
+    def dispatch_id(self) -> str: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+    @property
+    def manual(self) -> bool: ...
+
+    @property
+    def final(self) -> bool: ...
+
+    @property
+    def order_id(self) -> str: ...
+
+    @property
+    def order_status(self) -> str | None: ...
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def event_type(self) -> str: ...
+
+    @property
+    def rule_id(self) -> int: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def http_status(self) -> int | None: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def duration_ms(self) -> int: ...
+
+    @property
+    def request_excerpt(self) -> str: ...
+
+    @property
+    def response_excerpt(self) -> str: ...
+
+    @property
+    def retry_tier(self) -> str | None: ...
+
+    @property
+    def request_headers(self) -> dict[str, str]: ...
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def dispatched_at(self) -> datetime: ...
+
+    def event_text(self) -> str: ...
+
+
+def attempt_row(outcome: Reported) -> dict[str, Any]:
     """The attempts-table row of one outcome, without the Kafka columns."""
     return {
         "dispatched_at": outcome.dispatched_at,
@@ -98,7 +171,7 @@ def attempt_row(outcome: AttemptOutcome) -> dict[str, Any]:
     }
 
 
-def row_line(outcome: AttemptOutcome) -> bytes:
+def row_line(outcome: Reported) -> bytes:
     """One JSON line of a batch (ends with a newline: JSON never holds a raw one)."""
     return to_json(attempt_row(outcome)) + b"\n"
 

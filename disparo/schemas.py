@@ -16,7 +16,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -328,19 +327,10 @@ class AttemptOutcome(BaseModel):
     retry_tier: str | None = None
     retry_at: AwareDatetime | None = None
     event: OrderEvent | None = None
-    # The event as JSON when the worker already encoded it for the body (never sent as is).
-    _event_json: str | None = PrivateAttr(default=None)
 
     def event_text(self) -> str:
-        """The event as JSON ("" without one), encoded once per attempt."""
-        if self._event_json is None:
-            self._event_json = self.event.model_dump_json() if self.event else ""
-        return self._event_json
-
-    def with_event_text(self, text: str) -> AttemptOutcome:
-        """This outcome, knowing its event's JSON already (the body's `data`)."""
-        self._event_json = text
-        return self
+        """The event as JSON ("" without one)."""
+        return self.event.model_dump_json() if self.event else ""
 
 
 def parse_event(raw: bytes | None) -> OrderEvent:

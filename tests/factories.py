@@ -75,6 +75,13 @@ def outcome(order_id: str, at: datetime, status: str = "success", **changes: Any
     return AttemptOutcome.model_validate(fields)
 
 
+def attempt(order_id: str, at: datetime, status: str = "success", **changes: Any) -> Any:
+    """The worker's plain record of one attempt, with the fields `outcome` gives."""
+    from consumers.attempt import Attempt
+
+    return Attempt(**dict(outcome(order_id, at, status, **changes)))
+
+
 def bare_services() -> Any:
     """The analytics services with nothing behind them: for apps that serve no data."""
     from types import SimpleNamespace

@@ -58,7 +58,7 @@ def row_of(outcome: AttemptOutcome, partition: int, offset: int) -> Row:
     return {name: row[name] for name, _ in schema.ATTEMPT_COLUMNS}
 
 
-def _with_kafka_columns(lines: bytes, partition: int, offset: int) -> bytes:
+def with_kafka_columns(lines: bytes, partition: int, offset: int) -> bytes:
     """Batch lines with the Kafka columns added (each line ends with `}` and a newline)."""
     tail = b',"kafka_partition":%d,"kafka_offset":%d}\n' % (partition, offset)
     return lines.replace(b"}\n", tail)
@@ -97,7 +97,7 @@ class OutcomeSink(TopicSink):
         owner = header(r.headers, OWNER_HEADER) or b""
         batch_id = header(r.headers, BATCH_ID_HEADER) or b""
         check = self.owners.must_check(r.key or b"", owner, batch_id) or replay
-        return Piece(r, _with_kafka_columns(value, r.partition, r.offset), check)
+        return Piece(r, with_kafka_columns(value, r.partition, r.offset), check)
 
     @staticmethod
     def _single(r: Any) -> Piece:
@@ -129,7 +129,7 @@ class OutcomeSink(TopicSink):
                 reason = f"{len(bad)} unreadable row(s) of a batch; the others are stored: "
                 self.dead_letters.send(piece.record, reason + "; ".join(bad), "invalid_outcome")
             if good:
-                lines = _with_kafka_columns(b"".join(good), piece.partition, piece.offset)
+                lines = with_kafka_columns(b"".join(good), piece.partition, piece.offset)
                 readable.append(Piece(piece.record, lines, piece.check))
         return readable
 

@@ -6,7 +6,7 @@ import pytest
 
 from analytics.history import schema
 from analytics.history.repeats import Owners
-from analytics.history.sink import _with_kafka_columns, row_of
+from analytics.history.sink import row_of, with_kafka_columns
 from consumers.outcome_batches import OutcomeBatches, Replays
 from disparo.errors import InvalidMessage
 from disparo.outcome_batch import (
@@ -35,7 +35,7 @@ def test_a_row_line_is_the_table_row_without_the_kafka_columns() -> None:
     line = row_line(done)
     assert line.endswith(b"}\n")
     assert line.count(b"\n") == 1
-    with_kafka = loose_row(_with_kafka_columns(line, 3, 41))
+    with_kafka = loose_row(with_kafka_columns(line, 3, 41))
     expected = row_of(done, 3, 41)
     assert with_kafka["kafka_partition"] == 3
     assert with_kafka["kafka_offset"] == 41

@@ -8,14 +8,14 @@ from consumers.retry_policy import RetryPolicy
 from consumers.settle import settle
 from disparo.retry_tiers import parse_schedule
 from disparo.schemas import now_utc
-from tests.factories import job, outcome
+from tests.factories import attempt, job
 
 POLICY = RetryPolicy(parse_schedule("5s,1m"))
 AT = now_utc()
 
 
 def test_a_success_is_recorded_as_it_is_with_no_retry() -> None:
-    done = outcome("ORD-1", AT)
+    done = attempt("ORD-1", AT)
     settled = settle(job(), done, POLICY, 0.5)
     assert settled.outcome == done
     assert settled.retry is None
@@ -23,7 +23,7 @@ def test_a_success_is_recorded_as_it_is_with_no_retry() -> None:
 
 def test_a_retried_failure_schedules_the_next_attempt_on_its_tier() -> None:
     first = job(max_attempts=3)
-    failed = outcome("ORD-1", AT, status="failure", final=False)
+    failed = attempt("ORD-1", AT, status="failure", final=False)
     settled = settle(first, failed, POLICY, 0.5)  # 0.5 = no jitter
     assert settled.outcome.final is False
     assert settled.outcome.retry_tier == "5s"
@@ -36,9 +36,9 @@ def test_a_retried_failure_schedules_the_next_attempt_on_its_tier() -> None:
 
 def test_the_last_attempt_and_a_final_4xx_end_the_dispatch() -> None:
     last = job(max_attempts=1)
-    failed = outcome("ORD-1", AT, status="failure", final=False)
+    failed = attempt("ORD-1", AT, status="failure", final=False)
     assert settle(last, failed, POLICY, 0.5).outcome.final is True
-    gone = outcome("ORD-1", AT, status="failure", reason="http_4xx", http_status=410, final=False)
+    gone = attempt("ORD-1", AT, status="failure", reason="http_4xx", http_status=410, final=False)
     settled = settle(job(max_attempts=5), gone, POLICY, 0.5)
     assert settled.outcome.final is True
     assert settled.retry is None
@@ -46,7 +46,7 @@ def test_the_last_attempt_and_a_final_4xx_end_the_dispatch() -> None:
 
 def test_a_manual_resend_is_one_attempt() -> None:
     manual = job(max_attempts=5).model_copy(update={"manual": True})
-    failed = outcome("ORD-1", AT, status="failure", final=False)
+    failed = attempt("ORD-1", AT, status="failure", final=False)
     settled = settle(manual, failed, POLICY, 0.5)
     assert settled.outcome.final is True
     assert settled.retry is None
