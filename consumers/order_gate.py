@@ -1,15 +1,15 @@
 """What happens to a job before it is sent: held (paused rule), or its order lane's verdict.
 
-The worker asks `lets_go` before an attempt and tells `settled` after; the gate records
-held and superseded dispatches through the worker's `record`, and starts the next job of a
-lane (read back from its record) through the worker's `start`.
+A job hook (consumers/hooks.py): before an attempt it holds a paused rule's job or asks the
+job's order lane; once an attempt is settled the lane moves on. Held and superseded
+dispatches are recorded, and a lane's next job (read back from its record) started,
+through the worker handed to each call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,11 +19,13 @@ from kafka import TopicPartition
 from consumers import classify, metrics
 from consumers.attempt import Attempt
 from consumers.delivery import Deliverer
+from consumers.hooks import Decision, Host, JobHook, Place, Taken
 from consumers.lane_keeper import LaneKeeper, LaneWrite, lane_rules
 from consumers.lane_store import LaneStore
 from consumers.lanes import Lane, LaneKey, Pointer, Verdict
 from consumers.rule_lookup import RuleLookup
 from disparo.errors import InvalidMessage
+from disparo.parking import ParkReason
 from disparo.schemas import (
     NOTIFICATIONS_RULE_ID,
     DispatchJob,
@@ -33,8 +35,6 @@ from disparo.schemas import (
 )
 
 log = logging.getLogger(__name__)
-Record = Callable[[DispatchJob, Attempt, int], None]
-Start = Callable[[TopicPartition, Any, DispatchJob, bool], None]
 
 
 @dataclass
@@ -47,24 +47,16 @@ class Handover:
     restarted: list[tuple[LaneKey, Pointer, Any]] = field(default_factory=list)
 
 
-class OrderGate:
+class OrderGate(JobHook):
     """Paused rules' holds and order-aware rules' lanes, for one worker."""
 
     def __init__(
-        self,
-        deliverer: Deliverer,
-        rules: RuleLookup,
-        store: LaneStore,
-        keep_s: float,
-        record: Record,
-        start: Start,
+        self, deliverer: Deliverer, rules: RuleLookup, store: LaneStore, keep_s: float
     ) -> None:
         self.deliverer = deliverer
         self.rules = rules
         self.store = store
         self.lanes = LaneKeeper(keep_s)
-        self.record = record
-        self.start = start
         self.owned: set[int] = set()  # job-topic partitions; the consumer's thread only
         self.releases: set[asyncio.Task[None]] = set()
         self.gone: dict[int, int] = {}  # rule id -> the version whose endpoint answered 410
@@ -91,23 +83,27 @@ class OrderGate:
                     handover.restarted.append((key, lane.start, record))
         return handover
 
-    def take_over(self, handover: Handover) -> None:
+    def take_over(self, host: Host, handover: Handover) -> None:
         """On the event loop: forget lost lanes, take gained ones, restart their heads."""
         self.lanes.lose(handover.lost)
         self.lanes.gain(handover.gained, handover.restored)
         for key, pointer, record in handover.restarted:
-            self._restart(key, pointer, record, self._job_at(pointer, record))
+            self._restart(host, key, pointer, record, self._job_at(pointer, record))
 
-    def lets_go(self, tp: Any, record: Any, job: DispatchJob, tracked: bool) -> bool:
-        """True when the job is sent now; else it was held, parked, superseded or skipped."""
-        return not self._held(job, tp.partition) and self._lane_lets_go(tp, record, job, tracked)
+    def before_attempt(self, host: Host, job: DispatchJob, place: Place) -> Decision:
+        """None when the job is sent now; else it was held, parked, superseded or skipped."""
+        if self._held(host, job, place.tp.partition):
+            return Taken()
+        if not self._lane_lets_go(host, place.tp, place.record, job, place.tracked):
+            return Taken()
+        return None
 
-    def answered(self, job: DispatchJob, outcome: Attempt) -> None:
+    def after_attempt(self, host: Host, job: DispatchJob, attempt: Attempt, endpoint: str) -> None:
         """Note an attempt's answer: after a 410 Gone, the rule's next jobs are held."""
-        if outcome.http_status == 410 and not job.manual and job.rule.rule_id:
+        if attempt.http_status == 410 and not job.manual and job.rule.rule_id:
             self.gone[job.target.rule_id] = job.target.version
 
-    def settled(self, job: DispatchJob, outcome: Attempt, partition: int) -> None:
+    def on_settled(self, host: Host, job: DispatchJob, outcome: Attempt, partition: int) -> None:
         """An outcome (final flag set): the lane moves on, maybe to its next dispatch."""
         key = (job.target.rule_id, job.event.order_id)
         following = None
@@ -117,28 +113,30 @@ class OrderGate:
         elif (rules := lane_rules(job)) is not None and outcome.status != "held":
             following = self.lanes.settled(job, rules, outcome, partition)
         if following is not None:
-            self._release(key, following)
+            self._release(host, key, following)
 
-    def deferred(self, job: DispatchJob) -> None:
+    def on_defer(
+        self, host: Host, job: DispatchJob, endpoint: str, wait_s: float, why: ParkReason
+    ) -> None:
         """The job was parked in a retry topic without an attempt: that copy carries it."""
         rules = lane_rules(job)
         if rules is not None:
             self.lanes.deferred(job, rules)
 
-    def ended_unsent(self, job: DispatchJob) -> None:
+    def on_dropped(self, host: Host, job: DispatchJob) -> None:
         """A dispatch ended without an outcome (dead-lettered): its lane moves on."""
         if lane_rules(job) is None:
             return
         key = (job.target.rule_id, job.event.order_id)
         following = self.lanes.ended(key, job.dispatch_id, job.seq, delivered=False)
         if following is not None:
-            self._release(key, following)
+            self._release(host, key, following)
 
     def snapshot(self) -> list[LaneWrite]:
         """The lane records to write with this commit."""
         return self.lanes.snapshot()
 
-    def _held(self, job: DispatchJob, partition: int) -> bool:
+    def _held(self, host: Host, job: DispatchJob, partition: int) -> bool:
         """Keep a paused rule's dispatch (a held row) instead of sending it; True if kept.
 
         A rule whose endpoint answered 410 Gone is held at once, before analytics has paused
@@ -159,11 +157,13 @@ class OrderGate:
         at = max(outcome.dispatched_at, self.last_held_at + timedelta(milliseconds=1))
         self.last_held_at = at
         held_id = attempt_id_for(job.dispatch_id, job.attempt, salt)
-        self.record(job, outcome.replace(attempt_id=held_id, dispatched_at=at), partition)
+        host.record(job, outcome.replace(attempt_id=held_id, dispatched_at=at), partition)
         metrics.HELD.inc()
         return True
 
-    def _lane_lets_go(self, tp: Any, record: Any, job: DispatchJob, tracked: bool) -> bool:
+    def _lane_lets_go(
+        self, host: Host, tp: Any, record: Any, job: DispatchJob, tracked: bool
+    ) -> bool:
         """Ask the job's order lane (order-aware rules only) whether it is sent now."""
         rules = lane_rules(job)
         if rules is None:
@@ -183,7 +183,7 @@ class OrderGate:
             outcome = self.deliverer.without_attempt(
                 job, classify.SUPERSEDED, text, status="superseded"
             )
-            self.record(job, outcome, tp.partition)
+            host.record(job, outcome, tp.partition)
         elif verdict is not Verdict.DELIVER:
             log.info(
                 "%s attempt %d of order %s: %s",
@@ -203,11 +203,11 @@ class OrderGate:
         return self.rules.resolve(job)
 
     def _restart(
-        self, key: LaneKey, pointer: Pointer, record: Any, job: DispatchJob | None
+        self, host: Host, key: LaneKey, pointer: Pointer, record: Any, job: DispatchJob | None
     ) -> None:
         """Start a lane's head again from its record; a record gone lets the next one go."""
         if job is not None:
-            self.start(TopicPartition(pointer.topic, pointer.partition), record, job, False)
+            host.start(TopicPartition(pointer.topic, pointer.partition), record, job, False)
             return
         log.error(
             "the parked job of %s for rule %s is gone; the order's next one goes ahead",
@@ -216,16 +216,16 @@ class OrderGate:
         metrics.LANE_JOBS.labels("lost").inc()
         following = self.lanes.ended(key, pointer.dispatch_id, None, delivered=False)
         if following is not None:
-            self._release(key, following)
+            self._release(host, key, following)
 
-    def _release(self, key: LaneKey, pointer: Pointer) -> None:
+    def _release(self, host: Host, key: LaneKey, pointer: Pointer) -> None:
         """Start the next dispatch of an order lane: its job is read back from its record."""
         metrics.LANE_JOBS.labels("released").inc()
-        task = asyncio.create_task(self._start_released(key, pointer))
+        task = asyncio.create_task(self._start_released(host, key, pointer))
         self.releases.add(task)
         task.add_done_callback(self.releases.discard)
 
-    async def _start_released(self, key: LaneKey, pointer: Pointer) -> None:
+    async def _start_released(self, host: Host, key: LaneKey, pointer: Pointer) -> None:
         record = await self.store.fetch(pointer)
         job = await asyncio.to_thread(self._job_at, pointer, record)  # may catch up on rules
-        self._restart(key, pointer, record, job)
+        self._restart(host, key, pointer, record, job)

@@ -26,14 +26,16 @@ from consumers import classify, metrics
 from consumers.attempt import Attempt
 from consumers.delivery import Deliverer
 from consumers.due_gate import DueGate
+from consumers.endpoint_watch import EndpointWatch
 from consumers.endpoints import EndpointGuard
 from consumers.errors import OutcomeNotRecorded, WorkerFailed
+from consumers.hooks import Decision, Defer, JobHook, Place
 from consumers.lane_store import LaneStore
 from consumers.offsets import OffsetTracker
 from consumers.order_gate import Handover, OrderGate
 from consumers.outcome_batches import OutcomeBatches, Replays
-from consumers.park_notes import Note, ParkNotes
 from consumers.reach import Reach
+from consumers.reports import Reports
 from consumers.retry_policy import RetryPolicy
 from consumers.rule_lookup import RuleLookup
 from consumers.settings import WorkerSettings
@@ -94,26 +96,16 @@ class DeliveryWorker:
         lane_store: LaneStore,
     ) -> None:
         self.settings = settings
-        self.metered = settings.metered_accounts  # accounts with metric series of their own
         self.rules = rules
         self.topics = Topics(settings.topic_prefix)
         self.consumer = consumer
         self.producer = producer
         self.deliverer = deliverer
         self.dead_letters = DeadLetters(producer, self.topics.dead_letter, "delivery")
-        self.park_notes = ParkNotes()
         self.policy = RetryPolicy(settings.retry_tiers, settings.retried_4xx_statuses)
         # Finished lanes are kept as long as a replayed retry of theirs could still come.
-        self.order = OrderGate(
-            deliverer,
-            rules,
-            lane_store,
-            sum(t.delay_s for t in self.policy.tiers) + 3600,
-            lambda job, outcome, partition: self.sends.extend(
-                self._record(job, outcome, partition)
-            ),
-            self._start,
-        )
+        keep_s = sum(t.delay_s for t in self.policy.tiers) + 3600
+        self.order = OrderGate(deliverer, rules, lane_store, keep_s)
         self.gate = DueGate(consumer.consumer)  # used on the consumer's thread only
         self.guard = EndpointGuard(
             settings.worker_endpoint_concurrency,
@@ -124,6 +116,12 @@ class DeliveryWorker:
             per_account=max(1, int(settings.worker_concurrency * settings.worker_account_share)),
         )
         self.guard.export()
+        # The per-job concerns, called in this order at each point of a job's life.
+        self.hooks: tuple[JobHook, ...] = (
+            self.order,
+            EndpointWatch(self.guard),
+            Reports(settings.metered_accounts),
+        )
         self.waiting = WaitingJobs(self.guard, settings.worker_endpoint_concurrency * 4)
         self.offsets = OffsetTracker()
         self.limit = asyncio.Semaphore(settings.worker_concurrency)
@@ -209,24 +207,26 @@ class DeliveryWorker:
         return self.replays.may_repeat(tp, record.offset, end)
 
     def _start_all(self, polled: Polled) -> None:
-        self.order.take_over(polled.handover)
+        self.order.take_over(self, polled.handover)
         for tp, record, job, reason, again in polled.taken:
             self.offsets.take(tp, record.offset)
             if job is None:
                 self.sends.append(self.dead_letters.send(record, reason, "invalid_job"))
                 self.offsets.finish(tp, record.offset)
             else:
-                self._start(tp, record, job, again=again)
+                self.start(tp, record, job, again=again)
 
-    def _start(
+    def start(
         self, tp: Any, record: Any, job: DispatchJob, tracked: bool = True, again: bool = False
     ) -> None:
+        """Take one job: end it at once (rule gone, target refused), defer it (its slow
+        endpoint's backlog is full), or queue its delivery behind its order's previous one."""
         if again or not tracked:  # a lane's record read back may have been attempted too
             self.batches.mark(job.attempt_id)
         if job.target.refused is not None:
             reason = classify.TARGET_CHANGED
             outcome = self.deliverer.without_attempt(job, reason, job.target.refused)
-            self.sends.extend(self._record(job, outcome, tp.partition))
+            self.record(job, outcome, tp.partition)
             self._finish(tp, record, tracked)
             return
         if job.target.deleted:
@@ -236,7 +236,7 @@ class DeliveryWorker:
                 else f"account {job.event.account_id!r} has no notification_url; nothing was sent"
             )
             outcome = self.deliverer.without_attempt(job, classify.RULE_DELETED, text)
-            self.sends.extend(self._record(job, outcome, tp.partition))
+            self.record(job, outcome, tp.partition)
             self._finish(tp, record, tracked)
             return
         endpoint = endpoint_key(job.event.account_id, job.target.url)
@@ -293,7 +293,10 @@ class DeliveryWorker:
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
-        if self.order.lets_go(tp, record, job, tracked):
+        decision = self._decision(job, Place(tp, record, tracked, ticket.endpoint))
+        if isinstance(decision, Defer):
+            self.sends.append(self._defer(job, ticket.endpoint, decision.wait_s, decision.why))
+        elif decision is None:
             for crash in range(1, POISON_CRASHES + 1):
                 try:
                     await self._handle(job, ticket, tp.partition)
@@ -305,45 +308,36 @@ class DeliveryWorker:
                     if crash == POISON_CRASHES:
                         reason = f"handling crashed {crash} times: {exc!r}"
                         self.sends.append(self.dead_letters.send(record, reason, "poison"))
-                        self.order.ended_unsent(job)
+                        for hook in self.hooks:
+                            hook.on_dropped(self, job)
         self._stop_waiting(ticket)
         self._finish(tp, record, tracked)
 
+    def _decision(self, job: DispatchJob, place: Place) -> Decision:
+        """The first hook's answer before an attempt (None: send it now)."""
+        for hook in self.hooks:
+            decision = hook.before_attempt(self, job, place)
+            if decision is not None:
+                return decision
+        return None
+
     async def _handle(self, job: DispatchJob, ticket: Ticket, partition: int) -> None:
-        """One job: an attempt and its records, or a deferral while its circuit is open."""
+        """One attempt and its records."""
         failpoints.hit("worker.handle", job.event.order_id)
-        endpoint = ticket.endpoint
-        wait_s = self.guard.admit(endpoint)  # manual resends too: the breaker guards them all
-        if wait_s is not None:
-            self.sends.append(self._defer(job, endpoint, wait_s, classify.CIRCUIT_OPEN))
-            return
         # Manual resends go at most `resend_rate` a second per endpoint (a bulk resend must
         # not flood a receiver that just recovered); the wait counts as waiting.
-        while job.manual and (pause := self.guard.resend_wait(endpoint)) > 0:
+        while job.manual and (pause := self.guard.resend_wait(ticket.endpoint)) > 0:
             await asyncio.sleep(pause)
-        outcome = await self._attempt(job, ticket)
-        self.order.answered(job, outcome)
-        self.sends.extend(self._record(job, outcome, partition))
+        attempt = await self._attempt(job, ticket)
+        for hook in self.hooks:
+            hook.after_attempt(self, job, attempt, ticket.endpoint)
+        self.record(job, attempt, partition)
 
     def _defer(self, job: DispatchJob, endpoint: str, wait_s: float, why: ParkReason) -> Any:
         """Park a job for later (circuit open, endpoint busy): not an attempt, uses none."""
         tier, parked_job = park_job(job, self.policy.tiers, wait_s, now_utc())
-        metrics.DEFERRED.labels(why).inc()
-        self._tell(self.park_notes.deferred(endpoint, wait_s, why))
-        self.order.deferred(job)
-        log.info(
-            "deferred %s (%s) for %s, back in %.0fs",
-            job.dispatch_id,
-            why,
-            endpoint,
-            wait_s,
-            extra={
-                "dispatch_id": job.dispatch_id,
-                "order_id": job.event.order_id,
-                "rule_id": job.target.rule_id,
-                "endpoint": endpoint,
-            },
-        )
+        for hook in self.hooks:
+            hook.on_defer(self, job, endpoint, wait_s, why)
         return self.producer.send(
             self.topics.retry(tier.name),
             key=job.event.order_id.encode(),
@@ -365,25 +359,21 @@ class DeliveryWorker:
                     outcome = await self.deliverer.deliver(job)
             finally:
                 self.guard.finished(ticket.endpoint, since)
-        slow = outcome.duration_ms > job.target.timeout_s * 500  # over half its timeout
-        if self.guard.record(ticket.endpoint, outcome.reason, slow):
-            self._tell(self.park_notes.answered(ticket.endpoint))
         return outcome
 
-    def _tell(self, note: Note | None) -> None:
+    def tell(self, endpoint: str, value: bytes | None) -> None:
         """Write a parked-endpoints note: advice to the dispatchers, never waited for."""
-        if note is None:
-            return
-        sent = self.producer.send(
-            self.topics.parked_endpoints, key=note.endpoint.encode(), value=note.value
-        )
-        sent.add_errback(lambda exc: log.warning("note on %s not written: %s", note.endpoint, exc))
+        sent = self.producer.send(self.topics.parked_endpoints, key=endpoint.encode(), value=value)
+        sent.add_errback(lambda exc: log.warning("note on %s not written: %s", endpoint, exc))
+
+    def record(self, job: DispatchJob, attempt: Attempt, partition: int) -> None:
+        """Settle a job's record and keep it for the next batch (its retry sent now)."""
+        self.sends.extend(self._record(job, attempt, partition))
 
     def _record(self, job: DispatchJob, outcome: Attempt, partition: int) -> list[Any]:
         """Keep the outcome for the next batch; send the next attempt's job if it retries."""
         settled = settle(job, outcome, self.policy, random.random())
         outcome, sends = settled.outcome, []
-        self.order.settled(job, outcome, partition)
         if settled.retry is not None and outcome.retry_tier:
             sends.append(
                 self.producer.send(
@@ -392,31 +382,8 @@ class DeliveryWorker:
                     value=settled.retry.model_dump_json().encode(),
                 )
             )
-            metrics.bound(metrics.RETRIES, outcome.retry_tier).inc()
-        if outcome.status == "failure":
-            log.info(
-                "attempt %d of %s failed: %s (%s); %s",
-                outcome.attempt,
-                outcome.dispatch_id,
-                outcome.reason,
-                outcome.error,
-                f"retry via {outcome.retry_tier}" if outcome.retry_tier else "final",
-                extra={
-                    "dispatch_id": outcome.dispatch_id,
-                    "order_id": outcome.order_id,
-                    "rule_id": outcome.rule_id,
-                    "attempt": outcome.attempt,
-                    "reason": outcome.reason,
-                    "retry_tier": outcome.retry_tier,
-                },
-            )
-        if outcome.status in ("success", "failure"):
-            metrics.count_rule_delivery(job.target.rule_id, outcome.status)
-            if job.event.account_id in self.metered:
-                account = job.event.account_id
-                metrics.bound(metrics.ACCOUNT_DELIVERIES, account, outcome.status).inc()
-            manual = "true" if job.manual else "false"
-            metrics.bound(metrics.ATTEMPTS, str(job.attempt), manual).inc()
+        for hook in self.hooks:
+            hook.on_settled(self, job, outcome, partition)
         self.batches.add(partition, outcome.attempt_id, row_line(outcome))
         return sends
 
