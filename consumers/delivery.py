@@ -44,15 +44,15 @@ MAX_RESPONSE_BYTES = MAX_BODY_BYTES
 
 
 async def _read_some(response: httpx.Response, limit: int) -> bytes:
-    """Up to `limit` + 1 bytes of the response body (one more tells it was too large)."""
-    try:
-        return response.content[: limit + 1]  # a response whose body is already in memory
-    except httpx.ResponseNotRead:
-        pass
+    """Up to `limit` + 1 bytes of the response body (one more tells it was too large), read
+    from the transport's stream as it came: raw, never decoded or buffered whole."""
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):  # no async transport answers so
+        raise TypeError(f"the transport answered with a sync stream: {type(stream).__name__}")
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in stream:
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
