@@ -37,10 +37,11 @@ LOOKUPS = Counter(
 # A worker that dies before committing has its jobs delivered again by the next owner,
 # seconds to minutes later, under the same attempt id: look that far back for the first row.
 REPEAT_WINDOW = timedelta(hours=1)
-# A worker that lost its partitions stops writing once its deliveries in flight end (each
-# within its rule's timeout, at most 60 s) after its next heartbeat; both owners' batches
-# are looked up until this long after the last change of owner.
-MIXED_OWNERS_S = 600.0
+# A worker that lost its partitions (a rebalance, or a stall past its session) writes the
+# records of its deliveries in flight once it runs again, each within its rule's timeout
+# (at most 60 s); its first batch after the new owner's is a change of owner, and every
+# batch of that job partition is looked up until this long after the last change.
+MIXED_OWNERS_S = 120.0
 RECENT_BATCHES = 64  # batch ids remembered per job partition (a batch written twice)
 
 

@@ -118,7 +118,7 @@ def test_replays_are_the_records_below_the_end_first_seen_and_those_read_again()
 
 
 def test_the_sink_looks_up_first_sightings_new_owners_and_batches_seen_twice() -> None:
-    owners = Owners(mixed_s=600)
+    owners = Owners(mixed_s=600)  # ten minutes, for the test
     assert owners.must_check(b"jobs-0", b"w1", b"b1", now=0)  # first sighting
     assert not owners.must_check(b"jobs-0", b"w1", b"b2", now=1)  # steady state
     assert owners.must_check(b"jobs-0", b"w1", b"b2", now=2)  # the same batch again
