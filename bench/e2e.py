@@ -160,6 +160,7 @@ def main() -> None:
             say(f"latency phase: {len(paced)} events at {pace}/s ...")
             paced_sent = _publish_paced(publisher, paced, pace, created["id"])
             _wait_rows(svc, warm + n + len(paced), timeout_s=120)
+            summary = svc.client().get(f"{svc.api}/api/v1/dispatches/summary").json()
             publisher.close()
         time.sleep(1.5)
         paced_latencies = _latencies(receiver.access_log, paced_sent)
@@ -176,7 +177,8 @@ def main() -> None:
         f"events={n} warmup={args.warmup} orders={orders or n} ordering={args.ordering} "
         f"workers={args.workers} "
         f"delivered_rows={total} "
-        f"posts_seen_by_nginx={len(latencies)}"
+        f"posts_seen_by_nginx={len(latencies)} "
+        f"failed_attempts={summary['failed']} (whole run; each is retried after 5 s)"
     )
     print(
         f"e2e_deliveries_per_s={rate:,.0f} (publish -> row in ClickHouse, "
