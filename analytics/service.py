@@ -33,6 +33,7 @@ from analytics.history.liveness import sink_problem
 from analytics.history.sink import OutcomeSink
 from analytics.history.store import ensure_schema_when_reachable, open_store
 from analytics.settings import AnalyticsSettings
+from disparo import heap
 from disparo.accounts_view import AccountsView
 from disparo.kafka import make_producer
 from disparo.keys_view import KeysView
@@ -97,6 +98,7 @@ def run(settings: AnalyticsSettings) -> None:
         events_lag.start()
         owner.start()
         outcomes.start()
+        heap.settle()
         yield
         await asyncio.to_thread(outcomes.stop)
         await asyncio.to_thread(owner.stop)  # leaves the group: another takes over at once

@@ -42,7 +42,7 @@ from consumers.settings import WorkerSettings
 from consumers.settle import settle
 from consumers.transport import make_transport
 from consumers.waiting import Ticket, WaitingJobs
-from disparo import failpoints
+from disparo import failpoints, heap
 from disparo.accounts_view import AccountsView
 from disparo.consumer import ConsumerThread, commit_bounded, group_consumer, subscribe_when_ready
 from disparo.dead_letter import DeadLetters
@@ -64,6 +64,10 @@ from disparo.topics import Topics
 log = logging.getLogger(__name__)
 POLL_S = 0.2
 COMMIT_EVERY_S = 0.5
+# Once every job in hand is done, its rows are written (and its offsets committed) this soon
+# after the last commit rather than at the full cycle: under load the cycle batches, and a
+# worker that runs dry does not keep its last rows from the history for half a second.
+IDLE_COMMIT_S = 0.1
 # A job whose handling raises this many times in a row is dead-lettered with the error.
 POISON_CRASHES = 3
 # One polled record, parsed on the consumer's thread: its job, or why it is dead-lettered,
@@ -154,7 +158,7 @@ class DeliveryWorker:
                 await self._until_drained()
                 continue
             self._start_all(await self.consumer.call(self._poll))
-            if committing is None and time.monotonic() - last_commit >= COMMIT_EVERY_S:
+            if committing is None and self._commit_due(time.monotonic() - last_commit):
                 committing = asyncio.create_task(self.commit())
                 last_commit = time.monotonic()
         if committing is not None:
@@ -167,6 +171,11 @@ class DeliveryWorker:
         if self.fatal is not None:
             raise WorkerFailed(f"stopped on a fatal error: {self.fatal!r}") from self.fatal
 
+    def _commit_due(self, since_s: float) -> bool:
+        """Whether to write the kept rows and commit: each cycle, or sooner once idle."""
+        idle = not self.running and bool(self.batches)
+        return since_s >= COMMIT_EVERY_S or (idle and since_s >= IDLE_COMMIT_S)
+
     def stop(self) -> None:
         """Stop polling; deliveries in flight finish and are committed."""
         self.stopping.set()
@@ -175,7 +184,8 @@ class DeliveryWorker:
         """On the consumer's thread: release due partitions, poll, parse, hold what is not due."""
         now = now_utc()
         self.gate.release_due(now)
-        wait_s = self.gate.next_release_s(now, POLL_S)
+        # Rows waiting for a commit: come back soon to see whether the worker ran dry.
+        wait_s = self.gate.next_release_s(now, IDLE_COMMIT_S if self.batches else POLL_S)
         polled = self.consumer.consumer.poll(
             timeout_ms=int(wait_s * 1000), max_records=self.settings.worker_batch
         )
@@ -509,6 +519,7 @@ async def serve(settings: WorkerSettings) -> None:
     worker = DeliveryWorker(
         settings, consumer, producer, deliverer, RuleLookup(rules, accounts), lane_store
     )
+    heap.settle()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

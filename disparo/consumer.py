@@ -29,6 +29,23 @@ T = TypeVar("T")
 COMMIT_TIMEOUT_S = 15
 # Group-less consumers (lookups, tailing) wait at most this long for one answer.
 REQUEST_TIMEOUT_MS = 10000
+# A fetch answer holds up to this many bytes of records (kafka-python's default is 50 MiB).
+FETCH_MAX_BYTES = 16 * 1024 * 1024
+
+
+def frame_limits(fetch_max_bytes: int = FETCH_MAX_BYTES) -> dict[str, int]:
+    """A fetch size and a network frame limit that holds it.
+
+    kafka-python refuses any answer over `receive_message_max_bytes` (1 MB by default) by
+    closing the connection, while the broker may answer a fetch with up to `fetch_max_bytes`:
+    under a backlog spread over partitions a consumer then reconnected and refetched, a
+    stall of seconds each time and a rebalance at worst (found in `make bench`, issue 29).
+    The broker adds per-partition headers around the records, hence the margin.
+    """
+    return {
+        "fetch_max_bytes": fetch_max_bytes,
+        "receive_message_max_bytes": fetch_max_bytes + 1024 * 1024,
+    }
 
 
 def group_consumer(
@@ -47,6 +64,7 @@ def group_consumer(
         "heartbeat_interval_ms": int(settings.kafka_heartbeat_s * 1000),
     }
     options.update(overrides)
+    options.update(frame_limits(options.get("fetch_max_bytes", FETCH_MAX_BYTES)))
     try:
         return KafkaConsumer(**options)
     except KafkaError as exc:
@@ -62,6 +80,7 @@ def plain_consumer(settings: KernelSettings, client_id: str) -> KafkaConsumer:
             enable_auto_commit=False,
             client_id=client_id,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
+            **frame_limits(),
         )
     except KafkaError as exc:
         raise unreachable(settings, exc) from exc

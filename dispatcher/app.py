@@ -13,6 +13,7 @@ from typing import Any
 import faust
 from pydantic import ValidationError
 
+from disparo import heap
 from disparo.dead_letter import dead_letter_headers
 from disparo.errors import DisparoError
 from disparo.keys_view import KeysView
@@ -230,4 +231,5 @@ def run(settings: DispatcherSettings) -> None:
     worker = faust.Worker(app, loglevel=settings.log_level.lower())
     # The terminal spinner turns the root logger to DEBUG, building a record per message.
     worker.spinner = None
+    heap.settle()
     worker.execute_from_commandline()

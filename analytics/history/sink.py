@@ -74,6 +74,7 @@ class OutcomeSink(TopicSink):
             group=settings.sink_group,
             table=schema.TABLE,
             metrics=SinkMetrics(ROWS, BATCHES, INSERT_FAILURES),
+            batched=True,
         )
         super().__init__(settings, store, producer, target)
         self.owners = Owners()

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # between retries of one failed insert
 # A poll's bytes, whatever its records hold (an outcome batch is up to 1 MiB of rows).
 FETCH_MAX_BYTES = 16 * 1024 * 1024
+POLL_MS = 100
+# With rows in hand from a batched topic, a poll this short finding nothing means caught up.
+CAUGHT_UP_POLL_MS = 20
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class SinkTarget:
     group: str
     table: str
     metrics: SinkMetrics
+    # Its producers batch already (a worker's commit cycle): insert once the sink has read
+    # all there is, rather than lingering for more that will not come before the next cycle.
+    batched: bool = False
 
 
 @dataclass
@@ -214,7 +220,8 @@ class TopicSink:
         while not self._stop.is_set():
             self.last_turn = time.monotonic()
             room = max(1, self.settings.sink_batch - rows)
-            polled = self.consumer.poll(timeout_ms=100, max_records=room)
+            wait_ms = CAUGHT_UP_POLL_MS if pending and self.target.batched else POLL_MS
+            polled = self.consumer.poll(timeout_ms=wait_ms, max_records=room)
             self.assigned = frozenset(self.consumer.assignment())
             if self.assignment_changed:
                 self.assignment_changed = False
@@ -225,7 +232,8 @@ class TopicSink:
                 rows += sum(self.rows_in(r) for r in records)
             full = rows >= self.settings.sink_batch
             due = time.monotonic() - started >= self.settings.sink_linger_ms / 1000
-            if pending and (full or due):
+            caught_up = self.target.batched and not polled
+            if pending and (full or due or caught_up):
                 self.flush(pending)
                 pending, rows = [], 0
             if not pending:
