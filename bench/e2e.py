@@ -260,7 +260,9 @@ def _wait_rows(svc: Services, n: int, timeout_s: float) -> int:
     """Wait for `n` attempt rows: the sink's counter twice a second, then the API once.
 
     Polling the summary ten times a second cost the analytics process a history query each
-    time, inside the CPU the bench charges to deliveries (issue 29).
+    time, inside the CPU the bench charges to deliveries (issue 29). The counter is read
+    twenty times a second over the last tenth: at twice a second the end was seen ~0.25 s
+    late on average, 3 % of an 8 s run.
     """
     deadline = time.monotonic() + timeout_s
     stored, last_report = 0.0, 0.0
@@ -274,7 +276,7 @@ def _wait_rows(svc: Services, n: int, timeout_s: float) -> int:
         if time.monotonic() - last_report > 5:
             say(f"  {stored:.0f}/{n} rows")
             last_report = time.monotonic()
-        time.sleep(0.5)
+        time.sleep(0.05 if stored >= 0.9 * n else 0.5)
     raise SystemExit(f"only {stored:.0f}/{n} rows after {timeout_s:.0f}s")
 
 
