@@ -23,6 +23,12 @@ CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
 # partition, and none is deferred.
 SLOW_AFTER_S = 0.5
 SLOW_FACTOR = 4.0
+# ...and only once the worker went round its poll loop this many times since the last answer
+# came back: between two turns its event loop reads every answer that arrived. A worker that
+# was itself held up (the machine busy, a long step) has unread answers, not a slow endpoint:
+# counting wall time alone, such a stall of 0.5 s deferred a fast endpoint's backlog by 5 s
+# (`make bench`, issue 29).
+SLOW_AFTER_TURNS = 2
 # Failures that say the endpoint itself is unwell; a 4xx means it is up and answering.
 UNHEALTHY = frozenset(
     {
@@ -134,6 +140,12 @@ class EndpointGuard:
     _active: dict[str, int] = field(default_factory=dict)
     _last_done: dict[str, float] = field(default_factory=dict)
     _typical_s: dict[str, float] = field(default_factory=dict)
+    _turns: int = 0
+    _done_turn: dict[str, int] = field(default_factory=dict)
+
+    def turn(self) -> None:
+        """The worker went round its poll loop once (its event loop ran in between)."""
+        self._turns += 1
 
     def slot(self, endpoint: str) -> asyncio.Semaphore:
         """The semaphore capping concurrent POSTs to one endpoint."""
@@ -165,8 +177,14 @@ class EndpointGuard:
     def started(self, endpoint: str) -> float:
         """A POST to `endpoint` took one of its slots; returns when, for `finished`."""
         now = self.clock()
-        self._active[endpoint] = self._active.get(endpoint, 0) + 1
-        self._last_done.setdefault(endpoint, now)
+        active = self._active.get(endpoint, 0)
+        self._active[endpoint] = active + 1
+        if not active:
+            # Quiet counts from when it got work again: an endpoint idle for a minute whose
+            # slots fill at once is not slow, whatever its last answer's age (that reading
+            # deferred a burst to a fast endpoint after a pause, `make bench`, issue 29).
+            self._last_done[endpoint] = now
+            self._done_turn[endpoint] = self._turns
         return now
 
     def finished(self, endpoint: str, since: float) -> None:
@@ -174,6 +192,7 @@ class EndpointGuard:
         now = self.clock()
         self._active[endpoint] -= 1
         self._last_done[endpoint] = now
+        self._done_turn[endpoint] = self._turns
         typical = self._typical_s.get(endpoint, now - since)
         self._typical_s[endpoint] = 0.8 * typical + 0.2 * (now - since)
 
@@ -181,9 +200,12 @@ class EndpointGuard:
         """Every slot taken and none given back lately: its waiting jobs will wait.
 
         A fast endpoint with a burst of jobs is not slow: its slots turn over all the time;
-        one known to answer slowly gets SLOW_FACTOR times its typical answer time.
+        one known to answer slowly gets SLOW_FACTOR times its typical answer time. Either way
+        the worker must have gone round its loop SLOW_AFTER_TURNS times without an answer.
         """
         if self._active.get(endpoint, 0) < self.per_endpoint:
+            return False
+        if self._turns - self._done_turn.get(endpoint, self._turns) < SLOW_AFTER_TURNS:
             return False
         quiet_s = max(SLOW_AFTER_S, SLOW_FACTOR * self._typical_s.get(endpoint, 0.0))
         return self.clock() - self._last_done.get(endpoint, self.clock()) > quiet_s

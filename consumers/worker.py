@@ -151,6 +151,7 @@ class DeliveryWorker:
         last_commit = time.monotonic()
         committing: asyncio.Task[None] | None = None
         while not self.stopping.is_set():
+            self.guard.turn()  # each turn awaits a poll or a drain: answers are read between
             if committing is not None and committing.done():
                 committing.result()  # OutcomeNotRecorded stops the worker, non-zero
                 committing = None
