@@ -80,5 +80,9 @@ class OutcomeBatches:
                 records.append((key, value, batch_headers(self.owner, partition in replay)))
         return records
 
+    def pending(self) -> bool:
+        """Whether any row waits for the next batch (safe to ask from another thread)."""
+        return bool(self._lines)
+
     def __len__(self) -> int:
         return sum(len(rows) for rows in self._lines.values())

@@ -174,7 +174,7 @@ class DeliveryWorker:
 
     def _commit_due(self, since_s: float) -> bool:
         """Whether to write the kept rows and commit: each cycle, or sooner once idle."""
-        idle = not self.running and bool(self.batches)
+        idle = not self.running and self.batches.pending()
         return since_s >= COMMIT_EVERY_S or (idle and since_s >= IDLE_COMMIT_S)
 
     def stop(self) -> None:
@@ -186,7 +186,7 @@ class DeliveryWorker:
         now = now_utc()
         self.gate.release_due(now)
         # Rows waiting for a commit: come back soon to see whether the worker ran dry.
-        wait_s = self.gate.next_release_s(now, IDLE_COMMIT_S if self.batches else POLL_S)
+        wait_s = self.gate.next_release_s(now, IDLE_COMMIT_S if self.batches.pending() else POLL_S)
         polled = self.consumer.consumer.poll(
             timeout_ms=int(wait_s * 1000), max_records=self.settings.worker_batch
         )

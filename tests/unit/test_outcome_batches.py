@@ -84,11 +84,14 @@ def test_batches_go_per_job_partition_and_only_marked_ones_say_replay() -> None:
     batches = OutcomeBatches(owner="w1")
     first, second, third = (outcome(f"O-{n}", now_utc()) for n in range(3))
     batches.mark(second.attempt_id)
+    assert not batches.pending()
     batches.add(0, first.attempt_id, row_line(first))
+    assert batches.pending()
     batches.add(4, second.attempt_id, row_line(second))
     batches.add(4, third.attempt_id, row_line(third))
     assert len(batches) == 3
     records = {key: (value, dict(headers)) for key, value, headers in batches.take()}
+    assert not batches.pending()
     assert set(records) == {b"jobs-0", b"jobs-4"}
     assert records[b"jobs-4"][0].count(b"\n") == 2
     assert records[b"jobs-0"][1][OWNER_HEADER] == b"w1"
