@@ -29,7 +29,9 @@ T = TypeVar("T")
 COMMIT_TIMEOUT_S = 15
 # Group-less consumers (lookups, tailing) wait at most this long for one answer.
 REQUEST_TIMEOUT_MS = 10000
-# A fetch answer holds up to this many bytes of records (kafka-python's default is 50 MiB).
+# A fetch answer holds up to this many bytes of records (kafka-python's default is 50 MiB);
+# the sinks' polls are bounded by it whatever their records hold (an outcome batch is up to
+# 1 MiB of rows).
 FETCH_MAX_BYTES = 16 * 1024 * 1024
 
 

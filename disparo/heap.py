@@ -6,8 +6,8 @@ import gc
 
 # Python's default (700 allocations) runs a young collection every few messages, and every
 # tenth of those walks the middle generation; with the startup heap frozen out of the way,
-# collecting 30 times less often cost the worker 0.03 s of GC per 1,000 deliveries instead
-# of ~0.25 (docs/benchmarks.md, issue 29). Cycles are still found, only later.
+# collecting 30 times less often cost the worker ~0.003 s of GC per 1,000 deliveries instead
+# of ~0.03 (docs/benchmarks.md, issue 29). Cycles are still found, only later.
 YOUNG_ALLOCATIONS = 20_000
 MIDDLE_COLLECTIONS = 20
 OLD_COLLECTIONS = 100

@@ -38,8 +38,6 @@ from disparo.topics import Topics
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # between retries of one failed insert
-# A poll's bytes, whatever its records hold (an outcome batch is up to 1 MiB of rows).
-FETCH_MAX_BYTES = 16 * 1024 * 1024
 POLL_MS = 100
 # With rows in hand from a batched topic, a poll this short finding nothing means caught up.
 CAUGHT_UP_POLL_MS = 20
@@ -167,7 +165,6 @@ class TopicSink:
             max_poll_records=self.settings.sink_batch,
             fetch_min_bytes=256 * 1024,
             fetch_max_wait_ms=100,
-            fetch_max_bytes=FETCH_MAX_BYTES,
         )
         subscribe_when_ready(consumer, [self.target.topic], _NoteAssignment(self))
         return consumer
