@@ -8,13 +8,14 @@ stack starts and after it stops; the ratio takes their mean). Then a
 latency phase paced at half the measured end-to-end rate, and the CPU seconds each process
 (broker, dispatcher, workers, analytics, nginx, this publisher) spent per 1,000 deliveries.
 Usage: python -m bench.e2e [--events 20000] [--warmup 5000] [--workers 1]
-       [--ordering per_order [--orders 2000]]
+       [--ordering per_order [--orders 2000]] [--shape]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import platform
 import statistics
@@ -107,6 +108,11 @@ def main() -> None:
         default=None,
         help="order ids the events spread over (default: one per event; 2000 with per_order)",
     )
+    p.add_argument(
+        "--shape",
+        action="store_true",
+        help="also print how many POSTs nginx received in each half second of the run",
+    )
     args = p.parse_args()
     n = args.events
     orders = args.orders or (2000 if args.ordering == "per_order" else None)
@@ -156,6 +162,7 @@ def main() -> None:
             pace = args.paced_rate or max(1, round(total / (finished - started) / 2))
             time.sleep(1.5)  # nginx flushes its access log every second
             latencies = _latencies(receiver.access_log, sent_at)
+            posts = sorted(_post_stamps(receiver.access_log, sent_at).values())
             paced = make_events(pace * args.paced_seconds, orders)
             say(f"latency phase: {len(paced)} events at {pace}/s ...")
             paced_sent = _publish_paced(publisher, paced, pace, created["id"])
@@ -192,6 +199,19 @@ def main() -> None:
         print(
             f"event_to_post_ms_saturated p50={statistics.median(latencies):.0f} "
             f"p99={percentile(latencies, 0.99):.0f} (a backlog: published faster than delivered)"
+        )
+    if len(posts) >= 10:
+        tenth, ninth = posts[len(posts) // 10], posts[9 * len(posts) // 10]
+        print(
+            f"timeline first_post={posts[0] - started:.2f}s last_post={posts[-1] - started:.2f}s "
+            f"rows_seen={finished - started:.2f}s "
+            f"steady_posts_per_s={0.8 * len(posts) / max(ninth - tenth, 1e-9):,.0f} "
+            "(from the first publish; steady: the middle 80 % of the POSTs)"
+        )
+    if args.shape:
+        halves = collections.Counter(int((stamp - started) * 2) for stamp in posts)
+        print(
+            "posts_per_half_second " + " ".join(f"{k / 2:.1f}s:{halves[k]}" for k in sorted(halves))
         )
     if paced_latencies:
         print(
@@ -281,11 +301,17 @@ def _wait_rows(svc: Services, n: int, timeout_s: float) -> int:
 
 
 def _latencies(access_log: Path, sent_at: dict[str, float]) -> list[float]:
-    out = []
+    stamps = _post_stamps(access_log, sent_at)
+    return [(stamp - sent_at[webhook_id]) * 1000 for webhook_id, stamp in stamps.items()]
+
+
+def _post_stamps(access_log: Path, sent_at: dict[str, float]) -> dict[str, float]:
+    """nginx's receive time of each POST whose webhook-id was published in this phase."""
+    out = {}
     for line in access_log.read_text().splitlines():
         stamp, webhook_id = line.split()[:2]
         if webhook_id in sent_at:
-            out.append((float(stamp) - sent_at[webhook_id]) * 1000)
+            out[webhook_id] = float(stamp)
     return out
 
 

@@ -31,6 +31,7 @@ from dispatcher.acks import BatchAcks, stop_process
 from dispatcher.detours import Detours
 from dispatcher.routing import route
 from dispatcher.settings import DispatcherSettings
+from dispatcher.transport import use_short_fetch_wait
 
 log = logging.getLogger(__name__)
 # Events routed together: at most this many, waiting at most this long for more.
@@ -90,6 +91,7 @@ def create_app(
         # The ops endpoints come from the kernel's server (below), as in the workers.
         web_enabled=False,
     )
+    use_short_fetch_wait(app)
     events_topic = app.topic(topics.order_events, key_serializer="raw", value_serializer="raw")
     rules_topic = app.topic(topics.rules, key_serializer="raw", value_serializer="raw")
 
