@@ -20,6 +20,7 @@ from analytics.control.held_keeper import HeldKeeper
 from analytics.control.ingest import Intake
 from analytics.control.job_queue import JobQueue
 from analytics.control.keys import KeyRing
+from analytics.control.live_feed import LiveFeed
 from analytics.control.outcome_watch import OutcomeWatch
 from analytics.control.pausing import Pauser
 from analytics.control.periodic import Periodic
@@ -42,6 +43,7 @@ from disparo.rules_view import RulesView
 from disparo.topics import Topics
 
 log = logging.getLogger(__name__)
+GRACEFUL_SHUTDOWN_S = 5
 
 
 def run(settings: AnalyticsSettings) -> None:
@@ -66,6 +68,7 @@ def run(settings: AnalyticsSettings) -> None:
     )
     limiter = RateLimiter(share=lambda: owner.share())
     outcomes = OutcomeWatch(settings, topics.outcomes)
+    live = LiveFeed(settings, topics.outcomes)
     allowlist = settings.allowed_targets
     svc = Services(
         store=store,
@@ -80,6 +83,7 @@ def run(settings: AnalyticsSettings) -> None:
         secret_overlap=settings.secret_overlap_delta,
         limiter=limiter,
         outcomes=outcomes,
+        live=live,
     )
 
     # uvicorn re-raises SIGTERM once it has shut down, so cleanup after `uvicorn.run` would
@@ -98,9 +102,11 @@ def run(settings: AnalyticsSettings) -> None:
         events_lag.start()
         owner.start()
         outcomes.start()
+        live.start()
         heap.settle()
         yield
         await asyncio.to_thread(outcomes.stop)
+        await asyncio.to_thread(live.stop)
         await asyncio.to_thread(owner.stop)  # leaves the group: another takes over at once
         # A sink stuck past its limit will not flush: do not hold the shutdown for it (its
         # uncommitted records are read again by the next owner).
@@ -134,6 +140,9 @@ def run(settings: AnalyticsSettings) -> None:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # A live-history stream never ends by itself: past this, a stopping server cancels
+        # what still runs (browsers reconnect to another process or to the restarted one).
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 

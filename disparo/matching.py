@@ -7,6 +7,7 @@ Both read a filter path the same way, which a property test holds them to.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -43,12 +44,17 @@ def as_text(value: Any) -> str | None:
 
 def passes_filters(event: OrderEvent, filters: dict[str, list[str]]) -> bool:
     """True when every filtered field holds one of its allowed values (compared as text)."""
+    return _filter_mismatch(event, filters) is None
+
+
+def _filter_mismatch(event: OrderEvent, filters: dict[str, list[str]]) -> tuple[str, Any] | None:
+    """The first filtered path whose value is not allowed, with that value; None if none."""
     for path, allowed in filters.items():
         value = field_value(event, path)
         text = None if value is MISSING else as_text(value)
         if text is None or text not in allowed:
-            return False
-    return True
+            return path, value
+    return None
 
 
 def matches(rule: Rule, event: OrderEvent) -> bool:
@@ -58,12 +64,42 @@ def matches(rule: Rule, event: OrderEvent) -> bool:
 
 def matches_if_active(rule: Rule, event: OrderEvent) -> bool:
     """True when the rule would want this event were it active (a dry run's question)."""
+    return _mismatch(rule, event) is None
+
+
+_ACCOUNT, _TYPE = object(), object()  # a rule's account and event types, not a filter
+
+
+def _mismatch(rule: Rule, event: OrderEvent) -> tuple[object, Any] | None:
+    """What keeps the rule from the event (its account, its types, or a filter path) and
+    the event's value there."""
     if rule.account_id != event.account_id:
-        return False
+        return _ACCOUNT, event.account_id
     types = rule.event_types
     if ALL_EVENT_TYPES not in types and event.event_type not in types:
-        return False
-    return passes_filters(event, rule.filters)
+        return _TYPE, event.event_type
+    return _filter_mismatch(event, rule.filters)
+
+
+def why_not(rule: Rule, event: OrderEvent) -> str | None:
+    """Why the rule, were it active, does not want this event (`matches_if_active`'s own
+    reading, in words); None when it does."""
+    found = _mismatch(rule, event)
+    if found is None:
+        return None
+    what, value = found
+    if what is _ACCOUNT:
+        return f"account_id is {_shown(value)}, rule is of account {_shown(rule.account_id)}"
+    if what is _TYPE:
+        return f"event_type is {_shown(value)}, rule takes {_shown(rule.event_types)}"
+    path = str(what)
+    return f"{path} is {_shown(value)}, rule wants {_shown(rule.filters[path])}"
+
+
+def _shown(value: Any) -> str:
+    if value is MISSING:
+        return "missing"
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def matching_rules(rules: Iterable[Rule], event: OrderEvent) -> list[Rule]:

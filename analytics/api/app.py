@@ -20,6 +20,8 @@ from analytics.api import (
     held,
     ingest,
     keys,
+    live,
+    orders,
     resend,
     rule_tools,
     rules,
@@ -37,9 +39,11 @@ ROUTERS = (
     rule_tools.router,  # before rules: /rules/dry-run is not a rule id
     rules.router,
     held.router,
+    live.router,  # before dispatches: /dispatches/stream is not a dispatch id
     dispatches.router,
     resend.router,
     coverage.router,
+    orders.router,  # after coverage: /orders/undelivered is not an order number
     keys.router,
     audit.router,
     accounts.router,

@@ -12,6 +12,7 @@ from analytics.control.idempotency import Idempotency
 from analytics.control.ingest import Intake
 from analytics.control.job_queue import JobQueue
 from analytics.control.keys import KeyRing
+from analytics.control.live_feed import LiveFeed
 from analytics.control.outcome_watch import OutcomeWatch
 from analytics.control.rate_limit import RateLimiter
 from analytics.control.rule_book import RuleBook
@@ -38,6 +39,7 @@ class Services:
     secret_overlap: timedelta = timedelta(hours=24)  # both secrets sign after a rotation
     limiter: RateLimiter = field(default_factory=RateLimiter)  # per-account limits
     outcomes: OutcomeWatch | None = None  # answers test webhooks
+    live: LiveFeed | None = None  # new attempt rows for the live history
     tasks: Tasks = field(default_factory=Tasks)  # bulk operations in the background
 
     @functools.cached_property

@@ -25,7 +25,8 @@ def iso_text(value: datetime | str) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _item(row: dict[str, Any]) -> dict[str, Any]:
+def item_of(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored attempt row as the list shows it (times in RFC 3339, empty values as null)."""
     row["dispatched_at"] = iso_text(row["dispatched_at"])
     row["attempt_id"] = str(row["attempt_id"])
     row["http_status"] = row["http_status"] or None
@@ -62,7 +63,7 @@ def dispatch_page(store: Store, f: HistoryFilter, limit: int, cursor: str | None
         rule_id=f.rule_id,
         account_id=f.account_id,
     )
-    rows = [_item(r) for r in store.select(sql, params)]
+    rows = [item_of(r) for r in store.select(sql, params)]
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
@@ -114,7 +115,7 @@ def breakdown(store: Store, f: HistoryFilter) -> dict[str, Any]:
 def attempts_of(store: Store, dispatch_id: str) -> list[dict[str, Any]]:
     """Every attempt of one dispatch, with its request headers parsed."""
     sql, params = queries.attempts_of(store.database, dispatch_id)
-    rows = [_item(r) for r in store.select(sql, params)]
+    rows = [item_of(r) for r in store.select(sql, params)]
     for row in rows:
         row["request_headers"] = json.loads(row["request_headers"] or "{}")
     return rows

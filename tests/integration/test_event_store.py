@@ -1,4 +1,5 @@
-"""The events table on real ClickHouse: the SQL matcher agrees with the dispatcher's."""
+"""The events table on real ClickHouse: the SQL matcher and the story's `why` agree with the
+dispatcher's matcher."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from analytics.history.event_queries import RuleScope
 from analytics.history.event_sink import event_row
 from analytics.history.sink import row_of
 from analytics.history.store import Store
-from disparo.matching import matches_if_active
+from disparo.matching import matches_if_active, why_not
 from disparo.schemas import OrderEvent, Rule, RuleFields, dispatch_id_for
 from tests.factories import event, outcome, rule
 
@@ -126,6 +127,12 @@ def test_the_sql_matcher_agrees_with_the_dispatchers_matcher(
     for r in rules:
         expected = {str(e.event_id) for e in events if matches_if_active(r, e)}
         assert _sql_matches(store, r) == expected, (r.event_types, r.filters)
+        # An order's story says why a rule did not match; it must never disagree.
+        told = {str(e.event_id) for e in events if why_not(r, e) is None}
+        assert told == expected, (r.event_types, r.filters)
+        for e in events:
+            why = why_not(r, e)
+            assert why is None or why.split(" is ")[0] in ("account_id", "event_type", *r.filters)
 
 
 def test_a_dry_run_counts_events_and_orders_and_samples_them(store: Store) -> None:

@@ -1,4 +1,4 @@
-from disparo.matching import field_value, matches, matching_rules, passes_filters
+from disparo.matching import field_value, matches, matching_rules, passes_filters, why_not
 from disparo.schemas import DEFAULT_ACCOUNT
 from tests.factories import event, rule
 
@@ -63,3 +63,25 @@ def test_an_event_matches_only_rules_of_its_own_account() -> None:
     assert [r.id for r in matching_rules(rules, event(account_id="acct-a"))] == [1]
     assert [r.id for r in matching_rules(rules, event(account_id="acct-b"))] == [2]
     assert [r.id for r in matching_rules(rules, event())] == [3]  # producers without accounts
+
+
+def test_why_not_names_what_kept_the_rule_from_the_event() -> None:
+    e = event(event_type="order.dispatched", payload={"carrier": "correios", "box": {"kg": 2}})
+    assert why_not(rule(event_types=["*"]), e) is None
+    assert why_not(rule(event_types=["tracking.updated"]), e) == (
+        'event_type is "order.dispatched", rule takes ["tracking.updated"]'
+    )
+    wants = {"payload.carrier": ["correios"], "payload.box": ["2"], "payload.gone": ["x"]}
+    assert why_not(rule(event_types=["*"], filters=wants), e) == (
+        'payload.box is {"kg": 2}, rule wants ["2"]'
+    )
+    assert why_not(rule(event_types=["*"], filters={"payload.gone": ["x"]}), e) == (
+        'payload.gone is missing, rule wants ["x"]'
+    )
+    assert why_not(rule(event_types=["*"], account_id="other"), e) == (
+        f'account_id is "{DEFAULT_ACCOUNT}", rule is of account "other"'
+    )
+    # a filter on event_type is told apart from the rule's own event types
+    assert why_not(rule(event_types=["*"], filters={"event_type": ["x"]}), e) == (
+        'event_type is "order.dispatched", rule wants ["x"]'
+    )

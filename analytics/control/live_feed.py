@@ -1,0 +1,187 @@
+"""Attempt rows as they are written, for the screen's live history: one reader per process.
+
+The rows come from the outcomes topic, not the store: every API process serves its own
+streams and needs every row, while the sinks' group splits the topic's partitions between
+processes (a process's sink sees only its share), and the store has no column that says
+what is new since a moment (rows arrive late and out of `dispatched_at` order: retries,
+batches). The reader tails every partition from its end, without a group, and only while
+a stream is open. A row may reach a stream a little before the list can page it (the
+sink's linger, tens of ms); the page keys rows by attempt id, so a repeat shows once.
+
+Bounds: `MAX_STREAMS` per process, `MAX_STREAMS_PER_KEY` per key (429 beyond), and
+`MAX_QUEUED` rows waiting for a slow client, past which its stream is ended (it
+reconnects and reloads the list) rather than buffered without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from analytics.errors import KafkaRefused, RateLimited
+from analytics.history.schema import ITEM_FIELDS
+from analytics.history.views import item_of
+from disparo.consumer import plain_consumer
+from disparo.errors import InvalidMessage, KafkaUnavailable
+from disparo.outcome_batch import attempt_row, checked_row, is_batch, lines_of
+from disparo.schemas import parse_outcome
+from disparo.settings import KernelSettings
+
+log = logging.getLogger(__name__)
+MAX_STREAMS = 100  # open streams per process
+MAX_STREAMS_PER_KEY = 5  # open streams per API key (a few tabs)
+MAX_QUEUED = 2000  # rows waiting for one client before its stream is ended
+POLL_MS = 200
+READY_WAIT_S = 15.0
+Accepts = Callable[[dict[str, Any]], bool]
+
+
+class Stream:
+    """One client's stream: the rows its filter accepts, queued until it reads them."""
+
+    def __init__(self, key_id: str, accepts: Accepts, loop: asyncio.AbstractEventLoop) -> None:
+        self.key_id = key_id
+        self.accepts = accepts
+        self.loop = loop
+        self.dropped = False  # too slow: MAX_QUEUED rows waited
+        self._rows: deque[dict[str, Any]] = deque()
+        self._ready = asyncio.Event()
+
+    def offer(self, rows: list[dict[str, Any]]) -> None:
+        """Queue rows (on the stream's loop); past `MAX_QUEUED` the stream is ended."""
+        if self.dropped:
+            return
+        if len(self._rows) + len(rows) > MAX_QUEUED:
+            self.dropped = True
+            self._rows.clear()
+        else:
+            self._rows.extend(rows)
+        self._ready.set()
+
+    async def next_rows(self, wait_s: float) -> list[dict[str, Any]]:
+        """The rows queued, waiting up to `wait_s` for some (none: time for a keep-alive)."""
+        if not self._rows and not self.dropped:
+            try:
+                await asyncio.wait_for(self._ready.wait(), wait_s)
+            except TimeoutError:
+                return []
+        self._ready.clear()
+        rows = list(self._rows)
+        self._rows.clear()
+        return rows
+
+
+class LiveFeed:
+    """Fans the outcomes topic's new rows out to the open streams whose filters take them."""
+
+    def __init__(self, settings: KernelSettings, topic: str) -> None:
+        self.settings = settings
+        self.topic = topic
+        self._streams: list[Stream] = []
+        self._cond = threading.Condition()
+        self._stop = False
+        self._reading = threading.Event()  # partitions taken at their end: rows will come
+        self._thread = threading.Thread(target=self._run, name="live-feed", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(10)
+
+    def open(self, key_id: str, accepts: Accepts) -> Stream:
+        """A new stream for the calling loop; RateLimited past the process's or key's bound."""
+        stream = Stream(key_id, accepts, asyncio.get_running_loop())
+        with self._cond:
+            if len(self._streams) >= MAX_STREAMS:
+                raise RateLimited(f"{MAX_STREAMS} live streams are open on this server", 5)
+            if sum(s.key_id == key_id for s in self._streams) >= MAX_STREAMS_PER_KEY:
+                raise RateLimited(
+                    f"this key has {MAX_STREAMS_PER_KEY} live streams open already; "
+                    "close a tab showing the history",
+                    5,
+                )
+            self._streams.append(stream)
+            self._cond.notify_all()
+        return stream
+
+    def wait_reading(self, timeout_s: float = READY_WAIT_S) -> None:
+        """Return once rows written from now on will reach the open streams."""
+        if not self._reading.wait(timeout_s):
+            raise KafkaRefused(f"cannot read {self.topic} for the live history; retry")
+
+    def close(self, stream: Stream) -> None:
+        with self._cond:
+            if stream in self._streams:
+                self._streams.remove(stream)
+
+    def open_count(self) -> int:
+        with self._cond:
+            return len(self._streams)
+
+    def _run(self) -> None:
+        consumer: KafkaConsumer | None = None
+        while True:
+            with self._cond:
+                while not self._streams and not self._stop:
+                    if consumer is not None and consumer.assignment():
+                        consumer.unsubscribe()  # nobody listens: read nothing
+                        self._reading.clear()
+                    self._cond.wait()
+                if self._stop:
+                    break
+            try:
+                consumer = consumer or plain_consumer(self.settings, "disparo-live-feed")
+                if not consumer.assignment():
+                    self._take_the_end(consumer)
+                self._fan_out(consumer.poll(timeout_ms=POLL_MS))
+            except (KafkaError, KafkaUnavailable) as exc:
+                log.warning("live history paused, outcomes not readable: %s", exc)
+                with self._cond:
+                    self._cond.wait(1.0)
+        if consumer is not None:
+            consumer.close()
+
+    def _take_the_end(self, consumer: KafkaConsumer) -> None:
+        partitions = consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        if not tps:
+            raise KafkaUnavailable(f"topic {self.topic} has no partitions yet; is Kafka set up?")
+        consumer.assign(tps)
+        consumer.seek_to_end(*tps)
+        for tp in tps:
+            consumer.position(tp)  # fixes the start now, not at the first poll
+        self._reading.set()
+
+    def _fan_out(self, polled: dict[TopicPartition, list[Any]]) -> None:
+        rows = [row for records in polled.values() for r in records for row in _rows_of(r)]
+        if not rows:
+            return
+        with self._cond:
+            streams = list(self._streams)
+        for stream in streams:
+            taken = [row for row in rows if stream.accepts(row)]
+            if taken:
+                stream.loop.call_soon_threadsafe(stream.offer, taken)
+
+
+def _rows_of(record: Any) -> list[dict[str, Any]]:
+    """The list items of one outcomes record (a batch or a single attempt); bad ones none."""
+    try:
+        if is_batch(record.headers):
+            full = [checked_row(line) for line in lines_of(record.value, record.headers)]
+        else:
+            full = [attempt_row(parse_outcome(record.value))]
+    except InvalidMessage:
+        return []  # the sink dead-letters it with the reason
+    return [item_of({k: row[k] for k in ITEM_FIELDS}) for row in full]
