@@ -489,3 +489,68 @@ def test_undelivered_orders_are_resent_pasted_and_rules_previewed_and_tested(
     expect(outcome).to_have_attribute("data-status", "success", timeout=30000)
     expect(outcome).to_contain_text("HTTP 200")
     page.screenshot(path=ARTIFACTS / "rule-test.png", full_page=True)
+
+
+def test_the_history_is_live_while_open_and_stops_while_paused(page: Page, screen: Stack) -> None:
+    page.get_by_test_id("tab-all").click()
+    expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live")
+    total = int(page.get_by_test_id("total-count").inner_text().replace(",", ""))
+    screen.publisher.publish(order_event("SCR-LIVE-1", "order.dispatched"))
+    expect(page.locator("#rows tr").first).to_contain_text("SCR-LIVE-1", timeout=5000)
+    expect(page.get_by_test_id("total-count")).to_have_text(f"{total + 1:,}")
+    page.get_by_test_id("live-toggle").click()
+    expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "paused")
+    screen.publisher.publish(order_event("SCR-LIVE-2", "order.dispatched"))
+    screen.rows_eventually(1, order_id="SCR-LIVE-2")  # stored: it would have been streamed
+    expect(page.locator("#rows")).not_to_contain_text("SCR-LIVE-2")
+    page.get_by_test_id("live-toggle").click()  # resumed: the list reloads with it
+    expect(page.locator("#rows tr").first).to_contain_text("SCR-LIVE-2")
+    expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live")
+    assert len(page.locator("#rows tr", has_text="SCR-LIVE-1").all()) == 1
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+
+
+def test_an_orders_page_tells_its_story_rule_by_rule(
+    page: Page, screen: Stack, receiver: Receiver
+) -> None:
+    common = {"account_id": "scr-story", "url": f"{receiver.url}/ok"}
+    fires = screen.active_rule(name="fires", event_types=["order.dispatched"], **common)
+    picky = screen.active_rule(
+        name="picky", event_types=["*"], filters={"payload.carrier": ["acme"]}, **common
+    )
+    paused = screen.active_rule(name="paused", event_types=["*"], paused=True, **common)
+    kinds = ["order.dispatched", "tracking.updated", "pre_invoice.created"]
+    for kind in kinds:
+        screen.publisher.publish(
+            order_event("SCR-STORY", kind, account_id="scr-story", payload={"carrier": "correios"})
+        )
+    screen.rows_eventually(4, order_id="SCR-STORY")  # one delivery and three held
+    page.goto(f"{screen.api}/#/webhooks?tab=all&order=SCR-STORY")
+    page.get_by_test_id("order-link").first.click()
+    expect(page).to_have_url(re.compile(r"#/orders/SCR-STORY$"))
+    events = page.get_by_test_id("order-event")
+    expect(events).to_have_count(3)
+    first = events.nth(0)
+    expect(first).to_have_attribute("data-event-type", "order.dispatched")
+    fired = first.locator(f"[data-rule-id='{fires['id']}']")
+    expect(fired).to_have_attribute("data-outcome", "dispatched")
+    expect(fired.get_by_test_id("order-attempt")).to_have_attribute("data-status", "success")
+    expect(fired.get_by_test_id("order-attempt")).to_contain_text("200")
+    for n in range(3):
+        picky_row = events.nth(n).locator(f"[data-rule-id='{picky['id']}']")
+        expect(picky_row).to_have_attribute("data-outcome", "not_matched")
+        expect(picky_row.get_by_test_id("order-why")).to_contain_text(
+            'payload.carrier is "correios", rule wants ["acme"]'
+        )
+        held = events.nth(n).locator(f"[data-rule-id='{paused['id']}']")
+        expect(held).to_have_attribute("data-outcome", "held")
+    expect(events.nth(1).locator(f"[data-rule-id='{fires['id']}']")).to_have_attribute(
+        "data-outcome", "not_matched"
+    )
+    expect(page.get_by_test_id("order-latest")).to_be_visible()  # an admin may resend
+    page.screenshot(path=ARTIFACTS / "order-story.png", full_page=True)
+    page.locator("#lang").select_option("pt-BR")
+    expect(first.get_by_test_id("order-outcome").first).to_be_visible()
+    expect(page.get_by_test_id("order-event").nth(0)).to_contain_text("disparado")
+    expect(page.get_by_test_id("order-event").nth(0)).to_contain_text("não corresponde")
+    page.screenshot(path=ARTIFACTS / "order-story-pt-BR.png", full_page=True)

@@ -82,6 +82,7 @@ function showSignIn(message) {
 }
 
 function signOut(message) {
+  stopLive();
   state.key = "";
   state.me = null;
   sessionStorage.removeItem("disparo.key");
@@ -158,6 +159,12 @@ function route() {
   const parts = path.split("/").filter(Boolean);
   $("#sidebar").classList.remove("open");
   $$(".nav-item").forEach((a) => a.classList.toggle("active", a.dataset.nav === (parts[0] || "webhooks")));
+  if (parts[0] !== "webhooks" && parts[0]) stopLive();
+  if (parts[0] === "orders" && parts[1]) {
+    showView("order-view");
+    loadOrder(decodeURIComponent(parts[1]));
+    return;
+  }
   if (parts[0] === "rules") {
     showView("rules-view");
     loadRules().then(() => { if (parts[1] && may("manage")) openRule(Number(parts[1])); });
@@ -198,6 +205,7 @@ function refresh() {
   }
   loadCounts(period);
   loadUndelivered(period); // its count is shown on every tab, its rows on its own
+  startLive(); // stops where live rows cannot belong (see live.js)
   if (state.tab === "undelivered") return;
   loadBreakdown(period);
   loadPage();
@@ -246,15 +254,20 @@ async function loadCounts(period) {
   try {
     const s = await api(`/api/v1/dispatches/summary?${query(scoped({ ...period, order_id: state.order }))}`);
     if (token !== state.countsToken) return;
-    $("[data-testid=failed-count]").textContent = num(s.failed);
-    $("[data-testid=failed-pct]").textContent = `(${pct(s.failure_rate)})`;
-    $("[data-testid=total-count]").textContent = num(s.total);
-    $("[data-testid=held-count]").textContent = num(s.held);
-    $("[data-testid=superseded-count]").textContent = num(s.superseded);
+    live.summary = { ...s };
+    showSummary(s);
   } catch (error) {
     if (token !== state.countsToken) return;
     for (const name of ["failed", "total", "held", "superseded"]) $(`[data-testid=${name}-count]`).textContent = "–";
   }
+}
+
+function showSummary(s) {
+  $("[data-testid=failed-count]").textContent = num(s.failed);
+  $("[data-testid=failed-pct]").textContent = `(${pct(s.failure_rate)})`;
+  $("[data-testid=total-count]").textContent = num(s.total);
+  $("[data-testid=held-count]").textContent = num(s.held);
+  $("[data-testid=superseded-count]").textContent = num(s.superseded);
 }
 
 async function loadBreakdown(period) {
@@ -300,6 +313,7 @@ function renderRows(items) {
   const empty = state.order ? tr("emptyOrder", { order: state.order }) : tr(empties[state.tab]);
   if (items.length) hideState("#list-state"); else showState("#list-state", empty, "empty");
   $("#rows").replaceChildren(...items.map(rowOf));
+  if (state.page === 0) mergeLive(); // rows that arrived while the page loaded
   const first = state.page * PAGE_SIZE;
   $("#page-info").textContent = items.length ? tr("showing", { a: num(first + 1), b: num(first + items.length) }) : "";
   $("#prev").disabled = state.page === 0;
@@ -308,7 +322,7 @@ function renderRows(items) {
 
 function rowOf(item) {
   const orderLink = el("a", {
-    href: `#/webhooks?${query({ tab: "all", order: item.order_id, from: state.from, to: state.to })}`,
+    href: `#/orders/${encodeURIComponent(item.order_id)}`,
     "data-testid": "order-link", onclick: (e) => e.stopPropagation(), text: item.order_id,
   });
   const ruleLink = el("a", { href: `#/rules/${item.rule_id}`, onclick: (e) => e.stopPropagation(), text: `#${item.rule_id}` });
@@ -320,7 +334,7 @@ function rowOf(item) {
     [tr("status"), status], [tr("url"), item.url],
   ];
   const row = el("tr", {
-    "data-dispatch-id": item.dispatch_id, "data-status": item.status, "data-manual": String(item.manual),
+    "data-dispatch-id": item.dispatch_id, "data-attempt-id": item.attempt_id, "data-status": item.status, "data-manual": String(item.manual),
     "data-dispatched-at": item.dispatched_at, class: state.fresh.has(item.attempt_id) ? "fresh" : null,
     onclick: () => openDetail(item.dispatch_id),
   }, ...cells.map(([label, content], i) => el("td", { "data-label": label, class: i === 5 ? "url" : null, title: i === 5 ? item.url : null }, content)));
@@ -419,21 +433,34 @@ function watchForResend(order, dispatchIds, sentAt) {
   if (state.to < isoDay(new Date())) state.to = isoDay(new Date());
   refresh();
   const deadline = Date.now() + 60000;
-  const seen = new Set();
+  // The live stream (live.js) or this poll, whichever sees them all first, says so.
+  const watch = { ids: dispatchIds, seen: new Set(), done: false, since: sentAt.getTime() - 5000 };
+  live.watches.push(watch);
   const poll = async () => {
+    if (watch.done) return;
     state.cursors = [null];
     state.page = 0;
     const page = await loadPage();
-    const fresh = (page ? page.items : []).filter((i) => i.manual && dispatchIds.has(i.dispatch_id) && new Date(i.dispatched_at) >= new Date(sentAt.getTime() - 5000));
-    fresh.forEach((i) => { state.fresh.add(i.attempt_id); seen.add(i.dispatch_id); });
+    const fresh = (page ? page.items : []).filter((i) => watched(watch, i));
+    fresh.forEach((i) => { state.fresh.add(i.attempt_id); watch.seen.add(i.dispatch_id); });
     if (fresh.length) {
       renderRows(page.items);
       loadCounts(periodParams());
     }
-    if (seen.size >= dispatchIds.size) toast(tr("appeared"));
+    if (watch.seen.size >= watch.ids.size) finishWatch(watch);
     else if (Date.now() < deadline) setTimeout(poll, 1000);
+    else watch.done = true;
   };
   setTimeout(poll, 500);
+}
+
+const watched = (watch, item) => item.manual && watch.ids.has(item.dispatch_id) && new Date(item.dispatched_at).getTime() >= watch.since;
+
+function finishWatch(watch) {
+  if (watch.done) return;
+  watch.done = true;
+  live.watches = live.watches.filter((w) => w !== watch);
+  toast(tr("appeared"));
 }
 
 // The export link names the CSV; the download goes through fetch so it carries the key.
@@ -700,6 +727,7 @@ function wire() {
   }));
   $(".menu-toggle").addEventListener("click", () => $("#sidebar").classList.toggle("open"));
   $("#export").addEventListener("click", exportCsv);
+  $("#live-toggle").addEventListener("click", () => toggleLive());
   $("#signin-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const key = e.target.elements.api_key.value.trim();

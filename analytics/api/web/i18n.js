@@ -312,3 +312,27 @@ function t(lang, key, vars) {
 function reasonText(lang, reason) {
   return (REASONS[lang] && REASONS[lang][reason]) || reason;
 }
+
+// The live history and an order's story.
+Object.assign(MESSAGES.en, {
+  liveOn: "● Live", livePaused: "Paused", liveOff: "", liveReconnecting: "Reconnecting…",
+  livePause: "Pause", liveResume: "Resume",
+  orderTitle: "Order {order}", rulesAsOf: "Rules as they are now ({at}); attempts as they happened.",
+  orderNoEvents: "No events of this order in the last 30 days; only its dispatches.",
+  orderNotFound: "No events or dispatches of order {order} in the last 30 days.",
+  payload: "Payload", reload: "Reload", sendLatest: "Send latest state", resendOne: "Resend",
+  attemptNo: "#", response: "Answer",
+  outcome_dispatched: "dispatched", outcome_not_matched: "not matched", outcome_held: "held",
+  outcome_superseded: "superseded", outcome_regressed: "older status", outcome_inactive: "inactive",
+});
+Object.assign(MESSAGES["pt-BR"], {
+  liveOn: "● Ao vivo", livePaused: "Pausado", liveOff: "", liveReconnecting: "Reconectando…",
+  livePause: "Pausar", liveResume: "Retomar",
+  orderTitle: "Pedido {order}", rulesAsOf: "Regras como estão agora ({at}); tentativas como aconteceram.",
+  orderNoEvents: "Nenhum evento deste pedido nos últimos 30 dias; só os seus disparos.",
+  orderNotFound: "Nenhum evento ou disparo do pedido {order} nos últimos 30 dias.",
+  payload: "Conteúdo", reload: "Recarregar", sendLatest: "Enviar estado mais recente", resendOne: "Reenviar",
+  attemptNo: "#", response: "Resposta",
+  outcome_dispatched: "disparado", outcome_not_matched: "não corresponde", outcome_held: "retido",
+  outcome_superseded: "substituído", outcome_regressed: "status mais antigo", outcome_inactive: "inativa",
+});
