@@ -179,9 +179,17 @@ def _rows_of(record: Any) -> list[dict[str, Any]]:
     """The list items of one outcomes record (a batch or a single attempt); bad ones none."""
     try:
         if is_batch(record.headers):
-            full = [checked_row(line) for line in lines_of(record.value, record.headers)]
+            lines = lines_of(record.value, record.headers)
+            full = [row for row in map(_checked, lines) if row is not None]
         else:
             full = [attempt_row(parse_outcome(record.value))]
     except InvalidMessage:
-        return []  # the sink dead-letters it with the reason
+        return []  # the sink dead-letters the record with the reason
     return [item_of({k: row[k] for k in ITEM_FIELDS}) for row in full]
+
+
+def _checked(line: bytes) -> dict[str, Any] | None:
+    try:
+        return checked_row(line)
+    except InvalidMessage:
+        return None  # the sink dead-letters this row with its reason; the others are good
