@@ -492,7 +492,9 @@ def test_undelivered_orders_are_resent_pasted_and_rules_previewed_and_tested(
 
 
 def test_the_history_is_live_while_open_and_stops_while_paused(page: Page, screen: Stack) -> None:
+    expect(page.get_by_test_id("total-count")).to_have_text(re.compile(r"^[\d,]+$"))
     page.get_by_test_id("tab-all").click()
+    expect(page.locator("#rows tr").first).to_be_visible()  # the tab's list and counts loaded
     expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live")
     total = int(page.get_by_test_id("total-count").inner_text().replace(",", ""))
     screen.publisher.publish(order_event("SCR-LIVE-1", "order.dispatched"))
@@ -554,3 +556,48 @@ def test_an_orders_page_tells_its_story_rule_by_rule(
     expect(page.get_by_test_id("order-event").nth(0)).to_contain_text("disparado")
     expect(page.get_by_test_id("order-event").nth(0)).to_contain_text("não corresponde")
     page.screenshot(path=ARTIFACTS / "order-story-pt-BR.png", full_page=True)
+
+
+def test_an_event_no_rule_matched_shows_every_rules_reason(
+    page: Page, screen: Stack, receiver: Receiver
+) -> None:
+    picky = screen.active_rule(
+        name="picky-none",
+        event_types=["*"],
+        filters={"payload.carrier": ["acme"]},
+        url=f"{receiver.url}/ok",
+        account_id="scr-none",
+    )
+    screen.publisher.publish(
+        order_event(
+            "SCR-NONE", "tracking.updated", account_id="scr-none", payload={"carrier": "jadlog"}
+        )
+    )
+    eventually(
+        lambda: screen.http.get(f"{screen.api}/api/v1/orders/SCR-NONE").status_code == 200,
+        30,
+        "the event in the events table",
+    )
+    page.goto(f"{screen.api}/#/orders/SCR-NONE")
+    event = page.get_by_test_id("order-event")
+    expect(event).to_have_count(1)
+    rule_row = event.locator(f"[data-rule-id='{picky['id']}']")
+    expect(rule_row).to_have_attribute("data-outcome", "not_matched")
+    expect(rule_row).to_contain_text('payload.carrier is "jadlog", rule wants ["acme"]')
+    expect(event.get_by_test_id("order-attempt")).to_have_count(0)
+
+
+def test_the_live_history_reconnects_after_an_api_restart_without_repeating_rows(
+    page: Page, screen: Stack
+) -> None:
+    """Runs last: it restarts the API the module shares."""
+    page.get_by_test_id("tab-all").click()
+    expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live")
+    screen.publisher.publish(order_event("SCR-RE-1", "order.dispatched"))
+    expect(page.locator("#rows tr").first).to_contain_text("SCR-RE-1", timeout=5000)
+    screen.restart("analytics")
+    expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live", timeout=60000)
+    screen.publisher.publish(order_event("SCR-RE-2", "order.dispatched"))
+    expect(page.locator("#rows tr").first).to_contain_text("SCR-RE-2", timeout=10000)
+    assert len(page.locator("#rows tr", has_text="SCR-RE-1").all()) == 1
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
