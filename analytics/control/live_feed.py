@@ -16,30 +16,24 @@ reconnects and reloads the list) rather than buffered without end.
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka import TopicPartition
 
-from analytics.errors import KafkaRefused, RateLimited
+from analytics.control.topic_tail import TopicTail
+from analytics.errors import RateLimited
 from analytics.history.schema import ITEM_FIELDS
 from analytics.history.views import item_of
-from disparo.consumer import plain_consumer
-from disparo.errors import InvalidMessage, KafkaUnavailable
+from disparo.errors import InvalidMessage
 from disparo.outcome_batch import attempt_row, checked_row, is_batch, lines_of
 from disparo.schemas import parse_outcome
 from disparo.settings import KernelSettings
 
-log = logging.getLogger(__name__)
 MAX_STREAMS = 100  # open streams per process
 MAX_STREAMS_PER_KEY = 5  # open streams per API key (a few tabs)
 MAX_QUEUED = 2000  # rows waiting for one client before its stream is ended
-POLL_MS = 200
-READY_WAIT_S = 15.0
 Accepts = Callable[[dict[str, Any]], bool]
 
 
@@ -78,26 +72,15 @@ class Stream:
         return rows
 
 
-class LiveFeed:
+class LiveFeed(TopicTail):
     """Fans the outcomes topic's new rows out to the open streams whose filters take them."""
 
     def __init__(self, settings: KernelSettings, topic: str) -> None:
-        self.settings = settings
-        self.topic = topic
+        super().__init__(settings, topic, "live-feed")
         self._streams: list[Stream] = []
-        self._cond = threading.Condition()
-        self._stop = False
-        self._reading = threading.Event()  # partitions taken at their end: rows will come
-        self._thread = threading.Thread(target=self._run, name="live-feed", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        self._thread.join(10)
+    def listening(self) -> bool:
+        return bool(self._streams)
 
     def open(self, key_id: str, accepts: Accepts) -> Stream:
         """A new stream for the calling loop; RateLimited past the process's or key's bound."""
@@ -115,55 +98,12 @@ class LiveFeed:
             self._cond.notify_all()
         return stream
 
-    def wait_reading(self, timeout_s: float = READY_WAIT_S) -> None:
-        """Return once rows written from now on will reach the open streams."""
-        if not self._reading.wait(timeout_s):
-            raise KafkaRefused(f"cannot read {self.topic} for the live history; retry")
-
     def close(self, stream: Stream) -> None:
         with self._cond:
             if stream in self._streams:
                 self._streams.remove(stream)
 
-    def open_count(self) -> int:
-        with self._cond:
-            return len(self._streams)
-
-    def _run(self) -> None:
-        consumer: KafkaConsumer | None = None
-        while True:
-            with self._cond:
-                while not self._streams and not self._stop:
-                    if consumer is not None and consumer.assignment():
-                        consumer.unsubscribe()  # nobody listens: read nothing
-                        self._reading.clear()
-                    self._cond.wait()
-                if self._stop:
-                    break
-            try:
-                consumer = consumer or plain_consumer(self.settings, "disparo-live-feed")
-                if not consumer.assignment():
-                    self._take_the_end(consumer)
-                self._fan_out(consumer.poll(timeout_ms=POLL_MS))
-            except (KafkaError, KafkaUnavailable) as exc:
-                log.warning("live history paused, outcomes not readable: %s", exc)
-                with self._cond:
-                    self._cond.wait(1.0)
-        if consumer is not None:
-            consumer.close()
-
-    def _take_the_end(self, consumer: KafkaConsumer) -> None:
-        partitions = consumer.partitions_for_topic(self.topic) or set()
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        if not tps:
-            raise KafkaUnavailable(f"topic {self.topic} has no partitions yet; is Kafka set up?")
-        consumer.assign(tps)
-        consumer.seek_to_end(*tps)
-        for tp in tps:
-            consumer.position(tp)  # fixes the start now, not at the first poll
-        self._reading.set()
-
-    def _fan_out(self, polled: dict[TopicPartition, list[Any]]) -> None:
+    def take(self, polled: dict[TopicPartition, list[Any]]) -> None:
         rows = [row for records in polled.values() for r in records for row in _rows_of(r)]
         if not rows:
             return

@@ -9,48 +9,31 @@ that waiter's job is sent) and lets them go when the last one is answered or giv
 
 from __future__ import annotations
 
-import logging
-import threading
 from concurrent.futures import Future
+from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka import TopicPartition
 
+from analytics.control.topic_tail import TopicTail
 from analytics.errors import KafkaRefused
-from disparo.consumer import plain_consumer
-from disparo.errors import InvalidMessage, KafkaUnavailable
+from disparo.errors import InvalidMessage
 from disparo.outcome_batch import is_batch, outcome_of
 from disparo.schemas import AttemptOutcome, DispatchJob, parse_outcome
 from disparo.settings import KernelSettings
 
-log = logging.getLogger(__name__)
-POLL_MS = 200
-READY_WAIT_S = 15.0
 MAX_WAITERS = 100  # test webhooks awaited at once per process
 
 
-class OutcomeWatch:
+class OutcomeWatch(TopicTail):
     """Answers `expect(job)` futures with the outcome of the job's attempt."""
 
     def __init__(self, settings: KernelSettings, topic: str) -> None:
-        self.settings = settings
-        self.topic = topic
+        super().__init__(settings, topic, "outcome-watch")
         self._waiters: dict[str, Future[AttemptOutcome]] = {}  # attempt id -> its answer
         self._keys: dict[bytes, int] = {}  # dispatch ids awaited (outcomes' record keys)
-        self._cond = threading.Condition()
-        self._reading = threading.Event()  # partitions taken at their end: jobs may go
-        self._problem: str | None = None
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="outcome-watch", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        self._thread.join(10)
+    def listening(self) -> bool:
+        return bool(self._waiters)
 
     def expect(self, job: DispatchJob) -> Future[AttemptOutcome]:
         """A future of the job's outcome; returns once an outcome written after now will be
@@ -63,9 +46,11 @@ class OutcomeWatch:
             self._waiters[job.attempt_id] = answer
             self._keys[key] = self._keys.get(key, 0) + 1
             self._cond.notify_all()
-        if not self._reading.wait(READY_WAIT_S) or self._problem:
+        try:
+            self.wait_reading()
+        except KafkaRefused:
             self.forget(job)
-            raise KafkaRefused(f"cannot read {self.topic}: {self._problem or 'no answer'}")
+            raise
         return answer
 
     def forget(self, job: DispatchJob) -> None:
@@ -78,43 +63,8 @@ class OutcomeWatch:
             else:
                 self._keys[key] -= 1
 
-    def _run(self) -> None:
-        consumer: KafkaConsumer | None = None
-        while True:
-            with self._cond:
-                while not self._waiters and not self._stop:
-                    if consumer is not None and consumer.assignment():
-                        consumer.unsubscribe()  # nobody waits: read nothing
-                        self._reading.clear()
-                    self._cond.wait()
-                if self._stop:
-                    break
-            try:
-                consumer = consumer or plain_consumer(self.settings, "disparo-outcome-watch")
-                if not consumer.assignment():
-                    self._take_the_end(consumer)
-                self._deliver(consumer.poll(timeout_ms=POLL_MS))
-            except (KafkaError, KafkaUnavailable) as exc:
-                self._problem = str(exc)
-                self._reading.set()  # waiters see the problem instead of waiting it out
-                log.warning("outcomes not read for test webhooks: %s", exc)
-                with self._cond:
-                    self._cond.wait(1.0)
-                self._problem = None
-                self._reading.clear()
-        if consumer is not None:
-            consumer.close()
-
-    def _take_the_end(self, consumer: KafkaConsumer) -> None:
-        partitions = consumer.partitions_for_topic(self.topic) or set()
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        if not tps:
-            raise KafkaUnavailable(f"topic {self.topic} has no partitions yet; is Kafka set up?")
-        consumer.assign(tps)
-        consumer.seek_to_end(*tps)
-        for tp in tps:
-            consumer.position(tp)  # fixes the start before any awaited job is sent
-        self._reading.set()
+    def take(self, polled: dict[TopicPartition, list[Any]]) -> None:
+        self._deliver(polled)
 
     def _deliver(self, polled: dict[TopicPartition, list[object]]) -> None:
         for records in polled.values():

@@ -528,7 +528,8 @@ def test_an_orders_page_tells_its_story_rule_by_rule(
         )
     screen.rows_eventually(4, order_id="SCR-STORY")  # one delivery and three held
     page.goto(f"{screen.api}/#/webhooks?tab=all&order=SCR-STORY")
-    page.get_by_test_id("order-link").first.click()
+    # Waits for the search's rows: the page's first list (other orders) is there before them.
+    page.get_by_test_id("order-link").filter(has_text="SCR-STORY").first.click()
     expect(page).to_have_url(re.compile(r"#/orders/SCR-STORY$"))
     events = page.get_by_test_id("order-event")
     expect(events).to_have_count(3)
