@@ -53,7 +53,8 @@ async function call(path, options = {}) {
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401 && state.me) {
     const body = await response.clone().json().catch(() => null);
-    signOut(tr("signedOut", { message: (body && body.error) || "401" }));
+    // Several calls may be refused at once: the first signs out (and aborts the others).
+    if (state.me) signOut(tr("signedOut", { message: (body && body.error) || "401" }));
   }
   return response;
 }
