@@ -27,6 +27,7 @@ from analytics.history.event_queries import RuleScope
 from analytics.history.store import ChdbStore, ensure_schema
 from bench.fill import Mix, fill_day, fill_events_day
 from bench.harness import say
+from disparo.filters import FilterSpec
 
 TARGET_MS = 50.0
 ORDER_TARGET_MS = 25.0
@@ -41,7 +42,7 @@ class BenchRule:
 
     account_id: str
     event_types: list[str]
-    filters: dict[str, list[str]]
+    filters: dict[str, FilterSpec]
 
 
 def bench_rules(mix: Mix) -> list[RuleScope]:

@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from disparo import filters
+
 # Attempts of one dispatch, resends included: far below the UInt16 `attempt` column.
 MAX_ATTEMPT = 1000
 MAX_URL_CHARS = 2048
@@ -78,19 +80,19 @@ def request_problem(url: str, headers: Mapping[str, str]) -> str | None:
 
 
 MAX_FILTERS = 20
-MAX_FILTER_VALUES = 100
-MAX_FILTER_CHARS = 200
+MAX_FILTER_VALUES = filters.MAX_VALUES
+MAX_FILTER_CHARS = filters.MAX_CHARS
 
 
-def filters_problem(filters: Mapping[str, list[str]]) -> str | None:
-    """Why a rule's filters are out of bounds, or None (they become SQL in a dry run)."""
-    if len(filters) > MAX_FILTERS:
-        return f"{len(filters)} filters; at most {MAX_FILTERS} are allowed"
-    for path, allowed in filters.items():
+def filters_problem(specs: Mapping[str, Any]) -> str | None:
+    """Why a rule's filters are out of bounds or malformed, or None (they become SQL in a
+    dry run)."""
+    if len(specs) > MAX_FILTERS:
+        return f"{len(specs)} filters; at most {MAX_FILTERS} are allowed"
+    for path, spec in specs.items():
         if not path or len(path) > MAX_FILTER_CHARS:
             return f"filter path {path[:40]!r} must have 1 to {MAX_FILTER_CHARS} characters"
-        if not allowed or len(allowed) > MAX_FILTER_VALUES:
-            return f"filter {path!r} needs 1 to {MAX_FILTER_VALUES} allowed values"
-        if any(len(v) > MAX_FILTER_CHARS for v in allowed):
-            return f"filter {path!r} has a value over {MAX_FILTER_CHARS} characters"
+        problem = filters.spec_problem(spec)
+        if problem is not None:
+            return f"filter {path!r} {problem}"
     return None

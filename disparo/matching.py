@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from disparo import filters
+from disparo.filters import FilterSpec
 from disparo.schemas import OrderEvent, Rule
 
 ALL_EVENT_TYPES = "*"
@@ -22,11 +25,11 @@ MISSING = object()  # what `field_value` returns for a path the event does not h
 
 def field_value(event: OrderEvent, path: str) -> Any:
     """The value a filter path names: an event field, or `payload.a.b` inside the payload."""
-    head, _, rest = path.partition(".")
+    head, dot, rest = path.partition(".")
     if head != "payload":
-        return getattr(event, head) if head in EVENT_FIELDS and not rest else MISSING
+        return getattr(event, head) if head in EVENT_FIELDS and not dot else MISSING
     value: Any = event.payload
-    for part in rest.split(".") if rest else []:
+    for part in rest.split(".") if dot else []:  # "payload." names the key "" (as SQL does)
         if not isinstance(value, dict) or part not in value:
             return MISSING
         value = value[part]
@@ -42,18 +45,29 @@ def as_text(value: Any) -> str | None:
     return None
 
 
-def passes_filters(event: OrderEvent, filters: dict[str, list[str]]) -> bool:
-    """True when every filtered field holds one of its allowed values (compared as text)."""
-    return _filter_mismatch(event, filters) is None
+@dataclass(frozen=True)
+class FilterMiss:
+    """A filter an event does not pass: the path, the event's value there and the filter."""
+
+    path: str
+    value: Any
+    spec: FilterSpec
+
+    def __str__(self) -> str:
+        return f"{self.path} is {_shown(self.value)}, rule wants {_shown(self.spec)}"
 
 
-def _filter_mismatch(event: OrderEvent, filters: dict[str, list[str]]) -> tuple[str, Any] | None:
-    """The first filtered path whose value is not allowed, with that value; None if none."""
-    for path, allowed in filters.items():
+def passes_filters(event: OrderEvent, specs: dict[str, FilterSpec]) -> bool:
+    """True when the event passes every filter (values compared as text)."""
+    return filter_mismatch(event, specs) is None
+
+
+def filter_mismatch(event: OrderEvent, specs: dict[str, FilterSpec]) -> FilterMiss | None:
+    """The first filter the event does not pass; None when it passes them all."""
+    for path, spec in specs.items():
         value = field_value(event, path)
-        text = None if value is MISSING else as_text(value)
-        if text is None or text not in allowed:
-            return path, value
+        if not filters.passes(spec, None if value is MISSING else as_text(value)):
+            return FilterMiss(path, value, spec)
     return None
 
 
@@ -70,30 +84,27 @@ def matches_if_active(rule: Rule, event: OrderEvent) -> bool:
 _ACCOUNT, _TYPE = object(), object()  # a rule's account and event types, not a filter
 
 
-def _mismatch(rule: Rule, event: OrderEvent) -> tuple[object, Any] | None:
-    """What keeps the rule from the event (its account, its types, or a filter path) and
-    the event's value there."""
+def _mismatch(rule: Rule, event: OrderEvent) -> tuple[object, Any] | FilterMiss | None:
+    """What keeps the rule from the event: its account or its types (with the event's
+    value), or a filter it does not pass."""
     if rule.account_id != event.account_id:
         return _ACCOUNT, event.account_id
     types = rule.event_types
     if ALL_EVENT_TYPES not in types and event.event_type not in types:
         return _TYPE, event.event_type
-    return _filter_mismatch(event, rule.filters)
+    return filter_mismatch(event, rule.filters)
 
 
 def why_not(rule: Rule, event: OrderEvent) -> str | None:
     """Why the rule, were it active, does not want this event (`matches_if_active`'s own
     reading, in words); None when it does."""
     found = _mismatch(rule, event)
-    if found is None:
-        return None
+    if found is None or isinstance(found, FilterMiss):
+        return None if found is None else str(found)
     what, value = found
     if what is _ACCOUNT:
         return f"account_id is {_shown(value)}, rule is of account {_shown(rule.account_id)}"
-    if what is _TYPE:
-        return f"event_type is {_shown(value)}, rule takes {_shown(rule.event_types)}"
-    path = str(what)
-    return f"{path} is {_shown(value)}, rule wants {_shown(rule.filters[path])}"
+    return f"event_type is {_shown(value)}, rule takes {_shown(rule.event_types)}"
 
 
 def _shown(value: Any) -> str:

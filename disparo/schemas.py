@@ -14,6 +14,7 @@ from pydantic import (
     AnyHttpUrl,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -22,7 +23,8 @@ from pydantic import (
 )
 
 from disparo.errors import InvalidMessage
-from disparo.limits import MAX_ATTEMPT
+from disparo.filters import FilterSpec
+from disparo.limits import MAX_ATTEMPT, filters_problem
 
 # The namespace of dispatch and attempt ids (uuid5); public so SQL can compute them too.
 ID_NAMESPACE = uuid.UUID("5b0b7c4e-5d52-4c1e-9a53-6f0d1d6a0c11")
@@ -92,6 +94,18 @@ def check_secret(value: str) -> str:
     return value
 
 
+def _filters_valid(value: Any) -> Any:
+    problem = filters_problem(value) if isinstance(value, dict) else None
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# A rule's filters: valid operators within the limits (they become SQL in dry runs). Checked
+# before the type, so a bad filter reads as one message naming its path.
+Filters = Annotated[dict[str, FilterSpec], BeforeValidator(_filters_valid)]
+
+
 class RuleFields(BaseModel):
     """What a person sets on a rule; shared by the API's create and update bodies."""
 
@@ -99,7 +113,7 @@ class RuleFields(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     event_types: list[str] = Field(min_length=1, max_length=100)
-    filters: dict[str, list[str]] = Field(default_factory=dict)
+    filters: Filters = Field(default_factory=dict)
     url: AnyHttpUrl
     headers: dict[str, str] = Field(default_factory=dict)
     active: bool = True

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from disparo.limits import filters_problem, headers_problem, refuse_long_url
+from disparo.limits import headers_problem, refuse_long_url
 from disparo.redaction import shown_url, url_matches_shown
 from disparo.schemas import SECRET_PREFIX, Rule, RuleFields, check_secret
 
@@ -30,17 +30,6 @@ BasedOn = Annotated[
 MASKED = "********"  # how every header value reads back; sent back, it keeps the value
 
 
-def _filters_bounded(value: dict[str, list[str]]) -> dict[str, list[str]]:
-    problem = filters_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
-
-
-# A rule's filters within the limits (they become SQL in dry runs and coverage queries).
-Filters = Annotated[dict[str, list[str]], AfterValidator(_filters_bounded)]
-
-
 class RuleBody(RuleFields):
     """A rule as sent to the API: held to the target limits of design.md."""
 
@@ -56,8 +45,6 @@ class RuleBody(RuleFields):
         if problem is not None:
             raise ValueError(problem)
         return value
-
-    filters: Filters = Field(default_factory=dict)
 
 
 class RuleCreate(RuleBody):

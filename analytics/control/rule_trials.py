@@ -14,15 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from analytics.control import audit
 from analytics.control.job_queue import webhook_test_job
 from analytics.control.resends import events_period
-from analytics.control.rule_forms import Filters
 from analytics.control.sample_event import sample_event
 from analytics.control.scope import account_scope
 from analytics.control.services import Services
 from analytics.errors import Forbidden, InvalidField, KafkaRefused, NoAnswer
 from analytics.history import views
 from disparo.access import ApiKey, Permission, allows, roles_for
-from disparo.matching import ALL_EVENT_TYPES, MISSING, as_text, field_value, passes_filters
-from disparo.schemas import AccountId, OrderEvent, Rule
+from disparo.filters import FilterSpec
+from disparo.matching import ALL_EVENT_TYPES, filter_mismatch
+from disparo.schemas import AccountId, Filters, OrderEvent, Rule
 
 # A worker takes a resend within moments; beyond the rule's own timeout, this much more.
 TEST_GRACE_S = 20.0
@@ -48,7 +48,7 @@ class _Matcher:
 
     account_id: str
     event_types: list[str]
-    filters: dict[str, list[str]]
+    filters: dict[str, FilterSpec]
 
 
 def dry_run(svc: Services, body: DryRun, key: ApiKey) -> dict[str, Any]:
@@ -78,11 +78,9 @@ def _caller_event_allowed(rule: Rule, event: OrderEvent, actor: ApiKey) -> None:
             f"{event.event_type!r} is not an event type rule {rule.id} takes "
             f"({', '.join(rule.event_types)})",
         )
-    for path, allowed in sorted(rule.filters.items()):
-        if not passes_filters(event, {path: allowed}):
-            value = field_value(event, path)
-            shown = "missing" if value is MISSING else repr(as_text(value))
-            raise InvalidField(path, f"{shown}; rule {rule.id} wants one of {allowed}")
+    why = filter_mismatch(event, rule.filters)
+    if why is not None:
+        raise InvalidField(why.path, f"{why}; rule {rule.id} cannot send this event")
 
 
 async def send_test(

@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from analytics.errors import BadQuery
-from analytics.history import schema
+from analytics.history import filter_sql, schema
 from analytics.history.queries import TS_TYPE, Period, ts_param
+from disparo.filters import NUMBER_OPERATORS, ONE_OF, FilterSpec, operator_of
 from disparo.matching import ALL_EVENT_TYPES
 from disparo.schemas import ID_NAMESPACE
 
@@ -38,7 +39,7 @@ class RuleShape(Protocol):
     def event_types(self) -> list[str]: ...
 
     @property
-    def filters(self) -> dict[str, list[str]]: ...
+    def filters(self) -> dict[str, FilterSpec]: ...
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,22 @@ def rule_condition(rule: RuleShape, tag: str, params: dict[str, Any]) -> str:
     if ALL_EVENT_TYPES not in rule.event_types:
         names = _values(f"{tag}t", rule.event_types, params)
         clauses.append(f"event_type IN ({names})")
-    for i, (path, allowed) in enumerate(sorted(rule.filters.items())):
+    for i, (path, spec) in enumerate(sorted(rule.filters.items())):
         params[f"{tag}p{i}"] = path
-        key = f"{{{tag}p{i}:String}}"
-        names = _values(f"{tag}v{i}_", allowed, params)
-        clauses.append(f"mapContains(fields, {key}) AND fields[{key}] IN ({names})")
+        operand = _operand(f"{tag}v{i}_", spec, params)
+        clauses.append(filter_sql.passes(operator_of(spec)[0], f"{{{tag}p{i}:String}}", operand))
     return " AND ".join(f"({c})" for c in clauses)
+
+
+def _operand(tag: str, spec: FilterSpec, params: dict[str, Any]) -> str:
+    """A filter's operand as parameters of its SQL type."""
+    name, operand = operator_of(spec)
+    if name in (ONE_OF, "not"):
+        return f"[{_values(tag, operand, params)}]"
+    if name == "exists":
+        return "1" if operand else "0"
+    params[tag] = operand
+    return f"{{{tag}:String}}" if name == "prefix" else f"{{{tag}:Float64}}"
 
 
 def _values(tag: str, values: Sequence[str], params: dict[str, Any]) -> str:
@@ -155,17 +166,7 @@ def rules_matched(rules: Sequence[RuleScope]) -> tuple[str, str]:
         f"toUnixTimestamp64Milli(published_at) >= {since}[i]",
     ]
     if any(s.fields.filters for s in rules):
-        paths = [sorted(s.fields.filters) for s in rules]
-        values = [
-            f"[{', '.join(_texts(s.fields.filters[p]) for p in ps)}]"
-            for s, ps in zip(rules, paths, strict=True)
-        ]
-        path_list = _typed([_texts(p) for p in paths], "Array(Array(String))")
-        value_list = _typed(values, "Array(Array(Array(String)))")
-        checks.append(
-            "arrayAll((p, vs) -> mapContains(fields, p) AND has(vs, fields[p]), "
-            f"{path_list}[i], {value_list}[i])"
-        )
+        checks.append(_filters_check([sorted(s.fields.filters.items()) for s in rules]))
     accounts = ", ".join(
         f"{_text(a)}, CAST({ids}, 'Array(UInt32)')" for a, ids in by_account.items()
     )
@@ -173,6 +174,43 @@ def rules_matched(rules: Sequence[RuleScope]) -> tuple[str, str]:
     candidates = f"map({accounts})[account_id]"  # the indexes of the event's account's rules
     matched = f"arrayMap(i -> {ids}[i], arrayFilter(i -> {' AND '.join(checks)}, {candidates}))"
     return matched, f"account_id IN ({', '.join(map(_text, by_account))})"
+
+
+# Where each operator finds its operand among a filter's texts `vs` and number `n`.
+_LAMBDA_OPERAND = {"in": "vs", "not": "vs", "prefix": "vs[1]", "exists": "n"}
+
+
+def _filters_check(specs: list[list[tuple[str, FilterSpec]]]) -> str:
+    """Every rule's filters as arrays indexed by rule (paths, operators, texts, numbers),
+    and the condition that the row passes rule `i`'s."""
+    paths = [_texts([path for path, _ in rule]) for rule in specs]
+    names = [_texts([operator_of(spec)[0] for _, spec in rule]) for rule in specs]
+    texts = [f"[{', '.join(_texts(_filter_texts(s)) for _, s in rule)}]" for rule in specs]
+    numbers = [f"[{', '.join(_filter_number(s) for _, s in rule)}]" for rule in specs]
+    used = sorted({operator_of(spec)[0] for rule in specs for _, spec in rule})
+    branches = ", ".join(
+        f"o = {_text(n)}, {filter_sql.passes(n, 'p', _LAMBDA_OPERAND.get(n, 'n'))}" for n in used
+    )
+    arrays = (
+        f"{_typed(paths, 'Array(Array(String))')}[i], {_typed(names, 'Array(Array(String))')}[i], "
+        f"{_typed(texts, 'Array(Array(Array(String)))')}[i], "
+        f"{_typed(numbers, 'Array(Array(Float64))')}[i]"
+    )
+    return f"arrayAll((p, o, vs, n) -> multiIf({branches}, 0), {arrays})"
+
+
+def _filter_texts(spec: FilterSpec) -> list[str]:
+    name, operand = operator_of(spec)
+    if name in (ONE_OF, "not"):
+        return list(operand)
+    return [operand] if name == "prefix" else []
+
+
+def _filter_number(spec: FilterSpec) -> str:
+    name, operand = operator_of(spec)
+    if name in ("exists", *NUMBER_OPERATORS):
+        return repr(float(operand))
+    return "0"
 
 
 def dispatch_id_sql(event_id: str, rule_id: str) -> str:

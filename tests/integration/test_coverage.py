@@ -194,6 +194,80 @@ def test_a_dry_run_counts_what_a_backfill_then_dispatches(stack: Stack, receiver
     assert len(receiver.on("/dry")) == 10
 
 
+# Operators on the real stack: every kind, on numbers, texts, booleans and absent fields.
+_OPERATOR_FILTERS = {
+    "payload.kg": {"gte": 3},
+    "payload.zip": {"not": ["01-000"]},
+    "payload.vip": {"exists": False},
+    "payload.route": {"prefix": "SP"},
+}
+
+
+def _ops_event(i: int, acct: str) -> dict[str, object]:
+    payload: dict[str, object] = {
+        "kg": i,
+        "zip": f"0{i % 3}-000",
+        "route": "SP-1" if i % 5 else "RJ",
+    }
+    if i % 4 == 0:
+        payload["vip"] = True
+    return order_event("OPS-1", payload=payload, account_id=acct)
+
+
+def _passes_operator_filters(payload: dict[str, object]) -> bool:
+    return (
+        int(payload["kg"]) >= 3  # type: ignore[call-overload]
+        and payload["zip"] != "01-000"
+        and "vip" not in payload
+        and str(payload["route"]).startswith("SP")
+    )
+
+
+def test_filters_with_operators_agree_in_the_dry_run_and_the_dispatcher(
+    stack: Stack, receiver: Receiver
+) -> None:
+    acct = "ops"
+    stored = [_ops_event(i, acct) for i in range(24)]
+    for event in stored:
+        stack.publisher.publish(event)
+    _stored_events(stack, acct, len(stored))
+    body = {
+        "name": "operators",
+        "event_types": ["*"],
+        "filters": _OPERATOR_FILTERS,
+        "url": f"{receiver.url}/ops",
+        "account_id": acct,
+    }
+    preview = stack.http.post(f"{stack.api}/api/v1/rules/dry-run", json=body).json()
+    wanted = {e["event_id"] for e in stored if _passes_operator_filters(e["payload"])}  # type: ignore[arg-type]
+    assert preview["matched_events"] == len(wanted) == 9
+    assert {s["event_id"] for s in preview["sample"]} == wanted
+
+    bad = {**body, "filters": {"payload.kg": {"between": [1, 2]}}}
+    refused = stack.http.post(f"{stack.api}/api/v1/rules", json=bad)
+    assert refused.status_code == 422
+    assert "filter 'payload.kg' has the unknown operator 'between'" in refused.json()["error"]
+    typed = stack.http.post(
+        f"{stack.api}/api/v1/rules", json={**body, "filters": {"payload.kg": {"gt": "3"}}}
+    )
+    assert typed.status_code == 422
+    assert "filter 'payload.kg' 'gt' takes a number" in typed.json()["fields"]["filters"]
+
+    rule = stack.active_rule(**body)
+    live = [_ops_event(i, acct) for i in range(24, 48)] + [_ops_event(59, acct)]  # the last passes
+    for event in live:
+        stack.publisher.publish(event)
+    sent = {e["event_id"] for e in live if _passes_operator_filters(e["payload"])}  # type: ignore[arg-type]
+    got = receiver.wait_for("/ops", len(sent), timeout_s=45)
+    # One order, one partition: every event before the last was matched (or not) before it.
+    assert {json.loads(r.body)["data"]["event_id"] for r in got} == sent
+    assert len(receiver.on("/ops")) == len(sent)
+    assert (
+        stack.http.get(f"{stack.api}/api/v1/rules/{rule['id']}").json()["filters"]
+        == _OPERATOR_FILTERS
+    )
+
+
 def test_a_test_webhook_reports_its_result_and_is_recorded(
     stack: Stack, receiver: Receiver
 ) -> None:

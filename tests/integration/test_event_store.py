@@ -27,8 +27,11 @@ PERIOD = queries.Period(NOW - timedelta(days=1), NOW + timedelta(minutes=1))
 _KEYS = st.sampled_from(["carrier", "w", "kg", "a.b", "", "n", "k'q"])
 _SCALARS = st.one_of(
     st.sampled_from(["acme", "1", "", "true", "shipped", "it's", "a\\b", "{x}", "n\x00l\n", "ç"]),
+    st.sampled_from(["1e3", "1.5", "-2", " 5", "0x10", "inf", "1.", ".5", "2E-1", "-0", "\u0661"]),
     st.integers(-2, 2),
+    st.integers(),
     st.floats(allow_nan=False, allow_infinity=False, width=16),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.booleans(),
     st.none(),
 )
@@ -94,11 +97,25 @@ _ALLOWED = st.lists(
     min_size=1,
     max_size=4,
 )
+_BOUNDS = st.one_of(
+    st.sampled_from([-1, 0, 1, 2, 0.5, 1.5, 1000, 1e-7, -0.0]),
+    st.integers(-3, 3),
+    st.floats(allow_nan=False, allow_infinity=False, width=16),
+)
+_SPECS = st.one_of(
+    _ALLOWED,
+    st.builds(lambda v: {"not": v}, _ALLOWED),
+    st.builds(lambda op, n: {op: n}, st.sampled_from(["gt", "gte", "lt", "lte"]), _BOUNDS),
+    st.builds(lambda b: {"exists": b}, st.booleans()),
+    st.builds(
+        lambda p: {"prefix": p}, st.sampled_from(["a", "1", "n", "ç", "it'", "{", "a\\", "-"])
+    ),
+)
 _RULES = st.builds(
     lambda account, kinds, filters: rule(account_id=account, event_types=kinds, filters=filters),
     st.sampled_from(["a", "b"]),
     st.one_of(st.just(["*"]), st.lists(st.sampled_from(_TYPES), min_size=1, max_size=2)),
-    st.dictionaries(_PATHS, _ALLOWED, max_size=3),
+    st.dictionaries(_PATHS, _SPECS, max_size=3),
 )
 
 

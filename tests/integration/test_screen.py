@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from tests.integration.conftest import Stack, add_key, eventually, order_event, running_stack
 from tests.integration.receiver import Receiver
@@ -176,6 +176,11 @@ def test_a_rule_created_in_the_rules_page_triggers_dispatches(
     modal.get_by_test_id("rule-url").fill(f"{receiver.url}/ok")
     modal.get_by_test_id("rule-timeout").fill("5")
     modal.get_by_test_id("rule-headers").fill("X-Tenant: acme")
+    _filter_row(modal, "payload.kg", "gte", "heavy")  # a number operator needs a number
+    _filter_row(modal, "order_id", "prefix", "SCR-9")
+    modal.get_by_test_id("rule-save").click()
+    expect(modal.locator("[data-error=filters]")).to_contain_text("payload.kg")
+    modal.get_by_test_id("filter-value").first.fill("10")
     modal.get_by_test_id("rule-save").click()
     expect(modal).to_be_hidden()
     expect(page.get_by_test_id("toast")).to_contain_text("whsec_")
@@ -190,17 +195,46 @@ def test_a_rule_created_in_the_rules_page_triggers_dispatches(
     [rule] = created
     assert rule["headers"] == {"X-Tenant": "********"}  # masked on every read
     assert rule["secret"].startswith("whsec_… (sha256 ")
+    assert rule["filters"] == {"payload.kg": {"gte": 10}, "order_id": {"prefix": "SCR-9"}}
     screen.wait_rule_applied(rule["id"], active=True)
-    screen.publisher.publish_many([order_event("SCR-9", "pre_invoice.created")])
+    light = order_event("SCR-90", "pre_invoice.created", payload={"kg": 3})
+    screen.publisher.publish_many(
+        [light, order_event("SCR-9", "pre_invoice.created", payload={"kg": 12})]
+    )
     delivered = screen.rows_eventually(1, rule_id=rule["id"])
     assert (delivered[0]["order_id"], delivered[0]["status"]) == ("SCR-9", "success")
+    story = eventually(lambda: _story_rule(screen, "SCR-90", rule["id"]))
+    assert story == {"outcome": "not_matched", "why": 'payload.kg is 3, rule wants {"gte": 10}'}
     assert any(r.headers.get("x-tenant") == "acme" for r in receiver.on("/ok"))
 
+    page.locator(f"#rule-rows tr[data-rule-id='{rule['id']}']").get_by_test_id("rule-edit").click()
+    shown = modal.get_by_test_id("filter-row")
+    expect(shown).to_have_count(2)  # the saved operators come back as rows
+    expect(shown.first.get_by_test_id("filter-op")).to_have_value("gte")
+    expect(shown.last.get_by_test_id("filter-value")).to_have_value("SCR-9")
+    modal.get_by_text("Cancel").click()
     page.locator(f"#rule-rows tr[data-rule-id='{rule['id']}']").get_by_test_id(
         "rule-toggle"
     ).click()
     expect(page.locator(f"#rule-rows tr[data-rule-id='{rule['id']}']")).to_contain_text("Inactive")
     screen.wait_rule_applied(rule["id"], active=False)
+
+
+def _filter_row(modal: Locator, path: str, op: str, value: str) -> None:
+    modal.get_by_test_id("add-filter").click()
+    row = modal.get_by_test_id("filter-row").last
+    row.get_by_test_id("filter-path").fill(path)
+    row.get_by_test_id("filter-op").select_option(op)
+    row.get_by_test_id("filter-value").fill(value)
+
+
+def _story_rule(screen: Stack, order_id: str, rule_id: int) -> dict[str, str] | None:
+    story = screen.http.get(f"{screen.api}/api/v1/orders/{order_id}").json()
+    for e in story.get("events", []):
+        for r in e["rules"]:
+            if r["rule_id"] == rule_id:
+                return {"outcome": r["outcome"], "why": r["why"]}
+    return None
 
 
 def test_portuguese_and_english_switch_texts_numbers_and_dates(page: Page) -> None:
@@ -473,7 +507,7 @@ def test_undelivered_orders_are_resent_pasted_and_rules_previewed_and_tested(
     rule_modal = page.get_by_test_id("rule-modal")
     expect(rule_modal.get_by_test_id("rule-test")).to_be_hidden()  # a test needs a saved rule
     rule_modal.get_by_test_id("rule-event-types").fill("tracking.updated")
-    rule_modal.get_by_test_id("rule-filters").fill("order_id=SCR-1,SCR-2,SCR-3")
+    _filter_row(rule_modal, "order_id", "in", "SCR-1,SCR-2,SCR-3")
     rule_modal.get_by_test_id("rule-preview").click()
     expect(rule_modal.get_by_test_id("preview-counts")).to_have_text(
         "2 event(s) of 2 order(s) in the last 30 days match this rule."

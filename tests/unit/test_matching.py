@@ -1,4 +1,12 @@
-from disparo.matching import field_value, matches, matching_rules, passes_filters, why_not
+from disparo.matching import (
+    MISSING,
+    field_value,
+    filter_fields,
+    matches,
+    matching_rules,
+    passes_filters,
+    why_not,
+)
 from disparo.schemas import DEFAULT_ACCOUNT
 from tests.factories import event, rule
 
@@ -85,3 +93,11 @@ def test_why_not_names_what_kept_the_rule_from_the_event() -> None:
     assert why_not(rule(event_types=["*"], filters={"event_type": ["x"]}), e) == (
         'event_type is "order.dispatched", rule wants ["x"]'
     )
+
+
+def test_a_path_ending_in_a_dot_names_the_empty_key_as_the_events_table_does() -> None:
+    e = event(payload={"": "acme", "w": {"": 1}})
+    assert field_value(e, "payload.") == "acme"
+    assert field_value(e, "payload.w.") == 1
+    assert field_value(e, "order_id.") is MISSING
+    assert filter_fields(e)["payload."] == "acme"

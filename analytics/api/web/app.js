@@ -606,7 +606,7 @@ function openRule(id) {
   f.name.value = rule ? rule.name : "";
   f.event_types.value = rule ? rule.event_types.join(", ") : "*";
   f.url.value = rule ? rule.url : "";
-  f.filters.value = rule ? Object.entries(rule.filters).map(([k, v]) => `${k}=${v.join(",")}`).join("\n") : "";
+  setFilterRows(rule ? rule.filters : {});
   f.headers.value = rule ? Object.entries(rule.headers).map(([k, v]) => `${k}: ${v}`).join("\n") : "";
   f.secret.value = "";
   $("#secret-hint").textContent = rule ? tr("secretKept", { masked: rule.secret }) : tr("secretNew");
@@ -637,9 +637,10 @@ function linesOf(text, separator, field, errors) {
 function ruleBody(form) {
   const f = form.elements;
   const bad = {};
-  const filters = Object.fromEntries(Object.entries(linesOf(f.filters.value, "=", "filters", bad)).map(([k, v]) => [k, v.split(",").map((s) => s.trim()).filter(Boolean)]));
+  const filters = filterRowsBody(bad);
   const headers = linesOf(f.headers.value, ":", "headers", bad);
-  if (Object.keys(bad).length) return { bad: Object.fromEntries(Object.entries(bad).map(([k, line]) => [k, `"${line}"?`])) };
+  if (bad.headers) bad.headers = `"${bad.headers}"?`;
+  if (Object.keys(bad).length) return { bad };
   const body = {
     name: f.name.value.trim(), event_types: f.event_types.value.split(",").map((s) => s.trim()).filter(Boolean),
     filters, url: f.url.value.trim(), headers, active: f.active.checked,
@@ -728,6 +729,7 @@ function wire() {
   }));
   $(".menu-toggle").addEventListener("click", () => $("#sidebar").classList.toggle("open"));
   $("#export").addEventListener("click", exportCsv);
+  $("#add-filter").addEventListener("click", () => addFilterRow()); // rule_filters.js
   $("#live-toggle").addEventListener("click", () => toggleLive());
   $("#signin-form").addEventListener("submit", (e) => {
     e.preventDefault();
