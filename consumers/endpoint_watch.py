@@ -13,7 +13,7 @@ from consumers.attempt import Attempt
 from consumers.endpoints import EndpointGuard
 from consumers.hooks import Decision, Defer, Host, JobHook, Place
 from consumers.park_notes import Note, ParkNotes
-from disparo.parking import ParkReason
+from disparo.parking import DeferReason
 from disparo.schemas import DispatchJob
 
 
@@ -34,9 +34,10 @@ class EndpointWatch(JobHook):
             _tell(host, self.notes.answered(endpoint))
 
     def on_defer(
-        self, host: Host, job: DispatchJob, endpoint: str, wait_s: float, why: ParkReason
+        self, host: Host, job: DispatchJob, endpoint: str, wait_s: float, why: DeferReason
     ) -> None:
-        _tell(host, self.notes.deferred(endpoint, wait_s, why))
+        if why != classify.RATE_LIMITED:  # the rule's pace, not the endpoint: nothing to park
+            _tell(host, self.notes.deferred(endpoint, wait_s, why))
 
 
 def _tell(host: Host, note: Note | None) -> None:

@@ -6,7 +6,8 @@ state and reaches back into the worker only through the `Host` it is handed at e
 never through callbacks wired into it. The points:
 
 - `before_attempt`: may stop the job (`Taken`: the hook ended or parked it itself) or have
-  the worker defer it to a retry tier (`Defer`); the first hook that answers decides.
+  the worker defer it to a retry tier (`Defer`); the first hook that answers decides. A
+  `Wait` is not an answer: the job waits that long, then the same hook is asked again.
 - `after_attempt`: a POST was made (or refused before the network); its record as made.
 - `on_defer`: the worker parked the job in a retry tier without an attempt.
 - `on_settled`: the attempt's record is final (final flag, retry tier) and kept for the batch.
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from consumers.attempt import Attempt
-from disparo.parking import ParkReason
+from disparo.parking import DeferReason
 from disparo.schemas import DispatchJob
 
 
@@ -40,14 +41,21 @@ class Taken:
 
 
 @dataclass(frozen=True)
+class Wait:
+    """The job waits `wait_s` in memory (its rule's turn), then the next hooks are asked."""
+
+    wait_s: float
+
+
+@dataclass(frozen=True)
 class Defer:
     """The job must wait `wait_s` (parked in a retry tier, no attempt used)."""
 
     wait_s: float
-    why: ParkReason
+    why: DeferReason
 
 
-Decision = Taken | Defer | None
+Decision = Taken | Defer | Wait | None
 
 
 class Host(Protocol):
@@ -73,7 +81,7 @@ class JobHook:
         return None
 
     def on_defer(
-        self, host: Host, job: DispatchJob, endpoint: str, wait_s: float, why: ParkReason
+        self, host: Host, job: DispatchJob, endpoint: str, wait_s: float, why: DeferReason
     ) -> None:
         return None
 

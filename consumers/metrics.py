@@ -46,6 +46,15 @@ ACCOUNT_DELIVERIES = Counter(
     ["account", "outcome"],
 )
 
+JOB_PARTITIONS = Gauge(
+    "disparo_job_partitions",
+    "dispatch-jobs partitions this worker owns: its share of every rule's max_per_second.",
+)
+RATE_WAITS = Counter(
+    "disparo_rate_waits_total",
+    "Jobs that waited in memory for their rule's max_per_second turn (parked ones count in "
+    'disparo_deferred_total{reason="rate_limited"}).',
+)
 HELD = Counter("disparo_held_total", "Dispatches held (not sent) because their rule is paused.")
 LANE_JOBS = Counter(
     "disparo_lane_jobs_total",

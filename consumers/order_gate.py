@@ -25,7 +25,7 @@ from consumers.lane_store import LaneStore
 from consumers.lanes import Lane, LaneKey, Pointer, Verdict
 from consumers.rule_lookup import RuleLookup
 from disparo.errors import InvalidMessage
-from disparo.parking import ParkReason
+from disparo.parking import DeferReason
 from disparo.schemas import (
     NOTIFICATIONS_RULE_ID,
     DispatchJob,
@@ -116,7 +116,7 @@ class OrderGate(JobHook):
             self._release(host, key, following)
 
     def on_defer(
-        self, host: Host, job: DispatchJob, endpoint: str, wait_s: float, why: ParkReason
+        self, host: Host, job: DispatchJob, endpoint: str, wait_s: float, why: DeferReason
     ) -> None:
         """The job was parked in a retry topic without an attempt: that copy carries it."""
         rules = lane_rules(job)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from consumers import metrics
+from consumers import classify, metrics
 from consumers.attempt import Attempt
 from consumers.hooks import Host, JobHook
-from disparo.parking import ParkReason
+from disparo.parking import DeferReason
 from disparo.schemas import DispatchJob
 
 log = logging.getLogger("consumers.worker")  # the worker's log, where operators look
@@ -20,10 +20,12 @@ class Reports(JobHook):
         self.metered = metered  # accounts with metric series of their own
 
     def on_defer(
-        self, host: Host, job: DispatchJob, endpoint: str, wait_s: float, why: ParkReason
+        self, host: Host, job: DispatchJob, endpoint: str, wait_s: float, why: DeferReason
     ) -> None:
         metrics.DEFERRED.labels(why).inc()
-        log.info(
+        # A paced rule's backlog parks by design, one line each: the count says enough.
+        log.log(
+            logging.DEBUG if why == classify.RATE_LIMITED else logging.INFO,
             "deferred %s (%s) for %s, back in %.0fs",
             job.dispatch_id,
             why,

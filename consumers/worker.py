@@ -29,7 +29,7 @@ from consumers.due_gate import DueGate
 from consumers.endpoint_watch import EndpointWatch
 from consumers.endpoints import EndpointGuard
 from consumers.errors import OutcomeNotRecorded, WorkerFailed
-from consumers.hooks import Decision, Defer, JobHook, Place
+from consumers.hooks import Decision, Defer, JobHook, Place, Wait
 from consumers.lane_store import LaneStore
 from consumers.offsets import OffsetTracker
 from consumers.order_gate import Handover, OrderGate
@@ -38,6 +38,7 @@ from consumers.reach import Reach
 from consumers.reports import Reports
 from consumers.retry_policy import RetryPolicy
 from consumers.rule_lookup import RuleLookup
+from consumers.rule_pace import RulePace
 from consumers.settings import WorkerSettings
 from consumers.settle import settle
 from consumers.transport import make_transport
@@ -52,7 +53,7 @@ from disparo.keys_view import KeysView
 from disparo.lag import GroupLag
 from disparo.ops_http import start_ops_server
 from disparo.outcome_batch import row_line
-from disparo.parking import ParkReason, endpoint_key, host_of, park_job
+from disparo.parking import DeferReason, endpoint_key, host_of, park_job
 from disparo.rules_view import RulesView
 from disparo.schemas import (
     DispatchJob,
@@ -81,6 +82,8 @@ class Polled:
 
     taken: list[Taken]
     handover: Handover
+    owned: int  # dispatch-jobs partitions this worker owns, of `total`
+    total: int
 
 
 class DeliveryWorker:
@@ -120,9 +123,12 @@ class DeliveryWorker:
             per_account=max(1, int(settings.worker_concurrency * settings.worker_account_share)),
         )
         self.guard.export()
-        # The per-job concerns, called in this order at each point of a job's life.
+        self.pace = RulePace()
+        # The per-job concerns, called in this order at each point of a job's life: the
+        # breaker is asked once the rule's turn came (a half-open one lets its probe go).
         self.hooks: tuple[JobHook, ...] = (
             self.order,
+            self.pace,
             EndpointWatch(self.guard),
             Reports(settings.metered_accounts),
         )
@@ -137,6 +143,7 @@ class DeliveryWorker:
         self.uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self.stopping = asyncio.Event()
         self.running = 0
+        self.pacing = 0  # jobs waiting in memory for their rule's turn (not busy)
         self.drained = asyncio.Event()
         self.throttled = False
         self.commits = 0
@@ -191,7 +198,10 @@ class DeliveryWorker:
             timeout_ms=int(wait_s * 1000), max_records=self.settings.worker_batch
         )
         owned = self.consumer.consumer.assignment()
-        result = Polled([], self.order.follow({tp.partition for tp in owned}))
+        jobs = self.topics.dispatch_jobs
+        total = len(self.consumer.consumer.partitions_for_topic(jobs) or ())
+        share = sum(1 for tp in owned if tp.topic == jobs)
+        result = Polled([], self.order.follow({tp.partition for tp in owned}), share, total)
         self.replays.keep_only(owned)
         now = now_utc()
         for tp, records in polled.items():
@@ -219,6 +229,7 @@ class DeliveryWorker:
 
     def _start_all(self, polled: Polled) -> None:
         self.order.take_over(self, polled.handover)
+        self.pace.follow(polled.owned, polled.total)
         for tp, record, job, reason, again in polled.taken:
             self.offsets.take(tp, record.offset)
             if job is None:
@@ -277,7 +288,7 @@ class DeliveryWorker:
 
     def _busy(self) -> int:
         """Jobs in hand that count toward the limit: all but those waiting for slow endpoints."""
-        return self.running - self.waiting.stuck()
+        return self.running - self.waiting.stuck() - self.pacing
 
     def _check_drained(self) -> None:
         if self.throttled and self._busy() <= self.max_in_flight // 2:
@@ -304,7 +315,7 @@ class DeliveryWorker:
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
-        decision = self._decision(job, Place(tp, record, tracked, ticket.endpoint))
+        decision = await self._decision(job, Place(tp, record, tracked, ticket.endpoint))
         if isinstance(decision, Defer):
             self.sends.append(self._defer(job, ticket.endpoint, decision.wait_s, decision.why))
         elif decision is None:
@@ -324,13 +335,25 @@ class DeliveryWorker:
         self._stop_waiting(ticket)
         self._finish(tp, record, tracked)
 
-    def _decision(self, job: DispatchJob, place: Place) -> Decision:
-        """The first hook's answer before an attempt (None: send it now)."""
+    async def _decision(self, job: DispatchJob, place: Place) -> Decision:
+        """The first hook's answer before an attempt (None: send it now), after every wait
+        a hook asked for."""
         for hook in self.hooks:
             decision = hook.before_attempt(self, job, place)
-            if decision is not None:
+            if isinstance(decision, Wait):
+                await self._paced(decision.wait_s)
+            elif decision is not None:
                 return decision
         return None
+
+    async def _paced(self, wait_s: float) -> None:
+        """Wait for a rule's turn, out of the in-flight limit."""
+        self.pacing += 1
+        self._check_drained()
+        try:
+            await asyncio.sleep(wait_s)
+        finally:
+            self.pacing -= 1
 
     async def _handle(self, job: DispatchJob, ticket: Ticket, partition: int) -> None:
         """One attempt and its records."""
@@ -344,7 +367,7 @@ class DeliveryWorker:
             hook.after_attempt(self, job, attempt, ticket.endpoint)
         self.record(job, attempt, partition)
 
-    def _defer(self, job: DispatchJob, endpoint: str, wait_s: float, why: ParkReason) -> Any:
+    def _defer(self, job: DispatchJob, endpoint: str, wait_s: float, why: DeferReason) -> Any:
         """Park a job for later (circuit open, endpoint busy): not an attempt, uses none."""
         tier, parked_job = park_job(job, self.policy.tiers, wait_s, now_utc())
         for hook in self.hooks:
@@ -357,20 +380,25 @@ class DeliveryWorker:
 
     async def _attempt(self, job: DispatchJob, ticket: Ticket) -> Attempt:
         # The endpoint's own slot first (waiting for it is what `slow` sees), then the host's
-        # cap over every account, this account's share of the worker, the worker's limit.
-        async with self.guard.slot(ticket.endpoint):
-            self._stop_waiting(ticket)
-            since = self.guard.started(ticket.endpoint)
-            try:
-                async with (
-                    self.guard.host_slot(host_of(ticket.endpoint)),
-                    self.guard.account_slot(job.event.account_id),
-                    self.limit,
-                ):
-                    outcome = await self.deliverer.deliver(job)
-            finally:
-                self.guard.finished(ticket.endpoint, since)
-        return outcome
+        # cap over every account, this account's share of the worker, the worker's limit;
+        # then the rule's pace, once more (jobs can bunch up on the way to their slots): a
+        # job too early gives its slots back and waits.
+        while True:
+            async with self.guard.slot(ticket.endpoint):
+                self._stop_waiting(ticket)
+                since = self.guard.started(ticket.endpoint)
+                try:
+                    async with (
+                        self.guard.host_slot(host_of(ticket.endpoint)),
+                        self.guard.account_slot(job.event.account_id),
+                        self.limit,
+                    ):
+                        early_s = self.pace.sending(job)
+                        if not early_s:
+                            return await self.deliverer.deliver(job)
+                finally:
+                    self.guard.finished(ticket.endpoint, since)
+            await self._paced(early_s)
 
     def tell(self, endpoint: str, value: bytes | None) -> None:
         """Write a parked-endpoints note: advice to the dispatchers, never waited for."""

@@ -28,6 +28,8 @@ from disparo.topics import Topics
 # ending later was written by mistake or by a clock far ahead, and is ignored.
 MAX_PARK_S = 3600.0
 ParkReason = Literal["endpoint_busy", "circuit_open"]
+# Why a worker defers a job: its endpoint (parked, see above), or its rule's rate (not).
+DeferReason = Literal["endpoint_busy", "circuit_open", "rate_limited"]
 
 
 def endpoint_of(url: str) -> str:

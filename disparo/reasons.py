@@ -52,3 +52,4 @@ ATTEMPT_REASONS = (
 # Not attempts' reasons: why a job was deferred without an attempt (metrics only).
 CIRCUIT_OPEN: Final = "circuit_open"
 ENDPOINT_BUSY: Final = "endpoint_busy"  # too many of its jobs already wait for the endpoint
+RATE_LIMITED: Final = "rate_limited"  # its rule's max_per_second gives it a turn later

@@ -126,6 +126,12 @@ class RuleFields(BaseModel):
     paused: bool = False
     paused_reason: str | None = Field(None, max_length=500)
     release_rate: float = Field(50.0, gt=0, le=10_000, description="held dispatches a second")
+    max_per_second: float | None = Field(
+        None,
+        ge=0.01,
+        le=10_000,
+        description="the rule's steady delivery rate, held across all workers (null: no limit)",
+    )
 
     @field_validator("event_types")
     @classmethod
@@ -202,6 +208,7 @@ class DeliveryTarget(BaseModel):
     supersede: bool = False
     paused: bool = False  # its dispatches are held, not sent
     version: int = 1
+    max_per_second: float | None = None  # the rule's rate across all workers
 
     @classmethod
     def of(cls, rule: Rule, now: datetime | None = None) -> DeliveryTarget:
@@ -220,6 +227,7 @@ class DeliveryTarget(BaseModel):
             supersede=rule.supersede,
             paused=rule.paused,
             version=rule.version,
+            max_per_second=rule.max_per_second,
         )
 
     @classmethod

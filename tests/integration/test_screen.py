@@ -178,6 +178,7 @@ def test_a_rule_created_in_the_rules_page_triggers_dispatches(
     modal.get_by_test_id("rule-headers").fill("X-Tenant: acme")
     _filter_row(modal, "payload.kg", "gte", "heavy")  # a number operator needs a number
     _filter_row(modal, "order_id", "prefix", "SCR-9")
+    modal.get_by_test_id("rule-max-per-second").fill("25")
     modal.get_by_test_id("rule-save").click()
     expect(modal.locator("[data-error=filters]")).to_contain_text("payload.kg")
     modal.get_by_test_id("filter-value").first.fill("10")
@@ -196,6 +197,10 @@ def test_a_rule_created_in_the_rules_page_triggers_dispatches(
     assert rule["headers"] == {"X-Tenant": "********"}  # masked on every read
     assert rule["secret"].startswith("whsec_… (sha256 ")
     assert rule["filters"] == {"payload.kg": {"gte": 10}, "order_id": {"prefix": "SCR-9"}}
+    assert rule["max_per_second"] == 25
+    expect(
+        page.locator(f"#rule-rows tr[data-rule-id='{rule['id']}'] [data-testid=rule-rate]")
+    ).to_have_text("≤ 25/s")
     screen.wait_rule_applied(rule["id"], active=True)
     light = order_event("SCR-90", "pre_invoice.created", payload={"kg": 3})
     screen.publisher.publish_many(

@@ -538,6 +538,7 @@ function ruleRow(rule) {
   const word = paused ? "paused" : rule.active ? "active" : "inactive";
   const status = el("span", { title: why, "data-testid": "rule-status", "data-state": word },
     el("span", { class: `dot ${paused ? "paused" : rule.active ? "success" : "inactive"}` }), tr(word));
+  if (rule.max_per_second) status.append(" ", el("span", { class: "tag", "data-testid": "rule-rate", text: tr("ratePerSecond", { n: num(rule.max_per_second) }) }));
   if (paused) {
     const held = el("span", { class: "tag", "data-testid": "rule-held", text: tr("heldCount", { n: "…" }) });
     status.append(" ", held);
@@ -561,6 +562,7 @@ const editable = (rule) => ({
   headers: rule.headers, active: rule.active, timeout_s: rule.timeout_s, max_attempts: rule.max_attempts,
   ordering: rule.ordering, supersede: rule.supersede, paused: rule.paused,
   paused_reason: rule.paused_reason, release_rate: rule.release_rate, version: rule.version,
+  max_per_second: rule.max_per_second,
 });
 
 async function releaseHeld(rule) {
@@ -618,6 +620,7 @@ function openRule(id) {
   f.paused.checked = rule ? rule.paused : false;
   f.paused_reason.value = rule && rule.paused_reason ? rule.paused_reason : "";
   f.release_rate.value = rule ? rule.release_rate : 50;
+  f.max_per_second.value = rule && rule.max_per_second ? rule.max_per_second : "";
   $("#rule-preview-result").hidden = $("#rule-test-result").hidden = true;
   $("#rule-test").hidden = !rule || !may("resend"); // a test needs a saved rule
   $("#rule-modal").showModal();
@@ -648,6 +651,7 @@ function ruleBody(form) {
     ordering: f.ordering.value, supersede: f.supersede.checked, paused: f.paused.checked,
     paused_reason: f.paused.checked && f.paused_reason.value.trim() ? f.paused_reason.value.trim() : null,
     release_rate: Number(f.release_rate.value),
+    max_per_second: f.max_per_second.value.trim() ? Number(f.max_per_second.value) : null,
   };
   if (f.secret.value.trim()) body.secret = f.secret.value.trim();
   if (form.dataset.version) body.version = Number(form.dataset.version); // compare-and-set
