@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -46,6 +47,12 @@ log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_S = 5
 
 
+def search_keys_of(accounts: AccountsView, account_id: str) -> list[str]:
+    """An account's search keys as its view holds them now (none for an unknown account)."""
+    account = accounts.get(account_id)
+    return account.search_keys if account is not None else []
+
+
 def run(settings: AnalyticsSettings) -> None:
     """Serve the API and the page; the sinks, the views and the timers live as long as it."""
     store = open_store(settings.clickhouse_url, settings.chdb_path, settings.query_timeout_s)
@@ -59,7 +66,7 @@ def run(settings: AnalyticsSettings) -> None:
     sink = OutcomeSink(settings, store, producer)
     sink_thread = threading.Thread(target=_guarded(sink.run), name="sink", daemon=True)
     lag = GroupLag(settings, settings.sink_group, [topics.outcomes])
-    events = EventSink(settings, store, producer)
+    events = EventSink(settings, store, producer, functools.partial(search_keys_of, accounts))
     events_thread = threading.Thread(target=_guarded(events.run), name="events", daemon=True)
     events_lag = GroupLag(settings, settings.event_sink_group, [topics.order_events])
     problems = (

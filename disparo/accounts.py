@@ -24,6 +24,8 @@ from disparo.secret_box import SecretBox
 from disparo.targets import AllowEntry, parse_entry
 
 MAX_ACCOUNT_ENTRIES = 50
+MAX_SEARCH_KEYS = 3
+MAX_SEARCH_VALUE_CHARS = 200  # longer values are not kept for search
 NOTIFICATION_TYPES = ("rule.paused", "rule.failing", "rule.recovered")
 
 
@@ -57,6 +59,25 @@ class AccountFields(BaseModel):
         "DISPARO_TARGET_ALLOWLIST (IP:port, CIDR:port, [IPv6]:port; `*` as the port: every "
         "port); set by platform admins only",
     )
+
+    search_keys: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_SEARCH_KEYS,
+        description="payload paths (e.g. payload.tracking_code) whose values find this "
+        "account's dispatches, besides the order number",
+    )
+
+    @field_validator("search_keys")
+    @classmethod
+    def _search_paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("payload.") or not 9 <= len(path) <= 200:
+                raise ValueError(
+                    f"{path[:40]!r} must be a payload path (payload.a.b) of at most 200 characters"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("a search key is named twice")
+        return value
 
     @field_validator("target_allowlist")
     @classmethod

@@ -39,6 +39,16 @@ SignedIn = Annotated[ApiKey, Depends(SIGNED_IN)]
 FromQ = Annotated[datetime | None, Query(alias="from", description="RFC 3339; default 7 days ago")]
 ToQ = Annotated[datetime | None, Query(alias="to", description="RFC 3339; default now")]
 OrderQ = Annotated[str | None, Query(max_length=200, description="exact order number")]
+KeyQ = Annotated[
+    str | None,
+    Query(
+        alias="key",
+        min_length=1,
+        max_length=200,
+        description="an order number or the value of one of the account's search_keys "
+        "(e.g. a tracking code)",
+    ),
+]
 ReasonQ = Annotated[
     str | None, Query(max_length=64, description="failure reason, e.g. timeout or http_5xx")
 ]

@@ -13,6 +13,7 @@ from analytics.api.deps import (
     AccountQ,
     CursorQ,
     FromQ,
+    KeyQ,
     OrderQ,
     Reader,
     ReasonQ,
@@ -22,7 +23,7 @@ from analytics.api.deps import (
 )
 from analytics.api.routing import api_router
 from analytics.control.scope import account_scope, visible
-from analytics.errors import NotFound
+from analytics.errors import BadQuery, NotFound
 from analytics.history import queries, schema, views
 from analytics.history.views import HistoryFilter
 from disparo.schemas import now_utc
@@ -34,6 +35,7 @@ CSV_COLUMNS = schema.CSV_FIELDS
 
 def history_filter(
     key: Reader,
+    svc: Svc,
     start: FromQ = None,
     end: ToQ = None,
     status: queries.StatusFilter = "all",
@@ -41,10 +43,16 @@ def history_filter(
     reason: ReasonQ = None,
     rule_id: RuleQ = None,
     account_id: AccountQ = None,
+    search: KeyQ = None,
 ) -> HistoryFilter:
     period = queries.Period.parse(start, end, now_utc())
     scope = account_scope(key, account_id)
-    return HistoryFilter(period, status, order_id, reason, rule_id, scope)
+    found = HistoryFilter(period, status, order_id, reason, rule_id, scope)
+    if search is None:
+        return found
+    if order_id is not None:
+        raise BadQuery("give 'order_id' or 'key', not both ('key' also finds order numbers)")
+    return views.by_key(svc.store, found, search)
 
 
 Filter = Annotated[HistoryFilter, Depends(history_filter)]
@@ -59,7 +67,10 @@ def list_dispatches(
 ) -> dict[str, Any]:
     """Attempts in a period, newest first, one page at a time (follow `next_cursor`)."""
     rows, next_cursor = views.dispatch_page(svc.store, f, limit, cursor)
-    return {"items": rows, "next_cursor": next_cursor}
+    page: dict[str, Any] = {"items": rows, "next_cursor": next_cursor}
+    if f.key is not None:
+        page["searched"] = f.searched()
+    return page
 
 
 @router.get(
@@ -89,9 +100,10 @@ def dispatch_summary(
     reason: ReasonQ = None,
     rule_id: RuleQ = None,
     account_id: AccountQ = None,
+    search: KeyQ = None,
 ) -> dict[str, Any]:
     """Total attempts, failed attempts and the failure rate of a period."""
-    f = history_filter(key, start, end, "all", order_id, reason, rule_id, account_id)
+    f = history_filter(key, svc, start, end, "all", order_id, reason, rule_id, account_id, search)
     return views.summary(svc.store, f)
 
 
@@ -103,9 +115,10 @@ def failure_breakdown(
     end: ToQ = None,
     order_id: OrderQ = None,
     account_id: AccountQ = None,
+    search: KeyQ = None,
 ) -> dict[str, Any]:
     """The period's failed attempts by reason and by rule, largest first."""
-    f = history_filter(key, start, end, "all", order_id, None, None, account_id)
+    f = history_filter(key, svc, start, end, "all", order_id, None, None, account_id, search)
     return views.breakdown(svc.store, f)
 
 

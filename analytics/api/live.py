@@ -51,7 +51,8 @@ async def stream_dispatches(key: Reader, svc: Svc, f: Filter) -> StreamingRespon
 
 
 def accepts(f: HistoryFilter) -> Callable[[dict[str, Any]], bool]:
-    """Whether a new row belongs to the filtered list (its tab, order, rule, account)."""
+    """Whether a new row belongs to the filtered list (its tab, order or search key's orders
+    as found when the stream opened, rule, account)."""
     wanted = {
         "status": None if f.status == "all" else f.status,
         "order_id": f.order_id,
@@ -63,8 +64,9 @@ def accepts(f: HistoryFilter) -> Callable[[dict[str, Any]], bool]:
     start = f.period.start
 
     def accept(row: dict[str, Any]) -> bool:
-        if any(row[k] != v for k, v in wanted.items()):
-            return False
+        for k, v in wanted.items():  # a tuple: the orders a search key found, any of them
+            if (row[k] not in v) if isinstance(v, tuple) else (row[k] != v):
+                return False
         return datetime.fromisoformat(row["dispatched_at"]) >= start
 
     return accept

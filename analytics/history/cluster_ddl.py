@@ -53,6 +53,19 @@ def cluster_ddl(cluster: str = DEFAULT_CLUSTER, database: str = schema.DATABASE)
         ),
         # By order like the attempts: an order's events and attempts live on one shard.
         _distributed(on, cluster, database, schema.EVENTS_TABLE, "cityHash64(order_id)"),
+        _replicated(
+            on,
+            database,
+            schema.SEARCH_TABLE,
+            schema.SEARCH_TABLE_BODY,
+            schema.SEARCH_LAYOUT,
+            "ReplicatedReplacingMergeTree",
+        ),
+        # Filled on each shard from its own events (the view below): a search asks them all.
+        _distributed(on, cluster, database, schema.SEARCH_TABLE, "rand()"),
+        schema.search_view_sql(
+            database, f"{schema.EVENTS_TABLE}_local", f"{schema.SEARCH_TABLE}_local", on
+        ),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,8 +14,9 @@ from analytics.history import schema
 from analytics.history.store import Row, Store
 from analytics.history.topic_sink import Piece, SinkMetrics, SinkTarget, TopicSink
 from analytics.settings import AnalyticsSettings
+from disparo.accounts import MAX_SEARCH_VALUE_CHARS
 from disparo.errors import InvalidMessage
-from disparo.matching import filter_fields
+from disparo.matching import MISSING, as_text, field_value, filter_fields
 from disparo.schemas import OrderEvent, now_utc, parse_event
 from disparo.topics import MAX_EVENT_BYTES, Topics
 
@@ -39,7 +41,20 @@ def published_at(timestamp_ms: int, now: datetime) -> datetime:
     return min(max(at, oldest), now + _LATEST_AHEAD)
 
 
-def event_row(event: OrderEvent, at: datetime, partition: int, offset: int) -> Row:
+def search_values(event: OrderEvent, paths: Sequence[str]) -> dict[str, str]:
+    """The event's value at each of its account's search keys, as text (up to 200 chars)."""
+    found = {}
+    for path in paths:
+        value = field_value(event, path)
+        text = None if value is MISSING else as_text(value)
+        if text and len(text) <= MAX_SEARCH_VALUE_CHARS:
+            found[path] = text
+    return found
+
+
+def event_row(
+    event: OrderEvent, at: datetime, partition: int, offset: int, search_keys: Sequence[str] = ()
+) -> Row:
     """The events-table row of one order event read at a Kafka partition and offset."""
     return {
         "published_at": at,
@@ -50,6 +65,7 @@ def event_row(event: OrderEvent, at: datetime, partition: int, offset: int) -> R
         "occurred_at": event.occurred_at,
         "account_id": event.account_id,
         "fields": filter_fields(event),
+        "search_values": search_values(event, search_keys),
         "event_json": event.model_dump_json(),
         "kafka_partition": partition,
         "kafka_offset": offset,
@@ -60,7 +76,14 @@ class EventSink(TopicSink):
     """Consumes `order-events` in a group of its own; bad records are the dispatcher's to
     dead-letter (it reads the same ones), so they are only skipped here."""
 
-    def __init__(self, settings: AnalyticsSettings, store: Store, producer: KafkaProducer) -> None:
+    def __init__(
+        self,
+        settings: AnalyticsSettings,
+        store: Store,
+        producer: KafkaProducer,
+        search_keys: Callable[[str], Sequence[str]] = lambda _: (),
+    ) -> None:
+        self.search_keys = search_keys  # an account's search keys, as its view has them now
         target = SinkTarget(
             name="events",
             topic=Topics(settings.topic_prefix).order_events,
@@ -79,6 +102,7 @@ class EventSink(TopicSink):
                 event = parse_event(r.value)
             except InvalidMessage:
                 continue
-            row = event_row(event, published_at(r.timestamp, now), r.partition, r.offset)
+            at, keys = published_at(r.timestamp, now), self.search_keys(event.account_id)
+            row = event_row(event, at, r.partition, r.offset, keys)
             pieces.append(Piece(r, to_json(row) + b"\n"))
         return pieces

@@ -104,16 +104,26 @@ _KINDS = {
 }
 
 
+# An order search: one order number, or the orders a search key found (any of them).
+Orders = str | tuple[str, ...] | None
+
+
 def _equal_to(filters: dict[str, Any], clauses: list[str], params: dict[str, Any]) -> None:
-    """Add `column = {column:Type}` for every filter that is set."""
+    """Add `column = {column:Type}` for every filter that is set (`IN` for a tuple of values:
+    the orders a search key found)."""
     for column, value in filters.items():
-        if value is not None:
+        if isinstance(value, tuple):
+            names = [f"{column}{i}" for i in range(len(value))]
+            params.update(zip(names, value, strict=True))
+            listed = ", ".join(f"{{{n}:{_KINDS[column]}}}" for n in names)
+            clauses.append(f"{column} IN ({listed})")
+        elif value is not None:
             clauses.append(f"{column} = {{{column}:{_KINDS[column]}}}")
             params[column] = value
 
 
 def _where(
-    period: Period, status: StatusFilter, order_id: str | None, **filters: Any
+    period: Period, status: StatusFilter, order_id: Orders, **filters: Any
 ) -> tuple[list[str], dict[str, Any]]:
     clauses = [f"dispatched_at >= {{start:{TS_TYPE}}}", f"dispatched_at < {{end:{TS_TYPE}}}"]
     params: dict[str, Any] = {"start": ts_param(period.start), "end": ts_param(period.end)}
@@ -135,7 +145,7 @@ def dispatches(
     database: str,
     period: Period,
     status: StatusFilter = "all",
-    order_id: str | None = None,
+    order_id: Orders = None,
     limit: int = 50,
     cursor: Cursor | None = None,
     **filters: Any,
@@ -208,14 +218,14 @@ def _slices(period: Period, rows_only: bool) -> list[tuple[datetime, datetime, b
 
 
 def summary(
-    database: str, period: Period, order_id: str | None = None, **filters: Any
+    database: str, period: Period, order_id: Orders = None, **filters: Any
 ) -> tuple[str, dict[str, Any]]:
     """Attempts per status in a period (rows `status_`, `n`)."""
     return counts(database, period, ("status",), {"order_id": order_id, **filters})
 
 
 def failure_breakdown(
-    database: str, period: Period, order_id: str | None = None, **filters: Any
+    database: str, period: Period, order_id: Orders = None, **filters: Any
 ) -> tuple[str, dict[str, Any]]:
     """Failed attempts per reason and rule in a period (rows `reason_`, `rule_id_`, `n`)."""
     wanted = {"status": "failure", "order_id": order_id, **filters}
@@ -265,6 +275,23 @@ RESEND_COLUMNS = (
 # The same without the events: a bulk resend lists its dispatches first, then reads the
 # events a chunk at a time (`event_queries.last_attempts` with the event).
 RESEND_ID_COLUMNS = "dispatch_id, any(rule_id) AS rule, max(attempt) AS last_attempt"
+
+
+MAX_KEY_ORDERS = 100  # orders one search value may name (a tracking code names one)
+
+
+def orders_with_key(
+    database: str, value: str, account_id: str | None
+) -> tuple[str, dict[str, Any]]:
+    """The orders whose events carry `value` at one of their account's search keys."""
+    clauses, params = ["value = {value:String}"], {"value": value}
+    _equal_to({"account_id": account_id}, clauses, params)
+    sql = (
+        f"SELECT order_id, any(path) AS path FROM {database}.{schema.SEARCH_TABLE} "
+        f"WHERE {' AND '.join(clauses)} GROUP BY order_id ORDER BY order_id "
+        f"LIMIT {MAX_KEY_ORDERS}"
+    )
+    return sql, params
 
 
 def resend_candidates(

@@ -180,6 +180,7 @@ EVENTS_TABLE_BODY = """(
     occurred_at     DateTime64(3, 'UTC'),
     account_id      LowCardinality(String),
     fields          Map(String, String) CODEC(ZSTD(3)) COMMENT 'filter path -> value as text',
+    search_values   Map(String, String) COMMENT 'the account search_keys: path -> value',
     event_json      String CODEC(ZSTD(3)) COMMENT 'the order event, for resends and backfills',
     kafka_partition UInt16,
     kafka_offset    UInt64
@@ -187,6 +188,34 @@ EVENTS_TABLE_BODY = """(
 EVENTS_LAYOUT = f"""PARTITION BY toDate(published_at)
 ORDER BY (account_id, order_id, event_id)
 TTL toDateTime(published_at) + INTERVAL {RETENTION_DAYS} DAY"""
+EVENTS_ADDED_COLUMNS = (("search_values", "Map(String, String)"),)
+# The values of each account's search keys, by value: a support desk's tracking code or NF-e
+# key finds its orders by seeking (filled from the events inserted, by SEARCH_VIEW).
+SEARCH_TABLE = "search_keys"
+SEARCH_TABLE_BODY = """(
+    value        String,
+    account_id   LowCardinality(String),
+    order_id     String,
+    path         LowCardinality(String) COMMENT 'the payload path the value was read at',
+    published_at DateTime64(3, 'UTC')
+)"""
+# Monthly parts (two at most in 30 days): a lookup seeks one granule in each.
+SEARCH_LAYOUT = f"""PARTITION BY toYYYYMM(published_at)
+ORDER BY (value, account_id, order_id)
+TTL toDateTime(published_at) + INTERVAL {RETENTION_DAYS} DAY"""
+SEARCH_VIEW = "search_keys_feed"
+
+
+def search_view_sql(database: str, events: str, target: str, on: str = "") -> str:
+    """The materialized view that writes the search values of each inserted event."""
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{SEARCH_VIEW}{on and ' ' + on} "
+        f"TO {database}.{target} AS SELECT value, account_id, order_id, path, published_at "
+        f"FROM {database}.{events} "
+        "ARRAY JOIN mapKeys(search_values) AS path, mapValues(search_values) AS value"
+    )
+
+
 # Time columns of the tables the sinks fill: a server insert takes them as datetimes.
 DATETIME_COLUMNS: dict[str, tuple[str, ...]] = {
     TABLE: ("dispatched_at",),
@@ -262,6 +291,13 @@ def ddl(database: str = DATABASE) -> list[str]:
         f"ENGINE = MergeTree\n{HELD_LAYOUT}",
         f"CREATE TABLE IF NOT EXISTS {database}.{EVENTS_TABLE} {EVENTS_TABLE_BODY}\n"
         f"ENGINE = ReplacingMergeTree\n{EVENTS_LAYOUT}",
+        *(
+            f"ALTER TABLE {database}.{EVENTS_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}"
+            for name, kind in EVENTS_ADDED_COLUMNS
+        ),
+        f"CREATE TABLE IF NOT EXISTS {database}.{SEARCH_TABLE} {SEARCH_TABLE_BODY}\n"
+        f"ENGINE = ReplacingMergeTree\n{SEARCH_LAYOUT}",
+        search_view_sql(database, EVENTS_TABLE, SEARCH_TABLE),
         f"CREATE TABLE IF NOT EXISTS {database}.{IDEMPOTENCY_TABLE} {IDEMPOTENCY_TABLE_BODY}\n"
         f"ENGINE = MergeTree\n{IDEMPOTENCY_LAYOUT}\n"
         "SETTINGS non_replicated_deduplication_window = 1000",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -43,10 +44,27 @@ class HistoryFilter:
 
     period: queries.Period
     status: queries.StatusFilter
-    order_id: str | None
+    order_id: queries.Orders  # one order, or the orders a search key found
     reason: str | None
     rule_id: int | None
     account_id: str | None = None
+    key: str | None = None  # what was searched: an order number or a search key's value
+    found: tuple[tuple[str, str], ...] = ()  # the orders the key found: (order_id, path)
+
+    def searched(self) -> dict[str, Any] | None:
+        """What a key search looked for and found, for the page to say."""
+        if self.key is None:
+            return None
+        found = [{"order_id": order, "path": path} for order, path in self.found]
+        return {"key": self.key, "orders": found}
+
+
+def by_key(store: Store, f: HistoryFilter, key: str) -> HistoryFilter:
+    """The filter narrowed to `key` as an order number or any search key's value."""
+    sql, params = queries.orders_with_key(store.database, key, f.account_id)
+    found = tuple((str(r["order_id"]), str(r["path"])) for r in store.select(sql, params))
+    orders = tuple(dict.fromkeys([key, *(order for order, _ in found)]))
+    return dataclasses.replace(f, order_id=orders, key=key, found=found)
 
 
 def dispatch_page(store: Store, f: HistoryFilter, limit: int, cursor: str | None) -> Page:

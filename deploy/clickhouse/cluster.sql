@@ -136,6 +136,7 @@ CREATE TABLE IF NOT EXISTS disparo.events_local ON CLUSTER 'disparo' (
     occurred_at     DateTime64(3, 'UTC'),
     account_id      LowCardinality(String),
     fields          Map(String, String) CODEC(ZSTD(3)) COMMENT 'filter path -> value as text',
+    search_values   Map(String, String) COMMENT 'the account search_keys: path -> value',
     event_json      String CODEC(ZSTD(3)) COMMENT 'the order event, for resends and backfills',
     kafka_partition UInt16,
     kafka_offset    UInt64
@@ -148,4 +149,22 @@ SETTINGS replicated_deduplication_window = 1000;
 
 CREATE TABLE IF NOT EXISTS disparo.events ON CLUSTER 'disparo' AS disparo.events_local
 ENGINE = Distributed('disparo', 'disparo', 'events_local', cityHash64(order_id));
+
+CREATE TABLE IF NOT EXISTS disparo.search_keys_local ON CLUSTER 'disparo' (
+    value        String,
+    account_id   LowCardinality(String),
+    order_id     String,
+    path         LowCardinality(String) COMMENT 'the payload path the value was read at',
+    published_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/disparo/search_keys_local', '{replica}')
+PARTITION BY toYYYYMM(published_at)
+ORDER BY (value, account_id, order_id)
+TTL toDateTime(published_at) + INTERVAL 30 DAY
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS disparo.search_keys ON CLUSTER 'disparo' AS disparo.search_keys_local
+ENGINE = Distributed('disparo', 'disparo', 'search_keys_local', rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS disparo.search_keys_feed ON CLUSTER 'disparo' TO disparo.search_keys_local AS SELECT value, account_id, order_id, path, published_at FROM disparo.events_local ARRAY JOIN mapKeys(search_values) AS path, mapValues(search_values) AS value;
 

@@ -41,30 +41,33 @@ def test_a_paced_rule_holds_its_rate_across_two_workers_and_others_are_not_slowe
     stack.table.start(
         "worker-2", [DISPARO, "worker"], {**stack.env, "DISPARO_WORKER_PORT": str(port)}
     )
-    workers = (stack.worker, second)
-    stack.table.wait_http("worker-2", f"{second}/readyz", 90)
-    # Both workers hold dispatch-jobs partitions, all of them between the two.
-    owned = lambda: [_series(w, "disparo_job_partitions") for w in workers]  # noqa: E731
-    eventually(lambda: all(owned()) and sum(owned()) == 6, 60, "the partitions shared")
+    try:
+        workers = (stack.worker, second)
+        stack.table.wait_http("worker-2", f"{second}/readyz", 90)
+        # Both workers hold dispatch-jobs partitions, all of them between the two.
+        owned = lambda: [_series(w, "disparo_job_partitions") for w in workers]  # noqa: E731
+        eventually(lambda: all(owned()) and sum(owned()) == 6, 60, "the partitions shared")
 
-    paced = stack.active_rule(
-        name="paced", event_types=["*"], url=f"{receiver.url}/paced", max_per_second=RATE
-    )
-    free = stack.active_rule(name="free", event_types=["*"], url=f"{receiver.url}/free")
-    assert paced["max_per_second"] == RATE
-    assert free["max_per_second"] is None
-    stack.publisher.publish_many(order_events("RATE", EVENTS))
+        paced = stack.active_rule(
+            name="paced", event_types=["*"], url=f"{receiver.url}/paced", max_per_second=RATE
+        )
+        free = stack.active_rule(name="free", event_types=["*"], url=f"{receiver.url}/free")
+        assert paced["max_per_second"] == RATE
+        assert free["max_per_second"] is None
+        stack.publisher.publish_many(order_events("RATE", EVENTS))
 
-    got = receiver.wait_for("/paced", EVENTS, timeout_s=150)
-    arrivals = [r.at for r in got]
-    assert _busiest_second(arrivals) <= 22, _busiest_second(arrivals)
-    assert len(receiver.webhook_ids("/paced")) == EVENTS  # all 600, each once
-    # The unlimited rule's 600 were all in before the paced one had half of its own.
-    fast = sorted(r.at for r in receiver.on("/free"))
-    assert len(fast) == EVENTS
-    assert fast[-1] < sorted(arrivals)[EVENTS // 2]
-    # Over the rate is waiting, not failing: one successful first attempt per dispatch.
-    rows = stack.rows_eventually(EVENTS, rule_id=paced["id"])
-    assert {(r["status"], r["attempt"]) for r in rows} == {("success", 1)}
-    parked = sum(_series(w, 'disparo_deferred_total{reason="rate_limited"}') for w in workers)
-    assert parked > 0  # the backlog beyond a moment's turns waited in a retry tier
+        got = receiver.wait_for("/paced", EVENTS, timeout_s=150)
+        arrivals = [r.at for r in got]
+        assert _busiest_second(arrivals) <= 22, _busiest_second(arrivals)
+        assert len(receiver.webhook_ids("/paced")) == EVENTS  # all 600, each once
+        # The unlimited rule's 600 were all in before the paced one had half of its own.
+        fast = sorted(r.at for r in receiver.on("/free"))
+        assert len(fast) == EVENTS
+        assert fast[-1] < sorted(arrivals)[EVENTS // 2]
+        # Over the rate is waiting, not failing: one successful first attempt per dispatch.
+        rows = stack.rows_eventually(EVENTS, rule_id=paced["id"])
+        assert {(r["status"], r["attempt"]) for r in rows} == {("success", 1)}
+        parked = sum(_series(w, 'disparo_deferred_total{reason="rate_limited"}') for w in workers)
+        assert parked > 0  # the backlog beyond a moment's turns waited in a retry tier
+    finally:
+        stack.table.stop("worker-2", grace_s=10)

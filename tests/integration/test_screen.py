@@ -628,6 +628,35 @@ def test_an_event_no_rule_matched_shows_every_rules_reason(
     expect(event.get_by_test_id("order-attempt")).to_have_count(0)
 
 
+def test_the_search_box_finds_an_order_by_its_tracking_code_and_says_so(
+    page: Page, screen: Stack, receiver: Receiver
+) -> None:
+    made = screen.http.post(
+        f"{screen.api}/api/v1/accounts",
+        json={"id": "scr-trk", "name": "Trk", "search_keys": ["payload.tracking_code"]},
+    )
+    assert made.status_code == 201, made.text
+    rule = screen.active_rule(
+        name="trk", event_types=["*"], url=f"{receiver.url}/ok", account_id="scr-trk"
+    )
+    screen.publisher.publish(
+        order_event("SCR-TRK", account_id="scr-trk", payload={"tracking_code": "QB123BR"})
+    )
+    screen.rows_eventually(1, rule_id=rule["id"])
+    page.get_by_test_id("tab-all").click()
+    page.get_by_test_id("order-search").fill("QB123BR")
+    page.get_by_test_id("order-search").press("Enter")
+    expect(page.locator("#rows tr")).to_have_count(1)
+    expect(page.locator("#rows tr").first).to_contain_text("SCR-TRK")
+    expect(page.get_by_test_id("searched")).to_contain_text(
+        "found order SCR-TRK (by payload.tracking_code)"
+    )
+    page.get_by_test_id("order-search").fill("SCR-2")
+    page.get_by_test_id("order-search").press("Enter")
+    expect(page.get_by_test_id("searched")).to_contain_text("no other order carries it")
+    expect(page.locator("#rows tr").first).to_contain_text("SCR-2")
+
+
 def test_the_live_history_reconnects_after_an_api_restart_without_repeating_rows(
     page: Page, screen: Stack
 ) -> None:

@@ -243,7 +243,7 @@ function listParams() {
   const period = periodParams();
   return {
     from: period.from, to: period.to, status: state.tab,
-    order_id: state.order, reason: state.tab === "failure" ? state.reason : "",
+    key: state.order, reason: state.tab === "failure" ? state.reason : "",
     rule_id: state.tab === "failure" ? state.rule : "", account_id: state.account,
   };
 }
@@ -253,7 +253,7 @@ function listParams() {
 async function loadCounts(period) {
   const token = ++state.countsToken;
   try {
-    const s = await api(`/api/v1/dispatches/summary?${query(scoped({ ...period, order_id: state.order }))}`);
+    const s = await api(`/api/v1/dispatches/summary?${query(scoped({ ...period, key: state.order }))}`);
     if (token !== state.countsToken) return;
     live.summary = { ...s };
     showSummary(s);
@@ -275,7 +275,7 @@ async function loadBreakdown(period) {
   const token = ++state.breakdownToken;
   if (state.tab !== "failure") return;
   try {
-    const b = await api(`/api/v1/dispatches/breakdown?${query(scoped({ ...period, order_id: state.order }))}`);
+    const b = await api(`/api/v1/dispatches/breakdown?${query(scoped({ ...period, key: state.order }))}`);
     if (token !== state.breakdownToken) return;
     const toggle = (key, value) => () => { state[key] = state[key] === String(value) ? "" : String(value); refresh(); };
     $("#by-reason").replaceChildren(...b.by_reason.map((r) => el("button", {
@@ -299,6 +299,7 @@ async function loadPage() {
     const page = await api(`/api/v1/dispatches?${query({ ...listParams(), limit: PAGE_SIZE, cursor })}`);
     if (token !== state.listToken) return page; // a newer request replaced this one
     state.nextCursor = page.next_cursor;
+    showSearched(page.searched);
     renderRows(page.items);
     return page;
   } catch (error) {
@@ -307,6 +308,15 @@ async function loadPage() {
     showState("#list-state", tr("errorLoading", { message: error.message }), "error", loadPage);
     return null;
   }
+}
+
+// What a search looked for: the order number, and the orders its search keys found.
+function showSearched(searched) {
+  const note = $("#searched");
+  if (!searched) { note.hidden = true; return; }
+  const found = searched.orders.map((o) => tr("searchedKey", { order: o.order_id, path: o.path }));
+  note.textContent = found.length ? tr("searchedFound", { key: searched.key, found: found.join(", ") }) : tr("searchedOrder", { key: searched.key });
+  note.hidden = false;
 }
 
 function renderRows(items) {
