@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import Path
 
-from analytics.api.deps import AccountQ, FromQ, Reader, Svc, ToQ
+from analytics.api.deps import AccountQ, Admin, FromQ, Reader, Svc, ToQ
 from analytics.api.routing import api_router
+from analytics.control.expunge import expunge_order
 from analytics.control.order_story import story
 from analytics.control.scope import account_scope
 from analytics.history import queries, schema
@@ -32,3 +33,12 @@ def order_story(
     period = queries.Period.parse(start, end, now, default_days=schema.RETENTION_DAYS)
     scope = account_scope(key, account_id)
     return story(svc.store, svc.rules.all(), order_id, scope, period, now)
+
+
+@router.post("/api/v1/orders/{order_id}/expunge")
+def expunge(
+    order_id: OrderPath, actor: Admin, svc: Svc, account_id: AccountQ = None
+) -> dict[str, Any]:
+    """Erase the order's personal data: its payloads, request bodies and answers, kept ids,
+    statuses, times and codes (the key's account; a platform key: `account_id` or all)."""
+    return expunge_order(svc, order_id, actor, account_id)

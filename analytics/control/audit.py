@@ -33,6 +33,7 @@ Action = Literal[
     "account.create",
     "account.update",
     "account.rotate_secret",
+    "order.expunge",
 ]
 ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
 MAX_LIMIT = 500

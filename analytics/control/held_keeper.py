@@ -144,6 +144,11 @@ class HeldKeeper(Periodic):
             note(self.store, sent, "released", "disparo")
             log.info("rule %d: %d held dispatches were already sent; noted", rule_id, len(sent))
         fresh = [r for r in rows if not (checking and r["sent"])]
+        # An expunged order's held dispatch has no event left to send: noted as discarded.
+        erased = [r for r in fresh if r["event_json"] == schema.EXPUNGED]
+        if erased:
+            note(self.store, erased, "discarded", "disparo (order expunged)")
+            fresh = [r for r in fresh if r["event_json"] != schema.EXPUNGED]
         self.jobs.dispatch([release_job(row, rule) for row in fresh])
         note(self.store, fresh, "released", "disparo")
         RELEASED.inc(len(fresh))

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from analytics.control.acked import send_acked
 from analytics.errors import Conflict
+from analytics.history.schema import EXPUNGED
 from disparo.limits import MAX_ATTEMPT
 from disparo.notifications import Kind, notification_job
 from disparo.schemas import (
@@ -49,6 +50,11 @@ def resend_job(row: dict[str, Any], rule: Rule | None) -> DispatchJob:
         raise Conflict(
             f"rule {rule_id} of dispatch {row['dispatch_id']} "
             "no longer exists; recreate it or leave this dispatch out"
+        )
+    if row["last_event"] == EXPUNGED:
+        raise Conflict(
+            f"dispatch {row['dispatch_id']} belongs to an order whose personal data was "
+            "expunged: its event is gone, so it cannot be resent; publish the event again"
         )
     if not row["last_event"]:
         raise Conflict(

@@ -76,6 +76,8 @@ def _event_story(
         "payload": stored.get("payload"),
         "rules": [],
     }
+    if stored.get("expunged"):
+        item["expunged"] = True  # its payload was erased: shown, not judged again
     try:
         event = OrderEvent.model_validate(stored)
     except ValidationError:

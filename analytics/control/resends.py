@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from analytics.control import audit
 from analytics.control.coverage import rule_scopes
+from analytics.control.expunge import readable
 from analytics.control.job_queue import backfill_job, latest_job, resend_job
 from analytics.control.quotas import queue_paced, take_resends
 from analytics.control.scope import account_scope
@@ -205,6 +206,7 @@ def latest_jobs(
     found = [
         (OrderEvent.model_validate_json(r["event_json"]), int(r["rule_id"]))
         for r in svc.store.select(sql, params)
+        if readable(r["event_json"])  # an expunged order's event is gone: not resent
     ]
     ids = [dispatch_id_for(event.event_id, rule_id) for event, rule_id in found]
     last = recorded_attempts(svc.store, ids, since)
@@ -275,7 +277,11 @@ def backfill(svc: Services, rule_id: int, body: Period, actor: ApiKey) -> Task:
             sql, params = event_queries.events_by_id(
                 svc.store.database, rule.account_id, chunk, period
             )
-            stored = {r["event_id"]: r["event_json"] for r in svc.store.select(sql, params)}
+            stored = {
+                r["event_id"]: r["event_json"]
+                for r in svc.store.select(sql, params)
+                if readable(r["event_json"])  # an expunged order's event is gone
+            }
             jobs = [
                 backfill_job(OrderEvent.model_validate_json(stored[event_id]), rule)
                 for _, event_id in chunk

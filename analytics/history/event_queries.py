@@ -131,14 +131,14 @@ def events_by_id(
     return sql, params
 
 
-def _text(value: str) -> str:
+def sql_text(value: str) -> str:
     """A ClickHouse string literal; control characters as \\xHH escapes (a NUL included)."""
     body = value.replace("\\", "\\\\").replace("'", "\\'")
     return "'" + _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", body) + "'"
 
 
 def _texts(values: Sequence[str]) -> str:
-    return f"[{', '.join(map(_text, values))}]"
+    return f"[{', '.join(map(sql_text, values))}]"
 
 
 def _typed(items: Sequence[str], kind: str) -> str:
@@ -168,12 +168,12 @@ def rules_matched(rules: Sequence[RuleScope]) -> tuple[str, str]:
     if any(s.fields.filters for s in rules):
         checks.append(_filters_check([sorted(s.fields.filters.items()) for s in rules]))
     accounts = ", ".join(
-        f"{_text(a)}, CAST({ids}, 'Array(UInt32)')" for a, ids in by_account.items()
+        f"{sql_text(a)}, CAST({ids}, 'Array(UInt32)')" for a, ids in by_account.items()
     )
     ids = f"CAST({[s.rule_id for s in rules]}, 'Array(UInt64)')"
     candidates = f"map({accounts})[account_id]"  # the indexes of the event's account's rules
     matched = f"arrayMap(i -> {ids}[i], arrayFilter(i -> {' AND '.join(checks)}, {candidates}))"
-    return matched, f"account_id IN ({', '.join(map(_text, by_account))})"
+    return matched, f"account_id IN ({', '.join(map(sql_text, by_account))})"
 
 
 # Where each operator finds its operand among a filter's texts `vs` and number `n`.
@@ -189,7 +189,7 @@ def _filters_check(specs: list[list[tuple[str, FilterSpec]]]) -> str:
     numbers = [f"[{', '.join(_filter_number(s) for _, s in rule)}]" for rule in specs]
     used = sorted({operator_of(spec)[0] for rule in specs for _, spec in rule})
     branches = ", ".join(
-        f"o = {_text(n)}, {filter_sql.passes(n, 'p', _LAMBDA_OPERAND.get(n, 'n'))}" for n in used
+        f"o = {sql_text(n)}, {filter_sql.passes(n, 'p', _LAMBDA_OPERAND.get(n, 'n'))}" for n in used
     )
     arrays = (
         f"{_typed(paths, 'Array(Array(String))')}[i], {_typed(names, 'Array(Array(String))')}[i], "
@@ -233,8 +233,10 @@ def dispatch_id_sql(event_id: str, rule_id: str) -> str:
 def rules_accounts(rules: Sequence[RuleScope], account_id: str | None = None) -> str:
     """The condition naming the accounts of the rules (narrowed to one when given)."""
     if account_id is not None:
-        return f"account_id = {_text(account_id)}"
-    return f"account_id IN ({', '.join(map(_text, sorted({s.fields.account_id for s in rules})))})"
+        return f"account_id = {sql_text(account_id)}"
+    return (
+        f"account_id IN ({', '.join(map(sql_text, sorted({s.fields.account_id for s in rules})))})"
+    )
 
 
 def latest_per_rule(

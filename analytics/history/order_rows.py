@@ -41,7 +41,8 @@ def events_sql(
     where, params = _where("published_at", order_id, account_id, period)
     sql = (
         "SELECT toString(event_id) AS event_id_, min(published_at) AS first_at, "
-        "any(event_json) AS json_ "
+        "any(event_json) AS json_, any(event_type) AS type_, any(order_status) AS status_, "
+        "any(occurred_at) AS occurred_, any(account_id) AS account_ "
         f"FROM {database}.{schema.EVENTS_TABLE} WHERE {where} "
         f"GROUP BY event_id ORDER BY first_at, event_id LIMIT {MAX_EVENTS + 1}"
     )
@@ -66,7 +67,22 @@ def order_events(
 ) -> list[dict[str, Any]]:
     """The stored events of an order: the event as published, with when it was stored."""
     rows = store.select(*events_sql(store.database, order_id, account_id, period))
-    return [{**json.loads(r["json_"]), "published_at": iso_text(r["first_at"])} for r in rows]
+    return [{**_stored(r), "published_at": iso_text(r["first_at"])} for r in rows]
+
+
+def _stored(row: dict[str, Any]) -> dict[str, Any]:
+    """The event as published; what is left of it when its order was expunged."""
+    if row["json_"] != schema.EXPUNGED:
+        return dict(json.loads(row["json_"]))
+    return {
+        "event_id": row["event_id_"],
+        "event_type": row["type_"],
+        "order_status": row["status_"] or None,
+        "occurred_at": iso_text(row["occurred_"]),
+        "account_id": row["account_"],
+        "payload": None,
+        "expunged": True,
+    }
 
 
 def order_attempts(

@@ -305,3 +305,24 @@ def ddl(database: str = DATABASE) -> list[str]:
         f"ENGINE = MergeTree\n{AUDIT_LAYOUT}\n"
         "SETTINGS non_replicated_deduplication_window = 1000",
     ]
+
+
+# What an expunged order's bodies read (request, answer, event): its personal data is gone.
+EXPUNGED = "expunged"
+
+
+def expunge_sql(database: str, where: str) -> list[str]:
+    """Mutations that blank an order's bodies and payloads (rows matching `where`, SQL over
+    `order_id` and `account_id`) and drop its search values, keeping ids, statuses, times
+    and codes; each waits until the parts are rewritten (the old bytes then leave with the
+    old parts)."""
+    blank = f"'{EXPUNGED}'"
+    sync = "SETTINGS mutations_sync = 1"
+    return [
+        f"ALTER TABLE {database}.{TABLE} UPDATE request_excerpt = {blank}, "
+        f"response_excerpt = {blank}, event_json = {blank} WHERE {where} {sync}",
+        f"ALTER TABLE {database}.{EVENTS_TABLE} UPDATE event_json = {blank}, "
+        "fields = mapFilter((k, v) -> NOT startsWith(k, 'payload'), fields), "
+        f"search_values = map() WHERE {where} {sync}",
+        f"ALTER TABLE {database}.{SEARCH_TABLE} DELETE WHERE {where} {sync}",
+    ]

@@ -34,7 +34,8 @@ function eventView(e, byDispatch) {
     el("h3", {}, el("span", { text: e.event_type }), " ",
       el("span", { class: "tag", text: e.order_status || "—" }), " ",
       el("small", { class: "hint", text: when(e.published_at) })),
-    el("details", {}, el("summary", { text: tr("payload") }), el("pre", { text: JSON.stringify(e.payload, null, 1) })),
+    e.expunged ? el("p", { class: "hint", "data-testid": "order-expunged", text: tr("expungedPayload") })
+      : el("details", {}, el("summary", { text: tr("payload") }), el("pre", { text: JSON.stringify(e.payload, null, 1) })),
     el("ul", { class: "order-rules" }, ...rules));
 }
 
