@@ -62,10 +62,22 @@ class ApiKey(BaseModel):
     hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     created_at: AwareDatetime
     revoked_at: AwareDatetime | None = None
+    # A portal link's key: it ends by itself, and may be limited to some of its account's rules.
+    portal: bool = False
+    expires_at: AwareDatetime | None = None
+    rule_ids: tuple[int, ...] | None = None
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the key ended by itself (a portal link past its expiry)."""
+        return self.expires_at is not None and now >= self.expires_at
+
+    def sees_rule(self, rule_id: int) -> bool:
+        """Whether this key's scope takes in the rule (every rule, unless it names some)."""
+        return self.rule_ids is None or rule_id in self.rule_ids
 
     def public(self) -> dict[str, object]:
         """What the API and the CLI show of a key: everything but its hash."""
@@ -90,6 +102,16 @@ def new_key(name: str, role: Role, account_id: str | None = None) -> tuple[str, 
     """A fresh key (shown once) and its stored record."""
     key = KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
     return key, record_for(key, name, role, account_id)
+
+
+def new_portal_key(
+    role: Role, account_id: str, expires_at: datetime, rule_ids: tuple[int, ...] | None
+) -> tuple[str, ApiKey]:
+    """A fresh portal link's key (it goes in the link only) and its stored record."""
+    key, record = new_key("portal link", role, account_id)
+    name = f"portal link {record.id.removeprefix('key_')[:8]}"
+    scope = {"portal": True, "expires_at": expires_at, "rule_ids": rule_ids, "name": name}
+    return key, record.model_copy(update=scope)
 
 
 def record_for(

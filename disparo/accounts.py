@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -25,6 +26,9 @@ from disparo.targets import AllowEntry, parse_entry
 
 MAX_ACCOUNT_ENTRIES = 50
 MAX_SEARCH_KEYS = 3
+MAX_EMBED_ORIGINS = 10
+# An origin as CSP frame-ancestors takes it: no path, no wildcard, nothing to inject.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?")
 MAX_SEARCH_VALUE_CHARS = 200  # longer values are not kept for search
 NOTIFICATION_TYPES = ("rule.paused", "rule.failing", "rule.recovered")
 
@@ -66,6 +70,24 @@ class AccountFields(BaseModel):
         description="payload paths (e.g. payload.tracking_code) whose values find this "
         "account's dispatches, besides the order number",
     )
+
+    embed_origins: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_EMBED_ORIGINS,
+        description="origins (https://app.example.com) whose pages may frame the portal "
+        "links of this account (CSP frame-ancestors); every other page is never framed",
+    )
+
+    @field_validator("embed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin[:60]!r} is not an origin: scheme, host and optional port, "
+                    "e.g. https://app.example.com or http://127.0.0.1:3000, nothing after"
+                )
+        return value
 
     @field_validator("search_keys")
     @classmethod

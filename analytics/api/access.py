@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from disparo.access import ApiKey, Permission, allows, roles_for
 from disparo.keys_view import KeysView
+from disparo.schemas import now_utc
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Bearer dsp_...`")
 HOW_TO_GET_ONE = "an admin creates keys with `disparo keys create --name NAME --role ROLE`"
@@ -38,6 +39,13 @@ def presented_key(keys: KeysView | None, authorization: str | None) -> ApiKey | 
         return (
             "unknown API key: check that it was copied whole (keys start with `dsp_`); "
             + HOW_TO_GET_ONE
+        )
+    if found.portal and found.revoked_at is not None:
+        return "this portal link was revoked; ask the platform for a new link"
+    if found.portal and found.expired(now_utc()):
+        return (
+            f"this portal link expired at {found.expires_at:%Y-%m-%d %H:%M} UTC; "
+            "ask the platform for a new link"
         )
     if found.revoked_at is not None:
         return (
@@ -70,10 +78,39 @@ def allow(permission: Permission) -> Callable[..., Any]:
             raise HTTPException(
                 403, f"this needs the {needed} role; key {key.name!r} has the {key.role} role"
             )
+        if key.rule_ids is not None and _route_of(request) not in RULE_SCOPED_ROUTES:
+            raise HTTPException(
+                403, f"this link shows rules {list(key.rule_ids)} only; this page is not part of it"
+            )
         return key
 
     check.permission = permission  # type: ignore[attr-defined]
     return check
+
+
+# What a key limited to some rules may call: each of these narrows its answer to the key's
+# rules (`disparo.access.ApiKey.sees_rule`); every other route refuses such a key.
+RULE_SCOPED_ROUTES = frozenset(
+    {
+        ("GET", "/api/v1/me"),
+        ("GET", "/api/v1/accounts"),
+        ("GET", "/api/v1/dispatches"),
+        ("GET", "/api/v1/dispatches/summary"),
+        ("GET", "/api/v1/dispatches/breakdown"),
+        ("GET", "/api/v1/dispatches/export.csv"),
+        ("GET", "/api/v1/dispatches/stream"),
+        ("GET", "/api/v1/dispatches/{dispatch_id}"),
+        ("GET", "/api/v1/rules"),
+        ("GET", "/api/v1/rules/{rule_id}"),
+        ("GET", "/api/v1/orders/{order_id}"),
+        ("POST", "/api/v1/resend"),
+    }
+)
+
+
+def _route_of(request: Request) -> tuple[str, str]:
+    route = request.scope.get("route")
+    return request.method, getattr(route, "path", "")
 
 
 def permission_of(route: APIRoute) -> Permission | None:

@@ -22,6 +22,7 @@ from analytics.api import (
     keys,
     live,
     orders,
+    portal,
     resend,
     rule_tools,
     rules,
@@ -30,6 +31,7 @@ from analytics.api import (
 from analytics.api.access import KeyFirst, permission_of
 from analytics.api.errors import add_error_handlers
 from analytics.api.guards import BodyLimit, HostAllowlist, SecurityHeaders
+from analytics.control.portal_links import frame_ancestors
 from analytics.control.services import Services
 from disparo.access import Permission
 
@@ -47,6 +49,7 @@ ROUTERS = (
     keys.router,
     audit.router,
     accounts.router,
+    portal.router,
     ingest.router,
     tasks.router,
 )
@@ -77,6 +80,13 @@ def create_app(
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(WEB / "index.html")
+
+    @app.get("/portal/{link_id}", include_in_schema=False)
+    def portal_page(link_id: str) -> FileResponse:
+        # The page a portal link opens, framed only by its account's embed origins.
+        ancestors = frame_ancestors(svc, link_id)
+        csp = f"default-src 'self'; frame-ancestors {ancestors}"
+        return FileResponse(WEB / "index.html", headers={"content-security-policy": csp})
 
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 

@@ -47,7 +47,12 @@ def history_filter(
 ) -> HistoryFilter:
     period = queries.Period.parse(start, end, now_utc())
     scope = account_scope(key, account_id)
-    found = HistoryFilter(period, status, order_id, reason, rule_id, scope)
+    rules: queries.Rules = rule_id
+    if key.rule_ids is not None:  # a link limited to some rules: those (or the one asked)
+        if rule_id is not None and not key.sees_rule(rule_id):
+            raise NotFound(f"no rule with id {rule_id}")
+        rules = rule_id if rule_id is not None else key.rule_ids
+    found = HistoryFilter(period, status, order_id, reason, rules, scope)
     if search is None:
         return found
     if order_id is not None:
@@ -125,7 +130,11 @@ def failure_breakdown(
 @router.get("/api/v1/dispatches/{dispatch_id}")
 def dispatch_detail(dispatch_id: str, key: Reader, svc: Svc) -> dict[str, Any]:
     """Every attempt of one dispatch, with request and response excerpts."""
-    rows = [r for r in views.attempts_of(svc.store, dispatch_id) if visible(key, r["account_id"])]
+    rows = [
+        r
+        for r in views.attempts_of(svc.store, dispatch_id)
+        if visible(key, r["account_id"]) and key.sees_rule(int(r["rule_id"]))
+    ]
     if not rows:
         raise NotFound(f"no attempts recorded for dispatch {dispatch_id!r}")
     return {"dispatch_id": dispatch_id, "attempts": rows}

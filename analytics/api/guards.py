@@ -115,7 +115,13 @@ class SecurityHeaders:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                headers = list(message.get("headers", []))
+                # A page that set its own CSP (a portal link's frame-ancestors) keeps it, and
+                # is framed by what it names: no X-Frame-Options then.
+                own = any(name.lower() == b"content-security-policy" for name, _ in headers)
+                skip = {b"content-security-policy", b"x-frame-options"} if own else set()
+                headers += [(name, value) for name, value in extra if name not in skip]
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, with_headers)

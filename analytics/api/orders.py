@@ -32,7 +32,11 @@ def order_story(
     now = now_utc()
     period = queries.Period.parse(start, end, now, default_days=schema.RETENTION_DAYS)
     scope = account_scope(key, account_id)
-    return story(svc.store, svc.rules.all(), order_id, scope, period, now)
+    rules = [r for r in svc.rules.all() if key.sees_rule(r.id)]
+    told = story(svc.store, rules, order_id, scope, period, now)
+    if key.rule_ids is not None:  # a link limited to some rules sees their dispatches only
+        told["dispatches"] = [d for d in told["dispatches"] if key.sees_rule(d["rule_id"])]
+    return told
 
 
 @router.post("/api/v1/orders/{order_id}/expunge")

@@ -25,7 +25,11 @@ def create_rule(body: RuleCreate, actor: Admin, svc: Svc) -> dict[str, Any]:
 def list_rules(key: Reader, svc: Svc, account_id: AccountQ = None) -> dict[str, Any]:
     """Every rule the key may see (or one account's); secrets and header values masked."""
     scope = account_scope(key, account_id)
-    rules = [r for r in svc.rules.all() if scope is None or r.account_id == scope]
+    rules = [
+        r
+        for r in svc.rules.all()
+        if (scope is None or r.account_id == scope) and key.sees_rule(r.id)
+    ]
     return {"items": [view(r) for r in rules]}
 
 

@@ -34,6 +34,7 @@ Action = Literal[
     "account.update",
     "account.rotate_secret",
     "order.expunge",
+    "portal_link.create",
 ]
 ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
 MAX_LIMIT = 500

@@ -104,6 +104,10 @@ class KeyRing:
         self.view = view
         self.store = store
 
+    def save(self, key: ApiKey) -> None:
+        """Write one key record (a portal link's) and wait until this replica holds it."""
+        self._save(key)
+
     def _save(self, key: ApiKey) -> None:
         try:
             save_key(self.producer, self.topic, self.view, key)

@@ -119,7 +119,7 @@ def resend(svc: Services, body: ResendRequest, actor: ApiKey) -> dict[str, Any]:
         MAX_PER_ORDER,
         account_id=actor.account_id,  # an account key resends its own dispatches only
     )
-    rows = svc.store.select(sql, params)
+    rows = [r for r in svc.store.select(sql, params) if actor.sees_rule(int(r["rule"]))]
     if not rows:
         what = body.dispatch_id or f"order {body.order_id!r}"
         raise NotFound(f"no dispatch found for {what} in the last {schema.RETENTION_DAYS} days")

@@ -41,7 +41,7 @@ class RuleBook:
     def found(self, rule_id: int, key: ApiKey) -> Rule:
         """The rule, if it exists for this key (another account's rule does not: 404)."""
         rule = self.view.get(rule_id)
-        if rule is None or not visible(key, rule.account_id):
+        if rule is None or not visible(key, rule.account_id) or not key.sees_rule(rule_id):
             raise NotFound(f"no rule with id {rule_id}; GET /api/v1/rules lists them")
         return rule
 

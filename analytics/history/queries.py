@@ -106,6 +106,8 @@ _KINDS = {
 
 # An order search: one order number, or the orders a search key found (any of them).
 Orders = str | tuple[str, ...] | None
+# One rule, or the rules a portal link is limited to (any of them).
+Rules = int | tuple[int, ...] | None
 
 
 def _equal_to(filters: dict[str, Any], clauses: list[str], params: dict[str, Any]) -> None:

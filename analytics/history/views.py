@@ -46,7 +46,7 @@ class HistoryFilter:
     status: queries.StatusFilter
     order_id: queries.Orders  # one order, or the orders a search key found
     reason: str | None
-    rule_id: int | None
+    rule_id: queries.Rules
     account_id: str | None = None
     key: str | None = None  # what was searched: an order number or a search key's value
     found: tuple[tuple[str, str], ...] = ()  # the orders the key found: (order_id, path)

@@ -6,10 +6,15 @@ so the period holds 8 attempts, 2 failed (25 %). Screenshots go to tests/artifac
 
 from __future__ import annotations
 
+import html
 import re
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
@@ -655,6 +660,109 @@ def test_the_search_box_finds_an_order_by_its_tracking_code_and_says_so(
     page.get_by_test_id("order-search").press("Enter")
     expect(page.get_by_test_id("searched")).to_contain_text("no other order carries it")
     expect(page.locator("#rows tr").first).to_contain_text("SCR-2")
+
+
+class _Shipper:
+    """A shipper's own site on another origin: a page that frames the link in `?src=`."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                src = parse_qs(urlsplit(self.path).query).get("src", [""])[0]
+                body = (
+                    f'<h1>Shipper</h1><iframe id="portal" src="{html.escape(src)}" '
+                    'width="1300" height="900"></iframe>'
+                ).encode()
+                self.send_response(200)
+                self.send_header("content-type", "text/html")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def frame(self, browser: Browser, link: str) -> Page:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        page.goto(f"{self.origin}/?{urlencode({'src': link})}")
+        return page
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def shippers() -> Iterator[tuple[_Shipper, _Shipper]]:
+    """Two sites on origins of their own: the account's, and a stranger's."""
+    pair = (_Shipper(), _Shipper())
+    yield pair
+    for site in pair:
+        site.close()
+
+
+def test_a_portal_link_is_framed_by_its_accounts_origins_only_and_ends(
+    browser: Browser, screen: Stack, receiver: Receiver, shippers: tuple[_Shipper, _Shipper]
+) -> None:
+    acct, api = "scr-portal", screen.api
+    shipper, stranger = shippers
+    made = screen.http.post(
+        f"{api}/api/v1/accounts",
+        json={"id": acct, "name": "Portal Co", "embed_origins": [shipper.origin]},
+    )
+    assert made.status_code == 201, made.text
+    rule = screen.active_rule(
+        name="portal", event_types=["*"], url=f"{receiver.url}/ok", account_id=acct
+    )
+    screen.publisher.publish(order_event("SCR-PORTAL", account_id=acct))
+    screen.rows_eventually(1, rule_id=rule["id"])
+    links = f"{api}/api/v1/accounts/{acct}/portal-links"
+    viewer = screen.http.post(links, json={"role": "viewer", "ttl_s": 600}).json()
+    assert viewer["url"].startswith(f"{api}/portal/key_")
+
+    framed = shipper.frame(browser, viewer["url"])
+    portal = framed.frame_locator("#portal")
+    expect(portal.get_by_test_id("who")).to_contain_text("viewer")
+    expect(portal.get_by_test_id("account-name")).to_have_text("Portal Co")
+    portal.get_by_test_id("tab-all").click()
+    expect(portal.locator("#rows tr").first).to_contain_text("SCR-PORTAL")
+    expect(portal.locator("#rows tr")).to_have_count(1)  # the account's history only
+    expect(portal.get_by_test_id("send-manually")).to_be_hidden()  # a viewer resends nothing
+    framed.screenshot(path=ARTIFACTS / "portal.png")
+
+    # Another origin's page cannot frame it: the browser refuses the frame's page.
+    other = stranger.frame(browser, viewer["url"])
+    eventually(
+        lambda: any(f.url.startswith("chrome-error://") for f in other.frames),
+        15,
+        "the frame refused",
+    )
+    assert other.frame_locator("#portal").get_by_test_id("who").count() == 0
+    other.context.close()
+
+    # An operator link may resend; once it expires, the frame shows the sign-in and why.
+    operator = screen.http.post(links, json={"role": "operator", "ttl_s": 5}).json()
+    ending = shipper.frame(browser, operator["url"])
+    frame = ending.frame_locator("#portal")
+    expect(frame.get_by_test_id("send-manually")).to_be_visible()
+    time.sleep(max(0.0, datetime.fromisoformat(operator["expires_at"]).timestamp() - time.time()))
+    ending.reload()
+    expect(frame.locator("input[name=api_key]")).to_be_visible()
+    expect(frame.locator("#signin-error")).to_contain_text("this portal link expired")
+    ending.context.close()
+
+    # A revoked link: the same, saying so.
+    revoked = screen.http.delete(f"{links}/{viewer['id']}")
+    assert revoked.json()["state"] == "revoked"
+    framed.reload()
+    expect(portal.locator("#signin-error")).to_contain_text("this portal link was revoked")
+    framed.context.close()
 
 
 def test_the_live_history_reconnects_after_an_api_restart_without_repeating_rows(

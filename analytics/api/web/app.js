@@ -111,6 +111,9 @@ async function signIn(key) {
   $("#who").textContent = state.me.account_id ? `${state.me.account_id} — ${who}` : who;
   $("#who").hidden = $("#sign-out").hidden = false;
   $$("[data-needs]").forEach((node) => { node.hidden = !may(node.dataset.needs); });
+  // A portal link is a customer's view: its webhooks and rules, not the platform's audit
+  // or coverage (a link limited to some rules could not read them).
+  $$("[data-testid=nav-audit], [data-testid=tab-undelivered]").forEach((node) => { node.hidden = Boolean(state.me.portal); });
   route();
 }
 
@@ -762,6 +765,16 @@ function wire() {
   window.addEventListener("hashchange", route);
 }
 
+// A portal link opens /portal/<id>#key=dsp_...: its key signs this tab in (a fragment never
+// reaches a server or a log), then leaves the address bar.
+function portalKey() {
+  if (!location.pathname.startsWith("/portal/")) return "";
+  const key = new URLSearchParams(location.hash.slice(1)).get("key") || "";
+  if (key) history.replaceState(null, "", location.pathname);
+  return key;
+}
+
 wire();
 applyLanguage();
+state.key = portalKey() || state.key;
 if (state.key) signIn(state.key); else showSignIn("");
