@@ -35,20 +35,22 @@ class Mix:
 def _event_parts(day: date, mix: Mix) -> dict[str, str]:
     """Expressions of event `number` of a day, shared by its attempt and its events row."""
     n, d = "number", day.toordinal()
+    order = (
+        f"concat('ORD-', toString({day.toordinal() % 1000}), '-', "
+        f"toString(cityHash64({n}, 1) % {mix.orders}))"
+    )
     return {
         "at": (
             f"toDateTime64('{day.isoformat()} 00:00:00', 3, 'UTC') "
             f"+ toIntervalMillisecond(intDiv({n} * 86400000, {mix.per_day}))"
         ),
-        "order": (
-            f"concat('ORD-', toString({day.toordinal() % 1000}), '-', "
-            f"toString(cityHash64({n}, 1) % {mix.orders}))"
-        ),
+        "order": order,
         "rule": f"cityHash64({n}, 14) % {mix.rules}",
         "event_type": f"{EVENT_TYPES}[1 + cityHash64({n}, 4) % 4]",
         "status_text": f"{STATUSES}[1 + cityHash64({n}, 4) % 4]",
         "carrier": f"['Correios','Jadlog','Loggi','Total Express'][1 + cityHash64({n}, 5) % 4]",
-        "tracking": f"concat('BR', toString(cityHash64({n}, 6) % 1000000000))",
+        # One code per order, as a carrier gives it: every event of the order carries it.
+        "tracking": f"concat('BR', toString(cityHash64({order}, 6) % 10000000000), 'XX')",
         "items": f"toString(1 + cityHash64({n}, 7) % 9)",
         "cents": f"toString(cityHash64({n}, 8) % 500000)",
         "warehouse": f"concat('WH-', toString(cityHash64({n}, 9) % 40))",

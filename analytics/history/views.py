@@ -116,7 +116,7 @@ def summary(store: Store, f: HistoryFilter) -> dict[str, Any]:
 def breakdown(store: Store, f: HistoryFilter) -> dict[str, Any]:
     """The period's failed attempts by reason and by rule, largest first."""
     sql, params = queries.failure_breakdown(
-        store.database, f.period, f.order_id, account_id=f.account_id
+        store.database, f.period, f.order_id, account_id=f.account_id, rule_id=f.rule_id
     )
     by_reason: Counter[str] = Counter()
     by_rule: Counter[int] = Counter()

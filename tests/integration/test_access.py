@@ -34,6 +34,7 @@ SAMPLE_PATH_VALUES = {
     "account_id": "acct-matrix",
     "task_id": "00000000-0000-0000-0000-000000000000",
     "order_id": "ORD-matrix",
+    "link_id": "key_0000000000000000",
 }
 
 

@@ -28,7 +28,7 @@ def test_a_link_limited_to_one_rule_sees_that_rules_webhooks_only(
         name="shown", event_types=["*"], url=f"{receiver.url}/ok", account_id=ACCT
     )
     hidden = stack.active_rule(
-        name="hidden", event_types=["*"], url=f"{receiver.url}/ok", account_id=ACCT
+        name="hidden", event_types=["*"], url=f"{receiver.url}/reject", account_id=ACCT
     )
     stack.publisher.publish_many([order_event(f"PL-{i}", account_id=ACCT) for i in range(3)])
     stack.rows_eventually(6, account_id=ACCT)
@@ -64,6 +64,9 @@ def test_a_link_limited_to_one_rule_sees_that_rules_webhooks_only(
     assert {i["rule_id"] for i in items} == {shown["id"]}
     assert len(items) == 3
     assert scoped.get("/api/v1/dispatches/summary").json()["total"] == 3
+    assert scoped.get("/api/v1/dispatches/breakdown").json()["failed"] == 0
+    every = stack.http.get(f"{stack.api}/api/v1/dispatches/breakdown", params={"account_id": ACCT})
+    assert every.json()["failed"] == 3  # the hidden rule's, which the link does not see
     assert [r["id"] for r in scoped.get("/api/v1/rules").json()["items"]] == [shown["id"]]
     assert scoped.get(f"/api/v1/rules/{hidden['id']}").status_code == 404
     assert scoped.get("/api/v1/dispatches", params={"rule_id": hidden["id"]}).status_code == 404

@@ -155,3 +155,21 @@ def test_jobs_that_reach_their_slots_together_go_no_faster_than_the_share() -> N
     assert pace.sending(jobs[2]) == 0.0
     assert pace.sending(jobs[3]) == pytest.approx(0.251)
     assert pace.sending(job()) == 0.0  # a rule without a rate is never early
+
+
+def test_a_rules_test_webhook_never_waits_for_a_turn() -> None:
+    pace = RulePace(clock=lambda: 0.0)
+    _paced(pace, 5, max_per_second=0.01)
+    tested = job(max_per_second=0.01).model_copy(update={"test": True})
+    assert pace.before_attempt(Host(), tested, Place(None, None, True, ENDPOINT)) is None
+    assert pace.sending(tested) == 0.0
+
+
+def test_an_open_circuit_lets_a_rules_test_webhook_through() -> None:
+    watch = EndpointWatch(EndpointGuard(threshold=1, open_s=30))
+    failed = attempt("O-3", now_utc(), "failure", reason=classify.reason_for_status(503))
+    watch.after_attempt(Host(), job(), failed, ENDPOINT)
+    place = Place(None, None, True, ENDPOINT)
+    assert isinstance(watch.before_attempt(Host(), job(), place), Defer)
+    tested = job().model_copy(update={"test": True})
+    assert watch.before_attempt(Host(), tested, place) is None
