@@ -335,7 +335,7 @@ def test_a_test_webhook_can_neither_forge_nor_hide_a_real_one(
 
     refusals = [
         ({**real, "event_type": "order.paid"}, "event_type", "not an event type rule"),
-        ({**real, "payload": {"carrier": "other"}}, "payload.carrier", "wants one of ['acme']"),
+        ({**real, "payload": {"carrier": "other"}}, "payload.carrier", 'rule wants ["acme"]'),
         ({**real, "payload": {}}, "payload.carrier", "missing"),
         ({**real, "account_id": "default"}, "account_id", "rule's account 'forge'"),
     ]

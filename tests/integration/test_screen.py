@@ -661,6 +661,20 @@ def test_the_search_box_finds_an_order_by_its_tracking_code_and_says_so(
     expect(page.get_by_test_id("searched")).to_contain_text("no other order carries it")
     expect(page.locator("#rows tr").first).to_contain_text("SCR-2")
 
+    # Once its personal data is erased, the order's attempts show "expunged" for bodies.
+    erased = screen.http.post(f"{screen.api}/api/v1/orders/SCR-TRK/expunge")
+    assert erased.json()["expunged_attempts"] == 1
+    page.get_by_test_id("order-search").fill("SCR-TRK")
+    page.get_by_test_id("order-search").press("Enter")
+    expect(page.locator("#rows tr td:first-child")).to_have_text(["SCR-TRK"])
+    page.locator("#rows tr td").nth(4).click()
+    detail = page.get_by_test_id("detail")
+    expect(detail.locator("pre")).to_contain_text(["expunged", "expunged"])
+    page.goto(f"{screen.api}/#/orders/SCR-TRK")
+    expect(page.get_by_test_id("order-expunged")).to_have_text(
+        "Payload expunged (personal data erased on request)."
+    )
+
 
 class _Shipper:
     """A shipper's own site on another origin: a page that frames the link in `?src=`."""
