@@ -49,7 +49,8 @@ def create(
             if rule is None or rule.account_id != account:
                 raise InvalidField("rule_ids", f"account {account!r} has no rule {rule_id}")
         rule_ids = tuple(sorted(set(body.rule_ids)))
-    expires_at = now_utc() + timedelta(seconds=body.ttl_s)
+    # Whole seconds: the expiry shown is the one enforced.
+    expires_at = (now_utc() + timedelta(seconds=body.ttl_s)).replace(microsecond=0)
     secret, key = new_portal_key(body.role, account, expires_at, rule_ids)
     svc.key_ring.save(key)
     details = {"role": body.role, "expires_at": _iso(expires_at), "rule_ids": rule_ids}
