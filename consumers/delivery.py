@@ -198,7 +198,7 @@ class Deliverer:
     ) -> Attempt:
         ok = reason == classify.SUCCESS
         ended_as = ended_as or ("success" if ok else "failure")
-        if ended_as in ("success", "failure"):  # superseded and held ones are not deliveries
+        if ended_as in ("success", "failure"):  # held, superseded, regressed: not deliveries
             metrics.bound(metrics.DELIVERIES, ended_as, reason).inc()
             metrics.DELIVERY_SECONDS.observe(elapsed)
         event = job.event
@@ -222,7 +222,7 @@ class Deliverer:
             error=error,
             duration_ms=round(elapsed * 1000),
             # A success ends the dispatch; for a failure the worker's retry policy decides.
-            final=ok or ended_as == "superseded",
+            final=ok or ended_as in ("superseded", "regressed"),
             request_excerpt=body[: self.excerpt_bytes].decode(errors="replace"),
             response_excerpt=answer.decode(errors="replace"),
             request_headers=redacted(headers) if headers else {},

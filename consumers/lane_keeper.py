@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from consumers import metrics
 from consumers.attempt import Attempt
 from consumers.lanes import Lane, LaneKey, Pointer, Verdict, lane_key_bytes
+from disparo.lifecycle import Lifecycle, holds_after
 from disparo.schemas import NOTIFICATIONS_RULE_ID, DispatchJob
 
 # A lane record to write: (partition, key, value or None for a tombstone).
@@ -24,24 +25,31 @@ class Lanes:
 
     ordered: bool
     supersede: bool
+    guard: Lifecycle | None = None  # status_guard forward_only: the account's lifecycle
 
 
-def lane_rules(job: DispatchJob) -> Lanes | None:
-    """The lane options of a job, or None when its lane is not involved (manual, plain)."""
+def lane_rules(job: DispatchJob, lifecycle: Lifecycle | None = None) -> Lanes | None:
+    """The lane options of a job, or None when its lane is not involved (manual, plain).
+
+    `lifecycle` is the job's account's; a guarded rule of an account without one is unguarded.
+    """
     target = job.target
     if job.manual or job.rule.rule_id == NOTIFICATIONS_RULE_ID or target.deleted:
         return None
     ordered = target.ordering == "per_order"
-    if not ordered and not target.supersede:
+    guard = lifecycle if target.status_guard == "forward_only" else None
+    if not ordered and not target.supersede and guard is None:
         return None
-    return Lanes(ordered, target.supersede)
+    return Lanes(ordered, target.supersede, guard)
 
 
 class LaneKeeper:
     """Order lanes of the owned partitions; finished lanes are kept `keep_s` for replays."""
 
-    def __init__(self, keep_s: float) -> None:
+    def __init__(self, keep_s: float, guard_keep_s: float | None = None) -> None:
         self.keep_s = keep_s
+        # A lane that remembers a delivered status is kept as long as late scans may come.
+        self.guard_keep_s = max(keep_s, guard_keep_s or keep_s)
         self.lanes: dict[LaneKey, Lane] = {}
         self.persisted: set[LaneKey] = set()
         self.dirty: set[LaneKey] = set()
@@ -96,6 +104,9 @@ class LaneKeeper:
         """Record an attempt's end; the next waiting dispatch, when that frees the lane."""
         key = (job.target.rule_id, job.event.order_id)
         lane = self.lanes.get(key)
+        delivered = outcome.status == "success"
+        if lane is None and delivered and rules.guard is not None and partition in self.partitions:
+            lane = self.lanes[key] = Lane(key[0], key[1], partition)  # it holds the status now
         if not outcome.final:
             if lane is None and partition in self.partitions:  # an unordered rule's retry
                 lane = self.lanes[key] = Lane(key[0], key[1], partition)
@@ -103,7 +114,17 @@ class LaneKeeper:
                 lane.retried(job.dispatch_id, outcome.attempt + 1, rules.ordered)
                 self.dirty.add(key)
             return None
-        return self.ended(key, job.dispatch_id, job.seq, outcome.status == "success", now)
+        if lane is not None and delivered and rules.guard is not None:
+            holds = holds_after(rules.guard, lane.customer_status, job.event.order_status)
+            if holds != lane.customer_status:
+                lane.customer_status = holds
+                self.dirty.add(key)
+        return self.ended(key, job.dispatch_id, job.seq, delivered, now)
+
+    def customer_status(self, job: DispatchJob) -> str | None:
+        """The status the customer holds for the job's (rule, order), as far as known here."""
+        lane = self.lanes.get((job.target.rule_id, job.event.order_id))
+        return None if lane is None else lane.customer_status
 
     def ended(
         self,
@@ -136,7 +157,8 @@ class LaneKeeper:
         now = now or time.time()
         writes: list[LaneWrite] = []
         for key, lane in list(self.lanes.items()):
-            if lane.idle_since is not None and now - lane.idle_since > self.keep_s:
+            keep_s = self.keep_s if lane.customer_status is None else self.guard_keep_s
+            if lane.idle_since is not None and now - lane.idle_since > keep_s:
                 del self.lanes[key]
                 self.dirty.discard(key)
                 if key in self.persisted:
@@ -151,5 +173,6 @@ class LaneKeeper:
 
     def _drop_if_unneeded(self, key: LaneKey, lane: Lane) -> None:
         """A lane never written and idle again holds nothing worth keeping."""
-        if not lane.busy() and key not in self.persisted and key not in self.dirty:
+        unneeded = not lane.busy() and lane.customer_status is None
+        if unneeded and key not in self.persisted and key not in self.dirty:
             del self.lanes[key]

@@ -51,6 +51,7 @@ class Lane:
     retrying: list[str] = field(default_factory=list)  # unordered rules: dispatches in retry
     delivered_seq: int = -1
     finished_seq: int = -1
+    customer_status: str | None = None  # status_guard: the order status the customer holds
     done: list[str] = field(default_factory=list)
     idle_since: float | None = None
 

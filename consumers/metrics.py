@@ -55,6 +55,18 @@ RATE_WAITS = Counter(
     "Jobs that waited in memory for their rule's max_per_second turn (parked ones count in "
     'disparo_deferred_total{reason="rate_limited"}).',
 )
+STATUS_REGRESSIONS = Counter(
+    "disparo_status_regressions_total",
+    "Dispatches of status-guarded rules not sent because the customer already holds a later "
+    "order status (status regressed), by rule (bounded by the rules).",
+    ["rule_id"],
+)
+STATUS_UNRANKED = Counter(
+    "disparo_status_unranked_total",
+    "Dispatches of status-guarded rules sent unchecked: the account's lifecycle does not "
+    "name their order status, by rule (bounded by the rules).",
+    ["rule_id"],
+)
 HELD = Counter("disparo_held_total", "Dispatches held (not sent) because their rule is paused.")
 LANE_JOBS = Counter(
     "disparo_lane_jobs_total",

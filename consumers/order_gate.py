@@ -1,9 +1,11 @@
-"""What happens to a job before it is sent: held (paused rule), or its order lane's verdict.
+"""What happens to a job before it is sent: held (paused rule), its order lane's verdict,
+or the status guard's.
 
-A job hook (consumers/hooks.py): before an attempt it holds a paused rule's job or asks the
-job's order lane; once an attempt is settled the lane moves on. Held and superseded
-dispatches are recorded, and a lane's next job (read back from its record) started,
-through the worker handed to each call.
+A job hook (consumers/hooks.py): before an attempt it holds a paused rule's job, asks the
+job's order lane, then (status-guarded rules) compares the job's order status with the one
+the customer holds, which the lane keeps; once an attempt is settled the lane moves on.
+Held, superseded and regressed dispatches are recorded, and a lane's next job (read back
+from its record) started, through the worker handed to each call.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from consumers import classify, metrics
 from consumers.attempt import Attempt
 from consumers.delivery import Deliverer
 from consumers.hooks import Decision, Host, JobHook, Place, Taken
-from consumers.lane_keeper import LaneKeeper, LaneWrite, lane_rules
+from consumers.lane_keeper import LaneKeeper, Lanes, LaneWrite, lane_rules
 from consumers.lane_store import LaneStore
 from consumers.lanes import Lane, LaneKey, Pointer, Verdict
 from consumers.rule_lookup import RuleLookup
 from disparo.errors import InvalidMessage
+from disparo.lifecycle import Lifecycle, check
 from disparo.parking import DeferReason
 from disparo.schemas import (
     NOTIFICATIONS_RULE_ID,
@@ -51,12 +54,17 @@ class OrderGate(JobHook):
     """Paused rules' holds and order-aware rules' lanes, for one worker."""
 
     def __init__(
-        self, deliverer: Deliverer, rules: RuleLookup, store: LaneStore, keep_s: float
+        self,
+        deliverer: Deliverer,
+        rules: RuleLookup,
+        store: LaneStore,
+        keep_s: float,
+        guard_keep_s: float | None = None,
     ) -> None:
         self.deliverer = deliverer
         self.rules = rules
         self.store = store
-        self.lanes = LaneKeeper(keep_s)
+        self.lanes = LaneKeeper(keep_s, guard_keep_s)
         self.owned: set[int] = set()  # job-topic partitions; the consumer's thread only
         self.releases: set[asyncio.Task[None]] = set()
         self.gone: dict[int, int] = {}  # rule id -> the version whose endpoint answered 410
@@ -94,7 +102,12 @@ class OrderGate(JobHook):
         """None when the job is sent now; else it was held, parked, superseded or skipped."""
         if self._held(host, job, place.tp.partition):
             return Taken()
-        if not self._lane_lets_go(host, place.tp, place.record, job, place.tracked):
+        rules = self._lane_rules(job)
+        if rules is None:
+            return None
+        if not self._lane_lets_go(host, place.tp, place.record, job, place.tracked, rules):
+            return Taken()
+        if rules.guard is not None and self._regressed(host, job, rules.guard, place.tp):
             return Taken()
         return None
 
@@ -110,7 +123,7 @@ class OrderGate(JobHook):
         if job.target.deleted and not job.manual:
             # The rule is gone: its lane ends, each parked job with a rule_deleted row.
             following = self.lanes.ended(key, job.dispatch_id, job.seq, delivered=False)
-        elif (rules := lane_rules(job)) is not None and outcome.status != "held":
+        elif (rules := self._lane_rules(job)) is not None and outcome.status != "held":
             following = self.lanes.settled(job, rules, outcome, partition)
         if following is not None:
             self._release(host, key, following)
@@ -119,13 +132,13 @@ class OrderGate(JobHook):
         self, host: Host, job: DispatchJob, endpoint: str, wait_s: float, why: DeferReason
     ) -> None:
         """The job was parked in a retry topic without an attempt: that copy carries it."""
-        rules = lane_rules(job)
+        rules = self._lane_rules(job)
         if rules is not None:
             self.lanes.deferred(job, rules)
 
     def on_dropped(self, host: Host, job: DispatchJob) -> None:
         """A dispatch ended without an outcome (dead-lettered): its lane moves on."""
-        if lane_rules(job) is None:
+        if self._lane_rules(job) is None:
             return
         key = (job.target.rule_id, job.event.order_id)
         following = self.lanes.ended(key, job.dispatch_id, job.seq, delivered=False)
@@ -161,13 +174,34 @@ class OrderGate(JobHook):
         metrics.HELD.inc()
         return True
 
+    def _lane_rules(self, job: DispatchJob) -> Lanes | None:
+        """What the job's rule asks of its lane (a guarded rule: with its account's lifecycle)."""
+        guarded = job.target.status_guard == "forward_only" and not job.manual
+        lifecycle = self.rules.lifecycle(job.event.account_id) if guarded else None
+        return lane_rules(job, lifecycle)
+
+    def _regressed(self, host: Host, job: DispatchJob, lifecycle: Lifecycle, tp: Any) -> bool:
+        """End the job `regressed` when the customer holds a later status; True if ended."""
+        found = check(lifecycle, job.event.order_status, self.lanes.customer_status(job))
+        rule = str(job.target.rule_id)
+        if found.unranked:
+            metrics.bound(metrics.STATUS_UNRANKED, rule).inc()
+        if not found.regressed:
+            return False
+        text = (
+            f"order {job.event.order_id} status {job.event.order_status!r} is older than "
+            f"{found.after!r}, already delivered for rule {job.target.rule_id}; not sent"
+        )
+        reason = f"after {found.after}"
+        outcome = self.deliverer.without_attempt(job, reason, text, status="regressed")
+        host.record(job, outcome, tp.partition)
+        metrics.bound(metrics.STATUS_REGRESSIONS, rule).inc()
+        return True
+
     def _lane_lets_go(
-        self, host: Host, tp: Any, record: Any, job: DispatchJob, tracked: bool
+        self, host: Host, tp: Any, record: Any, job: DispatchJob, tracked: bool, rules: Lanes
     ) -> bool:
         """Ask the job's order lane (order-aware rules only) whether it is sent now."""
-        rules = lane_rules(job)
-        if rules is None:
-            return True
         pointer = None
         if tracked:
             seq = -1 if job.seq is None else job.seq

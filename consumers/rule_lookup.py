@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from disparo.accounts_view import AccountsView
+from disparo.lifecycle import Lifecycle
 from disparo.notifications import notification_target
 from disparo.rule_codec import unusable
 from disparo.rules_view import RulesView
@@ -64,9 +65,17 @@ class RuleLookup:
             return held[1]
         if len(self._targets) >= MAX_CONFIRMED:
             self._targets.clear()
+        if rule.status_guard == "forward_only" and self.accounts is not None:
+            # A lifecycle set before the rule was saved is read before its first job.
+            self.accounts.sync(self.sync_timeout_s)
         target = DeliveryTarget.of(rule, now)
         self._targets[key] = (rule, target)
         return target
+
+    def lifecycle(self, account_id: str) -> Lifecycle | None:
+        """The account's order lifecycle (for rules with a status guard), if it set one."""
+        account = self.accounts.get(account_id) if self.accounts is not None else None
+        return None if account is None else account.lifecycle
 
     def _notifications(self, account_id: str) -> DeliveryTarget:
         if self.accounts is None:

@@ -52,6 +52,15 @@ class WorkerSettings(KernelSettings):
     breaker_open_s: float = Field(
         30.0, gt=0, le=3600, description="seconds an open circuit waits before one probe"
     )
+    # Late carrier scans come within days; each remembered (rule, order) costs a lane record
+    # in the compacted order-lanes topic and about 1 KB of the owning worker's memory.
+    status_guard_days: float = Field(
+        7.0,
+        gt=0,
+        le=30,
+        description="days a status-guarded rule remembers the order status each customer "
+        "holds, counted from the order's last webhook",
+    )
     retried_4xx: str = Field(
         "408,429", description="4xx statuses that are retried (every other 4xx is final)"
     )

@@ -112,7 +112,8 @@ class DeliveryWorker:
         self.policy = RetryPolicy(settings.retry_tiers, settings.retried_4xx_statuses)
         # Finished lanes are kept as long as a replayed retry of theirs could still come.
         keep_s = sum(t.delay_s for t in self.policy.tiers) + 3600
-        self.order = OrderGate(deliverer, rules, lane_store, keep_s)
+        guard_keep_s = settings.status_guard_days * 86400
+        self.order = OrderGate(deliverer, rules, lane_store, keep_s, guard_keep_s)
         self.gate = DueGate(consumer.consumer)  # used on the consumer's thread only
         self.guard = EndpointGuard(
             settings.worker_endpoint_concurrency,

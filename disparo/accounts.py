@@ -18,6 +18,7 @@ from pydantic import (
     field_validator,
 )
 
+from disparo.lifecycle import Lifecycle
 from disparo.limits import refuse_long_url
 from disparo.redaction import shown_url
 from disparo.schemas import DEFAULT_ACCOUNT, AccountId, check_secret, now_utc
@@ -76,6 +77,13 @@ class AccountFields(BaseModel):
         max_length=MAX_EMBED_ORIGINS,
         description="origins (https://app.example.com) whose pages may frame the portal "
         "links of this account (CSP frame-ancestors); every other page is never framed",
+    )
+
+    lifecycle: Lifecycle | None = Field(
+        None,
+        description="the account's order statuses ranked lowest first, and the allowed steps "
+        "back; rules with status_guard forward_only never send an older status than one "
+        "already delivered",
     )
 
     @field_validator("embed_origins")

@@ -51,7 +51,7 @@ class AttemptRow(TypedDict):
     event_type: str
     rule_id: int
     url: str
-    status: Literal["success", "failure", "held", "superseded"]
+    status: Literal["success", "failure", "held", "superseded", "regressed"]
     reason: str
     http_status: int
     error: str

@@ -24,6 +24,7 @@ from pydantic import (
 
 from disparo.errors import InvalidMessage
 from disparo.filters import FilterSpec
+from disparo.lifecycle import StatusGuard
 from disparo.limits import MAX_ATTEMPT, filters_problem
 
 # The namespace of dispatch and attempt ids (uuid5); public so SQL can compute them too.
@@ -31,8 +32,9 @@ ID_NAMESPACE = uuid.UUID("5b0b7c4e-5d52-4c1e-9a53-6f0d1d6a0c11")
 _NAMESPACE = ID_NAMESPACE
 SECRET_PREFIX = "whsec_"
 # `held`: a paused rule's dispatch, kept to be released; `superseded`: ended unsent because
-# a newer event of its order was delivered for the rule (neither is a failure).
-Status = Literal["success", "failure", "held", "superseded"]
+# a newer event of its order was delivered for the rule; `regressed`: ended unsent because
+# the customer already holds a later status of the order (none of the three is a failure).
+Status = Literal["success", "failure", "held", "superseded", "regressed"]
 Ordering = Literal["none", "per_order"]
 M = TypeVar("M", bound=BaseModel)
 
@@ -123,6 +125,11 @@ class RuleFields(BaseModel):
     # Order-aware delivery (design: "Order-aware rules").
     ordering: Ordering = "none"
     supersede: bool = False
+    status_guard: StatusGuard = Field(
+        "off",
+        description="forward_only: never send an order status older than one the customer "
+        "already got (ranked by the account's lifecycle)",
+    )
     paused: bool = False
     paused_reason: str | None = Field(None, max_length=500)
     release_rate: float = Field(50.0, gt=0, le=10_000, description="held dispatches a second")
@@ -206,6 +213,7 @@ class DeliveryTarget(BaseModel):
     refused: str | None = None  # why the job ends without an attempt (`target_changed`)
     ordering: Ordering = "none"
     supersede: bool = False
+    status_guard: StatusGuard = "off"
     paused: bool = False  # its dispatches are held, not sent
     version: int = 1
     max_per_second: float | None = None  # the rule's rate across all workers
@@ -225,6 +233,7 @@ class DeliveryTarget(BaseModel):
             max_attempts=rule.max_attempts,
             ordering=rule.ordering,
             supersede=rule.supersede,
+            status_guard=rule.status_guard,
             paused=rule.paused,
             version=rule.version,
             max_per_second=rule.max_per_second,

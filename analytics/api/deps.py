@@ -50,7 +50,11 @@ KeyQ = Annotated[
     ),
 ]
 ReasonQ = Annotated[
-    str | None, Query(max_length=64, description="failure reason, e.g. timeout or http_5xx")
+    str | None,
+    Query(
+        max_length=256,
+        description="the reason, e.g. timeout or http_5xx (a regressed one: after <status>)",
+    ),
 ]
 RuleQ = Annotated[
     int | None, Query(ge=0, le=2**63 - 1, description="event rule id (0: account notifications)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query
 from fastapi.responses import StreamingResponse
@@ -112,6 +112,16 @@ def dispatch_summary(
     return views.summary(svc.store, f)
 
 
+DimensionQ = Annotated[
+    str,
+    Query(
+        pattern=r"^payload(\.[^.]{1,100}){1,10}$",
+        max_length=300,
+        description="with by=regressions: the payload path to count by, e.g. payload.carrier",
+    ),
+]
+
+
 @router.get("/api/v1/dispatches/breakdown")
 def failure_breakdown(
     key: Reader,
@@ -121,9 +131,14 @@ def failure_breakdown(
     order_id: OrderQ = None,
     account_id: AccountQ = None,
     search: KeyQ = None,
+    by: Literal["failures", "regressions"] = "failures",
+    dimension: DimensionQ = "payload.carrier",
 ) -> dict[str, Any]:
-    """The period's failed attempts by reason and by rule, largest first."""
+    """The period's failed attempts by reason and by rule; or (by=regressions) its regressed
+    dispatches by a payload path's value, by rule and by the status the customer held."""
     f = history_filter(key, svc, start, end, "all", order_id, None, None, account_id, search)
+    if by == "regressions":
+        return views.regressions(svc.store, f, dimension)
     return views.breakdown(svc.store, f)
 
 

@@ -300,7 +300,9 @@ def undelivered(
     tried = (
         "SELECT dispatch_id, countIf(status IN ('success', 'failure')) AS attempts, "
         "countIf(status = 'success') AS ok, countIf(status = 'failure' AND final) AS failed, "
-        "countIf(status = 'held') AS held, countIf(status = 'superseded') AS superseded "
+        "countIf(status = 'held') AS held, "
+        # A newer event delivered, or a later status the customer holds: nothing is owed.
+        "countIf(status IN ('superseded', 'regressed')) AS superseded "
         f"FROM {database}.{schema.TABLE} WHERE dispatched_at >= {{tried_from:{TS_TYPE}}} "
         f"AND {rules_accounts(rules, account_id)} "
         f"AND rule_id IN ({', '.join(str(s.rule_id) for s in rules)}) GROUP BY dispatch_id"

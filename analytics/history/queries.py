@@ -13,8 +13,8 @@ from typing import Any, Literal
 from analytics.errors import BadQuery
 from analytics.history import schema
 
-StatusFilter = Literal["all", "success", "failure", "held", "superseded"]
-# Rows of attempts really made: held and superseded dispatches were never sent.
+StatusFilter = Literal["all", "success", "failure", "held", "superseded", "regressed"]
+# Rows of attempts really made: held, superseded and regressed dispatches were never sent.
 SENT = "status IN ('success', 'failure')"
 MAX_LIMIT = 500
 TS_TYPE = "DateTime64(3, 'UTC')"  # the type of every time parameter
@@ -232,6 +232,28 @@ def failure_breakdown(
     """Failed attempts per reason and rule in a period (rows `reason_`, `rule_id_`, `n`)."""
     wanted = {"status": "failure", "order_id": order_id, **filters}
     return counts(database, period, ("reason", "rule_id"), wanted)
+
+
+def regression_breakdown(
+    database: str,
+    period: Period,
+    dimension: tuple[str, ...],
+    order_id: Orders = None,
+    **filters: Any,
+) -> tuple[str, dict[str, Any]]:
+    """Regressed dispatches per value of a payload path, rule and reason (`after <status>`):
+    rows `value_` (the value's JSON text, empty when absent), `rule_id_`, `reason_`, `n`."""
+    clauses, params = _where(period, "regressed", order_id, **filters)
+    names = [f"d{i}" for i in range(len(dimension))]
+    params.update(zip(names, dimension, strict=True))
+    path = ", ".join(f"{{{n}:String}}" for n in names)
+    sql = (
+        f"SELECT JSONExtractRaw(event_json, {path}) AS value_, rule_id AS rule_id_, "
+        f"reason AS reason_, count() AS n FROM {database}.{schema.TABLE} "
+        f"WHERE {' AND '.join(clauses)} GROUP BY value_, rule_id_, reason_ "
+        "ORDER BY n DESC LIMIT 10000"
+    )
+    return sql, params
 
 
 def attempts_of(database: str, dispatch_id: str) -> tuple[str, dict[str, Any]]:

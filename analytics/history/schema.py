@@ -24,9 +24,15 @@ class Column:
     shown: bool = False
 
 
-# `held` and `superseded` came with order-aware rules (neither is a failure).
-STATUS_TYPE = "Enum8('success' = 1, 'failure' = 2, 'held' = 3, 'superseded' = 4)"
+# `held` and `superseded` came with order-aware rules, `regressed` with the status guard
+# (none of them is a failure).
+STATUS_TYPE = "Enum8('success' = 1, 'failure' = 2, 'held' = 3, 'superseded' = 4, 'regressed' = 5)"
 STATUS_COLUMN_OLD = "Enum8('success' = 1, 'failure' = 2)"
+# Every earlier status type, oldest first: each is widened to STATUS_TYPE.
+STATUS_TYPES_OLD = (
+    STATUS_COLUMN_OLD,
+    "Enum8('success' = 1, 'failure' = 2, 'held' = 3, 'superseded' = 4)",
+)
 
 
 # The attempt record, defined once: the table (single-node and cluster DDL), the sink's rows,
@@ -247,12 +253,12 @@ def version_problem(version: str) -> str | None:
 
 
 def status_migration(current_type: str, database: str = DATABASE) -> list[str]:
-    """Statements that widen a table's two-value status to STATUS_TYPE (none when done).
+    """Statements that widen a table's earlier status type to STATUS_TYPE (none when done).
 
     ClickHouse refuses to alter a column its projections use: they are dropped, the enum
     widened (metadata only) and the projections rebuilt for every part.
     """
-    if current_type != STATUS_COLUMN_OLD:
+    if current_type not in STATUS_TYPES_OLD:
         return []
     table = f"{database}.{TABLE}"
     names = [p.split()[1] for p in ATTEMPT_INDEXES]

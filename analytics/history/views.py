@@ -101,7 +101,7 @@ def summary(store: Store, f: HistoryFilter) -> dict[str, Any]:
         account_id=f.account_id,
     )
     by_status = {r["status_"]: int(r["n"]) for r in store.select(sql, params)}
-    # Held and superseded dispatches were never sent: not in the total, not failures.
+    # Held, superseded and regressed dispatches were never sent: not in the total, not failures.
     total = by_status.get("success", 0) + by_status.get("failure", 0)
     failed = by_status.get("failure", 0)
     return {
@@ -110,6 +110,7 @@ def summary(store: Store, f: HistoryFilter) -> dict[str, Any]:
         "failure_rate": queries.failure_rate(total, failed),
         "held": by_status.get("held", 0),
         "superseded": by_status.get("superseded", 0),
+        "regressed": by_status.get("regressed", 0),
     }
 
 
@@ -128,6 +129,41 @@ def breakdown(store: Store, f: HistoryFilter) -> dict[str, Any]:
         "by_reason": [{"reason": k, "count": n} for k, n in by_reason.most_common()],
         "by_rule": [{"rule_id": k, "count": n} for k, n in by_rule.most_common(50)],
     }
+
+
+def regressions(store: Store, f: HistoryFilter, dimension: str) -> dict[str, Any]:
+    """The period's regressed dispatches by a payload path's value, by rule and by the status
+    the customer held, largest first."""
+    path = tuple(dimension.split("."))  # payload.a.b: keys of the stored event JSON
+    sql, params = queries.regression_breakdown(
+        store.database, f.period, path, f.order_id, account_id=f.account_id, rule_id=f.rule_id
+    )
+    by_value: Counter[str | None] = Counter()
+    by_rule: Counter[int] = Counter()
+    by_after: Counter[str] = Counter()
+    for row in store.select(sql, params):
+        n = int(row["n"])
+        by_value[_json_text(str(row["value_"]))] += n
+        by_rule[int(row["rule_id_"])] += n
+        by_after[str(row["reason_"]).removeprefix("after ")] += n
+    return {
+        "regressed": sum(by_rule.values()),
+        "dimension": dimension,
+        "by_value": [{"value": k, "count": n} for k, n in by_value.most_common(50)],
+        "by_rule": [{"rule_id": k, "count": n} for k, n in by_rule.most_common(50)],
+        "by_after": [{"status": k, "count": n} for k, n in by_after.most_common(50)],
+    }
+
+
+def _json_text(raw: str) -> str | None:
+    """A payload value as the page shows it: strings unquoted, others as JSON; None if absent."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 def attempts_of(store: Store, dispatch_id: str) -> list[dict[str, Any]]:

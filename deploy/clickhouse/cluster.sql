@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS disparo.attempts_local ON CLUSTER 'disparo' (
     event_type LowCardinality(String),
     rule_id UInt64,
     url String,
-    status Enum8('success' = 1, 'failure' = 2, 'held' = 3, 'superseded' = 4),
+    status Enum8('success' = 1, 'failure' = 2, 'held' = 3, 'superseded' = 4, 'regressed' = 5),
     reason LowCardinality(String),
     http_status UInt16 COMMENT '0 when no HTTP answer came',
     error String,

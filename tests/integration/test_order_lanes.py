@@ -160,7 +160,7 @@ def test_supersede_ends_an_older_retried_event_once_a_newer_one_is_delivered(
         f"{stack.api}/api/v1/dispatches/summary", params={"order_id": "S"}
     ).json()
     assert summary == {
-        "total": 2, "failed": 1, "failure_rate": 0.5, "held": 0, "superseded": 1,
+        "total": 2, "failed": 1, "failure_rate": 0.5, "held": 0, "superseded": 1, "regressed": 0,
     }  # fmt: skip
     listed = stack.dispatches(status="superseded", order_id="S")
     assert [r["dispatch_id"] for r in listed] == [x_ids[0]]

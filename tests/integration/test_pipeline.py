@@ -51,7 +51,9 @@ def test_published_event_reaches_receiver_signed_and_its_attempt_is_served_by_th
     counts = stack.http.get(
         f"{stack.api}/api/v1/dispatches/summary", params={"order_id": "ORD-E2E-1"}, timeout=10
     ).json()
-    assert counts == {"total": 1, "failed": 0, "failure_rate": 0.0, "held": 0, "superseded": 0}
+    assert counts == {
+        "total": 1, "failed": 0, "failure_rate": 0.0, "held": 0, "superseded": 0, "regressed": 0,
+    }  # fmt: skip
     detail = stack.http.get(
         f"{stack.api}/api/v1/dispatches/{row['dispatch_id']}", timeout=10
     ).json()
@@ -87,6 +89,7 @@ def test_failing_endpoint_is_recorded_as_failure_and_counted_in_the_failure_rate
         "failure_rate": 0.3333,
         "held": 0,
         "superseded": 0,
+        "regressed": 0,
     }
     [failed] = stack.dispatches(status="failure")
     assert (failed["order_id"], failed["http_status"], failed["error"]) == (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from consumers.lane_keeper import LaneKeeper, Lanes
 from consumers.lanes import Lane, Pointer, Verdict
-from disparo.schemas import DeliveryTarget, DispatchJob
-from tests.factories import event, rule
+from disparo.lifecycle import Lifecycle
+from disparo.schemas import DeliveryTarget, DispatchJob, now_utc
+from tests.factories import attempt, event, rule
 
 ORDERED = Lanes(ordered=True, supersede=False)
 LATEST = Lanes(ordered=False, supersede=True)
@@ -95,3 +96,41 @@ def test_a_lost_partition_forgets_its_lanes_and_a_gained_one_restarts_released_h
     assert keeper.partitions == set()
     released = ordered_job("X")
     assert keeper.admit(released, ORDERED, 2, None) is Verdict.SKIP  # not ours any more
+
+
+def guarded_job(order_id: str, status: str) -> DispatchJob:
+    matched = rule(status_guard="forward_only")
+    first = DispatchJob.first(event(order_id=order_id, order_status=status), matched)
+    return first.with_target(DeliveryTarget.of(matched))
+
+
+def test_a_guarded_lane_remembers_the_status_delivered_and_keeps_it_for_guard_keep_s() -> None:
+    lifecycle = Lifecycle(statuses=("dispatched", "in_transit", "delivered"))
+    guarded = Lanes(ordered=False, supersede=False, guard=lifecycle)
+    keeper = LaneKeeper(keep_s=60, guard_keep_s=600)
+    keeper.gain([0], {})
+    delivered = guarded_job("G", "delivered")
+    assert keeper.admit(delivered, guarded, 0, at(1, delivered.dispatch_id)) is Verdict.DELIVER
+    ok = attempt("G", now_utc(), "success", final=True)
+    assert keeper.settled(delivered, guarded, ok, 0, now=1.0) is None
+    late = guarded_job("G", "in_transit")
+    assert keeper.customer_status(late) == "delivered"
+    [(partition, key, value)] = keeper.snapshot(now=2.0)  # written: it survives a crash
+    assert value is not None
+    assert Lane.decode(value).customer_status == "delivered"
+    assert keeper.snapshot(now=100.0) == []  # past keep_s, still remembered
+    assert keeper.customer_status(late) == "delivered"
+    assert keeper.snapshot(now=700.0) == [(partition, key, None)]  # then a tombstone
+    assert keeper.customer_status(late) is None
+
+
+def test_a_failed_dispatch_leaves_what_the_customer_holds_unchanged() -> None:
+    lifecycle = Lifecycle(statuses=("dispatched", "delivered"))
+    guarded = Lanes(ordered=False, supersede=False, guard=lifecycle)
+    keeper = LaneKeeper(keep_s=60)
+    keeper.gain([0], {})
+    failed = guarded_job("F", "delivered")
+    keeper.admit(failed, guarded, 0, at(1, failed.dispatch_id))
+    keeper.settled(failed, guarded, attempt("F", now_utc(), "failure", final=True), 0, now=1.0)
+    assert keeper.customer_status(failed) is None
+    assert keeper.snapshot(now=2.0) == []

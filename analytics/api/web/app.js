@@ -194,7 +194,7 @@ function route() {
 
 // ---- the webhook history -----------------------------------------------------------------
 // Each is a status filter of the list, but the last: it lists orders (see coverage.js).
-const TABS = ["failure", "all", "held", "superseded", "undelivered"];
+const TABS = ["failure", "all", "held", "superseded", "regressed", "undelivered"];
 
 function refresh() {
   state.cursors = [null];
@@ -212,6 +212,7 @@ function refresh() {
   startLive(); // stops where live rows cannot belong (see live.js)
   if (state.tab === "undelivered") return;
   loadBreakdown(period);
+  loadRegressions(period); // regressions.js: the Regressions tab's breakdown and lifecycle
   loadPage();
 }
 
@@ -223,6 +224,7 @@ function renderControls() {
   $("#order").value = state.order;
   $$(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === state.tab));
   $("#breakdown").hidden = state.tab !== "failure";
+  $("#regressions").hidden = state.tab !== "regressed";
   const coverage = state.tab === "undelivered";
   $("#coverage").hidden = !coverage;
   $("#history").hidden = $("#pager").hidden = coverage;
@@ -262,7 +264,7 @@ async function loadCounts(period) {
     showSummary(s);
   } catch (error) {
     if (token !== state.countsToken) return;
-    for (const name of ["failed", "total", "held", "superseded"]) $(`[data-testid=${name}-count]`).textContent = "–";
+    for (const name of ["failed", "total", "held", "superseded", "regressed"]) $(`[data-testid=${name}-count]`).textContent = "–";
   }
 }
 
@@ -272,6 +274,7 @@ function showSummary(s) {
   $("[data-testid=total-count]").textContent = num(s.total);
   $("[data-testid=held-count]").textContent = num(s.held);
   $("[data-testid=superseded-count]").textContent = num(s.superseded);
+  $("[data-testid=regressed-count]").textContent = num(s.regressed);
 }
 
 async function loadBreakdown(period) {
@@ -323,7 +326,7 @@ function showSearched(searched) {
 }
 
 function renderRows(items) {
-  const empties = { all: "emptyAll", failure: "emptyFailed", held: "emptyHeld", superseded: "emptySuperseded" };
+  const empties = { all: "emptyAll", failure: "emptyFailed", held: "emptyHeld", superseded: "emptySuperseded", regressed: "emptyRegressed" };
   const empty = state.order ? tr("emptyOrder", { order: state.order }) : tr(empties[state.tab]);
   if (items.length) hideState("#list-state"); else showState("#list-state", empty, "empty");
   $("#rows").replaceChildren(...items.map(rowOf));
@@ -573,7 +576,7 @@ function ruleRow(rule) {
 const editable = (rule) => ({
   name: rule.name, event_types: rule.event_types, filters: rule.filters, url: rule.url,
   headers: rule.headers, active: rule.active, timeout_s: rule.timeout_s, max_attempts: rule.max_attempts,
-  ordering: rule.ordering, supersede: rule.supersede, paused: rule.paused,
+  ordering: rule.ordering, supersede: rule.supersede, status_guard: rule.status_guard, paused: rule.paused,
   paused_reason: rule.paused_reason, release_rate: rule.release_rate, version: rule.version,
   max_per_second: rule.max_per_second,
 });
@@ -630,6 +633,7 @@ function openRule(id) {
   f.active.checked = rule ? rule.active : true;
   f.ordering.value = rule ? rule.ordering : "none";
   f.supersede.checked = rule ? rule.supersede : false;
+  f.status_guard.value = rule ? rule.status_guard : "off";
   f.paused.checked = rule ? rule.paused : false;
   f.paused_reason.value = rule && rule.paused_reason ? rule.paused_reason : "";
   f.release_rate.value = rule ? rule.release_rate : 50;
@@ -661,7 +665,8 @@ function ruleBody(form) {
     name: f.name.value.trim(), event_types: f.event_types.value.split(",").map((s) => s.trim()).filter(Boolean),
     filters, url: f.url.value.trim(), headers, active: f.active.checked,
     timeout_s: Number(f.timeout_s.value), max_attempts: Number(f.max_attempts.value),
-    ordering: f.ordering.value, supersede: f.supersede.checked, paused: f.paused.checked,
+    ordering: f.ordering.value, supersede: f.supersede.checked, status_guard: f.status_guard.value,
+    paused: f.paused.checked,
     paused_reason: f.paused.checked && f.paused_reason.value.trim() ? f.paused_reason.value.trim() : null,
     release_rate: Number(f.release_rate.value),
     max_per_second: f.max_per_second.value.trim() ? Number(f.max_per_second.value) : null,

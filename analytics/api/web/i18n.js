@@ -348,6 +348,8 @@ function t(lang, key, vars) {
 }
 
 function reasonText(lang, reason) {
+  // A regressed dispatch's reason names the status the customer had: `after <status>`.
+  if (reason && reason.startsWith("after ")) return t(lang, "reasonAfter", { status: reason.slice(6) });
   return (REASONS[lang] && REASONS[lang][reason]) || reason;
 }
 
@@ -373,4 +375,34 @@ Object.assign(MESSAGES["pt-BR"], {
   attemptNo: "#", response: "Resposta",
   outcome_dispatched: "disparado", outcome_not_matched: "não corresponde", outcome_held: "retido",
   outcome_superseded: "substituído", outcome_regressed: "status mais antigo", outcome_inactive: "inativa",
+});
+
+// The status guard: the Regressions tab, the account's lifecycle, the rule's setting.
+Object.assign(MESSAGES.en, {
+  regressed: "older status", regressedTab: "Regressions",
+  emptyRegressed: "No older order statuses were kept from customers in this period.",
+  regressedBy: "Older statuses not sent, by", regressedAfter: "The customer already had",
+  noValue: "(none)", reasonAfter: "After {status}",
+  lifecycle: "Order lifecycle", lifecycleStatuses: "Statuses, lowest first (one per line)",
+  lifecycleBack: "Allowed steps back (from > to, one per line)",
+  lifecyclePickAccount: "Choose an account to see its order lifecycle.",
+  lifecycleNone: "No lifecycle: status-guarded rules send every status.",
+  lifecycleStepsBack: "allowed steps back: {steps}", lifecycleBadStep: "\"{line}\": write it as from > to",
+  lifecycleSaved: "Lifecycle saved.",
+  statusGuard: "Order statuses", statusGuardOff: "Send every status",
+  statusGuardForward: "Never send a status older than one delivered",
+});
+Object.assign(MESSAGES["pt-BR"], {
+  regressed: "status mais antigo", regressedTab: "Regressões",
+  emptyRegressed: "Nenhum status mais antigo foi retido dos clientes neste período.",
+  regressedBy: "Status antigos não enviados, por", regressedAfter: "O cliente já tinha",
+  noValue: "(nenhum)", reasonAfter: "Depois de {status}",
+  lifecycle: "Ciclo de vida do pedido", lifecycleStatuses: "Status, do menor ao maior (um por linha)",
+  lifecycleBack: "Voltas permitidas (de > para, uma por linha)",
+  lifecyclePickAccount: "Escolha uma conta para ver o ciclo de vida dos pedidos.",
+  lifecycleNone: "Sem ciclo de vida: regras com proteção de status enviam todos os status.",
+  lifecycleStepsBack: "voltas permitidas: {steps}", lifecycleBadStep: "\"{line}\": escreva como de > para",
+  lifecycleSaved: "Ciclo de vida salvo.",
+  statusGuard: "Status do pedido", statusGuardOff: "Enviar todos os status",
+  statusGuardForward: "Nunca enviar um status mais antigo que um já entregue",
 });

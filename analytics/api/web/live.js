@@ -104,6 +104,7 @@ function countLiveRow(item) {
   if (item.status === "failure") s.failed += 1;
   if (item.status === "held") s.held += 1;
   if (item.status === "superseded") s.superseded += 1;
+  if (item.status === "regressed") s.regressed += 1;
   s.failure_rate = s.total ? s.failed / s.total : 0;
   showSummary(s);
 }
