@@ -783,6 +783,85 @@ def test_a_portal_link_is_framed_by_its_accounts_origins_only_and_ends(
     framed.context.close()
 
 
+def test_the_regressions_tab_counts_late_scans_by_carrier_and_edits_the_lifecycle(
+    browser: Browser, screen: Stack, receiver: Receiver
+) -> None:
+    lifecycle = {"statuses": ["dispatched", "in_transit", "delivered"], "allowed_back": []}
+    made = screen.http.post(
+        f"{screen.api}/api/v1/accounts",
+        json={"id": "scr-guard", "name": "Guard", "lifecycle": lifecycle},
+    )
+    assert made.status_code == 201, made.text
+    rule = screen.active_rule(
+        name="guarded", event_types=["*"], url=f"{receiver.url}/ok", account_id="scr-guard",
+        status_guard="forward_only",
+    )  # fmt: skip
+    for status, carrier in (("delivered", "acme"), ("in_transit", "late-co")):
+        screen.publisher.publish(
+            order_event("SCR-G1", "tracking.updated", account_id="scr-guard",
+                        order_status=status, payload={"carrier": carrier})
+        )  # fmt: skip
+        screen.rows_eventually(1, rule_id=rule["id"], order_id="SCR-G1", status=(
+            "success" if status == "delivered" else "regressed"
+        ))  # fmt: skip
+    key = add_key(screen.settings, "scr-guard-admin", "admin", "scr-guard")
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        page.goto(f"{screen.api}/")
+        sign_in(page, key)
+        page.get_by_test_id("tab-regressed").click()
+        expect(page.get_by_test_id("regressed-count")).to_have_text("1")
+        expect(page.locator("#rows tr")).to_have_count(1)
+        assert rows(page)[0]["status"] == "regressed"
+        expect(page.get_by_test_id("by-value")).to_have_text("late-co1")
+        expect(page.get_by_test_id("by-after")).to_have_text("delivered1")
+        expect(page.get_by_test_id("lifecycle-shown")).to_have_text(
+            "dispatched → in_transit → delivered"
+        )
+        page.locator("#rows tr td").nth(4).click()
+        expect(page.get_by_test_id("detail")).to_contain_text("After delivered")
+        page.locator("[data-close=detail]").click()
+
+        page.get_by_test_id("lifecycle-edit").click()
+        page.get_by_test_id("lifecycle-back").fill("delivered - in_transit")
+        page.get_by_test_id("lifecycle-save").click()
+        expect(page.get_by_test_id("lifecycle-error")).to_contain_text("write it as from > to")
+        page.get_by_test_id("lifecycle-statuses").fill("created\ndispatched\nin_transit\ndelivered")
+        page.get_by_test_id("lifecycle-back").fill("in_transit > delivered")
+        page.get_by_test_id("lifecycle-save").click()
+        expect(page.get_by_test_id("lifecycle-error")).to_contain_text("is not a step back")
+        page.get_by_test_id("lifecycle-back").fill("delivered > in_transit")
+        page.get_by_test_id("lifecycle-save").click()
+        expect(page.get_by_test_id("toast")).to_have_text("Lifecycle saved.")
+        expect(page.get_by_test_id("lifecycle-shown")).to_have_text(
+            "created → dispatched → in_transit → delivered"
+            " · allowed steps back: delivered → in_transit"
+        )
+        saved = screen.http.get(f"{screen.api}/api/v1/accounts/scr-guard").json()["lifecycle"]
+        assert saved == {
+            "statuses": ["created", "dispatched", "in_transit", "delivered"],
+            "allowed_back": [["delivered", "in_transit"]],
+        }
+        page.screenshot(path=ARTIFACTS / "regressions.png", full_page=True)
+
+        page.get_by_test_id("lang").select_option("pt-BR")
+        expect(page.get_by_test_id("tab-regressed")).to_contain_text("Regressões")
+        expect(page.get_by_test_id("regressions")).to_contain_text("O cliente já tinha")
+        page.get_by_test_id("nav-rules").click()
+        page.locator(f"#rule-rows tr[data-rule-id='{rule['id']}']").get_by_test_id(
+            "rule-edit"
+        ).click()
+        guard = page.get_by_test_id("rule-modal").get_by_test_id("rule-status-guard")
+        expect(guard).to_have_value("forward_only")
+        expect(guard.locator("option:checked")).to_have_text(
+            "Nunca enviar um status mais antigo que um já entregue"
+        )
+    finally:
+        context.close()
+
+
 def test_the_live_history_reconnects_after_an_api_restart_without_repeating_rows(
     page: Page, screen: Stack
 ) -> None:
