@@ -8,7 +8,7 @@ stack starts and after it stops; the ratio takes their mean). Then a
 latency phase paced at half the measured end-to-end rate, and the CPU seconds each process
 (broker, dispatcher, workers, analytics, nginx, this publisher) spent per 1,000 deliveries.
 Usage: python -m bench.e2e [--events 20000] [--warmup 5000] [--workers 1]
-       [--ordering per_order [--orders 2000]] [--shape]
+       [--ordering per_order [--orders 2000]] [--status-guard] [--shape]
 """
 
 from __future__ import annotations
@@ -109,6 +109,12 @@ def main() -> None:
         help="order ids the events spread over (default: one per event; 2000 with per_order)",
     )
     p.add_argument(
+        "--status-guard",
+        action="store_true",
+        help="the rule guards order statuses (forward_only, the account ranks 4 statuses): "
+        "every delivery then updates its order's lane",
+    )
+    p.add_argument(
         "--shape",
         action="store_true",
         help="also print how many POSTs nginx received in each half second of the run",
@@ -127,8 +133,15 @@ def main() -> None:
         home = Path(tmp)
         with broker(home) as bootstrap, services(bootstrap, home, args.workers) as svc:
             say(f"bootstrap {bootstrap}")
+            guard = "forward_only" if args.status_guard else "off"
+            if args.status_guard:
+                _set_lifecycle(svc)
             created = svc.active_rule(
-                name="bench", event_types=["*"], url=f"{receiver.url}/hook", ordering=args.ordering
+                name="bench",
+                event_types=["*"],
+                url=f"{receiver.url}/hook",
+                ordering=args.ordering,
+                status_guard=guard,
             )
             publisher = Publisher(
                 KernelSettings(kafka_bootstrap=bootstrap, topic_prefix="bench.", home=home)
@@ -182,6 +195,7 @@ def main() -> None:
     )
     print(
         f"events={n} warmup={args.warmup} orders={orders or n} ordering={args.ordering} "
+        f"status_guard={'forward_only' if args.status_guard else 'off'} "
         f"workers={args.workers} "
         f"delivered_rows={total} "
         f"posts_seen_by_nginx={len(latencies)} "
@@ -252,6 +266,16 @@ def _publish_paced(
             sent_at[dispatch_id_for(uuid.UUID(str(e["event_id"])), rule_id)] = now
         publisher.publish_many(chunk)
     return sent_at
+
+
+def _set_lifecycle(svc: Services) -> None:
+    """Rank the bench events' statuses for the default account (its rules' guard reads it)."""
+    lifecycle = {"statuses": ["created", "dispatched", "in_transit", "delivered"]}
+    answer = svc.client().put(
+        f"{svc.api}/api/v1/accounts/default", json={"name": "default", "lifecycle": lifecycle}
+    )
+    if answer.status_code != 200:
+        raise SystemExit(f"the lifecycle was refused: {answer.text}")
 
 
 def _cpus() -> int:
