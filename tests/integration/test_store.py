@@ -168,18 +168,19 @@ def test_search_values_with_escapes_and_unicode_match_exactly(store: Store, orde
     assert [r["order_id"] for r in found] == [order_id]
 
 
-def test_a_table_from_before_held_and_superseded_is_widened_with_its_rows_and_projections(
-    store: Store,
+@pytest.mark.parametrize("old_type", schema.STATUS_TYPES_OLD)
+def test_a_table_from_before_the_newer_statuses_is_widened_with_its_rows_and_projections(
+    store: Store, old_type: str
 ) -> None:
     old = f"{store.database}_old_status"
     table, current = f"{old}.{schema.TABLE}", f"{store.database}.{schema.TABLE}"
     store.command(f"CREATE DATABASE IF NOT EXISTS {old}")
     try:
-        body = schema.attempt_table_body().replace(schema.STATUS_TYPE, schema.STATUS_COLUMN_OLD)
+        body = schema.attempt_table_body().replace(schema.STATUS_TYPE, old_type)
         store.command(f"CREATE TABLE {table} {body} ENGINE = MergeTree {schema.ATTEMPT_LAYOUT}")
         store.insert(schema.TABLE, rows([outcome("OLD", NOW, "failure") for _ in (1, 2)]), "o1")
         store.command(f"INSERT INTO {table} SELECT * FROM {current}")
-        for statement in schema.status_migration(schema.STATUS_COLUMN_OLD, old):
+        for statement in schema.status_migration(old_type, old):
             store.command(statement)
         [kind] = store.select(
             "SELECT type FROM system.columns WHERE database = {db:String} "
@@ -189,11 +190,11 @@ def test_a_table_from_before_held_and_superseded_is_widened_with_its_rows_and_pr
         assert kind["type"] == schema.STATUS_TYPE
         assert schema.status_migration(kind["type"], old) == []  # done once
         store.command(f"TRUNCATE TABLE {current}")
-        store.insert(schema.TABLE, rows([outcome("OLD", NOW, "held")]), "o2")
+        store.insert(schema.TABLE, rows([outcome("OLD", NOW, "regressed")]), "o2")
         store.command(f"INSERT INTO {table} SELECT * FROM {current}")
         period = queries.Period(NOW - timedelta(days=1), NOW + timedelta(minutes=1))
         counts = store.select(*queries.summary(old, period))
-        assert {r["status_"]: int(r["n"]) for r in counts} == {"failure": 2, "held": 1}
+        assert {r["status_"]: int(r["n"]) for r in counts} == {"failure": 2, "regressed": 1}
         [created] = store.select(
             "SELECT create_table_query AS q FROM system.tables "
             f"WHERE database = '{old}' AND name = '{schema.TABLE}'"

@@ -24,6 +24,8 @@ def test_attempts_win_over_the_rule_as_it_is_now() -> None:
     assert (held["outcome"], held["why"]) == ("held", "rule 7 is paused")
     newer = verdict(gone, e, PUBLISHED, [_attempt("superseded", "a newer event replaced it")])
     assert newer["outcome"] == "superseded"
+    older = verdict(gone, e, PUBLISHED, [_attempt("regressed", "'in_transit' is older")])
+    assert (older["outcome"], older["why"]) == ("regressed", "'in_transit' is older")
     released = verdict(gone, e, PUBLISHED, [_attempt("held"), _attempt("success")])
     assert released["outcome"] == "dispatched"
 
