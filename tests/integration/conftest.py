@@ -20,6 +20,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from analytics.control.keys import publish_key
 from analytics.history.store import ChdbStore, ServerStore, Store, ensure_schema
+from consumers.lanes import Lane
 from deploy.local.broker import free_port, temporary_broker
 from deploy.local.processes import ProcessTable
 from disparo.access import Role, new_key
@@ -125,6 +126,25 @@ def every_record(bootstrap: str, topic: str) -> list[Any]:
         return records
     finally:
         consumer.close()
+
+
+def stored_lane(stack: Stack, key: bytes) -> Lane | None:
+    """One order lane as the order-lanes topic holds it now (None: never written, or gone)."""
+    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
+    try:
+        topic = stack.topics.order_lanes
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        latest: dict[bytes, bytes | None] = {}
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for records in consumer.poll(timeout_ms=500).values():
+                latest.update((r.key, r.value) for r in records)
+    finally:
+        consumer.close()
+    value = latest.get(key)
+    return None if value is None else Lane.decode(value)
 
 
 def thread_stacks_of(url: str, key: str) -> str:

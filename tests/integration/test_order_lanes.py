@@ -8,12 +8,10 @@ import uuid
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
-from consumers.lanes import Lane
 from deploy.local.broker import free_port
 from disparo.schemas import dispatch_id_for
-from tests.integration.conftest import DISPARO, Stack, eventually, order_event
+from tests.integration.conftest import DISPARO, Stack, eventually, order_event, stored_lane
 from tests.integration.receiver import Received, Receiver
 
 pytestmark = pytest.mark.integration
@@ -34,21 +32,8 @@ def requests_of(receiver: Receiver, ids: list[str]) -> list[Received]:
 
 def waiting_in_lane(stack: Stack, key: bytes) -> list[str]:
     """The dispatch ids waiting in a lane as the order-lanes topic holds it now."""
-    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
-    try:
-        topic = stack.topics.order_lanes
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        latest: dict[bytes, bytes | None] = {}
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for records in consumer.poll(timeout_ms=500).values():
-                latest.update((r.key, r.value) for r in records)
-    finally:
-        consumer.close()
-    value = latest.get(key)
-    return [] if value is None else [p.dispatch_id for p in Lane.decode(value).waiting]
+    lane = stored_lane(stack, key)
+    return [] if lane is None else [p.dispatch_id for p in lane.waiting]
 
 
 def test_per_order_waits_for_a_retried_event_and_lets_other_orders_pass(

@@ -10,12 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from standardwebhooks.webhooks import Webhook
 
-from consumers.lanes import Lane
 from disparo.schemas import dispatch_id_for, generate_secret
-from tests.integration.conftest import DISPARO, Stack, eventually, order_event
+from tests.integration.conftest import DISPARO, Stack, eventually, order_event, stored_lane
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -163,21 +161,8 @@ def test_a_regression_behind_a_retried_newer_status_ends_regressed_with_per_orde
 
 def customer_status(stack: Stack, key: bytes) -> str | None:
     """The status a lane holds for its customer, as the order-lanes topic holds it now."""
-    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
-    try:
-        topic = stack.topics.order_lanes
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        latest: dict[bytes, bytes | None] = {}
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for records in consumer.poll(timeout_ms=500).values():
-                latest.update((r.key, r.value) for r in records)
-    finally:
-        consumer.close()
-    value = latest.get(key)
-    return None if value is None else Lane.decode(value).customer_status
+    lane = stored_lane(stack, key)
+    return None if lane is None else lane.customer_status
 
 
 def test_a_worker_killed_after_the_newer_status_was_delivered_still_regresses_the_older_one(
