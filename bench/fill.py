@@ -96,9 +96,9 @@ def fill_events_day(database: str, day: date, mix: Mix) -> str:
         "occurred_at": "at",
         "account_id": p["account"],
         "fields": fields,
-        # The order number and the account's search key (every bench account names this
-        # one): the view `search_keys_feed` files both under their values as events go in.
-        "search_values": f"map('order_id', {p['order']}, 'payload.tracking_code', {p['tracking']})",
+        # The account's search key (every bench account names this one): the view
+        # `search_keys_feed` files it under its value as the events go in.
+        "search_values": f"map('payload.tracking_code', {p['tracking']})",
         "event_json": _event_json(p, with_account=True),
         "kafka_partition": "number % 6",
         "kafka_offset": f"{day.toordinal()} * {mix.per_day} + number",

@@ -22,10 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from analytics.history import event_queries, queries, schema, views
+from analytics.history import event_queries, queries, schema
 from analytics.history.event_queries import RuleScope
 from analytics.history.store import ChdbStore, ensure_schema
-from analytics.history.views import HistoryFilter
 from bench.fill import Mix, fill_day, fill_events_day
 from bench.harness import say
 from disparo.filters import FilterSpec
@@ -117,8 +116,10 @@ def deep_cursor(store: ChdbStore, period: queries.Period, depth: int) -> queries
 
 def key_search(store: ChdbStore, period: queries.Period, value: str, account: str) -> list[Any]:
     """What `GET /dispatches?key=` runs: the orders the value names, then their page."""
-    found = views.by_key(store, HistoryFilter(period, "all", None, None, None, account), value)
-    return views.dispatch_page(store, found, 50, None)[0]
+    sql, params = queries.orders_with_key(store.database, value, account)
+    orders = tuple(dict.fromkeys([value, *(str(r["order_id"]) for r in store.select(sql, params))]))
+    page = queries.dispatches(store.database, period, "all", orders, account_id=account)
+    return store.select(*page)
 
 
 def measure(store: ChdbStore, runs: int, mix: Mix) -> list[tuple[str, float, float, str]]:

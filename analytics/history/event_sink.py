@@ -42,9 +42,8 @@ def published_at(timestamp_ms: int, now: datetime) -> datetime:
 
 
 def search_values(event: OrderEvent, paths: Sequence[str]) -> dict[str, str]:
-    """The event's order number, and its value at each of its account's search keys, as
-    text (up to 200 chars)."""
-    found = {schema.ORDER_PATH: event.order_id}
+    """The event's value at each of its account's search keys, as text (up to 200 chars)."""
+    found = {}
     for path in paths:
         value = field_value(event, path)
         text = None if value is MISSING else as_text(value)

@@ -310,10 +310,8 @@ def orders_with_key(
     """The orders whose events carry `value` at one of their account's search keys."""
     clauses, params = ["value = {value:String}"], {"value": value}
     _equal_to({"account_id": account_id}, clauses, params)
-    # `path_` and `since_` differ from column names: ClickHouse resolves aliases in WHERE.
     sql = (
-        f"SELECT order_id, any(path) AS path_, min(published_at) AS since_ "
-        f"FROM {database}.{schema.SEARCH_TABLE} "
+        f"SELECT order_id, any(path) AS path FROM {database}.{schema.SEARCH_TABLE} "
         f"WHERE {' AND '.join(clauses)} GROUP BY order_id ORDER BY order_id "
         f"LIMIT {MAX_KEY_ORDERS}"
     )

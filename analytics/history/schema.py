@@ -210,9 +210,6 @@ SEARCH_LAYOUT = f"""PARTITION BY toYYYYMM(published_at)
 ORDER BY (value, account_id, order_id)
 TTL toDateTime(published_at) + INTERVAL {RETENTION_DAYS} DAY"""
 SEARCH_VIEW = "search_keys_feed"
-# The path every event's order number is filed under, beside its account's search keys: one
-# lookup then tells whether a searched value is an order number too, and since when.
-ORDER_PATH = "order_id"
 
 
 def search_view_sql(database: str, events: str, target: str, on: str = "") -> str:

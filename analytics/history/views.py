@@ -6,7 +6,7 @@ import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from analytics.history import event_queries, queries
@@ -60,29 +60,11 @@ class HistoryFilter:
 
 
 def by_key(store: Store, f: HistoryFilter, key: str) -> HistoryFilter:
-    """The filter narrowed to `key` as an order number or any search key's value.
-
-    Order numbers are filed beside the search keys' values, so one lookup names every order
-    the value finds, itself included when it is an order number, and since when each exists:
-    their attempts are read from the first one's publish time on (an hour earlier: the
-    worker's clock is not Kafka's), not over the whole period. A value nothing filed (events
-    stored before order numbers were) is searched as an order number over the period.
-    """
+    """The filter narrowed to `key` as an order number or any search key's value."""
     sql, params = queries.orders_with_key(store.database, key, f.account_id)
-    rows = store.select(sql, params)
-    if not rows:
-        return dataclasses.replace(f, order_id=(key,), key=key)
-    orders = tuple(str(r["order_id"]) for r in rows)
-    found = tuple((o, str(r["path_"])) for o, r in zip(orders, rows, strict=True) if o != key)
-    since = min(_instant(r["since_"]) for r in rows) - timedelta(hours=1)
-    start = min(max(f.period.start, since), f.period.end)
-    period = queries.Period(start, f.period.end)
-    return dataclasses.replace(f, period=period, order_id=orders, key=key, found=found)
-
-
-def _instant(value: datetime | str) -> datetime:
-    """A stored time as an aware datetime, from a driver datetime or chdb's text."""
-    return datetime.fromisoformat(iso_text(value).replace("Z", "+00:00"))
+    found = tuple((str(r["order_id"]), str(r["path"])) for r in store.select(sql, params))
+    orders = tuple(dict.fromkeys([key, *(order for order, _ in found)]))
+    return dataclasses.replace(f, order_id=orders, key=key, found=found)
 
 
 def dispatch_page(store: Store, f: HistoryFilter, limit: int, cursor: str | None) -> Page:
