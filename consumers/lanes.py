@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 
 LaneKey = tuple[int, str]  # (rule_id, order_id)
@@ -125,7 +125,12 @@ class Lane:
         return following
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        # Field by field, not `asdict` (a deep copy: 78 against 12 us a lane): a guarded
+        # rule writes a lane for every delivery that changes what its customer holds.
+        data = dict(self.__dict__)
+        data["start"] = None if self.start is None else self.start.__dict__
+        data["waiting"] = [p.__dict__ for p in self.waiting]
+        return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> Lane:
