@@ -16,6 +16,7 @@ from disparo.lifecycle import Lifecycle, holds_after
 from disparo.schemas import NOTIFICATIONS_RULE_ID, DispatchJob
 
 # A lane record to write: (partition, key, value or None for a tombstone).
+SWEEP_PER_SNAPSHOT = 2000
 LaneWrite = tuple[int, bytes, bytes | None]
 
 
@@ -54,6 +55,7 @@ class LaneKeeper:
         self.persisted: set[LaneKey] = set()
         self.dirty: set[LaneKey] = set()
         self.partitions: set[int] = set()
+        self._sweep: list[LaneKey] = []  # lanes still to check for expiry this round
 
     def gain(self, partitions: Iterable[int], restored: dict[LaneKey, Lane]) -> list[Pointer]:
         """Take over partitions with their stored lanes; heads to restart from their records."""
@@ -156,7 +158,16 @@ class LaneKeeper:
         """The lane records to write now: changed lanes, and tombstones for expired ones."""
         now = now or time.time()
         writes: list[LaneWrite] = []
-        for key, lane in list(self.lanes.items()):
+        # A few thousand lanes are checked for expiry per commit, not all of them: a guarded
+        # rule keeps a lane per order for days, and the commit cycle runs several times a
+        # second. Every lane is checked again within (lanes / SWEEP_PER_SNAPSHOT) commits.
+        if not self._sweep:
+            self._sweep = list(self.lanes)
+        for _ in range(min(SWEEP_PER_SNAPSHOT, len(self._sweep))):
+            key = self._sweep.pop()
+            lane = self.lanes.get(key)
+            if lane is None:
+                continue
             keep_s = self.keep_s if lane.customer_status is None else self.guard_keep_s
             if lane.idle_since is not None and now - lane.idle_since > keep_s:
                 del self.lanes[key]

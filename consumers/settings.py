@@ -53,7 +53,7 @@ class WorkerSettings(KernelSettings):
         30.0, gt=0, le=3600, description="seconds an open circuit waits before one probe"
     )
     # Late carrier scans come within days; each remembered (rule, order) costs a lane record
-    # in the compacted order-lanes topic and about 1 KB of the owning worker's memory.
+    # in the compacted order-lanes topic and about 600 bytes of the owning worker's memory.
     status_guard_days: float = Field(
         7.0,
         gt=0,

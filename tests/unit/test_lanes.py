@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumers.lane_keeper import LaneKeeper, Lanes
+from consumers.lane_keeper import SWEEP_PER_SNAPSHOT, LaneKeeper, Lanes
 from consumers.lanes import Lane, Pointer, Verdict
 from disparo.lifecycle import Lifecycle
 from disparo.schemas import DeliveryTarget, DispatchJob, now_utc
@@ -134,3 +134,15 @@ def test_a_failed_dispatch_leaves_what_the_customer_holds_unchanged() -> None:
     keeper.settled(failed, guarded, attempt("F", now_utc(), "failure", final=True), 0, now=1.0)
     assert keeper.customer_status(failed) is None
     assert keeper.snapshot(now=2.0) == []
+
+
+def test_idle_lanes_are_swept_a_slice_per_snapshot_and_all_of_them_in_the_end() -> None:
+    keeper = LaneKeeper(keep_s=60)
+    keeper.gain([0], {(7, f"O-{i}"): Lane(7, f"O-{i}", 0, idle_since=1.0) for i in range(5000)})
+    first = keeper.snapshot(now=100.0)
+    assert len(first) == SWEEP_PER_SNAPSHOT  # tombstones: each was persisted
+    assert all(value is None for _, _, value in first)
+    assert len(keeper.snapshot(now=100.0)) == SWEEP_PER_SNAPSHOT
+    assert len(keeper.snapshot(now=100.0)) == 5000 - 2 * SWEEP_PER_SNAPSHOT
+    assert keeper.lanes == {}
+    assert keeper.snapshot(now=100.0) == []
