@@ -83,8 +83,11 @@ class LaneKeeper:
         if lane is None:
             if partition not in self.partitions or pointer is None:
                 verdict = Verdict.SKIP  # not ours (any more): its owner restarts it
-                metrics.LANE_JOBS.labels(verdict.value).inc()
+                metrics.bound(metrics.LANE_JOBS, verdict.value).inc()
                 return verdict
+            if not rules.ordered:  # nothing done, delivered or waiting: it goes, lane-less
+                metrics.bound(metrics.LANE_JOBS, Verdict.DELIVER.value).inc()
+                return Verdict.DELIVER
             lane = self.lanes[key] = Lane(key[0], key[1], partition)
         verdict = lane.admit(
             job.dispatch_id, job.attempt, job.seq, rules.ordered, rules.supersede, pointer
@@ -92,7 +95,7 @@ class LaneKeeper:
         if verdict is Verdict.WAIT:
             self.dirty.add(key)
         self._drop_if_unneeded(key, lane)
-        metrics.LANE_JOBS.labels(verdict.value).inc()
+        metrics.bound(metrics.LANE_JOBS, verdict.value).inc()
         return verdict
 
     def settled(

@@ -115,7 +115,7 @@ def dispatch_summary(
 DimensionQ = Annotated[
     str,
     Query(
-        pattern=r"^payload(\.[^.]{1,100}){1,10}$",
+        pattern=r"^payload(\.[^.\x00-\x1f\x7f]{1,100}){1,10}$",
         max_length=300,
         description="with by=regressions: the payload path to count by, e.g. payload.carrier",
     ),

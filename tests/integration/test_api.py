@@ -110,7 +110,15 @@ BAD_REQUESTS = [
     ("GET", "/api/v1/dispatches/breakdown?from=2020-01-01T00:00:00Z", None, 400, "30 days"),
     ("GET", "/api/v1/dispatches/export.csv?status=nope", None, 422, "status"),
     ("GET", "/api/v1/dispatches?rule_id=-1", None, 422, "rule_id"),
-    ("GET", "/api/v1/dispatches/summary?reason=" + "x" * 65, None, 422, "reason"),
+    ("GET", "/api/v1/dispatches/summary?reason=" + "x" * 257, None, 422, "reason"),
+    (
+        "GET",
+        "/api/v1/dispatches/breakdown?by=regressions&dimension=order_id",
+        None,
+        422,
+        "dimension",
+    ),
+    ("GET", "/api/v1/dispatches/breakdown?by=carriers", None, 422, "by"),
     ("POST", "/api/v1/resend", {"order_id": "NOPE", "rule_id": 999999}, 404, "no dispatch found"),
     ("POST", "/api/v1/resend", {}, 422, "give either 'dispatch_id', or 'order_id'"),
 ]
