@@ -16,8 +16,8 @@ from disparo.lifecycle import Lifecycle, holds_after
 from disparo.schemas import NOTIFICATIONS_RULE_ID, DispatchJob
 
 # A lane record to write: (partition, key, value or None for a tombstone).
-SWEEP_PER_SNAPSHOT = 2000
 LaneWrite = tuple[int, bytes, bytes | None]
+SWEEP_PER_SNAPSHOT = 2000  # lanes checked for expiry per snapshot
 
 
 @dataclass(frozen=True)
