@@ -177,3 +177,16 @@ def test_stored_attempts_inlines_only_parsed_uuids_and_whole_seconds() -> None:
     assert "dispatched_at < '2026-11-28 09:00:02'" in sql
     with pytest.raises(ValueError, match="badly formed"):
         queries.stored_attempts("db", ["x') OR 1=1 --"], at(28, 8), at(28, 9))
+
+
+def test_the_regression_breakdown_reads_the_payload_path_as_parameters() -> None:
+    period = queries.Period(NOW - timedelta(days=1), NOW)
+    sql, params = queries.regression_breakdown(
+        "db", period, ("payload", "carrier'); DROP"), account_id="acct-1"
+    )
+    assert "JSONExtractRaw(event_json, {d0:String}, {d1:String}) AS value_" in sql
+    assert "DROP" not in sql
+    assert (params["d0"], params["d1"]) == ("payload", "carrier'); DROP")
+    assert params["status"] == "regressed"
+    assert params["account_id"] == "acct-1"
+    assert "GROUP BY value_, rule_id_, reason_" in sql
