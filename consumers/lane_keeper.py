@@ -1,6 +1,7 @@
 """The worker's order lanes for the partitions it owns, and which of them must be written.
 
-No I/O: the worker reads lanes back with `LaneStore` and writes the `snapshot` at commit.
+No I/O: the worker reads lanes back with `LaneStore` and writes the `snapshot` at commit,
+as batch records (consumers/lane_log.py).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from dataclasses import dataclass
 
 from consumers import metrics
 from consumers.attempt import Attempt
-from consumers.lanes import Lane, LaneKey, Pointer, Verdict, lane_key_bytes
+from consumers.lane_log import Emptied, Holders, StoredLanes, batch_key, chunks, encode_batch
+from consumers.lanes import Lane, LaneKey, Pointer, Verdict
 from disparo.lifecycle import Lifecycle, holds_after
 from disparo.schemas import NOTIFICATIONS_RULE_ID, DispatchJob
 
-# A lane record to write: (partition, key, value or None for a tombstone).
+# A record to write: (partition, key, value or None for a tombstone).
 LaneWrite = tuple[int, bytes, bytes | None]
 SWEEP_PER_SNAPSHOT = 2000  # lanes checked for expiry per snapshot
 
@@ -52,18 +54,17 @@ class LaneKeeper:
         # A lane that remembers a delivered status is kept as long as late scans may come.
         self.guard_keep_s = max(keep_s, guard_keep_s or keep_s)
         self.lanes: dict[LaneKey, Lane] = {}
-        self.persisted: set[LaneKey] = set()
+        self.holders = Holders()  # the records holding the stored lanes
         self.dirty: set[LaneKey] = set()
         self.partitions: set[int] = set()
         self._sweep: list[LaneKey] = []  # lanes still to check for expiry this round
 
-    def gain(self, partitions: Iterable[int], restored: dict[LaneKey, Lane]) -> list[Pointer]:
+    def gain(self, partitions: Iterable[int], restored: StoredLanes) -> list[Pointer]:
         """Take over partitions with their stored lanes; heads to restart from their records."""
         self.partitions.update(partitions)
-        for key, lane in restored.items():
-            self.lanes[key] = lane
-            self.persisted.add(key)
-        return [lane.start for lane in restored.values() if lane.start is not None]
+        self.lanes.update(restored.lanes)
+        self.holders.merge(restored.holders)
+        return [lane.start for lane in restored.lanes.values() if lane.start is not None]
 
     def lose(self, partitions: Iterable[int]) -> None:
         """Forget partitions another worker now owns (it reads their lanes back)."""
@@ -71,8 +72,8 @@ class LaneKeeper:
         self.partitions -= lost
         for key in [k for k, lane in self.lanes.items() if lane.partition in lost]:
             del self.lanes[key]
-            self.persisted.discard(key)
             self.dirty.discard(key)
+        self.holders.forget(lost)
 
     def admit(
         self, job: DispatchJob, rules: Lanes, partition: int, pointer: Pointer | None
@@ -144,7 +145,7 @@ class LaneKeeper:
         if lane is None:
             return None
         following = lane.finished(dispatch_id, seq, delivered, now or time.time())
-        if key in self.persisted or following is not None:
+        if self.holders.stored(key) or following is not None:
             self.dirty.add(key)
         self._drop_if_unneeded(key, lane)
         return following
@@ -158,12 +159,34 @@ class LaneKeeper:
             self.dirty.add(key)
 
     def snapshot(self, now: float | None = None) -> list[LaneWrite]:
-        """The lane records to write now: changed lanes, and tombstones for expired ones."""
+        """The records to write now: each partition's changed lanes as batches, then
+        tombstones for the records that no longer hold any lane."""
         now = now or time.time()
+        emptied = self._sweep_expired(now)
+        # A record that lost lanes and holds few now: those few are written again with the
+        # changed ones, so the record can go.
+        self.dirty.update(k for k in self.holders.sparse() if k in self.lanes)
+        by_partition: dict[int, list[Lane]] = {}
+        for key in self.dirty:
+            lane = self.lanes[key]
+            by_partition.setdefault(lane.partition, []).append(lane)
+        self.dirty.clear()
         writes: list[LaneWrite] = []
+        for partition, lanes in by_partition.items():
+            for chunk in chunks(lanes):
+                record = batch_key()
+                writes.append((partition, record, encode_batch(chunk)))
+                emptied += self.holders.written(record, partition, [lane.key for lane in chunk])
+        # Tombstones after the batches that took their lanes over (same partition, in order).
+        writes += [(partition, record, None) for partition, record in emptied]
+        return writes
+
+    def _sweep_expired(self, now: float) -> list[Emptied]:
+        """Forget a slice of the lanes idle past their keep time; the records now empty."""
         # A few thousand lanes are checked for expiry per commit, not all of them: a guarded
         # rule keeps a lane per order for days, and the commit cycle runs several times a
         # second. Every lane is checked again within (lanes / SWEEP_PER_SNAPSHOT) commits.
+        emptied: list[Emptied] = []
         if not self._sweep:
             self._sweep = list(self.lanes)
         for _ in range(min(SWEEP_PER_SNAPSHOT, len(self._sweep))):
@@ -175,18 +198,11 @@ class LaneKeeper:
             if lane.idle_since is not None and now - lane.idle_since > keep_s:
                 del self.lanes[key]
                 self.dirty.discard(key)
-                if key in self.persisted:
-                    self.persisted.discard(key)
-                    writes.append((lane.partition, lane_key_bytes(key), None))
-        for key in self.dirty:
-            lane = self.lanes[key]
-            writes.append((lane.partition, lane_key_bytes(key), lane.encode()))
-            self.persisted.add(key)
-        self.dirty.clear()
-        return writes
+                emptied += self.holders.dropped(key)
+        return emptied
 
     def _drop_if_unneeded(self, key: LaneKey, lane: Lane) -> None:
         """A lane never written and idle again holds nothing worth keeping."""
         unneeded = not lane.busy() and lane.customer_status is None
-        if unneeded and key not in self.persisted and key not in self.dirty:
+        if unneeded and not self.holders.stored(key) and key not in self.dirty:
             del self.lanes[key]

@@ -16,7 +16,8 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from consumers.lanes import Lane, LaneKey, Pointer
+from consumers.lane_log import StoredLanes
+from consumers.lanes import Pointer
 from disparo.consumer import plain_consumer
 from disparo.settings import KernelSettings
 
@@ -32,7 +33,7 @@ class LaneStore:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lane-store")
         self._consumer = self._pool.submit(plain_consumer, settings, "disparo-lanes").result()
 
-    def restore(self, partitions: Iterable[int]) -> dict[LaneKey, Lane]:
+    def restore(self, partitions: Iterable[int]) -> StoredLanes:
         """Every lane stored for these partitions (blocking; from any thread)."""
         return self._pool.submit(self._restore, sorted(partitions)).result()
 
@@ -48,11 +49,11 @@ class LaneStore:
         self._pool.submit(self._consumer.close).result()
         self._pool.shutdown()
 
-    def _restore(self, partitions: list[int]) -> dict[LaneKey, Lane]:
+    def _restore(self, partitions: list[int]) -> StoredLanes:
         tps = [TopicPartition(self.topic, p) for p in partitions]
-        lanes: dict[LaneKey, Lane] = {}
+        stored = StoredLanes()
         if not tps:
-            return lanes
+            return stored
         consumer = self._consumer
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
@@ -63,17 +64,8 @@ class LaneStore:
                 raise KafkaError(f"order lanes of partitions {partitions} not read in time")
             for records in consumer.poll(timeout_ms=200).values():
                 for record in records:
-                    self._apply(lanes, record)
-        return lanes
-
-    @staticmethod
-    def _apply(lanes: dict[LaneKey, Lane], record: Any) -> None:
-        rule, _, order = record.key.decode().partition("/")
-        key = (int(rule), order)
-        if record.value is None:
-            lanes.pop(key, None)
-        else:
-            lanes[key] = Lane.decode(record.value)
+                    stored.apply(record.partition, record.key, record.value)
+        return stored
 
     def _fetch(self, pointer: Pointer) -> Any | None:
         tp = TopicPartition(pointer.topic, pointer.partition)

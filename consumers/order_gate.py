@@ -23,8 +23,9 @@ from consumers.attempt import Attempt
 from consumers.delivery import Deliverer
 from consumers.hooks import Decision, Host, JobHook, Place, Taken
 from consumers.lane_keeper import LaneKeeper, Lanes, LaneWrite, lane_rules
+from consumers.lane_log import StoredLanes
 from consumers.lane_store import LaneStore
-from consumers.lanes import Lane, LaneKey, Pointer, Verdict
+from consumers.lanes import LaneKey, Pointer, Verdict
 from consumers.rule_lookup import RuleLookup
 from disparo.errors import InvalidMessage
 from disparo.lifecycle import Lifecycle, check
@@ -46,7 +47,7 @@ class Handover:
 
     gained: list[int] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)
-    restored: dict[LaneKey, Lane] = field(default_factory=dict)
+    restored: StoredLanes = field(default_factory=StoredLanes)
     restarted: list[tuple[LaneKey, Pointer, Any]] = field(default_factory=list)
 
 
@@ -80,12 +81,13 @@ class OrderGate(JobHook):
         self.owned = owned
         if handover.gained:
             handover.restored = self.store.restore(handover.gained)
-            waiting = sum(len(lane.waiting) for lane in handover.restored.values())
+            lanes = handover.restored.lanes
+            waiting = sum(len(lane.waiting) for lane in lanes.values())
             log.info(
-                "read back %d order lanes (%d jobs waiting) of partitions %s",
-                len(handover.restored), waiting, handover.gained,
+                "read back %d order lanes (%d jobs waiting) in %d records of partitions %s",
+                len(lanes), waiting, len(handover.restored.holders.records), handover.gained,
             )  # fmt: skip
-            for key, lane in handover.restored.items():
+            for key, lane in lanes.items():
                 if lane.start is not None:
                     record = self.store.fetch_now(lane.start)
                     handover.restarted.append((key, lane.start, record))

@@ -20,7 +20,8 @@ from kafka import KafkaConsumer, TopicPartition
 
 from analytics.control.keys import publish_key
 from analytics.history.store import ChdbStore, ServerStore, Store, ensure_schema
-from consumers.lanes import Lane
+from consumers.lane_log import StoredLanes
+from consumers.lanes import Lane, LaneKey
 from deploy.local.broker import free_port, temporary_broker
 from deploy.local.processes import ProcessTable
 from disparo.access import Role, new_key
@@ -128,8 +129,9 @@ def every_record(bootstrap: str, topic: str) -> list[Any]:
         consumer.close()
 
 
-def stored_lane(stack: Stack, key: bytes) -> Lane | None:
-    """One order lane as the order-lanes topic holds it now (None: never written, or gone)."""
+def stored_lane(stack: Stack, key: LaneKey) -> Lane | None:
+    """One order lane as the order-lanes topic holds it now (None: never written, or gone),
+    read back as a worker reads it."""
     consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
     try:
         topic = stack.topics.order_lanes
@@ -137,14 +139,14 @@ def stored_lane(stack: Stack, key: bytes) -> Lane | None:
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
-        latest: dict[bytes, bytes | None] = {}
+        stored = StoredLanes()
         while any(consumer.position(tp) < ends[tp] for tp in tps):
             for records in consumer.poll(timeout_ms=500).values():
-                latest.update((r.key, r.value) for r in records)
+                for r in records:
+                    stored.apply(r.partition, r.key, r.value)
     finally:
         consumer.close()
-    value = latest.get(key)
-    return None if value is None else Lane.decode(value)
+    return stored.lanes.get(key)
 
 
 def thread_stacks_of(url: str, key: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from consumers.lanes import LaneKey
 from deploy.local.broker import free_port
 from disparo.schemas import dispatch_id_for
 from tests.integration.conftest import DISPARO, Stack, eventually, order_event, stored_lane
@@ -30,7 +31,7 @@ def requests_of(receiver: Receiver, ids: list[str]) -> list[Received]:
     return [r for r in receiver.requests if r.webhook_id in ids]
 
 
-def waiting_in_lane(stack: Stack, key: bytes) -> list[str]:
+def waiting_in_lane(stack: Stack, key: LaneKey) -> list[str]:
     """The dispatch ids waiting in a lane as the order-lanes topic holds it now."""
     lane = stored_lane(stack, key)
     return [] if lane is None else [p.dispatch_id for p in lane.waiting]
@@ -75,7 +76,7 @@ def test_per_order_survives_a_worker_killed_mid_retries(stack: Stack, receiver: 
         "two failed attempts of K's first event",
     )
     # Once the lane is written (K's later events wait in it), kill the worker.
-    key = f"{rule['id']}/K".encode()
+    key = (rule["id"], "K")
     eventually(lambda: waiting_in_lane(stack, key) == x_ids[1:], 30, "K's lane written")
     pid = stack.table.pid("worker")
     assert pid is not None
@@ -105,7 +106,7 @@ def test_per_order_survives_a_rebalance_to_a_running_worker(
         x_ids = ids_of(x, rule["id"])
         receiver.plan(x_ids[0], [503, 503, 503, 503])
         stack.publisher.publish_many(x)
-        key = f"{rule['id']}/R".encode()
+        key = (rule["id"], "R")
         eventually(lambda: waiting_in_lane(stack, key) == x_ids[1:], 30, "R's lane written")
         # The worker that delivers R dies; the one already running takes its partitions over.
         owner, survivor = ("worker", "worker-2")

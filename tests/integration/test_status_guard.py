@@ -12,6 +12,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from consumers.lanes import LaneKey
 from disparo.schemas import dispatch_id_for, generate_secret
 from tests.integration.conftest import DISPARO, Stack, eventually, order_event, stored_lane
 from tests.integration.receiver import Receiver
@@ -159,7 +160,7 @@ def test_a_regression_behind_a_retried_newer_status_ends_regressed_with_per_orde
     assert sent["attempt"] == 1
 
 
-def customer_status(stack: Stack, key: bytes) -> str | None:
+def customer_status(stack: Stack, key: LaneKey) -> str | None:
     """The status a lane holds for its customer, as the order-lanes topic holds it now."""
     lane = stored_lane(stack, key)
     return None if lane is None else lane.customer_status
@@ -174,7 +175,7 @@ def test_a_worker_killed_after_the_newer_status_was_delivered_still_regresses_th
     delivered, in_transit = scan("G-3", "delivered"), scan("G-3", "in_transit")
     stack.publisher.publish(delivered)
     row_of(stack, dispatch_of(delivered, rule), "success")
-    key = f"{rule['id']}/G-3".encode()
+    key = (rule["id"], "G-3")
     eventually(lambda: customer_status(stack, key) == "delivered", 30, "the lane written")
     pid = stack.table.pid("worker")
     assert pid is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from consumers.lane_keeper import SWEEP_PER_SNAPSHOT, LaneKeeper, Lanes
+from consumers.lane_log import BATCH_PREFIX, StoredLanes, decode_batch
 from consumers.lanes import Lane, Pointer, Verdict
 from disparo.lifecycle import Lifecycle
 from disparo.schemas import DeliveryTarget, DispatchJob, now_utc
@@ -20,6 +21,14 @@ def ordered_job(order_id: str) -> DispatchJob:
 
 def at(seq: int, dispatch_id: str, attempt: int = 1) -> Pointer:
     return Pointer(seq, "t.dispatch-jobs", 0, seq, dispatch_id, attempt)
+
+
+def one_per_record(*lanes: Lane) -> StoredLanes:
+    """Lanes read back from records of the earlier format: one lane each, keyed rule/order."""
+    stored = StoredLanes()
+    for lane in lanes:
+        stored.apply(lane.partition, f"{lane.rule_id}/{lane.order_id}".encode(), lane.encode())
+    return stored
 
 
 def test_an_ordered_lane_lets_one_dispatch_go_and_queues_the_rest_by_event_order() -> None:
@@ -60,11 +69,12 @@ def test_a_lane_reads_back_as_it_was_written() -> None:
     lane.waiting.append(at(2, "d2"))
     lane.done.append("d0")
     assert Lane.decode(lane.encode()) == lane
+    assert Lane.of(lane.as_dict()) == lane
 
 
 def test_the_keeper_writes_changed_lanes_only_and_forgets_idle_ones_after_keep_s() -> None:
     keeper = LaneKeeper(keep_s=60)
-    keeper.gain([0], {})
+    keeper.gain([0], StoredLanes())
     ok = ordered_job("X")
     assert keeper.admit(ok, ORDERED, 0, at(1, ok.dispatch_id)) is Verdict.DELIVER
     keeper.ended((ok.target.rule_id, "X"), ok.dispatch_id, 1, delivered=True, now=1.0)
@@ -77,22 +87,31 @@ def test_the_keeper_writes_changed_lanes_only_and_forgets_idle_ones_after_keep_s
     keeper.dirty.add((ok.target.rule_id, "Y"))
     assert keeper.admit(second, ORDERED, 0, at(2, second.dispatch_id)) is Verdict.WAIT
     [(partition, key, value)] = keeper.snapshot(now=3.0)
-    assert (partition, key) == (0, f"{ok.target.rule_id}/Y".encode())
+    assert partition == 0
+    assert key.startswith(BATCH_PREFIX)
     assert value is not None
-    assert [p.dispatch_id for p in Lane.decode(value).waiting] == [second.dispatch_id]
+    [lane] = decode_batch(value)
+    assert [p.dispatch_id for p in lane.waiting] == [second.dispatch_id]
     key_y = (ok.target.rule_id, "Y")
     assert keeper.ended(key_y, first.dispatch_id, 1, False, now=4.0) == at(2, second.dispatch_id)
     assert keeper.ended(key_y, second.dispatch_id, 2, True, now=5.0) is None
-    assert len(keeper.snapshot(now=6.0)) == 1  # the idle lane, kept for replays
-    assert keeper.snapshot(now=70.0) == [(0, key, None)]  # then a tombstone
+    # The idle lane, kept for replays, in a new batch; the first batch holds nothing now.
+    [(_, idle, value), tombstone] = keeper.snapshot(now=6.0)
+    assert value is not None
+    assert decode_batch(value)[0].idle_since == 5.0
+    assert tombstone == (0, key, None)
+    assert keeper.snapshot(now=70.0) == [(0, idle, None)]  # then a tombstone
 
 
 def test_a_lost_partition_forgets_its_lanes_and_a_gained_one_restarts_released_heads() -> None:
     keeper = LaneKeeper(keep_s=60)
     waiting_head = Lane(7, "X", 2, head="d2", attempt=1, start=at(5, "d2"))
-    assert keeper.gain([2], {(7, "X"): waiting_head}) == [at(5, "d2")]
+    assert keeper.gain([2], one_per_record(waiting_head)) == [at(5, "d2")]
+    assert keeper.holders.stored((7, "X"))
     keeper.lose([2])
     assert keeper.lanes == {}
+    assert keeper.holders.of == {}
+    assert keeper.holders.records == {}
     assert keeper.partitions == set()
     released = ordered_job("X")
     assert keeper.admit(released, ORDERED, 2, None) is Verdict.SKIP  # not ours any more
@@ -108,7 +127,7 @@ def test_a_guarded_lane_remembers_the_status_delivered_and_keeps_it_for_guard_ke
     lifecycle = Lifecycle(statuses=("dispatched", "in_transit", "delivered"))
     guarded = Lanes(ordered=False, supersede=False, guard=lifecycle)
     keeper = LaneKeeper(keep_s=60, guard_keep_s=600)
-    keeper.gain([0], {})
+    keeper.gain([0], StoredLanes())
     delivered = guarded_job("G", "delivered")
     assert keeper.admit(delivered, guarded, 0, at(1, delivered.dispatch_id)) is Verdict.DELIVER
     ok = attempt("G", now_utc(), "success", final=True)
@@ -117,7 +136,7 @@ def test_a_guarded_lane_remembers_the_status_delivered_and_keeps_it_for_guard_ke
     assert keeper.customer_status(late) == "delivered"
     [(partition, key, value)] = keeper.snapshot(now=2.0)  # written: it survives a crash
     assert value is not None
-    assert Lane.decode(value).customer_status == "delivered"
+    assert decode_batch(value)[0].customer_status == "delivered"
     assert keeper.snapshot(now=100.0) == []  # past keep_s, still remembered
     assert keeper.customer_status(late) == "delivered"
     assert keeper.snapshot(now=700.0) == [(partition, key, None)]  # then a tombstone
@@ -128,7 +147,7 @@ def test_a_failed_dispatch_leaves_what_the_customer_holds_unchanged() -> None:
     lifecycle = Lifecycle(statuses=("dispatched", "delivered"))
     guarded = Lanes(ordered=False, supersede=False, guard=lifecycle)
     keeper = LaneKeeper(keep_s=60)
-    keeper.gain([0], {})
+    keeper.gain([0], StoredLanes())
     failed = guarded_job("F", "delivered")
     keeper.admit(failed, guarded, 0, at(1, failed.dispatch_id))
     keeper.settled(failed, guarded, attempt("F", now_utc(), "failure", final=True), 0, now=1.0)
@@ -138,9 +157,10 @@ def test_a_failed_dispatch_leaves_what_the_customer_holds_unchanged() -> None:
 
 def test_idle_lanes_are_swept_a_slice_per_snapshot_and_all_of_them_in_the_end() -> None:
     keeper = LaneKeeper(keep_s=60)
-    keeper.gain([0], {(7, f"O-{i}"): Lane(7, f"O-{i}", 0, idle_since=1.0) for i in range(5000)})
+    idle = [Lane(7, f"O-{i}", 0, idle_since=1.0) for i in range(5000)]
+    keeper.gain([0], one_per_record(*idle))  # the earlier format: a record per lane
     first = keeper.snapshot(now=100.0)
-    assert len(first) == SWEEP_PER_SNAPSHOT  # tombstones: each was persisted
+    assert len(first) == SWEEP_PER_SNAPSHOT  # tombstones: each record held one lane
     assert all(value is None for _, _, value in first)
     assert len(keeper.snapshot(now=100.0)) == SWEEP_PER_SNAPSHOT
     assert len(keeper.snapshot(now=100.0)) == 5000 - 2 * SWEEP_PER_SNAPSHOT
