@@ -68,7 +68,9 @@ class LaneKeeper:
 
     def lose(self, partitions: Iterable[int]) -> None:
         """Forget partitions another worker now owns (it reads their lanes back)."""
-        lost = set(partitions)
+        lost = set(partitions) & self.partitions
+        if not lost:  # called after every poll: most of the time nothing moved
+            return
         self.partitions -= lost
         for key in [k for k, lane in self.lanes.items() if lane.partition in lost]:
             del self.lanes[key]
