@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -18,7 +18,7 @@ LaneKey = tuple[int, str]  # (rule_id, order_id)
 KEEP_DONE = 16
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Pointer:
     """Where a waiting dispatch's job record is: read back when its turn comes."""
 
@@ -39,7 +39,7 @@ class Verdict(Enum):
     SUPERSEDE = "supersede"  # a newer event of the order was delivered
 
 
-@dataclass
+@dataclass(slots=True)
 class Lane:
     """One (rule, order): the dispatch holding it, those waiting, the newest delivered."""
 
@@ -130,9 +130,11 @@ class Lane:
         """The lane as JSON-ready data."""
         # Field by field, not `asdict` (a deep copy: 78 against 12 us a lane): a guarded
         # rule writes a lane for every delivery that changes what its customer holds.
-        data = dict(self.__dict__)
-        data["start"] = None if self.start is None else self.start.__dict__
-        data["waiting"] = [p.__dict__ for p in self.waiting]
+        # Slots, not a __dict__: a guarded rule keeps a lane per order for days (memory, and
+        # allocations per delivery).
+        data = {name: getattr(self, name) for name in _LANE_FIELDS}
+        data["start"] = None if self.start is None else _pointer_data(self.start)
+        data["waiting"] = [_pointer_data(p) for p in self.waiting]
         return data
 
     @classmethod
@@ -152,3 +154,11 @@ class Lane:
     @classmethod
     def decode(cls, raw: bytes) -> Lane:
         return cls.of(json.loads(raw))
+
+
+_LANE_FIELDS = tuple(f.name for f in fields(Lane))
+_POINTER_FIELDS = tuple(f.name for f in fields(Pointer))
+
+
+def _pointer_data(pointer: Pointer) -> dict[str, Any]:
+    return {name: getattr(pointer, name) for name in _POINTER_FIELDS}
