@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -237,12 +238,23 @@ class KafkaNode:
         return done.stdout
 
 
+_HANDED_OUT: set[int] = set()
+_HANDING = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now and that this process has
+    not handed out before."""
+    # The kernel may give the same port to two binds in a row once the first socket is
+    # closed: a broker then got one port for both of its listeners and refused to start.
+    with _HANDING:
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port: int = s.getsockname()[1]
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
 
 
 @contextmanager
