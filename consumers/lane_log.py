@@ -74,12 +74,20 @@ class Holders:
                 keys.extend(holder.live)
         return keys
 
+    def removed(self, record: bytes) -> set[LaneKey]:
+        """The record is gone (a tombstone read back): the lanes it still held."""
+        holder = self.records.pop(record, None)
+        if holder is None:
+            return set()
+        for key in holder.live:
+            self.of.pop(key, None)
+        return holder.live
+
     def forget(self, partitions: set[int]) -> None:
         """Partitions now owned elsewhere: their records are the new owner's to track."""
-        gone = {r for r, holder in self.records.items() if holder.partition in partitions}
+        gone = [r for r, holder in self.records.items() if holder.partition in partitions]
         for record in gone:
-            for key in self.records.pop(record).live:
-                self.of.pop(key, None)
+            self.removed(record)
 
     def merge(self, other: Holders) -> None:
         """Take over the records of partitions just gained (checked for sparseness next)."""
@@ -111,9 +119,7 @@ class StoredLanes:
         """One record, in the topic's order: a batch, a lane of the earlier format, or a
         tombstone (the lanes its record still held are gone)."""
         if value is None:
-            holder = self.holders.records.pop(key, None)
-            for lane_key in holder.live if holder is not None else ():
-                self.holders.of.pop(lane_key, None)
+            for lane_key in self.holders.removed(key):
                 self.lanes.pop(lane_key, None)
             return
         lanes = decode_batch(value) if key.startswith(BATCH_PREFIX) else [Lane.decode(value)]
