@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from consumers import metrics
 from consumers.attempt import Attempt
@@ -22,9 +22,8 @@ LaneWrite = tuple[int, bytes, bytes | None]
 SWEEP_PER_SNAPSHOT = 2000  # lanes checked for expiry per snapshot
 
 
-@dataclass(frozen=True)
-class Lanes:
-    """What a job's rule asks of its order lane."""
+class Lanes(NamedTuple):
+    """What a job's rule asks of its order lane (a tuple: made twice per such job)."""
 
     ordered: bool
     supersede: bool
@@ -37,7 +36,7 @@ def lane_rules(job: DispatchJob, lifecycle: Lifecycle | None = None) -> Lanes | 
     `lifecycle` is the job's account's; a guarded rule of an account without one is unguarded.
     """
     target = job.target
-    if job.manual or job.rule.rule_id == NOTIFICATIONS_RULE_ID or target.deleted:
+    if job.manual or target.deleted or job.rule.rule_id == NOTIFICATIONS_RULE_ID:
         return None
     ordered = target.ordering == "per_order"
     guard = lifecycle if target.status_guard == "forward_only" else None

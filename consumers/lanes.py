@@ -12,15 +12,15 @@ import bisect
 import json
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 LaneKey = tuple[int, str]  # (rule_id, order_id)
 KEEP_DONE = 16
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class Pointer:
-    """Where a waiting dispatch's job record is: read back when its turn comes."""
+class Pointer(NamedTuple):
+    """Where a waiting dispatch's job record is: read back when its turn comes (ordered by
+    `seq`; a tuple, made for every tracked job of a lane-managed rule)."""
 
     seq: int
     topic: str
@@ -157,8 +157,7 @@ class Lane:
 
 
 _LANE_FIELDS = tuple(f.name for f in fields(Lane))
-_POINTER_FIELDS = tuple(f.name for f in fields(Pointer))
 
 
 def _pointer_data(pointer: Pointer) -> dict[str, Any]:
-    return {name: getattr(pointer, name) for name in _POINTER_FIELDS}
+    return pointer._asdict()

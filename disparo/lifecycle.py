@@ -67,15 +67,19 @@ class Check:
     after: str | None = None  # the status the customer holds, when regressed
 
 
+_SENT = Check(regressed=False)
+_UNRANKED = Check(regressed=False, unranked=True)
+
+
 def check(lifecycle: Lifecycle, status: str | None, held: str | None) -> Check:
     """May a dispatch of `status` go to a customer who holds `held` (None: nothing yet)?"""
     ranks = lifecycle.ranks()
     if status is None or status not in ranks:
-        return Check(regressed=False, unranked=True)
+        return _UNRANKED
     if held is None or held not in ranks or ranks[status] >= ranks[held]:
-        return Check(regressed=False)
+        return _SENT
     if (held, status) in lifecycle.allowed_back:
-        return Check(regressed=False)
+        return _SENT
     return Check(regressed=True, after=held)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from consumers.lane_keeper import SWEEP_PER_SNAPSHOT, LaneKeeper, Lanes
-from consumers.lane_log import BATCH_PREFIX, StoredLanes, decode_batch
+from consumers.lane_log import BATCH_PREFIX, StoredLanes, decode_batch, encode_batch
 from consumers.lanes import Lane, Pointer, Verdict
 from disparo.lifecycle import Lifecycle
 from disparo.schemas import DeliveryTarget, DispatchJob, now_utc
@@ -70,6 +72,18 @@ def test_a_lane_reads_back_as_it_was_written() -> None:
     lane.done.append("d0")
     assert Lane.decode(lane.encode()) == lane
     assert Lane.of(lane.as_dict()) == lane
+
+
+def test_a_batch_reads_back_its_lanes_and_a_batch_of_the_earlier_format_too() -> None:
+    busy = Lane(7, "pedido/ção", 3, head="d1", attempt=2, start=at(1, "d1"), done=["d0"])
+    busy.waiting.extend([at(2, "d2"), at(3, "d3", attempt=4)])
+    busy.retrying.append("d9")
+    idle = Lane(7, "B-1", 3, customer_status="delivered", done=["d5"], idle_since=12.5)
+    raw = encode_batch([busy, idle])
+    assert decode_batch(raw) == [busy, idle]
+    assert raw.count(b"customer_status") == 1  # field names once, then a row per lane
+    earlier = json.dumps([busy.as_dict(), idle.as_dict()]).encode()
+    assert decode_batch(earlier) == [busy, idle]
 
 
 def test_the_keeper_writes_changed_lanes_only_and_forgets_idle_ones_after_keep_s() -> None:
