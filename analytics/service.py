@@ -29,9 +29,11 @@ from analytics.control.rate_limit import RateLimiter
 from analytics.control.rule_book import RuleBook
 from analytics.control.rule_health import RuleHealth
 from analytics.control.services import Services
+from analytics.control.sla_watch import SlaWatch
 from analytics.control.warden import RuleWarden
 from analytics.history.event_sink import EventSink
 from analytics.history.liveness import sink_problem
+from analytics.history.matched_rules import MatchedRules
 from analytics.history.sink import OutcomeSink
 from analytics.history.store import ensure_schema_when_reachable, open_store
 from analytics.settings import AnalyticsSettings
@@ -66,7 +68,9 @@ def run(settings: AnalyticsSettings) -> None:
     sink = OutcomeSink(settings, store, producer)
     sink_thread = threading.Thread(target=_guarded(sink.run), name="sink", daemon=True)
     lag = GroupLag(settings, settings.sink_group, [topics.outcomes])
-    events = EventSink(settings, store, producer, functools.partial(search_keys_of, accounts))
+    events = EventSink(
+        settings, store, producer, functools.partial(search_keys_of, accounts), MatchedRules(rules)
+    )
     events_thread = threading.Thread(target=_guarded(events.run), name="events", daemon=True)
     events_lag = GroupLag(settings, settings.event_sink_group, [topics.order_events])
     problems = (
@@ -166,6 +170,8 @@ def _duties(settings: AnalyticsSettings, svc: Services) -> tuple[DutyOwner, Held
     if settings.failing_window_delta is not None:
         window, every = settings.failing_window_delta, settings.health_interval_s
         duties.append(RuleHealth(svc.store, svc.rules, svc.accounts, svc.jobs, window, every))
+        metered = settings.metered_accounts
+        duties.append(SlaWatch(svc.store, svc.accounts, svc.jobs, window, every, metered))
     name = member_name(settings.api_port)
     owner = DutyOwner(settings, svc.topics.control, settings.duties_group, name, duties)
     return owner, held

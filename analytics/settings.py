@@ -50,7 +50,8 @@ class AnalyticsSettings(KernelSettings):
     failing_window: str = Field(
         "15m",
         description="a rule whose failure ratio stays above its account's threshold this long "
-        "is reported failing (rule.failing); 0 = never",
+        "is reported failing (rule.failing), an account whose dispatches breach its slo this "
+        "long is reported breached (sla.breached); 0 = never",
     )
     health_interval_s: float = Field(
         60.0, gt=0, le=3600, description="how often rules' failure ratios are judged"

@@ -110,6 +110,9 @@ class Deliverer:
         except (httpx.InvalidURL, httpx.HTTPError, ValueError, UnicodeError) as exc:
             text = classify.describe_error(exc)
             return self._outcome(job, started_at, 0.0, None, classify.INVALID_URL, text, body)
+        # The attempt's time is when the request is handed over, the body built and signed:
+        # with many jobs starting at once, their building would count as the endpoint's time.
+        started_at, started = now_utc(), time.perf_counter()
         try:
             async with asyncio.timeout(job.target.timeout_s):
                 response = await transport.handle_async_request(request)

@@ -31,7 +31,21 @@ MAX_EMBED_ORIGINS = 10
 # An origin as CSP frame-ancestors takes it: no path, no wildcard, nothing to inject.
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?")
 MAX_SEARCH_VALUE_CHARS = 200  # longer values are not kept for search
-NOTIFICATION_TYPES = ("rule.paused", "rule.failing", "rule.recovered")
+NOTIFICATION_TYPES = (
+    "rule.paused", "rule.failing", "rule.recovered", "sla.breached", "sla.recovered",
+)  # fmt: skip
+MAX_SLO_SECONDS = 30 * 86400  # the history kept: a longer target could never be judged
+
+
+class Slo(BaseModel):
+    """The account's receipt target: 95 % of its dispatches reach the customer (first 2xx)
+    within `p95_seconds` of the order event, and none stays undelivered past
+    `max_undelivered_seconds`."""
+
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid", frozen=True)
+
+    p95_seconds: float = Field(gt=0, le=MAX_SLO_SECONDS)
+    max_undelivered_seconds: float = Field(gt=0, le=MAX_SLO_SECONDS)
 
 
 class AccountLimits(BaseModel):
@@ -84,6 +98,13 @@ class AccountFields(BaseModel):
         description="the account's order statuses ranked lowest first, and the allowed steps "
         "back; rules with status_guard forward_only never send an older status than one "
         "already delivered",
+    )
+
+    slo: Slo | None = Field(
+        None,
+        description="the receipt target: p95_seconds from the order event (occurred_at) to "
+        "the customer's first 2xx, and max_undelivered_seconds a dispatch may stay open; "
+        "GET /api/v1/sla measures it",
     )
 
     @field_validator("embed_origins")

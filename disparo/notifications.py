@@ -1,4 +1,5 @@
-"""Operational webhooks to an account's owner: a rule paused, failing or recovered.
+"""Operational webhooks to an account's owner: a rule paused, failing or recovered; the
+account's receipt SLA breached or recovered.
 
 They travel as dispatch jobs for rule id 0, which workers resolve to the account's
 notification URL and secret: the same delivery, signing, retries and history as any webhook.
@@ -22,6 +23,7 @@ from disparo.schemas import (
 )
 
 Kind = Literal["rule.paused", "rule.failing", "rule.recovered"]
+AccountKind = Literal["sla.breached", "sla.recovered"]
 _NAMESPACE = uuid.UUID("0f6f1c2a-8f6e-4bd5-9b8e-2c5a4d7e9a31")
 TIMEOUT_S = 10.0
 MAX_ATTEMPTS = 8
@@ -40,6 +42,27 @@ def notification_job(
         occurred_at=at,
         payload={"rule_id": rule.id, "rule_name": rule.name, **details},
         account_id=rule.account_id,
+    )
+    return DispatchJob(
+        dispatch_id=dispatch_id_for(event.event_id, NOTIFICATIONS_RULE_ID),
+        event=event,
+        rule=RuleRef(rule_id=NOTIFICATIONS_RULE_ID),
+    )
+
+
+def account_notification_job(
+    kind: AccountKind, account_id: str, episode: str, at: datetime, details: dict[str, Any]
+) -> DispatchJob:
+    """The job of one notification about the account itself (its receipt SLA); the same
+    id each time the same change is announced again."""
+    event = OrderEvent(
+        event_id=uuid.uuid5(_NAMESPACE, f"{account_id}/account/{kind}/{episode}"),
+        event_type=kind,
+        order_id=f"account-{account_id}",
+        order_status=kind.removeprefix("sla."),
+        occurred_at=at,
+        payload={"account_id": account_id, **details},
+        account_id=account_id,
     )
     return DispatchJob(
         dispatch_id=dispatch_id_for(event.event_id, NOTIFICATIONS_RULE_ID),

@@ -5,6 +5,7 @@ from prometheus_client import REGISTRY
 import analytics.control.duties
 import analytics.control.held_keeper
 import analytics.control.resends
+import analytics.control.sla_watch
 import analytics.control.warden
 import analytics.history.sink
 import consumers.metrics
@@ -14,6 +15,7 @@ import dispatcher.metrics
 SERVICE_METRIC_MODULES = (
     analytics.control.duties,
     analytics.control.held_keeper,
+    analytics.control.sla_watch,
     analytics.history.sink,
     analytics.control.warden,
     consumers.metrics,

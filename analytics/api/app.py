@@ -26,6 +26,7 @@ from analytics.api import (
     resend,
     rule_tools,
     rules,
+    sla,
     tasks,
 )
 from analytics.api.access import KeyFirst, permission_of
@@ -45,6 +46,7 @@ ROUTERS = (
     dispatches.router,
     resend.router,
     coverage.router,
+    sla.router,
     orders.router,  # after coverage: /orders/undelivered is not an order number
     keys.router,
     audit.router,

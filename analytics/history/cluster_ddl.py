@@ -37,6 +37,14 @@ def cluster_ddl(cluster: str = DEFAULT_CLUSTER, database: str = schema.DATABASE)
         _replicated(
             on,
             database,
+            schema.SLA_HEALTH_TABLE,
+            schema.SLA_HEALTH_TABLE_BODY,
+            schema.SLA_HEALTH_LAYOUT,
+        ),
+        _distributed(on, cluster, database, schema.SLA_HEALTH_TABLE, "rand()"),
+        _replicated(
+            on,
+            database,
             schema.IDEMPOTENCY_TABLE,
             schema.IDEMPOTENCY_TABLE_BODY,
             schema.IDEMPOTENCY_LAYOUT,
@@ -65,6 +73,24 @@ def cluster_ddl(cluster: str = DEFAULT_CLUSTER, database: str = schema.DATABASE)
         _distributed(on, cluster, database, schema.SEARCH_TABLE, "rand()"),
         schema.search_view_sql(
             database, f"{schema.EVENTS_TABLE}_local", f"{schema.SEARCH_TABLE}_local", on
+        ),
+        _replicated(
+            on,
+            database,
+            schema.DISPATCH_STATE_TABLE,
+            schema.DISPATCH_STATE_BODY,
+            schema.DISPATCH_STATE_LAYOUT,
+            "ReplicatedAggregatingMergeTree",
+        ),
+        # Kept on each shard from its own events and attempts (both sharded by order, so a
+        # dispatch's rows meet on one shard and merge there).
+        _distributed(on, cluster, database, schema.DISPATCH_STATE_TABLE, "cityHash64(order_id)"),
+        *schema.dispatch_state_views(
+            database,
+            f"{schema.EVENTS_TABLE}_local",
+            f"{schema.TABLE}_local",
+            f"{schema.DISPATCH_STATE_TABLE}_local",
+            on,
         ),
     ]
 

@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 from analytics.errors import BadQuery
 from analytics.history import filter_sql, schema
+from analytics.history.dispatch_sql import dispatch_id_sql
 from analytics.history.queries import TS_TYPE, Period, ts_param
 from disparo.filters import NUMBER_OPERATORS, ONE_OF, FilterSpec, operator_of
 from disparo.matching import ALL_EVENT_TYPES
-from disparo.schemas import ID_NAMESPACE
 
 # The latest event of an order: the one published last (ties: the later offset).
 _LATEST = "(published_at, kafka_offset)"
@@ -211,23 +211,6 @@ def _filter_number(spec: FilterSpec) -> str:
     if name in ("exists", *NUMBER_OPERATORS):
         return repr(float(operand))
     return "0"
-
-
-def dispatch_id_sql(event_id: str, rule_id: str) -> str:
-    """`disparo.schemas.dispatch_id_for` in SQL: 'msg_' + the hex of a uuid5 (SHA-1 based).
-
-    The digest is written three times; ClickHouse computes an expression once per row.
-    """
-    h = (
-        f"substring(SHA1(concat(unhex('{ID_NAMESPACE.hex}'), toString({event_id}), '/', "
-        f"toString({rule_id}))), 1, 16)"
-    )
-    version = f"char(bitOr(bitAnd(reinterpretAsUInt8(substring({h}, 7, 1)), 15), 80))"  # v5
-    variant = f"char(bitOr(bitAnd(reinterpretAsUInt8(substring({h}, 9, 1)), 63), 128))"
-    parts = (
-        f"substring({h}, 1, 6), {version}, substring({h}, 8, 1), {variant}, substring({h}, 10, 7)"
-    )
-    return f"concat('msg_', lower(hex(concat({parts}))))"
 
 
 def rules_accounts(rules: Sequence[RuleScope], account_id: str | None = None) -> str:

@@ -53,7 +53,12 @@ def search_values(event: OrderEvent, paths: Sequence[str]) -> dict[str, str]:
 
 
 def event_row(
-    event: OrderEvent, at: datetime, partition: int, offset: int, search_keys: Sequence[str] = ()
+    event: OrderEvent,
+    at: datetime,
+    partition: int,
+    offset: int,
+    search_keys: Sequence[str] = (),
+    rule_ids: Sequence[int] = (),
 ) -> Row:
     """The events-table row of one order event read at a Kafka partition and offset."""
     return {
@@ -69,6 +74,7 @@ def event_row(
         "event_json": event.model_dump_json(),
         "kafka_partition": partition,
         "kafka_offset": offset,
+        "rule_ids": list(rule_ids),
     }
 
 
@@ -82,8 +88,10 @@ class EventSink(TopicSink):
         store: Store,
         producer: KafkaProducer,
         search_keys: Callable[[str], Sequence[str]] = lambda _: (),
+        matched: Callable[[OrderEvent, datetime], Sequence[int]] = lambda *_: (),
     ) -> None:
         self.search_keys = search_keys  # an account's search keys, as its view has them now
+        self.matched = matched  # the rules an event matches (analytics.history.matched_rules)
         target = SinkTarget(
             name="events",
             topic=Topics(settings.topic_prefix).order_events,
@@ -103,6 +111,7 @@ class EventSink(TopicSink):
             except InvalidMessage:
                 continue
             at, keys = published_at(r.timestamp, now), self.search_keys(event.account_id)
-            row = event_row(event, at, r.partition, r.offset, keys)
+            matched = self.matched(event, at)
+            row = event_row(event, at, r.partition, r.offset, keys, matched)
             pieces.append(Piece(r, to_json(row) + b"\n"))
         return pieces

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from analytics.history.dispatch_sql import dispatch_id_sql
+
 DATABASE = "disparo"
 TABLE = "attempts"
 RESENDS_TABLE = "resend_requests"
@@ -143,6 +145,17 @@ HEALTH_TABLE_BODY = """(
 HEALTH_LAYOUT = f"""ORDER BY (rule_id, at)
 TTL toDateTime(at) + INTERVAL {RETENTION_DAYS} DAY"""
 
+# Each account's receipt SLA changes (issue 32): breached or recovered, as announced.
+SLA_HEALTH_TABLE = "sla_health"
+SLA_HEALTH_TABLE_BODY = """(
+    at           DateTime64(3, 'UTC'),
+    account_id   String,
+    state        LowCardinality(String) COMMENT 'breached or recovered',
+    breach_ratio Float64 COMMENT 'of the latest slice of the window'
+)"""
+SLA_HEALTH_LAYOUT = f"""ORDER BY (account_id, at)
+TTL toDateTime(at) + INTERVAL {RETENTION_DAYS} DAY"""
+
 # The first answer to each POST resend sent with an `Idempotency-Key` (issue 28): a retry of
 # the same request within a day answers it again and queues nothing.
 IDEMPOTENCY_TABLE = "idempotency"
@@ -189,12 +202,13 @@ EVENTS_TABLE_BODY = """(
     search_values   Map(String, String) COMMENT 'the account search_keys: path -> value',
     event_json      String CODEC(ZSTD(3)) COMMENT 'the order event, for resends and backfills',
     kafka_partition UInt16,
-    kafka_offset    UInt64
+    kafka_offset    UInt64,
+    rule_ids        Array(UInt64) COMMENT 'the active rules it matched when stored'
 )"""
 EVENTS_LAYOUT = f"""PARTITION BY toDate(published_at)
 ORDER BY (account_id, order_id, event_id)
 TTL toDateTime(published_at) + INTERVAL {RETENTION_DAYS} DAY"""
-EVENTS_ADDED_COLUMNS = (("search_values", "Map(String, String)"),)
+EVENTS_ADDED_COLUMNS = (("search_values", "Map(String, String)"), ("rule_ids", "Array(UInt64)"))
 # The values of each account's search keys, by value: a support desk's tracking code or NF-e
 # key finds its orders by seeking (filled from the events inserted, by SEARCH_VIEW).
 SEARCH_TABLE = "search_keys"
@@ -220,6 +234,64 @@ def search_view_sql(database: str, events: str, target: str, on: str = "") -> st
         f"FROM {database}.{events} "
         "ARRAY JOIN mapKeys(search_values) AS path, mapValues(search_values) AS value"
     )
+
+
+# Each dispatch's state, kept by two views as the sinks insert (issue 32): what its event
+# says and when it was published (from the events, per rule it matched), and when it was
+# first tried and first answered 2xx (from the attempts). An AggregatingMergeTree of
+# min/max columns: a replayed insert or a repeated row changes nothing, whatever the order
+# the two sinks store them in, and a dispatch's rows merge into one. Read with FINAL.
+DISPATCH_STATE_TABLE = "dispatch_state"
+_MAX_TIME = "SimpleAggregateFunction(max, DateTime64(3, 'UTC'))"
+_MIN_TIME = "SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))"
+_FLAG = "SimpleAggregateFunction(max, UInt8)"
+DISPATCH_STATE_BODY = f"""(
+    account_id       LowCardinality(String),
+    rule_id          UInt64,
+    order_id         String,
+    dispatch_id      String,
+    event_id         SimpleAggregateFunction(max, UUID),
+    event_type       SimpleAggregateFunction(max, String),
+    order_status     SimpleAggregateFunction(max, String),
+    occurred_at      {_MAX_TIME},
+    published_at     {_MAX_TIME} COMMENT 'the event record in Kafka; 0 until the event is stored',
+    first_attempt_at {_MIN_TIME} COMMENT 'the first POST began',
+    first_ok_at      {_MIN_TIME} COMMENT 'the first 2xx came back',
+    settled          {_FLAG} COMMENT 'delivered, superseded or regressed: nothing owed',
+    failed           {_FLAG} COMMENT 'a final failure',
+    held             {_FLAG},
+    last_at          {_MAX_TIME}
+)"""
+DISPATCH_STATE_LAYOUT = f"""ORDER BY (account_id, rule_id, order_id, dispatch_id)
+TTL toDateTime(last_at) + INTERVAL {RETENTION_DAYS} DAY"""
+_NO_TIME = "CAST(NULL, 'Nullable(DateTime64(3, \\'UTC\\'))')"
+
+
+def dispatch_state_views(
+    database: str, events: str, attempts: str, target: str, on: str = ""
+) -> list[str]:
+    """The two materialized views that keep `dispatch_state` from the sinks' inserts."""
+    head = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{target}"
+    on = f" {on}" if on else ""
+    return [
+        f"{head}_from_events{on} TO {database}.{target} AS SELECT account_id, rule_id, "
+        f"order_id, {dispatch_id_sql('event_id', 'rule_id')} AS dispatch_id, event_id, "
+        "toString(event_type) AS event_type, toString(order_status) AS order_status, "
+        f"occurred_at, published_at, {_NO_TIME} AS first_attempt_at, "
+        f"{_NO_TIME} AS first_ok_at, toUInt8(0) AS settled, toUInt8(0) AS failed, "
+        "toUInt8(0) AS held, published_at AS last_at "
+        f"FROM {database}.{events} ARRAY JOIN rule_ids AS rule_id",
+        f"{head}_from_attempts{on} TO {database}.{target} AS SELECT account_id, rule_id, "
+        "order_id, dispatch_id, event_id, toString(event_type) AS event_type, "
+        "toString(order_status) AS order_status, parseDateTime64BestEffortOrZero("
+        "JSONExtractString(event_json, 'occurred_at'), 3, 'UTC') AS occurred_at, "
+        "toDateTime64(0, 3, 'UTC') AS published_at, "
+        "if(status IN ('success', 'failure'), dispatched_at, NULL) AS first_attempt_at, "
+        "if(status = 'success', dispatched_at + toIntervalMillisecond(duration_ms), NULL) "
+        "AS first_ok_at, toUInt8(status IN ('success', 'superseded', 'regressed')) AS settled, "
+        "toUInt8(status = 'failure' AND final) AS failed, toUInt8(status = 'held') AS held, "
+        f"dispatched_at AS last_at FROM {database}.{attempts} WHERE rule_id != 0",
+    ]
 
 
 # Time columns of the tables the sinks fill: a server insert takes them as datetimes.
@@ -295,6 +367,8 @@ def ddl(database: str = DATABASE) -> list[str]:
         f"ENGINE = MergeTree\n{HEALTH_LAYOUT}",
         f"CREATE TABLE IF NOT EXISTS {database}.{HELD_TABLE} {HELD_TABLE_BODY}\n"
         f"ENGINE = MergeTree\n{HELD_LAYOUT}",
+        f"CREATE TABLE IF NOT EXISTS {database}.{SLA_HEALTH_TABLE} {SLA_HEALTH_TABLE_BODY}\n"
+        f"ENGINE = MergeTree\n{SLA_HEALTH_LAYOUT}",
         f"CREATE TABLE IF NOT EXISTS {database}.{EVENTS_TABLE} {EVENTS_TABLE_BODY}\n"
         f"ENGINE = ReplacingMergeTree\n{EVENTS_LAYOUT}",
         *(
@@ -304,6 +378,9 @@ def ddl(database: str = DATABASE) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {database}.{SEARCH_TABLE} {SEARCH_TABLE_BODY}\n"
         f"ENGINE = ReplacingMergeTree\n{SEARCH_LAYOUT}",
         search_view_sql(database, EVENTS_TABLE, SEARCH_TABLE),
+        f"CREATE TABLE IF NOT EXISTS {database}.{DISPATCH_STATE_TABLE} {DISPATCH_STATE_BODY}\n"
+        f"ENGINE = AggregatingMergeTree\n{DISPATCH_STATE_LAYOUT}",
+        *dispatch_state_views(database, EVENTS_TABLE, TABLE, DISPATCH_STATE_TABLE),
         f"CREATE TABLE IF NOT EXISTS {database}.{IDEMPOTENCY_TABLE} {IDEMPOTENCY_TABLE_BODY}\n"
         f"ENGINE = MergeTree\n{IDEMPOTENCY_LAYOUT}\n"
         "SETTINGS non_replicated_deduplication_window = 1000",

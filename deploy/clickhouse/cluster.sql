@@ -112,6 +112,20 @@ SETTINGS replicated_deduplication_window = 1000;
 CREATE TABLE IF NOT EXISTS disparo.held_actions ON CLUSTER 'disparo' AS disparo.held_actions_local
 ENGINE = Distributed('disparo', 'disparo', 'held_actions_local', rule_id);
 
+CREATE TABLE IF NOT EXISTS disparo.sla_health_local ON CLUSTER 'disparo' (
+    at           DateTime64(3, 'UTC'),
+    account_id   String,
+    state        LowCardinality(String) COMMENT 'breached or recovered',
+    breach_ratio Float64 COMMENT 'of the latest slice of the window'
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/disparo/sla_health_local', '{replica}')
+ORDER BY (account_id, at)
+TTL toDateTime(at) + INTERVAL 30 DAY
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS disparo.sla_health ON CLUSTER 'disparo' AS disparo.sla_health_local
+ENGINE = Distributed('disparo', 'disparo', 'sla_health_local', rand());
+
 CREATE TABLE IF NOT EXISTS disparo.idempotency_local ON CLUSTER 'disparo' (
     at          DateTime64(3, 'UTC'),
     scope       String COMMENT 'the account of the key that asked; empty for platform keys',
@@ -139,7 +153,8 @@ CREATE TABLE IF NOT EXISTS disparo.events_local ON CLUSTER 'disparo' (
     search_values   Map(String, String) COMMENT 'the account search_keys: path -> value',
     event_json      String CODEC(ZSTD(3)) COMMENT 'the order event, for resends and backfills',
     kafka_partition UInt16,
-    kafka_offset    UInt64
+    kafka_offset    UInt64,
+    rule_ids        Array(UInt64) COMMENT 'the active rules it matched when stored'
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/disparo/events_local', '{replica}')
 PARTITION BY toDate(published_at)
@@ -167,4 +182,33 @@ CREATE TABLE IF NOT EXISTS disparo.search_keys ON CLUSTER 'disparo' AS disparo.s
 ENGINE = Distributed('disparo', 'disparo', 'search_keys_local', rand());
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS disparo.search_keys_feed ON CLUSTER 'disparo' TO disparo.search_keys_local AS SELECT value, account_id, order_id, path, published_at FROM disparo.events_local ARRAY JOIN mapKeys(search_values) AS path, mapValues(search_values) AS value;
+
+CREATE TABLE IF NOT EXISTS disparo.dispatch_state_local ON CLUSTER 'disparo' (
+    account_id       LowCardinality(String),
+    rule_id          UInt64,
+    order_id         String,
+    dispatch_id      String,
+    event_id         SimpleAggregateFunction(max, UUID),
+    event_type       SimpleAggregateFunction(max, String),
+    order_status     SimpleAggregateFunction(max, String),
+    occurred_at      SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+    published_at     SimpleAggregateFunction(max, DateTime64(3, 'UTC')) COMMENT 'the event record in Kafka; 0 until the event is stored',
+    first_attempt_at SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC'))) COMMENT 'the first POST began',
+    first_ok_at      SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC'))) COMMENT 'the first 2xx came back',
+    settled          SimpleAggregateFunction(max, UInt8) COMMENT 'delivered, superseded or regressed: nothing owed',
+    failed           SimpleAggregateFunction(max, UInt8) COMMENT 'a final failure',
+    held             SimpleAggregateFunction(max, UInt8),
+    last_at          SimpleAggregateFunction(max, DateTime64(3, 'UTC'))
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/disparo/dispatch_state_local', '{replica}')
+ORDER BY (account_id, rule_id, order_id, dispatch_id)
+TTL toDateTime(last_at) + INTERVAL 30 DAY
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS disparo.dispatch_state ON CLUSTER 'disparo' AS disparo.dispatch_state_local
+ENGINE = Distributed('disparo', 'disparo', 'dispatch_state_local', cityHash64(order_id));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS disparo.dispatch_state_local_from_events ON CLUSTER 'disparo' TO disparo.dispatch_state_local AS SELECT account_id, rule_id, order_id, concat('msg_', lower(hex(concat(substring(substring(SHA1(concat(unhex('5b0b7c4e5d524c1e9a536f0d1d6a0c11'), toString(event_id), '/', toString(rule_id))), 1, 16), 1, 6), char(bitOr(bitAnd(reinterpretAsUInt8(substring(substring(SHA1(concat(unhex('5b0b7c4e5d524c1e9a536f0d1d6a0c11'), toString(event_id), '/', toString(rule_id))), 1, 16), 7, 1)), 15), 80)), substring(substring(SHA1(concat(unhex('5b0b7c4e5d524c1e9a536f0d1d6a0c11'), toString(event_id), '/', toString(rule_id))), 1, 16), 8, 1), char(bitOr(bitAnd(reinterpretAsUInt8(substring(substring(SHA1(concat(unhex('5b0b7c4e5d524c1e9a536f0d1d6a0c11'), toString(event_id), '/', toString(rule_id))), 1, 16), 9, 1)), 63), 128)), substring(substring(SHA1(concat(unhex('5b0b7c4e5d524c1e9a536f0d1d6a0c11'), toString(event_id), '/', toString(rule_id))), 1, 16), 10, 7))))) AS dispatch_id, event_id, toString(event_type) AS event_type, toString(order_status) AS order_status, occurred_at, published_at, CAST(NULL, 'Nullable(DateTime64(3, \'UTC\'))') AS first_attempt_at, CAST(NULL, 'Nullable(DateTime64(3, \'UTC\'))') AS first_ok_at, toUInt8(0) AS settled, toUInt8(0) AS failed, toUInt8(0) AS held, published_at AS last_at FROM disparo.events_local ARRAY JOIN rule_ids AS rule_id;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS disparo.dispatch_state_local_from_attempts ON CLUSTER 'disparo' TO disparo.dispatch_state_local AS SELECT account_id, rule_id, order_id, dispatch_id, event_id, toString(event_type) AS event_type, toString(order_status) AS order_status, parseDateTime64BestEffortOrZero(JSONExtractString(event_json, 'occurred_at'), 3, 'UTC') AS occurred_at, toDateTime64(0, 3, 'UTC') AS published_at, if(status IN ('success', 'failure'), dispatched_at, NULL) AS first_attempt_at, if(status = 'success', dispatched_at + toIntervalMillisecond(duration_ms), NULL) AS first_ok_at, toUInt8(status IN ('success', 'superseded', 'regressed')) AS settled, toUInt8(status = 'failure' AND final) AS failed, toUInt8(status = 'held') AS held, dispatched_at AS last_at FROM disparo.attempts_local WHERE rule_id != 0;
 

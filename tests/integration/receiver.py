@@ -2,8 +2,9 @@
 
 Paths: /ok answers 200; /fail 503; /gone 410; /reject 400; /flaky/N 503 to the first N
 requests of each webhook-id, then 200; /slow sleeps 3 s and /hang 20 s before answering 200.
-`plan` gives one webhook-id its own answers, whatever the path; `take_down` makes every
-path under a prefix answer an error status until `bring_up`.
+/wait50 sleeps 50 ms. `plan` gives one webhook-id its own answers, whatever the path;
+`take_down` makes every path under a prefix answer an error status until `bring_up`. Each
+request keeps when it arrived and when its answer went out (wall clock, for lag checks).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class Received:
     body: bytes
     status: int = 0  # what the receiver answered
     at: float = 0.0  # when it arrived (time.monotonic)
+    arrived: float = 0.0  # the same, as time.time()
+    answered: float = 0.0  # when the answer was written (time.time())
 
     @property
     def webhook_id(self) -> str:
@@ -42,25 +45,29 @@ class Receiver:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
+                arrived, at = time.time(), time.monotonic()
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
                 status = receiver.status_for(self.path, self.headers.get("webhook-id", ""))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                received = Received(self.path, headers, body, status, at, arrived)
                 with receiver._cond:
-                    headers = {k.lower(): v for k, v in self.headers.items()}
-                    receiver.requests.append(
-                        Received(self.path, headers, body, status, time.monotonic())
-                    )
+                    receiver.requests.append(received)
                     receiver._cond.notify_all()
                 if self.path.startswith("/slow"):
                     time.sleep(3)
                 if self.path.startswith("/hang"):
                     time.sleep(20)
+                if self.path.startswith("/wait50"):
+                    time.sleep(0.05)
                 reply = b'{"ok":true}' if status == 200 else b'{"error":"down"}'
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(reply)))
                 self.end_headers()
                 self.wfile.write(reply)
+                self.wfile.flush()
+                received.answered = time.time()
 
             def log_message(self, format: str, *args: object) -> None:
                 return None

@@ -6,8 +6,13 @@ import pytest
 
 from analytics.control.rate_limit import RateLimiter, first_refusal, over_limit
 from analytics.control.rule_health import change, judge
+from analytics.control.sla_watch import sla_change
 from disparo.accounts import Account, decode_account, encode_account
-from disparo.notifications import notification_job, notification_target
+from disparo.notifications import (
+    account_notification_job,
+    notification_job,
+    notification_target,
+)
 from disparo.schemas import NOTIFICATIONS_RULE_ID, Rule, generate_secret, now_utc
 from disparo.secret_box import SecretBox, SecretKeyMismatch, new_key_text
 
@@ -135,3 +140,36 @@ def test_announcing_the_same_change_again_keeps_its_webhook_id() -> None:
     assert first.rule.rule_id == NOTIFICATIONS_RULE_ID
     assert (first.event.event_type, first.event.account_id) == ("rule.failing", "acme")
     assert first.event.payload["rule_id"] == 61856
+
+
+def test_an_slo_takes_positive_seconds_within_the_history_kept() -> None:
+    account = Account(id="a", name="a", slo={"p95_seconds": 2, "max_undelivered_seconds": 600})
+    assert account.slo is not None
+    assert account.slo.p95_seconds == 2.0
+    for bad in (
+        {"p95_seconds": 0, "max_undelivered_seconds": 600},
+        {"p95_seconds": 2, "max_undelivered_seconds": 31 * 86400},
+        {"p95_seconds": 2},
+        {"p95_seconds": 2, "max_undelivered_seconds": 60, "p99_seconds": 5},
+    ):
+        with pytest.raises(ValueError, match="slo"):
+            Account(id="a", name="a", slo=bad)
+
+
+def test_an_sla_breach_and_its_recovery_are_each_announced_once() -> None:
+    assert sla_change(None, True) == "sla.breached"
+    assert sla_change("breached", True) is None
+    assert sla_change("breached", None) is None  # too little traffic to tell
+    assert sla_change("breached", False) == "sla.recovered"
+    assert sla_change("recovered", False) is None
+    assert sla_change(None, False) is None
+
+
+def test_an_account_notification_keeps_its_webhook_id_for_the_same_episode() -> None:
+    at = now_utc()
+    first = account_notification_job("sla.breached", "acct", "0", at, {"breach_ratio": 0.5})
+    again = account_notification_job("sla.breached", "acct", "0", at, {"breach_ratio": 0.6})
+    later = account_notification_job("sla.breached", "acct", "2", at, {})
+    assert first.dispatch_id == again.dispatch_id != later.dispatch_id
+    assert first.rule.rule_id == NOTIFICATIONS_RULE_ID
+    assert first.event.payload == {"account_id": "acct", "breach_ratio": 0.5}

@@ -194,7 +194,7 @@ function route() {
 
 // ---- the webhook history -----------------------------------------------------------------
 // Each is a status filter of the list, but the last: it lists orders (see coverage.js).
-const TABS = ["failure", "all", "held", "superseded", "regressed", "undelivered"];
+const TABS = ["failure", "all", "held", "superseded", "regressed", "undelivered", "sla"];
 
 function refresh() {
   state.cursors = [null];
@@ -209,8 +209,9 @@ function refresh() {
   }
   loadCounts(period);
   loadUndelivered(period); // its count is shown on every tab, its rows on its own
+  loadSla(period); // sla.js: the same for the breaches
   startLive(); // stops where live rows cannot belong (see live.js)
-  if (state.tab === "undelivered") return;
+  if (state.tab === "undelivered" || state.tab === "sla") return;
   loadBreakdown(period);
   loadRegressions(period); // regressions.js: the Regressions tab's breakdown and lifecycle
   loadPage();
@@ -226,16 +227,19 @@ function renderControls() {
   $("#breakdown").hidden = state.tab !== "failure";
   $("#regressions").hidden = state.tab !== "regressed";
   const coverage = state.tab === "undelivered";
+  const sla = state.tab === "sla";
   $("#coverage").hidden = !coverage;
-  $("#history").hidden = $("#pager").hidden = coverage;
+  $("#sla").hidden = !sla;
+  $("#history").hidden = $("#pager").hidden = coverage || sla;
   const chips = [];
   const remove = (key) => () => { state[key] = ""; refresh(); };
   if (state.order) chips.push(filterChip(tr("orderFilter", { value: state.order }), remove("order"), "order"));
   if (state.reason) chips.push(filterChip(tr("reasonFilter", { value: reasonText(state.lang, state.reason) }), remove("reason"), "reason"));
   if (state.rule) chips.push(filterChip(tr("ruleFilter", { value: state.rule }), remove("rule"), "rule"));
   $("#active-filters").replaceChildren(...chips);
-  $("#export").href = coverage
-    ? `/api/v1/orders/undelivered/export.csv?${query(scoped({ from: periodParams().from, to: periodParams().to }))}`
+  const span = scoped({ from: periodParams().from, to: periodParams().to });
+  $("#export").href = coverage ? `/api/v1/orders/undelivered/export.csv?${query(span)}`
+    : sla ? `/api/v1/sla/breaches/export.csv?${query(span)}`
     : `/api/v1/dispatches/export.csv?${query(listParams())}`;
 }
 

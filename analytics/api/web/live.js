@@ -10,7 +10,7 @@ const LIVE_MAX_ROWS = 500; // rows kept on the first page while live; the pager 
 const live = { paused: false, controller: null, connected: false, token: 0, retry: null, summary: null, received: [], watches: [] };
 
 // Live only where new rows can belong: a list tab whose period runs to today.
-const liveWanted = () => state.me && state.tab !== "undelivered" && state.to >= isoDay(new Date())
+const liveWanted = () => state.me && state.tab !== "undelivered" && state.tab !== "sla" && state.to >= isoDay(new Date())
   && !$("#webhooks-view").hidden;
 
 function stopLive() {

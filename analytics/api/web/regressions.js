@@ -5,7 +5,7 @@
 
 const ACCOUNT_FIELDS = [
   "name", "limits", "notification_url", "failing_threshold", "target_allowlist",
-  "search_keys", "embed_origins", "lifecycle",
+  "search_keys", "embed_origins", "lifecycle", "slo",
 ];
 let regressionsToken = 0;
 
