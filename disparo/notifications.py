@@ -43,11 +43,7 @@ def notification_job(
         payload={"rule_id": rule.id, "rule_name": rule.name, **details},
         account_id=rule.account_id,
     )
-    return DispatchJob(
-        dispatch_id=dispatch_id_for(event.event_id, NOTIFICATIONS_RULE_ID),
-        event=event,
-        rule=RuleRef(rule_id=NOTIFICATIONS_RULE_ID),
-    )
+    return _notice(event)
 
 
 def account_notification_job(
@@ -64,6 +60,11 @@ def account_notification_job(
         payload={"account_id": account_id, **details},
         account_id=account_id,
     )
+    return _notice(event)
+
+
+def _notice(event: OrderEvent) -> DispatchJob:
+    """The job of a notification event: rule 0, which workers resolve to the account."""
     return DispatchJob(
         dispatch_id=dispatch_id_for(event.event_id, NOTIFICATIONS_RULE_ID),
         event=event,

@@ -193,6 +193,15 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
+def owner() -> Iterator[Receiver]:
+    """An account owner's notification endpoint: another host:port than the rules', whose
+    open circuit would otherwise hold the notifications back too."""
+    found = Receiver()
+    yield found
+    found.close()
+
+
+@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r

@@ -164,15 +164,6 @@ def publish_until(stack: Stack, prefix: str, done: Any, timeout_s: float) -> Any
     raise AssertionError(f"nothing after {timeout_s} s of traffic ({n} events)")
 
 
-@pytest.fixture
-def owner() -> Iterator[Receiver]:
-    """The account owner's endpoint: another host:port than the failing rule's, whose open
-    circuit would otherwise hold the notifications back too."""
-    found = Receiver()
-    yield found
-    found.close()
-
-
 def test_the_owner_hears_of_a_failing_rule_and_its_recovery_in_signed_webhooks(
     stack: Stack, receiver: Receiver, owner: Receiver
 ) -> None:

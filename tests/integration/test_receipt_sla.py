@@ -232,14 +232,6 @@ def watched_stack(kafka_bootstrap: str, tmp_path: Any) -> Any:
         yield stack
 
 
-@pytest.fixture
-def owner() -> Iterator[Receiver]:
-    """The account owner's endpoint, on a host:port of its own."""
-    found = Receiver()
-    yield found
-    found.close()
-
-
 def test_the_owner_hears_once_that_its_sla_is_breached_then_once_that_it_recovered(
     watched_stack: Stack, receiver: Receiver, owner: Receiver
 ) -> None:
