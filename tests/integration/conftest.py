@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import threading
@@ -190,6 +191,37 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with temporary_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
         yield bootstrap
         stacks_stopped()  # services leave their groups while the broker still answers
+
+
+def notifications(owner: Receiver, kind: str) -> list[dict[str, Any]]:
+    """The notifications of `kind` an owner's /notify got: body, headers and raw bytes."""
+    found = []
+    for request in owner.on("/notify"):
+        body = json.loads(request.body)
+        if body["type"] == kind:
+            found.append({"body": body, "headers": request.headers, "raw": request.body})
+    return found
+
+
+def publish_until(
+    stack: Stack,
+    account: str,
+    prefix: str,
+    done: Callable[[], Any],
+    timeout_s: float = 60.0,
+    every_s: float = 0.3,
+) -> Any:
+    """Publish one event of `account` every `every_s` (live traffic) until `done()` is truthy."""
+    deadline = time.monotonic() + timeout_s
+    n = 0
+    while time.monotonic() < deadline:
+        stack.publisher.publish_many([order_event(f"{prefix}-{n}", account_id=account)])
+        n += 1
+        found = done()
+        if found:
+            return found
+        time.sleep(every_s)
+    raise AssertionError(f"nothing after {timeout_s} s of traffic ({n} events)")
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ from tests.integration.conftest import (
     bearer,
     eventually,
     every_record,
+    notifications,
     order_event,
+    publish_until,
     running_stack,
     signed_in_key,
 )
@@ -141,29 +143,6 @@ def test_limits_refuse_with_429_and_retry_after_and_nothing_refused_is_published
     admin.close()
 
 
-def notifications(receiver: Receiver, kind: str) -> list[dict[str, Any]]:
-    found = []
-    for request in receiver.on("/notify"):
-        body = json.loads(request.body)
-        if body["type"] == kind:
-            found.append({"body": body, "headers": request.headers, "raw": request.body})
-    return found
-
-
-def publish_until(stack: Stack, prefix: str, done: Any, timeout_s: float) -> Any:
-    """Publish one event of acct-n every 0.3 s (live traffic) until `done()` is truthy."""
-    deadline = time.monotonic() + timeout_s
-    n = 0
-    while time.monotonic() < deadline:
-        stack.publisher.publish_many([order_event(f"{prefix}-{n}", account_id="acct-n")])
-        n += 1
-        found = done()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"nothing after {timeout_s} s of traffic ({n} events)")
-
-
 def test_the_owner_hears_of_a_failing_rule_and_its_recovery_in_signed_webhooks(
     stack: Stack, receiver: Receiver, owner: Receiver
 ) -> None:
@@ -183,7 +162,9 @@ def test_the_owner_hears_of_a_failing_rule_and_its_recovery_in_signed_webhooks(
     rule = stack.active_rule(url=f"{receiver.url}/fail", **fields)
 
     started = time.monotonic()
-    [failing] = publish_until(stack, "NOT-F", lambda: notifications(owner, "rule.failing"), 40)
+    [failing] = publish_until(
+        stack, "acct-n", "NOT-F", lambda: notifications(owner, "rule.failing"), 40
+    )
     assert time.monotonic() - started >= 6  # it stayed above the threshold for the window
     verified = Webhook(secret).verify(failing["raw"], failing["headers"])
     assert verified["data"]["event_type"] == "rule.failing"
@@ -194,7 +175,9 @@ def test_the_owner_hears_of_a_failing_rule_and_its_recovery_in_signed_webhooks(
 
     fixed = {**fields, "url": f"{receiver.url}/ok"}
     assert stack.http.put(f"{stack.api}/api/v1/rules/{rule['id']}", json=fixed).status_code == 200
-    [recovered] = publish_until(stack, "NOT-R", lambda: notifications(owner, "rule.recovered"), 40)
+    [recovered] = publish_until(
+        stack, "acct-n", "NOT-R", lambda: notifications(owner, "rule.recovered"), 40
+    )
     body = Webhook(secret).verify(recovered["raw"], recovered["headers"])
     assert body["data"]["payload"]["rule_id"] == rule["id"]
     assert body["data"]["payload"]["failure_ratio"] <= 0.5

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import uuid
@@ -20,7 +19,9 @@ from tests.integration.conftest import (
     Stack,
     bearer,
     eventually,
+    notifications,
     order_event,
+    publish_until,
     running_stack,
     signed_in_key,
 )
@@ -249,7 +250,9 @@ def test_the_owner_hears_once_that_its_sla_is_breached_then_once_that_it_recover
     rule = stack.active_rule(url=f"{receiver.url}/slow-n", **fields)  # 3 s an answer
 
     started = time.monotonic()
-    [breached] = _publish_until(stack, account, "SLA-B", lambda: _told(owner, "sla.breached"))
+    [breached] = publish_until(
+        stack, account, "SLA-B", lambda: notifications(owner, "sla.breached"), every_s=0.2
+    )
     assert time.monotonic() - started >= 6  # late for the whole window
     data = Webhook(secret).verify(breached["raw"], breached["headers"])["data"]
     assert (data["event_type"], data["account_id"]) == ("sla.breached", account)
@@ -258,30 +261,10 @@ def test_the_owner_hears_once_that_its_sla_is_breached_then_once_that_it_recover
 
     fixed = {**fields, "url": f"{receiver.url}/ok-n"}
     assert stack.http.put(f"{stack.api}/api/v1/rules/{rule['id']}", json=fixed).status_code == 200
-    [recovered] = _publish_until(stack, account, "SLA-R", lambda: _told(owner, "sla.recovered"))
+    [recovered] = publish_until(
+        stack, account, "SLA-R", lambda: notifications(owner, "sla.recovered"), every_s=0.2
+    )
     data = Webhook(secret).verify(recovered["raw"], recovered["headers"])["data"]
     assert data["payload"]["breach_ratio"] <= 0.05
     assert recovered["headers"]["webhook-id"] != breached["headers"]["webhook-id"]
-    assert len(_told(owner, "sla.breached")) == 1
-
-
-def _told(owner: Receiver, kind: str) -> list[dict[str, Any]]:
-    found = []
-    for request in owner.on("/notify"):
-        if json.loads(request.body)["type"] == kind:
-            found.append({"headers": request.headers, "raw": request.body})
-    return found
-
-
-def _publish_until(stack: Stack, account: str, prefix: str, done: Any) -> Any:
-    """Publish one event of the account every 0.2 s (live traffic) until `done()` is truthy."""
-    deadline = time.monotonic() + 60
-    n = 0
-    while time.monotonic() < deadline:
-        stack.publisher.publish_many([order_event(f"{prefix}-{n}", account_id=account)])
-        n += 1
-        found = done()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"nothing after 60 s of traffic ({n} events)")
+    assert len(notifications(owner, "sla.breached")) == 1
